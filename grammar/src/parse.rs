@@ -1,0 +1,200 @@
+//! The parse facade: the only place that knows lalrpop exists.
+//!
+//! [`parse`] lexes the whole source, runs the generated parser with error recovery, and turns
+//! every lalrpop error into a [`ParseError`] in exactly one function ([`from_lalrpop`]). The
+//! "expected ..." lists are rewritten for people: terminal names lose their quotes, and a set
+//! of tokens that together mean "an expression", "a type", "a statement" or "an operator" is
+//! said that way.
+
+use lalrpop_util::{ErrorRecovery, lalrpop_mod};
+
+use crate::ast::{BinOp, Expr, ExprKind, FileId, Ident, IfBranch, Span, Stmt, StmtKind};
+use crate::error::{MAX_SOURCE_LEN, ParseError, ParseErrorKind};
+use crate::lexer::{self, LexError, Token};
+
+lalrpop_mod!(
+    #[allow(clippy::all, clippy::pedantic, unused_qualifications, unreachable_pub, rust_2018_idioms)]
+    grammar
+);
+
+/// Parses one `.wld` source into a syntax tree.
+///
+/// Never panics and never stops at the first mistake: the tree contains `Error` nodes where
+/// recovery skipped source, and every syntax error is returned, in source order, each with its
+/// exact span. When the errors list is empty the tree is complete.
+pub fn parse(source: &str, file: FileId) -> (crate::File, Vec<ParseError>) {
+    let empty = |span: Span| crate::File {
+        file,
+        protocol: Ident::new("", 0, 0),
+        endpoints: crate::EndpointDecl {
+            kind: crate::EndpointDeclKind::Plain,
+            names: Vec::new(),
+            span: Span::new(0, 0),
+        },
+        items: Vec::new(),
+        span,
+    };
+    if source.len() > MAX_SOURCE_LEN {
+        let err = ParseError {
+            kind: ParseErrorKind::FileTooLarge { len: source.len() },
+            file,
+            span: Span::new(0, 0),
+        };
+        return (empty(Span::new(0, 0)), vec![err]);
+    }
+
+    let (tokens, lex_errors) = lexer::lex(source);
+    let mut errors: Vec<ParseError> = lex_errors
+        .into_iter()
+        .map(|(err, span)| ParseError { kind: ParseErrorKind::Lex(err), file, span })
+        .collect();
+    let result = grammar::FileParser::new().parse(
+        source,
+        file,
+        &mut errors,
+        tokens.into_iter().map(Ok::<_, LexError>),
+    );
+    let tree = match result {
+        Ok(tree) => tree,
+        Err(err) => {
+            if let Some(err) = from_lalrpop(source, file, err) {
+                errors.push(err);
+            }
+            empty(Span::new(0, source.len()))
+        }
+    };
+    errors.sort_by_key(|e| (e.span.start, e.span.end));
+    errors.dedup();
+    (tree, errors)
+}
+
+type LalrpopError<'a> = lalrpop_util::ParseError<usize, Token<'a>, LexError>;
+
+/// Records an error the parser recovered from. An error on a lexer failure token is not
+/// recorded again: the lexer already reported it.
+pub(crate) fn report_recovery<'a>(
+    errors: &mut Vec<ParseError>,
+    source: &str,
+    file: FileId,
+    recovery: ErrorRecovery<usize, Token<'a>, LexError>,
+) {
+    errors.extend(from_lalrpop(source, file, recovery.error));
+}
+
+/// The one conversion from lalrpop's error type. Returns `None` for an error on a lexer
+/// failure token, which the lexer has already reported.
+fn from_lalrpop(source: &str, file: FileId, err: LalrpopError<'_>) -> Option<ParseError> {
+    let (kind, span) = match err {
+        lalrpop_util::ParseError::InvalidToken { location } => {
+            (ParseErrorKind::Lex(LexError::UnexpectedChar), Span::new(location, location + 1))
+        }
+        lalrpop_util::ParseError::UnrecognizedEof { location, expected } => (
+            ParseErrorKind::UnexpectedEof { expected: readable_expected(&expected) },
+            Span::new(location, location),
+        ),
+        lalrpop_util::ParseError::UnrecognizedToken { token: (l, token, r), expected } => {
+            if let Token::Error(_) = token {
+                return None;
+            }
+            let found = token.describe(source.get(l..r).unwrap_or(""));
+            (
+                ParseErrorKind::UnexpectedToken { found, expected: readable_expected(&expected) },
+                Span::new(l, r),
+            )
+        }
+        lalrpop_util::ParseError::ExtraToken { token: (l, token, r) } => {
+            if let Token::Error(_) = token {
+                return None;
+            }
+            let found = token.describe(source.get(l..r).unwrap_or(""));
+            (
+                ParseErrorKind::UnexpectedToken { found, expected: vec!["the end of the file".into()] },
+                Span::new(l, r),
+            )
+        }
+        lalrpop_util::ParseError::User { error } => {
+            (ParseErrorKind::Lex(error), Span::new(0, 0))
+        }
+    };
+    Some(ParseError { kind, file, span })
+}
+
+/// Tokens that can start an expression (besides `{`, `not` and `-`, which are folded in).
+const EXPR_START: &[&str] = &["an identifier", "a number", "a text literal", "True", "False", "self", "(", "["];
+const TYPE_START: &[&str] =
+    &["Number", "Text", "TrueFalse", "Nothing", "List", "Map", "Struct", "Function", "Endpoint", "External"];
+const STMT_START: &[&str] =
+    &["if", "while", "for", "break", "continue", "return", "try", "extAssign", "extCopy"];
+const OPERATORS: &[&str] =
+    &["or", "and", "==", "!=", "<", "<=", ">", ">=", "+", "*", "/", "%", "(", "[", "."];
+
+/// Rewrites lalrpop's expected-terminal list into words: `";"` becomes "`;`", and groups
+/// that together mean "an expression" (and so on) are named that way.
+fn readable_expected(expected: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = expected
+        .iter()
+        .map(|e| e.trim_matches('"').replace("\\\"", "\""))
+        .filter(|e| e != "a character that is not valid here")
+        .collect();
+    let has_all = |names: &[String], group: &[&str]| group.iter().all(|g| names.iter().any(|n| n == g));
+    let mut groups = Vec::new();
+    if has_all(&names, STMT_START) && has_all(&names, EXPR_START) {
+        groups.push("a statement");
+        names.retain(|n| {
+            !STMT_START.contains(&n.as_str())
+                && !EXPR_START.contains(&n.as_str())
+                && !TYPE_START.contains(&n.as_str())
+                && !["{", "not", "-"].contains(&n.as_str())
+        });
+    }
+    if has_all(&names, EXPR_START) {
+        groups.push("an expression");
+        names.retain(|n| !EXPR_START.contains(&n.as_str()) && !["{", "not", "-"].contains(&n.as_str()));
+    }
+    if has_all(&names, TYPE_START) {
+        groups.push("a type");
+        names.retain(|n| !TYPE_START.contains(&n.as_str()));
+    }
+    if has_all(&names, OPERATORS) {
+        groups.push("an operator");
+        names.retain(|n| !OPERATORS.contains(&n.as_str()) && !["-", "in", "not"].contains(&n.as_str()));
+    }
+    let mut out: Vec<String> = names
+        .into_iter()
+        .map(|n| if n.contains(' ') { n } else { format!("`{n}`") })
+        .collect();
+    out.extend(groups.into_iter().map(str::to_owned));
+    out
+}
+
+/// The `elseIf`/`else` part of an `if`, built right to left by the grammar.
+#[derive(Default)]
+pub(crate) struct IfTail {
+    pub(crate) branches: Vec<IfBranch>,
+    pub(crate) else_branch: Option<Stmt>,
+}
+
+impl IfTail {
+    /// Adds `elseIf (cond) body` (spanning `l..r`) in front of the tail.
+    pub(crate) fn prepend(mut self, l: usize, cond: Expr, body: Stmt, r: usize) -> IfTail {
+        self.branches.insert(0, IfBranch { cond, body, span: Span::new(l, r) });
+        self
+    }
+}
+
+/// Builds an `if` statement from its first branch and its tail.
+pub(crate) fn mk_if(l: usize, cond: Expr, then: Stmt, tail: IfTail, r: usize) -> Stmt {
+    let first = IfBranch { span: Span::new(l, then.span.end), cond, body: then };
+    let mut branches = vec![first];
+    branches.extend(tail.branches);
+    Stmt {
+        kind: StmtKind::If { branches, else_branch: tail.else_branch.map(Box::new) },
+        span: Span::new(l, r),
+    }
+}
+
+/// Builds `lhs op rhs`.
+pub(crate) fn mk_bin(op: BinOp, op_span: Span, lhs: Expr, rhs: Expr) -> Expr {
+    let span = lhs.span.to(rhs.span);
+    Expr { kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span }
+}
