@@ -1,1 +1,63 @@
+//! The Waldo protocol compiler.
+//!
+//! Today it holds the front end's driver and diagnostics: [`check_source`] parses a `.wld`
+//! source and reports every syntax mistake as a [`Diagnostic`]; [`SourceMap`] renders them
+//! (rustc-style text or JSON). The checker, the partitioner and the Rust code generator build
+//! on this, as does the `waldoc` command.
 
+pub mod codes;
+pub mod diagnostics;
+
+pub use diagnostics::{Color, Diagnostic, Label, Severity, SourceMap};
+pub use waldo_grammar::{File, FileId};
+
+/// What the front end made of one file.
+pub struct Checked {
+    /// The file, as the source map knows it.
+    pub file: FileId,
+    /// The syntax tree (complete only when `diagnostics` has no error).
+    pub tree: File,
+    /// Every diagnostic, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Adds `source` to `map` under `name`, parses it and returns the tree and diagnostics.
+pub fn check_source(map: &mut SourceMap, name: &str, source: &str) -> Checked {
+    let file = map.add(name, source);
+    let (tree, errors) = waldo_grammar::parse(source, file);
+    let diagnostics = errors.iter().map(|e| diagnostics::from_parse_error(e, source)).collect();
+    Checked { file, tree, diagnostics }
+}
+
+/// Reads the file at `path` into `map` and checks it. A file that is not UTF-8 gives a
+/// diagnostic (`E0019`) pointing at the first bad byte; a file that cannot be read is an
+/// `io::Error` for the caller to report.
+pub fn check_path(map: &mut SourceMap, path: &std::path::Path) -> std::io::Result<Checked> {
+    let bytes = std::fs::read(path)?;
+    let name = path.display().to_string();
+    match String::from_utf8(bytes) {
+        Ok(source) => Ok(check_source(map, &name, &source)),
+        Err(err) => {
+            let valid = err.utf8_error().valid_up_to();
+            let source = String::from_utf8_lossy(err.as_bytes()).into_owned();
+            // Offsets in the lossy copy match the original up to the first bad byte.
+            let file = map.add(name, source);
+            let (tree, _) = waldo_grammar::parse("", file);
+            let diagnostic = Diagnostic::error(
+                codes::E_NOT_UTF8,
+                "this file is not valid UTF-8",
+                file,
+                Label::new(waldo_grammar::Span::new(valid, valid + 1), "invalid byte"),
+            )
+            .with_help("save the file as UTF-8");
+            Ok(Checked { file, tree, diagnostics: vec![diagnostic] })
+        }
+    }
+}

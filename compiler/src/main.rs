@@ -1,1 +1,145 @@
-fn main() {}
+//! `waldoc`: the Waldo compiler's command line.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use waldo_compiler::{Color, SourceMap};
+
+/// The Waldo protocol compiler.
+#[derive(Parser)]
+#[command(name = "waldoc", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check `.wld` files; print every diagnostic; exit with 1 on any error.
+    Check {
+        /// The files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Print the syntax tree of a `.wld` file (for debugging the compiler).
+    Ast {
+        /// The file to parse.
+        file: PathBuf,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// How diagnostics are printed.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+    /// When to colour diagnostics (`auto`: only when writing to a terminal).
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    color: ColorArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MessageFormat {
+    /// Text with source snippets, like rustc.
+    Human,
+    /// One JSON object per diagnostic, one per line, on standard output.
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl OutputArgs {
+    fn color(&self) -> Color {
+        match self.color {
+            ColorArg::Always => Color::Always,
+            ColorArg::Never => Color::Never,
+            ColorArg::Auto => {
+                let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+                if std::io::stderr().is_terminal() && !no_color { Color::Always } else { Color::Never }
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files, output } => check(&files, &output),
+        Command::Ast { file, output } => ast(&file, &output),
+    }
+}
+
+/// Checks every file, printing diagnostics as they come; returns 1 if any had an error.
+fn check(files: &[PathBuf], output: &OutputArgs) -> ExitCode {
+    let mut map = SourceMap::new();
+    let mut failed = false;
+    let (mut errors, mut warnings) = (0usize, 0usize);
+    for path in files {
+        let checked = match waldo_compiler::check_path(&mut map, path) {
+            Ok(checked) => checked,
+            Err(err) => {
+                eprintln!("error: cannot read `{}`: {err}", path.display());
+                failed = true;
+                continue;
+            }
+        };
+        report(&map, &checked.diagnostics, output);
+        for d in &checked.diagnostics {
+            match d.severity {
+                waldo_compiler::Severity::Error => errors += 1,
+                waldo_compiler::Severity::Warning => warnings += 1,
+            }
+        }
+        failed |= checked.has_errors();
+    }
+    if matches!(output.message_format, MessageFormat::Human) {
+        summary(files.len(), errors, warnings);
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn summary(files: usize, errors: usize, warnings: usize) {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if errors > 0 {
+        eprintln!("{} and {} in {}", plural(errors, "error"), plural(warnings, "warning"), plural(files, "file"));
+    } else if warnings > 0 {
+        eprintln!("checked {}: {}", plural(files, "file"), plural(warnings, "warning"));
+    } else {
+        eprintln!("checked {}: no problems found", plural(files, "file"));
+    }
+}
+
+fn report(map: &SourceMap, diagnostics: &[waldo_compiler::Diagnostic], output: &OutputArgs) {
+    match output.message_format {
+        MessageFormat::Human => eprint!("{}", map.render(diagnostics, output.color())),
+        MessageFormat::Json => print!("{}", map.to_json(diagnostics)),
+    }
+}
+
+/// Prints the syntax tree; diagnostics (if any) go to standard error.
+fn ast(path: &std::path::Path, output: &OutputArgs) -> ExitCode {
+    let mut map = SourceMap::new();
+    let checked = match waldo_compiler::check_path(&mut map, path) {
+        Ok(checked) => checked,
+        Err(err) => {
+            eprintln!("error: cannot read `{}`: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    report(&map, &checked.diagnostics, output);
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`waldoc ast f | head`) is not an error worth reporting.
+    let _ = writeln!(stdout, "{:#?}", checked.tree);
+    if checked.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

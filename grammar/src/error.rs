@@ -32,6 +32,11 @@ pub enum ParseErrorKind {
         /// What could have come instead, in readable terms.
         expected: Vec<String>,
     },
+    /// A statement or declaration not ended by `;` (the span is where `;` belongs).
+    MissingSemicolon {
+        /// The token found instead, described for people.
+        found: String,
+    },
     /// A lexing failure: a bad character, an unterminated literal or comment, a bad escape.
     Lex(LexError),
     /// Syntax of Waldo 2013 that this language does not have.
@@ -87,6 +92,7 @@ impl fmt::Display for ParseErrorKind {
                 }
                 Ok(())
             }
+            ParseErrorKind::MissingSemicolon { found } => write!(f, "expected `;`, found {found}"),
             ParseErrorKind::Lex(err) => match err {
                 LexError::UnexpectedChar => write!(f, "unexpected character"),
                 LexError::UnterminatedText => write!(f, "unterminated text literal"),

@@ -312,7 +312,7 @@ pub type Spanned<'a> = (usize, Token<'a>, usize);
 /// separately, each failure with its span.
 pub fn lex(source: &str) -> (Vec<Spanned<'_>>, Vec<(LexError, crate::Span)>) {
     let mut tokens = Vec::with_capacity(source.len() / 4);
-    let mut errors = Vec::new();
+    let mut errors: Vec<(LexError, crate::Span)> = Vec::new();
     let mut lexer = Token::lexer(source);
     while let Some(result) = lexer.next() {
         let span = lexer.span();
@@ -323,7 +323,13 @@ pub fn lex(source: &str) -> (Vec<Spanned<'_>>, Vec<(LexError, crate::Span)>) {
                 if let LexError::BadEscape { offset, escape } = &err {
                     at = crate::Span::new(span.start + offset, span.start + offset + escape.len());
                 }
-                errors.push((err.clone(), at));
+                // A run of bad characters (`&&`, `!!`) is one mistake.
+                match errors.last_mut() {
+                    Some((LexError::UnexpectedChar, last)) if err == LexError::UnexpectedChar && last.end == at.start => {
+                        last.end = at.end;
+                    }
+                    _ => errors.push((err.clone(), at)),
+                }
                 Token::Error(err)
             }
         };

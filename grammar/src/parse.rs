@@ -44,16 +44,13 @@ pub fn parse(source: &str, file: FileId) -> (crate::File, Vec<ParseError>) {
     }
 
     let (tokens, lex_errors) = lexer::lex(source);
-    let mut errors: Vec<ParseError> = lex_errors
+    let errors: Vec<ParseError> = lex_errors
         .into_iter()
         .map(|(err, span)| ParseError { kind: ParseErrorKind::Lex(err), file, span })
         .collect();
-    let result = grammar::FileParser::new().parse(
-        source,
-        file,
-        &mut errors,
-        tokens.into_iter().map(Ok::<_, LexError>),
-    );
+    let mut ctx = Ctx { src: source, file, errors };
+    let result = grammar::FileParser::new().parse(&mut ctx, tokens.into_iter().map(Ok::<_, LexError>));
+    let mut errors = ctx.errors;
     let tree = match result {
         Ok(tree) => tree,
         Err(err) => {
@@ -65,20 +62,75 @@ pub fn parse(source: &str, file: FileId) -> (crate::File, Vec<ParseError>) {
     };
     errors.sort_by_key(|e| (e.span.start, e.span.end));
     errors.dedup();
-    (tree, errors)
+    (tree, drop_cascades(source, errors))
+}
+
+/// Drops errors that are most likely consequences of an earlier one: an unexpected token, a
+/// missing `;` or an early end of file on a line that already has an error. Errors the grammar
+/// detects on purpose (a chained comparison, a bad escape...) are always kept.
+fn drop_cascades(source: &str, errors: Vec<ParseError>) -> Vec<ParseError> {
+    // Errors are sorted by offset, so lines are counted incrementally.
+    let (mut line, mut counted_to) = (0, 0);
+    let mut last_line = None;
+    let mut kept = Vec::with_capacity(errors.len());
+    for err in errors {
+        let offset = err.span.start.clamp(counted_to, source.len());
+        line += source.as_bytes()[counted_to..offset].iter().filter(|&&b| b == b'\n').count();
+        counted_to = offset;
+        let is_recovery = matches!(
+            err.kind,
+            ParseErrorKind::UnexpectedToken { .. } | ParseErrorKind::MissingSemicolon { .. } | ParseErrorKind::UnexpectedEof { .. }
+        );
+        if is_recovery && last_line == Some(line) {
+            continue;
+        }
+        last_line = Some(line);
+        kept.push(err);
+    }
+    kept
 }
 
 type LalrpopError<'a> = lalrpop_util::ParseError<usize, Token<'a>, LexError>;
 
-/// Records an error the parser recovered from. An error on a lexer failure token is not
-/// recorded again: the lexer already reported it.
-pub(crate) fn report_recovery<'a>(
-    errors: &mut Vec<ParseError>,
-    source: &str,
-    file: FileId,
-    recovery: ErrorRecovery<usize, Token<'a>, LexError>,
-) {
-    errors.extend(from_lalrpop(source, file, recovery.error));
+/// What the grammar's actions see: the source, the file id, and the error sink.
+pub(crate) struct Ctx<'a> {
+    pub(crate) src: &'a str,
+    pub(crate) file: FileId,
+    pub(crate) errors: Vec<ParseError>,
+}
+
+impl Ctx<'_> {
+    /// Records a mistake the grammar tolerates on purpose.
+    pub(crate) fn error(&mut self, kind: ParseErrorKind, span: Span) {
+        self.errors.push(ParseError { kind, file: self.file, span });
+    }
+
+    /// Records an error the parser recovered from. An error on a lexer failure token is not
+    /// recorded again: the lexer already reported it.
+    pub(crate) fn recovered(&mut self, recovery: ErrorRecovery<usize, Token<'_>, LexError>) {
+        self.errors.extend(from_lalrpop(self.src, self.file, recovery.error));
+    }
+
+    /// Records an error found right after a complete statement or declaration ending at
+    /// `after`. When `;` would have fitted there and the next token is on a later line (or
+    /// closes the block), it is reported as a missing `;` at that point, the usual mistake;
+    /// otherwise as the error it is.
+    pub(crate) fn missing_semicolon(&mut self, after: usize, recovery: ErrorRecovery<usize, Token<'_>, LexError>) {
+        let found = match &recovery.error {
+            lalrpop_util::ParseError::UnrecognizedToken { token: (l, token, r), expected }
+                if expected.iter().any(|e| e == "\";\"")
+                    && !matches!(token, Token::Error(_))
+                    && (matches!(token, Token::RBrace) || self.src.get(after..*l).is_some_and(|gap| gap.contains('\n'))) =>
+            {
+                token.describe(self.src.get(*l..*r).unwrap_or(""))
+            }
+            lalrpop_util::ParseError::UnrecognizedEof { expected, .. } if expected.iter().any(|e| e == "\";\"") => {
+                "the end of the file".to_owned()
+            }
+            _ => return self.recovered(recovery),
+        };
+        self.error(ParseErrorKind::MissingSemicolon { found }, Span::new(after, after));
+    }
 }
 
 /// The one conversion from lalrpop's error type. Returns `None` for an error on a lexer
@@ -125,6 +177,7 @@ const TYPE_START: &[&str] =
     &["Number", "Text", "TrueFalse", "Nothing", "List", "Map", "Struct", "Function", "Endpoint", "External"];
 const STMT_START: &[&str] =
     &["if", "while", "for", "break", "continue", "return", "try", "extAssign", "extCopy"];
+const ASSIGN_OPS: &[&str] = &["=", "+=", "-=", "*=", "/=", "%="];
 const OPERATORS: &[&str] =
     &["or", "and", "==", "!=", "<", "<=", ">", ">=", "+", "*", "/", "%", "(", "[", "."];
 
@@ -158,6 +211,10 @@ fn readable_expected(expected: &[String]) -> Vec<String> {
     if has_all(&names, OPERATORS) {
         groups.push("an operator");
         names.retain(|n| !OPERATORS.contains(&n.as_str()) && !["-", "in", "not"].contains(&n.as_str()));
+    }
+    if has_all(&names, ASSIGN_OPS) {
+        groups.push("an assignment");
+        names.retain(|n| !ASSIGN_OPS.contains(&n.as_str()));
     }
     let mut out: Vec<String> = names
         .into_iter()
