@@ -42,6 +42,8 @@ pub const E_FILE_TOO_LARGE: &str = "E0018";
 pub const E_NOT_UTF8: &str = "E0019";
 /// A statement or declaration without its `;`.
 pub const E_MISSING_SEMICOLON: &str = "E0020";
+/// Nesting deeper than the front end accepts.
+pub const E_TOO_DEEP: &str = "E0021";
 
 /// Every code with a one-line summary, in order.
 pub const ALL: &[(&str, &str)] = &[
@@ -65,4 +67,5 @@ pub const ALL: &[(&str, &str)] = &[
     (E_FILE_TOO_LARGE, "a source file over the size limit"),
     (E_NOT_UTF8, "a source file that is not valid UTF-8"),
     (E_MISSING_SEMICOLON, "a statement or declaration without its `;`"),
+    (E_TOO_DEEP, "expressions, statements or types nested too deeply"),
 ];

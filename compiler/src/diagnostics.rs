@@ -91,9 +91,12 @@ impl Diagnostic {
             Severity::Error => cs::Diagnostic::error(),
             Severity::Warning => cs::Diagnostic::warning(),
         };
-        let mut labels = vec![cs::Label::primary(file, self.primary.span.range()).with_message(&self.primary.message)];
+        let mut labels =
+            vec![cs::Label::primary(file, self.primary.span.range()).with_message(&self.primary.message)];
         labels.extend(
-            self.secondary.iter().map(|l| cs::Label::secondary(file, l.span.range()).with_message(&l.message)),
+            self.secondary
+                .iter()
+                .map(|l| cs::Label::secondary(file, l.span.range()).with_message(&l.message)),
         );
         base.with_code(self.code)
             .with_message(&self.message)
@@ -299,6 +302,8 @@ pub fn from_parse_error(err: &ParseError, source: &str) -> Diagnostic {
             .with_help("add `catch (Exception as e) { ... }` or `finally { ... }`, or remove the `try`"),
         ParseErrorKind::EmptyStruct => d(E_EMPTY_STRUCT, "declared without fields")
             .with_help("declare at least one field, e.g. `Struct Point { Number x; Number y; }`"),
+        ParseErrorKind::TooDeep { .. } => d(E_TOO_DEEP, "this is nested too deeply")
+            .with_help("split the expression or block: give parts names with local variables or functions"),
         ParseErrorKind::FileTooLarge { .. } => d(E_FILE_TOO_LARGE, "")
             .with_help("split the protocol, or check that this is the right file"),
     }

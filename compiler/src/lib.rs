@@ -54,7 +54,10 @@ pub fn check_path(map: &mut SourceMap, path: &std::path::Path) -> std::io::Resul
                 codes::E_NOT_UTF8,
                 "this file is not valid UTF-8",
                 file,
-                Label::new(waldo_grammar::Span::new(valid, valid + 1), "invalid byte"),
+                Label::new(
+                    waldo_grammar::Span::new(valid, valid + char::REPLACEMENT_CHARACTER.len_utf8()),
+                    "invalid byte",
+                ),
             )
             .with_help("save the file as UTF-8");
             Ok(Checked { file, tree, diagnostics: vec![diagnostic] })

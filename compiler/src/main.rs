@@ -112,7 +112,12 @@ fn check(files: &[PathBuf], output: &OutputArgs) -> ExitCode {
 fn summary(files: usize, errors: usize, warnings: usize) {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     if errors > 0 {
-        eprintln!("{} and {} in {}", plural(errors, "error"), plural(warnings, "warning"), plural(files, "file"));
+        eprintln!(
+            "{} and {} in {}",
+            plural(errors, "error"),
+            plural(warnings, "warning"),
+            plural(files, "file")
+        );
     } else if warnings > 0 {
         eprintln!("checked {}: {}", plural(files, "file"), plural(warnings, "warning"));
     } else {

@@ -110,7 +110,7 @@ pub enum Item {
     /// `Peered { ... }`.
     Peered(PeeredSection),
     /// `Sequence S(...) { ... }`.
-    Sequence(SequenceDef),
+    Sequence(Box<SequenceDef>),
     /// `A { ... }`: the body of endpoint `A`.
     Endpoint(EndpointBody),
     /// Source that could not be parsed (a syntax error was reported for it).
@@ -188,7 +188,7 @@ pub struct PeeredVar {
     /// `A controls` or `Nothing controls`, if written.
     pub owner: Option<Owner>,
     /// The declaration.
-    pub decl: VarDecl,
+    pub decl: Box<VarDecl>,
     /// The whole entry, owner included.
     pub span: Span,
 }
@@ -247,11 +247,11 @@ pub struct EndpointBody {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Member {
     /// Endpoint-global data.
-    Global(VarDecl),
+    Global(Box<VarDecl>),
     /// `onCreate(...) { ... }`.
-    OnCreate(OnCreate),
+    OnCreate(Box<OnCreate>),
     /// A `Public` or `Private` function.
-    Function(FunctionDef),
+    Function(Box<FunctionDef>),
     /// Source that could not be parsed (a syntax error was reported for it).
     Error(Span),
 }
@@ -423,7 +423,7 @@ impl AssignOp {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StmtKind {
     /// `T x = e;`
-    Decl(VarDecl),
+    Decl(Box<VarDecl>),
     /// `a op= e;` with one target, or `a, b = e;` with several (then `op` is `=`).
     Assign {
         /// The places written, in order (each a name, field, index or call).
@@ -452,7 +452,7 @@ pub enum StmtKind {
     /// `for (T x in e) s` or `for (x in e) s`.
     For {
         /// The type, when the header declares the variable.
-        ty: Option<Type>,
+        ty: Option<Box<Type>>,
         /// The loop variable.
         var: Ident,
         /// What is iterated.

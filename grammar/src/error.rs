@@ -65,6 +65,11 @@ pub enum ParseErrorKind {
     TryWithoutHandler,
     /// `Struct S { }` with no field.
     EmptyStruct,
+    /// Expressions, statements or types nested deeper than the front end accepts.
+    TooDeep {
+        /// The deepest nesting accepted.
+        limit: u32,
+    },
     /// The source is larger than the front end accepts.
     FileTooLarge {
         /// The size of the source, in bytes.
@@ -99,7 +104,9 @@ impl fmt::Display for ParseErrorKind {
                 LexError::BadEscape { escape, .. } => write!(f, "unknown escape `{escape}` in text literal"),
                 LexError::UnterminatedComment => write!(f, "unterminated `/*` comment"),
                 LexError::NumberTooLarge => write!(f, "number literal is too large"),
-                LexError::Legacy(legacy) => write!(f, "`{}` is legacy Waldo syntax and is not supported", legacy.as_str()),
+                LexError::Legacy(legacy) => {
+                    write!(f, "`{}` is legacy Waldo syntax and is not supported", legacy.as_str())
+                }
             },
             ParseErrorKind::Legacy(legacy) => {
                 write!(f, "`{}` is legacy Waldo syntax and is not supported", legacy.as_str())
@@ -119,6 +126,9 @@ impl fmt::Display for ParseErrorKind {
             }
             ParseErrorKind::TryWithoutHandler => write!(f, "`try` without `catch` or `finally`"),
             ParseErrorKind::EmptyStruct => write!(f, "a struct needs at least one field"),
+            ParseErrorKind::TooDeep { limit } => {
+                write!(f, "nested too deeply (the limit is {limit} levels)")
+            }
             ParseErrorKind::FileTooLarge { len } => {
                 write!(f, "file is too large ({len} bytes, the limit is {MAX_SOURCE_LEN})")
             }

@@ -60,11 +60,17 @@ impl Legacy {
     /// What to write instead.
     pub fn replacement(self) -> &'static str {
         match self {
-            Legacy::Jump => "list the blocks in order in the sequence (and in `Sequences`); control passes to the next block by itself",
-            Legacy::OnComplete => "use `signal(f, args...)` or `print(x)`, which run once after the transaction commits",
+            Legacy::Jump => {
+                "list the blocks in order in the sequence (and in `Sequences`); control passes to the next block by itself"
+            }
+            Legacy::OnComplete => {
+                "use `signal(f, args...)` or `print(x)`, which run once after the transaction commits"
+            }
             Legacy::Finish => "remove it: a sequence ends after its last block",
             Legacy::Refresh => "remove it: peered data replicates within every transaction",
-            Legacy::Keys => "iterate the Map itself: `for (Text k in m) { ... }` visits keys in ascending order",
+            Legacy::Keys => {
+                "iterate the Map itself: `for (Text k in m) { ... }` visits keys in ascending order"
+            }
         }
     }
 }
@@ -293,10 +299,8 @@ fn text<'a>(lex: &mut logos::Lexer<'a, Token<'a>>, quote: char) -> Result<String
             Some((_, 't')) => value.push('\t'),
             Some((_, e @ ('\\' | '\'' | '"'))) => value.push(e),
             Some((_, other)) => {
-                bad_escape.get_or_insert(LexError::BadEscape {
-                    offset: at + 1,
-                    escape: format!("\\{other}"),
-                });
+                bad_escape
+                    .get_or_insert(LexError::BadEscape { offset: at + 1, escape: format!("\\{other}") });
             }
             None => break,
         }
@@ -325,7 +329,9 @@ pub fn lex(source: &str) -> (Vec<Spanned<'_>>, Vec<(LexError, crate::Span)>) {
                 }
                 // A run of bad characters (`&&`, `!!`) is one mistake.
                 match errors.last_mut() {
-                    Some((LexError::UnexpectedChar, last)) if err == LexError::UnexpectedChar && last.end == at.start => {
+                    Some((LexError::UnexpectedChar, last))
+                        if err == LexError::UnexpectedChar && last.end == at.start =>
+                    {
                         last.end = at.end;
                     }
                     _ => errors.push((err.clone(), at)),
@@ -458,10 +464,7 @@ mod tests {
             errors,
             vec![
                 (LexError::UnexpectedChar, crate::Span::new(2, 3)),
-                (
-                    LexError::BadEscape { offset: 2, escape: "\\q".into() },
-                    crate::Span::new(6, 8)
-                ),
+                (LexError::BadEscape { offset: 2, escape: "\\q".into() }, crate::Span::new(6, 8)),
                 (LexError::UnterminatedComment, crate::Span::new(10, 17)),
             ]
         );

@@ -21,4 +21,4 @@ mod print;
 pub use ast::*;
 pub use error::{MAX_SOURCE_LEN, ParseError, ParseErrorKind};
 pub use lexer::{Legacy, LexError};
-pub use parse::parse;
+pub use parse::{MAX_DEPTH, parse};

@@ -2,7 +2,7 @@
 //!
 //! - `corpus/valid/*.wld` and `examples/protocols/*.wld`: no diagnostic at all.
 //! - `corpus/invalid/*.wld`: exactly the codes on the `// error:` line, in order, and the
-//!   rendered diagnostics match the insta snapshot `snapshots/invalid__<name>.snap`.
+//!   rendered diagnostics match the insta snapshot `harness/snapshots/invalid__<name>.snap`.
 
 use datatest_stable::Utf8Path;
 use waldo_tests::{diagnose, expected_codes};
@@ -28,7 +28,7 @@ fn invalid(path: &Utf8Path, source: String) -> datatest_stable::Result<()> {
     }
     let name = format!("invalid__{}", path.file_stem().unwrap_or("unnamed"));
     insta::with_settings!({
-        snapshot_path => "../snapshots",
+        snapshot_path => "snapshots",
         prepend_module_to_snapshot => false,
         description => source.as_str(),
         omit_expression => true,

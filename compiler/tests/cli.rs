@@ -1,0 +1,96 @@
+//! The `waldoc` command as users run it: exit codes, output streams, formats.
+
+use std::process::Command;
+
+fn waldoc(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_waldoc")).args(args).output().expect("waldoc runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("waldoc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("temp file");
+    path
+}
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/protocols/bank.wld");
+
+#[test]
+fn check_of_a_valid_file_succeeds_quietly() {
+    let (code, stdout, stderr) = waldoc(&["check", EXAMPLE]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("no problems found"), "{stderr}");
+}
+
+#[test]
+fn check_reports_every_error_and_fails() {
+    let bad = temp_file(
+        "bad.wld",
+        b"P\nEndpoint A;\nStruct S { }\nA {\n  Number n = 1\n  Public Function f() { }\n}\n",
+    );
+    let (code, _, stderr) = waldoc(&["check", bad.to_str().unwrap(), EXAMPLE]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("error[E0016]"), "{stderr}");
+    assert!(stderr.contains("error[E0020]"), "{stderr}");
+    assert!(stderr.contains("2 errors and 0 warnings in 2 files"), "{stderr}");
+    assert!(!stderr.contains("\u{1b}["), "no colour when not on a terminal");
+}
+
+#[test]
+fn json_diagnostics_are_one_object_per_line() {
+    let bad = temp_file("json.wld", b"P\nEndpoint A;\nA { Number n = 1e999; }\n");
+    let (code, stdout, _) = waldoc(&["check", "--message-format", "json", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1);
+    let value: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
+    assert_eq!(value["code"], "E0017");
+    assert_eq!(value["severity"], "error");
+    assert_eq!(value["spans"][0]["line_start"], 3);
+    assert_eq!(value["spans"][0]["column_start"], 16);
+    assert_eq!(value["spans"][0]["byte_start"], 29);
+    assert_eq!(value["spans"][0]["is_primary"], true);
+    assert!(value["help"][0].as_str().unwrap().contains("64-bit"));
+}
+
+#[test]
+fn colour_can_be_forced() {
+    let bad = temp_file("colour.wld", b"P Endpoint A; A { $ }");
+    let (_, _, stderr) = waldoc(&["check", "--color", "always", bad.to_str().unwrap()]);
+    assert!(stderr.contains("\u{1b}["), "{stderr}");
+}
+
+#[test]
+fn unreadable_and_non_utf8_files_are_reported() {
+    let (code, _, stderr) = waldoc(&["check", "/definitely/not/here.wld"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot read `/definitely/not/here.wld`"), "{stderr}");
+
+    let latin1 = temp_file("latin1.wld", b"P\nEndpoint A;\nA { Text t = 'caf\xe9'; }\n");
+    let (code, _, stderr) = waldoc(&["check", latin1.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("error[E0019]: this file is not valid UTF-8"), "{stderr}");
+    assert!(stderr.contains("3:18"), "points at the bad byte: {stderr}");
+}
+
+#[test]
+fn ast_prints_the_tree() {
+    let (code, stdout, _) = waldoc(&["ast", EXAMPLE]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("protocol: \"Bank\"@"), "{stdout}");
+    assert!(stdout.contains("Transfer"), "{stdout}");
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let (code, _, stderr) = waldoc(&["check"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("FILE") || stderr.contains("<FILES>"), "{stderr}");
+}
