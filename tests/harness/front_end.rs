@@ -399,3 +399,30 @@ fn every_snapshot_belongs_to_a_test() {
         }
     }
 }
+
+#[test]
+fn every_wld_block_in_the_book_parses() {
+    let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src");
+    let mut blocks = 0;
+    for entry in std::fs::read_dir(&book).expect("book/src exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable chapter");
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("```wld\n") {
+            let body = &rest[start + 7..];
+            let end = body.find("```").expect("closed code block");
+            let (diagnostics, rendered) = waldo_tests::diagnose(&path.display().to_string(), &body[..end]);
+            assert!(
+                diagnostics.is_empty(),
+                "a ```wld block in {} does not parse:\n{rendered}",
+                path.display()
+            );
+            blocks += 1;
+            rest = &body[end + 3..];
+        }
+    }
+    assert!(blocks >= 5, "expected the book to hold Waldo examples, found {blocks}");
+}
