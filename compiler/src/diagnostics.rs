@@ -198,12 +198,12 @@ impl SourceMap {
             let file = d.file.0 as usize;
             let name = self.name(d.file);
             let span = |label: &'_ Label, is_primary: bool| {
-                let start = self.files.location(file, label.span.start).ok();
-                let end = self.files.location(file, label.span.end).ok();
+                let start = self.files.location(file, label.span.lo()).ok();
+                let end = self.files.location(file, label.span.hi()).ok();
                 JsonSpan {
                     file: name,
-                    byte_start: label.span.start,
-                    byte_end: label.span.end,
+                    byte_start: label.span.lo(),
+                    byte_end: label.span.hi(),
                     line_start: start.as_ref().map_or(0, |l| l.line_number),
                     column_start: start.as_ref().map_or(0, |l| l.column_number),
                     line_end: end.as_ref().map_or(0, |l| l.line_number),
@@ -268,14 +268,14 @@ pub fn from_parse_error(err: &ParseError, source: &str) -> Diagnostic {
                 d(E_UNEXPECTED_CHAR, "not part of any Waldo token").with_help(help)
             }
             LexError::UnterminatedText => {
-                let opening = Span::new(span.start, span.start + 1);
+                let opening = Span::new(span.lo(), span.lo() + 1);
                 Diagnostic::error(E_UNTERMINATED_TEXT, message.clone(), err.file, Label::new(opening, "this quote is never closed"))
                     .with_help("add the closing quote; text literals may span lines, so it may be missing well before the end of the file")
             }
             LexError::BadEscape { .. } => d(E_BAD_ESCAPE, "unknown escape")
                 .with_help(r#"the escapes are `\\`, `\'`, `\"`, `\n` and `\t`; write `\\` for a backslash"#),
             LexError::UnterminatedComment => {
-                let opening = Span::new(span.start, (span.start + 2).min(span.end));
+                let opening = Span::new(span.lo(), (span.lo() + 2).min(span.hi()));
                 Diagnostic::error(E_UNTERMINATED_COMMENT, message.clone(), err.file, Label::new(opening, "this comment never ends"))
                     .with_help("close it with `*/` (comments do not nest)")
             }

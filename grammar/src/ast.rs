@@ -12,28 +12,43 @@ use std::fmt;
 pub struct FileId(pub u32);
 
 /// A half-open byte range `start..end` in one source file.
+///
+/// Offsets are `u32`: sources are limited to [`crate::MAX_SOURCE_LEN`] bytes, and small spans
+/// keep every node (and the parser's value stack) small.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Span {
     /// Offset of the first byte.
-    pub start: usize,
+    pub start: u32,
     /// Offset one past the last byte.
-    pub end: usize,
+    pub end: u32,
 }
 
 impl Span {
-    /// The span `start..end`.
-    pub const fn new(start: usize, end: usize) -> Self {
-        Span { start, end }
+    /// The span `start..end`. Offsets beyond `u32::MAX` saturate; the parser never makes
+    /// them, as it refuses larger sources.
+    pub fn new(start: usize, end: usize) -> Self {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Span { start: clamp(start), end: clamp(end) }
     }
 
     /// The smallest span covering both `self` and `other`.
     pub fn to(self, other: Span) -> Span {
-        Span::new(self.start.min(other.start), self.end.max(other.end))
+        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 
-    /// The span as a `Range`, for slicing the source.
+    /// The span as a `Range` of byte offsets, for slicing the source.
     pub fn range(self) -> std::ops::Range<usize> {
-        self.start..self.end
+        self.start as usize..self.end as usize
+    }
+
+    /// Offset of the first byte, as a `usize`.
+    pub fn lo(self) -> usize {
+        self.start as usize
+    }
+
+    /// Offset one past the last byte, as a `usize`.
+    pub fn hi(self) -> usize {
+        self.end as usize
     }
 }
 
@@ -47,7 +62,7 @@ impl fmt::Debug for Span {
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Ident {
     /// The name itself.
-    pub name: String,
+    pub name: Box<str>,
     /// Where the name is in the source.
     pub span: Span,
 }
@@ -55,7 +70,12 @@ pub struct Ident {
 impl Ident {
     /// A name spanning `start..end`.
     pub fn new(name: &str, start: usize, end: usize) -> Self {
-        Ident { name: name.to_owned(), span: Span::new(start, end) }
+        Ident { name: name.into(), span: Span::new(start, end) }
+    }
+
+    /// The name itself.
+    pub fn as_str(&self) -> &str {
+        &self.name
     }
 }
 
@@ -456,7 +476,7 @@ pub enum StmtKind {
         /// The loop variable.
         var: Ident,
         /// What is iterated.
-        iter: Expr,
+        iter: Box<Expr>,
         /// The body.
         body: Box<Stmt>,
     },
@@ -473,21 +493,21 @@ pub enum StmtKind {
         /// The `catch` clauses, tried in order.
         catches: Vec<Catch>,
         /// The `finally` body, if any.
-        finally: Option<Block>,
+        finally: Option<Box<Block>>,
     },
     /// `extAssign e to x;`: make `x` refer to the same External cell as `e`.
     ExtAssign {
         /// The External whose cell is shared.
-        source: Expr,
+        source: Box<Expr>,
         /// The External place that will refer to it.
-        target: Expr,
+        target: Box<Expr>,
     },
     /// `extCopy v to x;`: write the value `v` into the cell `x` refers to.
     ExtCopy {
         /// The value copied.
-        source: Expr,
+        source: Box<Expr>,
         /// The External place written.
-        target: Expr,
+        target: Box<Expr>,
     },
     /// `{ ... }`.
     Block(Block),
@@ -532,10 +552,7 @@ impl ExceptionKind {
 /// `catch (Kind as var) { ... }`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Catch {
-    /// What it catches (`None` when the name written is not an exception kind; an error
-    /// was reported).
-    pub kind: Option<ExceptionKind>,
-    /// The exception name as written.
+    /// The exception name as written (see [`Catch::kind`]).
     pub kind_name: Ident,
     /// The variable holding the message, visible only in `body`.
     pub var: Ident,
@@ -543,6 +560,14 @@ pub struct Catch {
     pub body: Block,
     /// The whole clause.
     pub span: Span,
+}
+
+impl Catch {
+    /// What the clause catches; `None` when the name written is not an exception kind (the
+    /// parser reported it).
+    pub fn kind(&self) -> Option<ExceptionKind> {
+        ExceptionKind::from_name(self.kind_name.as_str())
+    }
 }
 
 /// An expression.

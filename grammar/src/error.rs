@@ -101,7 +101,9 @@ impl fmt::Display for ParseErrorKind {
             ParseErrorKind::Lex(err) => match err {
                 LexError::UnexpectedChar => write!(f, "unexpected character"),
                 LexError::UnterminatedText => write!(f, "unterminated text literal"),
-                LexError::BadEscape { escape, .. } => write!(f, "unknown escape `{escape}` in text literal"),
+                LexError::BadEscape { escaped, .. } => {
+                    write!(f, "unknown escape `\\{escaped}` in text literal")
+                }
                 LexError::UnterminatedComment => write!(f, "unterminated `/*` comment"),
                 LexError::NumberTooLarge => write!(f, "number literal is too large"),
                 LexError::Legacy(legacy) => {

@@ -18,9 +18,9 @@ pub enum LexError {
     /// An unknown escape such as `\q` in a text literal.
     BadEscape {
         /// Byte offset of the backslash within the token.
-        offset: usize,
-        /// The escape as written, backslash included.
-        escape: String,
+        offset: u32,
+        /// The character after the backslash.
+        escaped: char,
     },
     /// A `/*` comment without its `*/`.
     UnterminatedComment,
@@ -299,8 +299,10 @@ fn text<'a>(lex: &mut logos::Lexer<'a, Token<'a>>, quote: char) -> Result<String
             Some((_, 't')) => value.push('\t'),
             Some((_, e @ ('\\' | '\'' | '"'))) => value.push(e),
             Some((_, other)) => {
-                bad_escape
-                    .get_or_insert(LexError::BadEscape { offset: at + 1, escape: format!("\\{other}") });
+                bad_escape.get_or_insert(LexError::BadEscape {
+                    offset: u32::try_from(at + 1).unwrap_or(u32::MAX),
+                    escaped: other,
+                });
             }
             None => break,
         }
@@ -324,8 +326,9 @@ pub fn lex(source: &str) -> (Vec<Spanned<'_>>, Vec<(LexError, crate::Span)>) {
             Ok(token) => token,
             Err(err) => {
                 let mut at = crate::Span::new(span.start, span.end);
-                if let LexError::BadEscape { offset, escape } = &err {
-                    at = crate::Span::new(span.start + offset, span.start + offset + escape.len());
+                if let LexError::BadEscape { offset, escaped } = &err {
+                    let start = span.start + *offset as usize;
+                    at = crate::Span::new(start, start + 1 + escaped.len_utf8());
                 }
                 // A run of bad characters (`&&`, `!!`) is one mistake.
                 match errors.last_mut() {
@@ -464,7 +467,7 @@ mod tests {
             errors,
             vec![
                 (LexError::UnexpectedChar, crate::Span::new(2, 3)),
-                (LexError::BadEscape { offset: 2, escape: "\\q".into() }, crate::Span::new(6, 8)),
+                (LexError::BadEscape { offset: 2, escaped: 'q' }, crate::Span::new(6, 8)),
                 (LexError::UnterminatedComment, crate::Span::new(10, 17)),
             ]
         );

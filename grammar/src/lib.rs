@@ -5,7 +5,7 @@
 //!
 //! let (tree, errors) = parse("Hello Endpoint Solo; Solo { Number n = 1 + 2 * 3; }", FileId(0));
 //! assert!(errors.is_empty());
-//! assert_eq!(tree.protocol.name, "Hello");
+//! assert_eq!(tree.protocol.as_str(), "Hello");
 //! ```
 //!
 //! [`parse`] is the whole API: it always returns a tree (with `Error` nodes where it had to

@@ -175,8 +175,8 @@ fn debug_spans(text: &str) -> Vec<(usize, usize)> {
 fn front_end_survives(src: &str) {
     let (tree, errors) = parse(src, FileId(0));
     for err in &errors {
-        assert!(err.span.start <= err.span.end && err.span.end <= src.len(), "bad span {err:?}");
-        assert!(src.is_char_boundary(err.span.start) && src.is_char_boundary(err.span.end), "{err:?}");
+        assert!(err.span.lo() <= err.span.hi() && err.span.hi() <= src.len(), "bad span {err:?}");
+        assert!(src.is_char_boundary(err.span.lo()) && src.is_char_boundary(err.span.hi()), "{err:?}");
     }
     for (start, end) in debug_spans(&format!("{tree:?}")) {
         assert!(start <= end && end <= src.len(), "tree span {start}..{end} outside 0..{}", src.len());
