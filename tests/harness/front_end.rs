@@ -388,6 +388,9 @@ fn every_snapshot_belongs_to_a_test() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for entry in std::fs::read_dir(root.join("harness/snapshots")).expect("snapshot directory exists") {
         let name = entry.expect("readable entry").file_name().into_string().expect("UTF-8 file name");
+        if name.ends_with(".snap.new") || name.ends_with(".pending-snap") {
+            continue; // insta's pending output of a failing snapshot test, reported there
+        }
         if let Some(stem) = name.strip_prefix("invalid__").and_then(|n| n.strip_suffix(".snap")) {
             let wld = root.join("corpus/invalid").join(format!("{stem}.wld"));
             assert!(wld.exists(), "snapshot {name} has no corpus file {}", wld.display());
