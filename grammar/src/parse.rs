@@ -126,10 +126,10 @@ impl<'a> Ctx<'a> {
     /// The depth of the node spanning `span` (an upper bound, which is all the limit needs).
     fn depth(&self, span: Span) -> u32 {
         // The child just built is the usual case.
-        if let Some(&(end, depth)) = self.depths.last() {
-            if end == span.end {
-                return depth;
-            }
+        if let Some(&(end, depth)) = self.depths.last()
+            && end == span.end
+        {
+            return depth;
         }
         match self.depths.binary_search_by_key(&span.end, |&(end, _)| end) {
             Ok(i) => self.depths[i].1,
