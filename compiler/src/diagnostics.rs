@@ -85,6 +85,12 @@ impl Diagnostic {
         self
     }
 
+    /// Adds a secondary label to a diagnostic being built in place.
+    pub fn with_secondary_mut(&mut self, label: Label) -> &mut Self {
+        self.secondary.push(label);
+        self
+    }
+
     fn to_codespan(&self) -> cs::Diagnostic<usize> {
         let file = self.file.0 as usize;
         let base = match self.severity {

@@ -1,22 +1,27 @@
 //! The Waldo protocol compiler.
 //!
-//! Today it holds the front end's driver and diagnostics: [`check_source`] parses a `.wld`
-//! source and reports every syntax mistake as a [`Diagnostic`]; [`SourceMap`] renders them
-//! (rustc-style text or JSON). The checker, the partitioner and the Rust code generator build
-//! on this, as does the `waldoc` command.
+//! [`check_source`] parses a `.wld` source, checks it ([`check`]) and reports every mistake as
+//! a [`Diagnostic`]; [`SourceMap`] renders them (rustc-style text or JSON). The result is a
+//! checked [`ir::Protocol`] with its fingerprint, which the code generator consumes. The
+//! `waldoc` command is a thin layer over this.
 
+pub mod check;
 pub mod codes;
 pub mod diagnostics;
+pub mod ir;
 
 pub use diagnostics::{Color, Diagnostic, Label, Severity, SourceMap};
 pub use waldo_grammar::{File, FileId};
 
-/// What the front end made of one file.
+/// What the compiler made of one file.
 pub struct Checked {
     /// The file, as the source map knows it.
     pub file: FileId,
     /// The syntax tree (complete only when `diagnostics` has no error).
     pub tree: File,
+    /// The checked protocol, when the file parsed without error (meaningful for code
+    /// generation only when `diagnostics` has no error).
+    pub protocol: Option<ir::Protocol>,
     /// Every diagnostic, in source order.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -28,12 +33,19 @@ impl Checked {
     }
 }
 
-/// Adds `source` to `map` under `name`, parses it and returns the tree and diagnostics.
+/// Adds `source` to `map` under `name`, parses and checks it.
+///
+/// The checker runs only on a file without syntax errors: on a partly recovered tree most of
+/// what it would say would be consequences of the syntax error.
 pub fn check_source(map: &mut SourceMap, name: &str, source: &str) -> Checked {
     let file = map.add(name, source);
     let (tree, errors) = waldo_grammar::parse(source, file);
-    let diagnostics = errors.iter().map(|e| diagnostics::from_parse_error(e, source)).collect();
-    Checked { file, tree, diagnostics }
+    if !errors.is_empty() {
+        let diagnostics = errors.iter().map(|e| diagnostics::from_parse_error(e, source)).collect();
+        return Checked { file, tree, protocol: None, diagnostics };
+    }
+    let (protocol, diagnostics) = check::check(&tree);
+    Checked { file, tree, protocol: Some(protocol), diagnostics }
 }
 
 /// Reads the file at `path` into `map` and checks it. A file that is not UTF-8 gives a
@@ -60,7 +72,7 @@ pub fn check_path(map: &mut SourceMap, path: &std::path::Path) -> std::io::Resul
                 ),
             )
             .with_help("save the file as UTF-8");
-            Ok(Checked { file, tree, diagnostics: vec![diagnostic] })
+            Ok(Checked { file, tree, protocol: None, diagnostics: vec![diagnostic] })
         }
     }
 }

@@ -397,7 +397,7 @@ pub struct Stmt {
 }
 
 /// An assignment operator.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum AssignOp {
     /// `=`
     Assign,
@@ -527,7 +527,7 @@ pub struct IfBranch {
 }
 
 /// Which exceptions a `catch` clause takes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ExceptionKind {
     /// `ApplicationException`: raised by Waldo code or the runtime for program errors.
     Application,
@@ -580,7 +580,7 @@ pub struct Expr {
 }
 
 /// Unary operators.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum UnaryOp {
     /// `-x`
     Neg,
@@ -599,7 +599,7 @@ impl UnaryOp {
 }
 
 /// Binary operators, in the precedence levels of LANGUAGE.md §5.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum BinOp {
     /// `or` (level 1)
     Or,

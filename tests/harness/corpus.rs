@@ -1,19 +1,23 @@
 //! The corpus: every `.wld` file is one test, its expectation written in the file itself.
 //!
-//! - `corpus/valid/*.wld` and `examples/protocols/*.wld`: no diagnostic at all.
+//! - `corpus/valid/*.wld` and `examples/protocols/*.wld`: no error, and exactly the warnings
+//!   on the `// warning:` line if there is one.
 //! - `corpus/invalid/*.wld`: exactly the codes on the `// error:` line, in order, and the
 //!   rendered diagnostics match the insta snapshot `harness/snapshots/invalid__<name>.snap`.
 
 use datatest_stable::Utf8Path;
-use waldo_tests::{diagnose, expected_codes};
+use waldo_tests::{diagnose, expected_codes, expected_warnings};
 
 fn valid(path: &Utf8Path, source: String) -> datatest_stable::Result<()> {
     if let Some(codes) = expected_codes(&source) {
         return Err(format!("{path} is in a valid corpus but expects {codes:?}").into());
     }
     let (diagnostics, rendered) = diagnose(path.as_str(), &source);
-    if !diagnostics.is_empty() {
-        return Err(format!("{path} should have no diagnostics, got:\n{rendered}").into());
+    let actual: Vec<&str> = diagnostics.iter().map(|d| d.code).collect();
+    if actual != expected_warnings(&source) {
+        return Err(
+            format!("{path} should have no diagnostics but its expected warnings, got:\n{rendered}").into()
+        );
     }
     Ok(())
 }

@@ -2,14 +2,25 @@
 //!
 //! A corpus file carries its expectation in its first lines: an invalid program has a
 //! `// error: E0001 E0020` line listing the codes of the diagnostics it must produce, in
-//! source order; a valid program has no such line and must produce no diagnostic.
+//! source order; a valid program has no such line and produces no error, and exactly the
+//! warnings listed on its `// warning: W0001` line, if it has one.
 
 use waldo_compiler::{Color, Diagnostic, SourceMap};
 
 /// The codes listed on a `// error:` line near the top of `source`, if any.
 pub fn expected_codes(source: &str) -> Option<Vec<String>> {
+    header(source, "error:")
+}
+
+/// The codes listed on a `// warning:` line near the top of `source`, if any: a valid program
+/// may expect warnings.
+pub fn expected_warnings(source: &str) -> Vec<String> {
+    header(source, "warning:").unwrap_or_default()
+}
+
+fn header(source: &str, key: &str) -> Option<Vec<String>> {
     source.lines().take(5).find_map(|line| {
-        let rest = line.trim().strip_prefix("//")?.trim().strip_prefix("error:")?;
+        let rest = line.trim().strip_prefix("//")?.trim().strip_prefix(key)?;
         Some(rest.split_whitespace().map(str::to_owned).collect())
     })
 }
