@@ -1137,9 +1137,11 @@ impl<'a> Checker<'a> {
     /// Declares a local, reporting a clash with any visible name.
     fn declare_local(&mut self, cx: &mut Cx, name: &ast::Ident, ty: Ty, in_for: bool) -> LocalId {
         if self.builtin_declared(name) {
-            return cx.add_local(&format!("{}#builtin", name.name), ty, name.span);
+            // Later uses of the name mean this variable: no follow-on errors.
+            return cx.add_local(&name.name, ty, name.span);
         }
         let previous = if let Some(&id) = cx.scope.get(name.as_str()) {
+            cx.used[id] = true; // the clash is the error; "unused" would only repeat it
             Some(cx.locals[id].loc.0)
         } else if let Some(s) = cx.sequence
             && let Some(&(_, span)) = self.sequences[s].data_names.get(name.as_str())
@@ -1930,12 +1932,14 @@ impl<'a> Checker<'a> {
             BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
                 if !(l.fits(&Ty::Number) && r.fits(&Ty::Number)) {
                     bad(self, "arithmetic takes Numbers");
+                    return Ty::Error;
                 }
                 Ty::Number
             }
             BinOp::And | BinOp::Or => {
                 if !(l.fits(&Ty::Bool) && r.fits(&Ty::Bool)) {
                     bad(self, "`and` and `or` take TrueFalse values; compare first");
+                    return Ty::Error;
                 }
                 Ty::Bool
             }

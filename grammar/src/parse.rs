@@ -332,7 +332,8 @@ fn from_lalrpop(source: &str, file: FileId, err: LalrpopError<'_>) -> Option<Par
     Some(ParseError { kind, file, span })
 }
 
-/// Tokens that can start an expression (besides `{`, `not` and `-`, which are folded in).
+/// Tokens that can start an expression (besides `{`, `not`, `-` and `onCreate`, which are
+/// folded in).
 const EXPR_START: &[&str] =
     &["an identifier", "a number", "a text literal", "True", "False", "self", "(", "["];
 const TYPE_START: &[&str] =
@@ -359,12 +360,14 @@ fn readable_expected(expected: &[String]) -> Vec<String> {
             !STMT_START.contains(&n.as_str())
                 && !EXPR_START.contains(&n.as_str())
                 && !TYPE_START.contains(&n.as_str())
-                && !["{", "not", "-"].contains(&n.as_str())
+                && !["{", "not", "-", "onCreate"].contains(&n.as_str())
         });
     }
     if has_all(&names, EXPR_START) {
         groups.push("an expression");
-        names.retain(|n| !EXPR_START.contains(&n.as_str()) && !["{", "not", "-"].contains(&n.as_str()));
+        names.retain(|n| {
+            !EXPR_START.contains(&n.as_str()) && !["{", "not", "-", "onCreate"].contains(&n.as_str())
+        });
     }
     if has_all(&names, TYPE_START) {
         groups.push("a type");

@@ -181,10 +181,55 @@ fn front_end_survives(src: &str) {
     for (start, end) in debug_spans(&format!("{tree:?}")) {
         assert!(start <= end && end <= src.len(), "tree span {start}..{end} outside 0..{}", src.len());
     }
-    // Rendering must not fail on any span either.
+    // The checker runs when the file parses; rendering must not fail on any span either.
     let (diagnostics, rendered) = waldo_tests::diagnose("fuzz.wld", src);
-    assert_eq!(diagnostics.len(), errors.len());
-    assert_eq!(rendered.is_empty(), errors.is_empty());
+    if !errors.is_empty() {
+        assert_eq!(diagnostics.len(), errors.len());
+    }
+    for d in &diagnostics {
+        let spans = std::iter::once(&d.primary).chain(&d.secondary);
+        for label in spans {
+            assert!(label.span.lo() <= label.span.hi() && label.span.hi() <= src.len(), "{d:?}");
+            assert!(src.is_char_boundary(label.span.lo()) && src.is_char_boundary(label.span.hi()), "{d:?}");
+        }
+    }
+    assert_eq!(rendered.is_empty(), diagnostics.is_empty());
+}
+
+/// Replaces token `which` of `src` by another token of the same kind (a name by a name, a
+/// type by a type, a literal by a literal...), so the result usually still parses and the
+/// checker gets exercised.
+fn substitute(src: &str, which: usize, pick: usize) -> String {
+    use waldo_grammar::lexer::{Token, lex};
+    const NAMES: &[&str] =
+        &["x", "len", "self", "A", "B", "f", "id", "Exception", "onCreate", "total", "hits"];
+    const TYPES: &[&str] = &["Number", "Text", "TrueFalse", "Endpoint", "Nothing"];
+    const LITERALS: &[&str] = &["0", "1e3", "'t'", "True", "False", "[]", "{}", "[1]", "{'k': 2}"];
+    const OPERATORS: &[&str] = &["+", "-", "*", "/", "%", "==", "!=", "<", ">=", "and", "or", "in"];
+    let (tokens, _) = lex(src);
+    if tokens.is_empty() {
+        return src.to_owned();
+    }
+    let (l, token, r) = &tokens[which % tokens.len()];
+    let pool = match token {
+        Token::Ident(_) => NAMES,
+        Token::NumberType | Token::TextType | Token::TrueFalse | Token::Endpoint | Token::Nothing => TYPES,
+        Token::Number(_) | Token::Text(_) | Token::True | Token::False => LITERALS,
+        Token::Plus
+        | Token::Minus
+        | Token::Star
+        | Token::Slash
+        | Token::Percent
+        | Token::EqEq
+        | Token::NotEq
+        | Token::Lt
+        | Token::Ge
+        | Token::And
+        | Token::Or
+        | Token::In => OPERATORS,
+        _ => return src.to_owned(),
+    };
+    format!("{}{}{}", &src[..*l], pool[pick % pool.len()], &src[*r..])
 }
 
 /// Tokens and fragments that reach deep parser states when shuffled.
@@ -347,7 +392,7 @@ fn apply(src: &str, m: &Mutation) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(3_000), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(2_000), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -362,6 +407,19 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(4_000), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn checker_survives_same_kind_substitutions(
+        pick in any::<proptest::sample::Index>(),
+        substitutions in proptest::collection::vec((any::<usize>(), any::<usize>()), 1..5),
+    ) {
+        thread_local!(static CORPUS: Vec<String> = corpus());
+        let mut src = CORPUS.with(|c| c[pick.index(c.len())].clone());
+        for (which, choice) in &substitutions {
+            src = substitute(&src, *which, *choice);
+        }
+        front_end_survives(&src);
+    }
 
     #[test]
     fn mutated_valid_programs_never_panic(
