@@ -487,3 +487,25 @@ fn every_wld_block_in_the_book_parses() {
     }
     assert!(blocks >= 4, "expected the book to hold Waldo examples, found {blocks}");
 }
+
+/// Codes that no corpus file can carry, and the test that covers each instead.
+const COVERED_ELSEWHERE: &[(&str, &str)] = &[
+    ("E0018", "front_end::oversized_source_is_refused (a 64 MiB file has no place in the corpus)"),
+    ("E0019", "waldo-compiler tests/cli.rs unreadable_and_non_utf8_files_are_reported"),
+];
+
+#[test]
+fn every_code_has_an_invalid_program() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/invalid");
+    let mut expected: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("corpus directory exists") {
+        let source = std::fs::read_to_string(entry.expect("readable entry").path()).expect("readable file");
+        expected.extend(waldo_tests::expected_codes(&source).unwrap_or_default());
+    }
+    for (code, _) in waldo_compiler::codes::ALL {
+        assert!(
+            expected.iter().any(|c| c == code) || COVERED_ELSEWHERE.iter().any(|(c, _)| c == code),
+            "no program in corpus/invalid expects {code}"
+        );
+    }
+}
