@@ -51,10 +51,13 @@ enum Binding {
     Exception,
 }
 
+/// Parameters as resolved in the first pass: name, type, where declared.
+type Params = Vec<(String, Ty, Span)>;
+
 /// A function's signature, known after the first pass.
 struct FnInfo {
     public: bool,
-    params: Vec<(String, Ty, Span)>,
+    params: Params,
     returns: Vec<Ty>,
     span: Span,
 }
@@ -69,7 +72,7 @@ struct EpInfo<'a> {
     global_names: HashMap<String, (usize, Span)>,
     functions: Vec<FnInfo>,
     function_names: HashMap<String, (FunctionId, Span)>,
-    on_create: Option<(&'a ast::OnCreate, Vec<(String, Ty, Span)>)>,
+    on_create: Option<(&'a ast::OnCreate, Params)>,
 }
 
 /// One sequence as the first pass sees it.
@@ -214,8 +217,9 @@ impl<'a> Checker<'a> {
         .secondary
         .push(Label::new(previous, format!("`{name}` is first declared here")));
         if let Some(d) = self.diags.last_mut() {
-            d.help
-                .push(format!("give one of them another name; names stay visible to the end of their scope"));
+            d.help.push(
+                "give one of them another name; names stay visible to the end of their scope".to_owned(),
+            );
         }
     }
 
@@ -618,8 +622,8 @@ impl<'a> Checker<'a> {
         None
     }
 
-    fn resolve_params(&mut self, params: &[ast::Param]) -> Vec<(String, Ty, Span)> {
-        let mut out: Vec<(String, Ty, Span)> = Vec::new();
+    fn resolve_params(&mut self, params: &[ast::Param]) -> Params {
+        let mut out: Params = Vec::new();
         for p in params {
             if self.builtin_declared(&p.name) {
                 continue;
@@ -1128,10 +1132,56 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn unknown_name(&mut self, name: &ast::Ident) {
+    fn unknown_name(&mut self, cx: &Cx, name: &ast::Ident) {
+        let wanted = name.as_str();
+        // A member of the other endpoint is not visible here: say where it is.
+        let elsewhere = (0..self.endpoints.len()).filter(|&e| e != cx.endpoint).find_map(|e| {
+            let ep = self.ep(e);
+            let what = if ep.function_names.contains_key(wanted) {
+                "a function"
+            } else if ep.global_names.contains_key(wanted) {
+                "data"
+            } else {
+                return None;
+            };
+            Some((what, self.endpoints[e].name.clone()))
+        });
+        let help = match elsewhere {
+            Some((what, owner)) => format!(
+                "`{wanted}` is {what} of `{owner}`, and this code runs on `{}`: reach the other side with a sequence, or declare the data as Peered",
+                self.endpoints.get(cx.endpoint).map_or("", |e| e.name.as_str())
+            ),
+            None => match self.similar_name(cx, wanted) {
+                Some(similar) => format!("a name with a similar spelling is visible here: `{similar}`"),
+                None => "declare it before this use (locals are visible from their declaration to the end of the function)".to_owned(),
+            },
+        };
         self.error(E_UNKNOWN_NAME, format!("cannot find `{}`", name.name), name.span, "not declared here")
             .help
-            .push("declare it before this use (locals are visible from their declaration to the end of the function), or check the spelling".into());
+            .push(help);
+    }
+
+    /// A visible name within a small edit distance of `wanted`.
+    fn similar_name(&self, cx: &Cx, wanted: &str) -> Option<String> {
+        let mut names: Vec<&str> = cx.scope.keys().map(String::as_str).collect();
+        if let Some(s) = cx.sequence {
+            names.extend(self.sequences[s].data_names.keys().map(String::as_str));
+        }
+        if cx.endpoint < self.endpoints.len() {
+            let ep = self.ep(cx.endpoint);
+            names.extend(ep.global_names.keys().map(String::as_str));
+            names.extend(ep.function_names.keys().map(String::as_str));
+        }
+        names.extend(self.peered_names.keys().map(String::as_str));
+        names.extend(self.sequence_names.keys().map(String::as_str));
+        names.extend(BUILTINS.iter().copied());
+        let limit = (wanted.chars().count() / 3).max(1);
+        names
+            .into_iter()
+            .map(|n| (edit_distance(wanted, n), n))
+            .filter(|&(d, _)| d <= limit)
+            .min()
+            .map(|(_, n)| n.to_owned())
     }
 
     /// Declares a local, reporting a clash with any visible name.
@@ -1570,7 +1620,7 @@ impl<'a> Checker<'a> {
                     error_expr(e.span)
                 }
                 None => {
-                    self.unknown_name(name);
+                    self.unknown_name(cx, name);
                     error_expr(e.span)
                 }
             },
@@ -1716,7 +1766,7 @@ impl<'a> Checker<'a> {
                     error_expr(span)
                 }
                 None => {
-                    self.unknown_name(name);
+                    self.unknown_name(cx, name);
                     error_expr(span)
                 }
             },
@@ -2073,7 +2123,7 @@ impl<'a> Checker<'a> {
                             .help
                             .push("`onCreate` runs once when the endpoint is created; move the shared code into a Private Function and call that".into());
                     } else {
-                        self.unknown_name(name);
+                        self.unknown_name(cx, name);
                     }
                     for a in args {
                         self.expr(cx, a, None);
@@ -2427,6 +2477,22 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// Levenshtein distance between two names, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// The variable at the root of a place like `a.b[c].d`.

@@ -92,7 +92,10 @@ fn a_type_change_changes_it() {
 fn a_block_order_change_changes_it() {
     let base = fingerprint(ORIGINAL);
     let reordered = ORIGINAL
-        .replace("Order: Buyer.pick -> Seller.pack -> Buyer.pay;", "Order: Buyer.pay -> Seller.pack -> Buyer.pick;")
+        .replace(
+            "Order: Buyer.pick -> Seller.pack -> Buyer.pay;",
+            "Order: Buyer.pay -> Seller.pack -> Buyer.pick;",
+        )
         .replace("  Buyer.pick { total = 0; }\n", "  Buyer.pay { total += 1; }\n  ")
         .replace("  Buyer.pay { total += 1; }\n}", "Buyer.pick { total = 0; }\n}");
     assert_ne!(base, fingerprint(&reordered));

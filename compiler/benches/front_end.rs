@@ -1,8 +1,9 @@
-//! Lex+parse speed on a generated 10,000-line protocol.
+//! Front-end speed on a generated 10,000-line protocol: lexing, parsing, checking.
 //!
-//! Run with `cargo bench -p waldo-grammar`. Prints the median and spread of lexing alone (the
-//! baseline, measured in the same run) and of lexing plus parsing, and their ratio, as a table
-//! and as `name: value` lines. Dropping the tree is timed separately.
+//! Run with `cargo bench -p waldo-compiler --bench front_end` (`-- --quick` for a short run).
+//! Prints the median and spread of lexing alone (the baseline, measured in the same run), of
+//! lexing plus parsing, and of checking a parsed tree, with ratios, as a table and as
+//! `name: value` lines. Dropping the tree is timed separately.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -69,11 +70,19 @@ fn main() {
 
     let (lex, _) = measure(iterations, || lexer::lex(black_box(&src)));
     let (full, drops) = measure(iterations, || parse(black_box(&src), FileId(0)));
+    let (tree, _) = parse(&src, FileId(0));
+    let (_, diagnostics) = waldo_compiler::check::check(&tree);
+    assert!(
+        diagnostics.is_empty(),
+        "the generated protocol must check clean: {:?}",
+        &diagnostics[..diagnostics.len().min(3)]
+    );
+    let (check, _) = measure(iterations, || waldo_compiler::check::check(black_box(&tree)));
     let (lex_p50, full_p50) = (lex[lex.len() / 2], full[full.len() / 2]);
 
     println!("front end on a generated protocol: {lines} lines, {} bytes, {iterations} runs", src.len());
     println!("{:<14} {:>10} {:>10} {:>10}", "", "min ms", "p50 ms", "max ms");
-    for (name, t) in [("lex", &lex), ("lex+parse", &full), ("drop tree", &drops)] {
+    for (name, t) in [("lex", &lex), ("lex+parse", &full), ("drop tree", &drops), ("check", &check)] {
         println!("{name:<14} {:>10.2} {:>10.2} {:>10.2}", ms(t[0]), ms(t[t.len() / 2]), ms(t[t.len() - 1]));
     }
     println!("parse.lines: {lines}");
@@ -82,5 +91,9 @@ fn main() {
     println!("parse.drop_tree_p50_ms: {:.3}", ms(drops[drops.len() / 2]));
     println!("parse.lines_per_s: {:.0}", lines as f64 / full_p50.as_secs_f64());
     println!("ratio.lex_parse_vs_lex: {:.2}", full_p50.as_secs_f64() / lex_p50.as_secs_f64());
+    let check_p50 = check[check.len() / 2];
+    println!("check.p50_ms: {:.3}", ms(check_p50));
+    println!("ratio.check_vs_lex_parse: {:.2}", check_p50.as_secs_f64() / full_p50.as_secs_f64());
     println!("goal.lex_parse_under_20ms: {}", ms(full_p50) < 20.0);
+    println!("goal.check_under_50ms: {}", ms(check_p50) < 50.0);
 }
