@@ -25,6 +25,11 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Explain a diagnostic code (e.g. `waldoc explain E0107`), with a wrong and a fixed example.
+    Explain {
+        /// The code, as printed in a diagnostic: `E0107`, `W0001`.
+        code: String,
+    },
     /// Print the syntax tree of a `.wld` file (for debugging the compiler).
     Ast {
         /// The file to parse.
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { files, output } => check(&files, &output),
         Command::Ast { file, output } => ast(&file, &output),
+        Command::Explain { code } => explain(&code),
     }
 }
 
@@ -118,6 +124,7 @@ fn summary(files: usize, errors: usize, warnings: usize) {
             plural(warnings, "warning"),
             plural(files, "file")
         );
+        eprintln!("for more about an error, try `waldoc explain CODE`");
     } else if warnings > 0 {
         eprintln!("checked {}: {}", plural(files, "file"), plural(warnings, "warning"));
     } else {
@@ -147,4 +154,22 @@ fn ast(path: &std::path::Path, output: &OutputArgs) -> ExitCode {
     // A closed pipe (`waldoc ast f | head`) is not an error worth reporting.
     let _ = writeln!(stdout, "{:#?}", checked.tree);
     if checked.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Prints the explanation page of a code.
+fn explain(code: &str) -> ExitCode {
+    match waldo_compiler::explain::page(code) {
+        Some(page) => {
+            let _ = std::io::stdout().lock().write_all(page.as_bytes());
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("error: `{code}` is not a Waldo diagnostic code");
+            eprintln!("help: codes look like `E0107` or `W0001`; the known ones are:");
+            for (code, summary) in waldo_compiler::codes::ALL {
+                eprintln!("  {code}  {summary}");
+            }
+            ExitCode::FAILURE
+        }
+    }
 }

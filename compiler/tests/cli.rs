@@ -94,3 +94,16 @@ fn usage_errors_exit_with_2() {
     assert_eq!(code, 2);
     assert!(stderr.contains("FILE") || stderr.contains("<FILES>"), "{stderr}");
 }
+
+#[test]
+fn explain_prints_a_page_or_lists_the_codes() {
+    let (code, stdout, _) = waldoc(&["explain", "E0107"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("# E0107: "), "{stdout}");
+    assert!(stdout.contains("Wrong:") && stdout.contains("Fixed:"), "{stdout}");
+
+    let (code, _, stderr) = waldoc(&["explain", "E9999"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`E9999` is not a Waldo diagnostic code"), "{stderr}");
+    assert!(stderr.contains("E0101"), "lists the known codes: {stderr}");
+}
