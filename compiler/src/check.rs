@@ -673,7 +673,11 @@ impl<'a> Checker<'a> {
                             continue;
                         }
                         let params = self.resolve_params(&f.params);
-                        let returns = f.returns.iter().map(|t| self.resolve_ty(t, false)).collect();
+                        // `returns Nothing` is the same as no `returns` clause.
+                        let returns = match f.returns.as_slice() {
+                            [only] if only.kind == TypeKind::Nothing => Vec::new(),
+                            written => written.iter().map(|t| self.resolve_ty(t, false)).collect(),
+                        };
                         let ep = &mut self.endpoints[id];
                         ep.function_names.insert(f.name.name.to_string(), (ep.functions.len(), f.name.span));
                         ep.functions.push(FnInfo {
@@ -1391,6 +1395,7 @@ impl<'a> Checker<'a> {
             StmtKind::ExtAssign { source, target } => {
                 let src = self.expr(cx, source, None);
                 let tgt = self.place(cx, target, true);
+                self.external_target(&tgt, "extAssign", target.span);
                 if !matches!(src.ty, Ty::External(_) | Ty::Error | Ty::Any) {
                     let shown = self.ty_name(&src.ty);
                     self.error(
@@ -1414,6 +1419,7 @@ impl<'a> Checker<'a> {
             }
             StmtKind::ExtCopy { source, target } => {
                 let tgt = self.place(cx, target, true);
+                self.external_target(&tgt, "extCopy", target.span);
                 let inner = match &tgt.ty {
                     Ty::External(t) => (**t).clone(),
                     _ => Ty::Error,
@@ -1425,6 +1431,25 @@ impl<'a> Checker<'a> {
             StmtKind::Error => TStmtKind::Block(Vec::new()),
         };
         TStmt { kind, loc: loc(stmt.span) }
+    }
+
+    /// Reports an `extAssign`/`extCopy` target that is not an External place (calls report
+    /// this themselves in `place`).
+    fn external_target(&mut self, target: &TExpr, statement: &str, span: Span) {
+        if matches!(target.ty, Ty::External(_) | Ty::Error | Ty::Any)
+            || matches!(target.kind, TExprKind::Call(..))
+        {
+            return;
+        }
+        let shown = self.ty_name(&target.ty);
+        self.error(
+            E_NOT_EXTERNAL,
+            format!("the target of `{statement}` must be an External, found {shown}"),
+            span,
+            "not an External",
+        )
+        .help
+        .push("to change an ordinary variable, assign it with `=`".into());
     }
 
     fn condition(&mut self, cx: &mut Cx, e: &ast::Expr) -> TExpr {
