@@ -509,3 +509,14 @@ fn every_code_has_an_invalid_program() {
         );
     }
 }
+
+#[test]
+fn the_book_lists_every_code() {
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src/diagnostics.md"),
+    )
+    .expect("book/src/diagnostics.md exists");
+    for (code, _) in waldo_compiler::codes::ALL {
+        assert!(page.contains(code), "book/src/diagnostics.md does not list {code}");
+    }
+}
