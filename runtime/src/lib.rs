@@ -1,5 +1,40 @@
-//! The Waldo runtime: transactional endpoint data, the sans-io protocol engine and its
-//! drivers (TCP, in-process, simulated). See `RUNTIME.md` for the contract it implements.
+//! The Waldo runtime: what code generated from a `.wld` protocol links against.
 //!
-//! The crate is being built in stages; today it only reserves its place in the workspace,
-//! so that the code generator and the examples can name it.
+//! Every host call of a public function is a **transaction** ([`RUNTIME.md` §2]): it commits
+//! atomically or leaves no trace, is isolated from concurrent calls (strict two-phase
+//! locking, wound-wait priorities, automatic retries), may undo a `try` body without
+//! aborting, and delivers `signal`/`print` effects once, after commit, in commit order.
+//!
+//! The host-facing types are [`Error`], [`CallOptions`], [`External`] and the conversions in
+//! [`convert`]. Generated code reaches everything else through the hidden [`__rt`] module.
+//!
+//! [`RUNTIME.md` §2]: https://example.invalid/waldo/RUNTIME.md
+
+pub mod convert;
+mod effects;
+mod endpoint;
+mod error;
+mod external;
+mod lock;
+mod run;
+mod tx;
+mod value;
+pub mod watchdog;
+
+pub use convert::NumberKey;
+pub use error::{Error, Exception, ExceptionKind};
+pub use external::External;
+pub use run::CallOptions;
+
+/// The API of generated code. Not for direct use: it may change with the code generator.
+#[doc(hidden)]
+pub mod __rt {
+    pub use crate::convert::{FromKey, FromValue, IntoKey, IntoValue};
+    pub use crate::effects::{Printer, stdout_printer};
+    pub use crate::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
+    pub use crate::error::{Abort, Exception, ExceptionKind, Flow, Raise, app_error};
+    pub use crate::external::ExtCell;
+    pub use crate::run::{Attempts, transact, transact_counted};
+    pub use crate::tx::{Priority, Savepoint, Tx};
+    pub use crate::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
+}

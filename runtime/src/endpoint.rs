@@ -1,0 +1,113 @@
+//! Endpoints as the runtime sees them: their variable slots, their identity, and the dynamic
+//! call interface other endpoints use (`e.f(args)`).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::effects::{Printer, stdout_printer};
+use crate::error::Flow;
+use crate::lock::LockState;
+use crate::tx::Tx;
+use crate::value::Value;
+
+pub(crate) struct Slot {
+    pub(crate) value: Value,
+    pub(crate) lock: LockState,
+}
+
+/// The data of one running endpoint: its global (and peered) variables, by slot number.
+pub struct EndpointCore {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) slots: Mutex<Vec<Slot>>,
+    pub(crate) printer: Printer,
+}
+
+static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
+
+impl EndpointCore {
+    /// A new endpoint of kind `name` whose slots start with `initial` values.
+    pub fn new(name: &str, initial: Vec<Value>) -> Arc<EndpointCore> {
+        Self::with_printer(name, initial, stdout_printer())
+    }
+
+    /// Like [`EndpointCore::new`], with `print` going to `printer`.
+    pub fn with_printer(name: &str, initial: Vec<Value>, printer: Printer) -> Arc<EndpointCore> {
+        let n = NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed);
+        Arc::new(EndpointCore {
+            name: name.to_owned(),
+            id: format!("{name}-{n}"),
+            slots: Mutex::new(
+                initial.into_iter().map(|value| Slot { value, lock: LockState::default() }).collect(),
+            ),
+            printer,
+        })
+    }
+
+    /// Appends a slot (used while initializing globals in order).
+    pub fn push_slot(&self, value: Value) -> usize {
+        let mut slots = self.slots.lock();
+        slots.push(Slot { value, lock: LockState::default() });
+        slots.len() - 1
+    }
+
+    /// The endpoint's unique id (`id()` in Waldo).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The endpoint's kind (its name in the protocol).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Debug for EndpointCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointCore").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// The future of a dynamic endpoint call.
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Flow<Vec<Value>>> + Send + 'a>>;
+
+/// What generated code implements so that other endpoints can call its public functions by
+/// name (`e.f(args)`). An unknown name or wrong arguments must raise an
+/// ApplicationException, never hang.
+pub trait DynEndpoint: Send + Sync {
+    /// The endpoint's unique id.
+    fn id(&self) -> &str;
+    /// Calls public function `function` inside `tx` with `args` (already deep-copied).
+    fn call<'a>(&'a self, tx: &'a Tx, function: &'a str, args: Vec<Value>) -> CallFuture<'a>;
+}
+
+/// A reference to an endpoint on the same host (`Endpoint` values).
+#[derive(Clone)]
+pub struct EndpointRef(pub Arc<dyn DynEndpoint>);
+
+impl EndpointRef {
+    /// The endpoint's unique id.
+    pub fn id(&self) -> &str {
+        self.0.id()
+    }
+
+    /// `e.f(args)`: calls public function `function` of the endpoint in the caller's
+    /// transaction. Arguments and results are deep-copied across the boundary.
+    pub async fn call(&self, tx: &Tx, function: &str, args: Vec<Value>) -> Flow<Vec<Value>> {
+        let mut copied = Vec::with_capacity(args.len());
+        for a in &args {
+            copied.push(tx.deep_copy(a).await?);
+        }
+        let results = self.0.call(tx, function, copied).await?;
+        let mut out = Vec::with_capacity(results.len());
+        for r in &results {
+            out.push(tx.deep_copy(r).await?);
+        }
+        Ok(out)
+    }
+}

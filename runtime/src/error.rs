@@ -1,0 +1,142 @@
+//! Errors: what reaches the host ([`Error`]), and what travels inside a transaction
+//! ([`Raise`]: a Waldo exception that code may catch, or an abort that it may not).
+
+use std::fmt;
+
+/// The kind of a Waldo exception, as `catch` clauses name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExceptionKind {
+    /// `ApplicationException`: a program error (division by zero, missing key, unknown
+    /// function on an endpoint call, ...).
+    Application,
+    /// `NetworkException`: the partner or a called endpoint became unreachable.
+    Network,
+}
+
+/// A Waldo exception: its kind and a message a person can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exception {
+    /// Application or network.
+    pub kind: ExceptionKind,
+    /// What happened (e.g. "division by zero").
+    pub message: String,
+}
+
+impl Exception {
+    /// An `ApplicationException` with `message`.
+    pub fn application(message: impl Into<String>) -> Self {
+        Exception { kind: ExceptionKind::Application, message: message.into() }
+    }
+
+    /// A `NetworkException` with `message`.
+    pub fn network(message: impl Into<String>) -> Self {
+        Exception { kind: ExceptionKind::Network, message: message.into() }
+    }
+}
+
+impl fmt::Display for Exception {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Why a transaction attempt cannot go on. Aborts are not exceptions: Waldo code cannot
+/// catch them; the runtime undoes the attempt and retries it (or reports to the host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abort {
+    /// An older transaction needed something this one holds.
+    Wounded,
+    /// The call's deadline passed.
+    Deadline,
+}
+
+/// What Waldo code propagates with `?`: an exception (catchable) or an abort (not).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Raise {
+    /// A Waldo exception.
+    Exception(Exception),
+    /// The attempt must stop.
+    Abort(Abort),
+}
+
+impl From<Exception> for Raise {
+    fn from(e: Exception) -> Self {
+        Raise::Exception(e)
+    }
+}
+
+impl From<Abort> for Raise {
+    fn from(a: Abort) -> Self {
+        Raise::Abort(a)
+    }
+}
+
+/// The result of Waldo code inside a transaction.
+pub type Flow<T> = Result<T, Raise>;
+
+/// Raises an `ApplicationException` with `message`.
+pub fn app_error<T>(message: impl Into<String>) -> Flow<T> {
+    Err(Raise::Exception(Exception::application(message)))
+}
+
+/// Everything a call into a Waldo endpoint can fail with, as the host sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Waldo code raised an exception that nothing caught; the transaction left no trace.
+    Application {
+        /// The exception's message (e.g. "division by zero").
+        message: String,
+    },
+    /// The partner or a called endpoint became unreachable; the transaction left no trace.
+    Network {
+        /// What was lost and why.
+        message: String,
+    },
+    /// The call's deadline passed before it could commit; it left no trace.
+    Timeout,
+    /// The transaction was aborted by conflicts more times than the call allows.
+    ConflictRetriesExhausted {
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The endpoint was stopped.
+    Stopped,
+    /// The connection's handshake was refused.
+    HandshakeRefused {
+        /// Why (different protocol, same role twice, bad nonce, wrong version...).
+        reason: String,
+    },
+    /// The peer sent something that does not fit the protocol; the connection was closed.
+    ProtocolDeviation {
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Application { message } => write!(f, "application exception: {message}"),
+            Error::Network { message } => write!(f, "network error: {message}"),
+            Error::Timeout => write!(f, "the call's deadline passed before it could commit"),
+            Error::ConflictRetriesExhausted { attempts } => {
+                write!(f, "gave up after {attempts} attempts aborted by conflicting transactions")
+            }
+            Error::Stopped => write!(f, "the endpoint is stopped"),
+            Error::HandshakeRefused { reason } => write!(f, "handshake refused: {reason}"),
+            Error::ProtocolDeviation { message } => write!(f, "protocol deviation: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Exception> for Error {
+    fn from(e: Exception) -> Self {
+        match e.kind {
+            ExceptionKind::Application => Error::Application { message: e.message },
+            ExceptionKind::Network => Error::Network { message: e.message },
+        }
+    }
+}

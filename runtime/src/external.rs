@@ -1,0 +1,73 @@
+//! External cells: values the host owns and Waldo code reads and writes transactionally.
+//!
+//! A cell keeps its committed value, which the host reads at any time without waiting, and at
+//! most one transaction's pending value, installed when that transaction commits. Endpoints on
+//! the host share a cell by holding the same [`External`] (`extAssign`).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::lock::LockState;
+use crate::value::Value;
+
+pub(crate) struct ExtState {
+    pub(crate) committed: Value,
+    pub(crate) pending: Option<Value>,
+    pub(crate) lock: LockState,
+}
+
+/// An untyped External cell, as Waldo values hold it.
+#[derive(Clone)]
+pub struct ExtCell(pub(crate) Arc<Mutex<ExtState>>);
+
+impl ExtCell {
+    /// A cell holding `value`.
+    pub fn new(value: Value) -> ExtCell {
+        ExtCell(Arc::new(Mutex::new(ExtState {
+            committed: value,
+            pending: None,
+            lock: LockState::default(),
+        })))
+    }
+
+    /// Whether two handles name the same cell.
+    pub fn same(&self, other: &ExtCell) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The committed value (never one a transaction has not committed yet).
+    pub fn committed(&self) -> Value {
+        self.0.lock().committed.clone()
+    }
+}
+
+/// A host-owned External cell holding a `T` (a Number, Text, TrueFalse, or a container of them).
+pub struct External<T> {
+    cell: ExtCell,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for External<T> {
+    fn clone(&self) -> Self {
+        External { cell: self.cell.clone(), _t: PhantomData }
+    }
+}
+
+impl<T: crate::convert::FromValue + crate::convert::IntoValue> External<T> {
+    /// A cell holding `value`.
+    pub fn new(value: T) -> Self {
+        External { cell: ExtCell::new(value.into_value()), _t: PhantomData }
+    }
+
+    /// The committed value.
+    pub fn get(&self) -> T {
+        T::from_committed(&self.cell.committed()).expect("an External holds a value of its type")
+    }
+
+    /// The untyped cell, for generated code.
+    pub fn cell(&self) -> &ExtCell {
+        &self.cell
+    }
+}

@@ -1,0 +1,90 @@
+//! The transaction lock on one item (a variable slot, a heap object, an External cell).
+//!
+//! Shared for reading, exclusive for writing, held until the transaction commits or aborts
+//! (strict two-phase locking). The lock only records holders and waiters; the decision to
+//! wound or wait belongs to [`crate::tx`]. Every `LockState` sits inside the mutex of the
+//! item it protects, so checking, granting and releasing are atomic with the item's data.
+
+use std::sync::Arc;
+use std::task::Waker;
+
+use crate::tx::TxInner;
+
+/// Read or write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Read,
+    Write,
+}
+
+/// Holders and waiters of one item.
+#[derive(Default)]
+pub(crate) struct LockState {
+    writer: Option<Arc<TxInner>>,
+    readers: Vec<Arc<TxInner>>,
+    waiters: Vec<Waker>,
+}
+
+/// The outcome of a request.
+pub(crate) enum Grant {
+    /// Granted; `true` when the transaction did not hold the item before (it must remember
+    /// to release it).
+    Granted(bool),
+    /// Held by others in a conflicting mode.
+    Conflict(Vec<Arc<TxInner>>),
+}
+
+impl LockState {
+    /// Grants `mode` to `tx` if nobody else holds the item in a conflicting mode.
+    pub(crate) fn try_acquire(&mut self, tx: &Arc<TxInner>, mode: Mode) -> Grant {
+        let is_me = |t: &Arc<TxInner>| Arc::ptr_eq(t, tx);
+        let held_before = self.writer.as_ref().is_some_and(is_me) || self.readers.iter().any(is_me);
+        match mode {
+            Mode::Read => {
+                match &self.writer {
+                    Some(w) if !is_me(w) => return Grant::Conflict(vec![w.clone()]),
+                    Some(_) => {}
+                    None => {
+                        if !self.readers.iter().any(is_me) {
+                            self.readers.push(tx.clone());
+                        }
+                    }
+                }
+                Grant::Granted(!held_before)
+            }
+            Mode::Write => {
+                if let Some(w) = &self.writer {
+                    return if is_me(w) { Grant::Granted(false) } else { Grant::Conflict(vec![w.clone()]) };
+                }
+                let others: Vec<Arc<TxInner>> = self.readers.iter().filter(|r| !is_me(r)).cloned().collect();
+                if !others.is_empty() {
+                    return Grant::Conflict(others);
+                }
+                self.readers.clear();
+                self.writer = Some(tx.clone());
+                Grant::Granted(!held_before)
+            }
+        }
+    }
+
+    /// Whether `tx` holds the item for writing.
+    pub(crate) fn written_by(&self, tx: &Arc<TxInner>) -> bool {
+        self.writer.as_ref().is_some_and(|w| Arc::ptr_eq(w, tx))
+    }
+
+    /// Parks a waiter until the next release.
+    pub(crate) fn wait(&mut self, waker: &Waker) {
+        if !self.waiters.iter().any(|w| w.will_wake(waker)) {
+            self.waiters.push(waker.clone());
+        }
+    }
+
+    /// Releases whatever `tx` holds and returns the waiters to wake.
+    pub(crate) fn release(&mut self, tx: &Arc<TxInner>) -> Vec<Waker> {
+        if self.writer.as_ref().is_some_and(|w| Arc::ptr_eq(w, tx)) {
+            self.writer = None;
+        }
+        self.readers.retain(|r| !Arc::ptr_eq(r, tx));
+        std::mem::take(&mut self.waiters)
+    }
+}

@@ -1,0 +1,119 @@
+//! Running a host call as a transaction: attempts, retries with backoff, deadlines.
+//!
+//! An attempt that is wounded (an older transaction needed what it held) is undone and run
+//! again with its original priority, after a pause drawn uniformly from zero to an
+//! exponentially growing bound ("full jitter"). The call gives up at its deadline (timeout)
+//! or after its attempt limit. Host functions called by the code may therefore run more than
+//! once; effects (`signal`, `print`) run once, after the attempt that commits.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{Abort, Error, Flow, Raise};
+use crate::tx::{Priority, Tx};
+use crate::watchdog::watch;
+
+/// Per-call options.
+#[derive(Clone, Debug)]
+pub struct CallOptions {
+    /// Give up (and leave no trace) if the call has not committed after this long.
+    pub deadline: Option<Duration>,
+    /// Give up after this many aborted attempts.
+    pub max_attempts: u32,
+    /// The first retry pauses up to this long; each further one doubles the bound.
+    pub backoff_base: Duration,
+    /// The largest pause bound.
+    pub backoff_cap: Duration,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        CallOptions {
+            deadline: None,
+            max_attempts: 10_000,
+            backoff_base: Duration::from_micros(20),
+            backoff_cap: Duration::from_millis(20),
+        }
+    }
+}
+
+impl CallOptions {
+    /// These options with a deadline.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
+/// What a transaction did, for tests and statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attempts {
+    /// How many attempts ran (1 when there was no conflict).
+    pub attempts: u32,
+}
+
+/// Runs `body` as a transaction named `what` (for watchdog reports) until it commits, raises,
+/// times out or runs out of attempts.
+pub async fn transact<T, F, Fut>(what: &'static str, options: &CallOptions, body: F) -> Result<T, Error>
+where
+    F: FnMut(Tx) -> Fut,
+    Fut: Future<Output = Flow<T>>,
+{
+    transact_counted(what, options, body).await.map(|(v, _)| v)
+}
+
+/// Like [`transact`], also telling how many attempts it took.
+pub async fn transact_counted<T, F, Fut>(
+    what: &'static str,
+    options: &CallOptions,
+    mut body: F,
+) -> Result<(T, Attempts), Error>
+where
+    F: FnMut(Tx) -> Fut,
+    Fut: Future<Output = Flow<T>>,
+{
+    let priority = Priority::next();
+    let deadline = options.deadline.map(|d| Instant::now() + d);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let tx = Tx::begin(priority);
+        let attempt = watch(what, body(tx.clone()));
+        let outcome = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, attempt).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Raise::Abort(Abort::Deadline)),
+            },
+            None => attempt.await,
+        };
+        match outcome {
+            Ok(value) => {
+                if tx.commit().is_ok() {
+                    return Ok((value, Attempts { attempts }));
+                }
+            }
+            Err(Raise::Exception(e)) => {
+                tx.abort();
+                return Err(e.into());
+            }
+            Err(Raise::Abort(Abort::Deadline)) => {
+                tx.abort();
+                return Err(Error::Timeout);
+            }
+            Err(Raise::Abort(Abort::Wounded)) => tx.abort(),
+        }
+        if attempts >= options.max_attempts {
+            return Err(Error::ConflictRetriesExhausted { attempts });
+        }
+        let bound = options.backoff_base.saturating_mul(1 << attempts.min(16)).min(options.backoff_cap);
+        let pause = bound.mul_f64(rand::random::<f64>());
+        if let Some(d) = deadline
+            && Instant::now() + pause >= d
+        {
+            return Err(Error::Timeout);
+        }
+        tokio::time::sleep(pause).await;
+    }
+}

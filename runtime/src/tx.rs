@@ -1,0 +1,776 @@
+//! Transactions: isolation, nested undo, commit and abort.
+//!
+//! A transaction ([`Tx`]) is one host call (or `onCreate`) and everything it does, on every
+//! endpoint of the host it reaches. Its rules:
+//!
+//! - **Strict two-phase locking.** Every read or write of a variable slot, heap object or
+//!   External cell first takes that item's lock (shared to read, exclusive to write) and keeps
+//!   it until the transaction ends. Writes happen in place; the first write of each piece is
+//!   recorded in an undo log.
+//! - **Wound-wait.** Each transaction has a priority fixed at its first attempt (older is
+//!   higher) and kept across retries. On a conflict, an older requester *wounds* younger
+//!   holders that have not begun to commit (they abort at their next step and release), and
+//!   waits; a younger requester just waits. Waits-for edges always point from younger to
+//!   older, so there is no deadlock; a retried transaction keeps its priority, so it
+//!   eventually is the oldest and cannot starve.
+//! - **Savepoints.** A `try` body records the length of the undo log; if it raises, the log
+//!   is replayed back to that point on every endpoint it touched, and the transaction goes on.
+//! - **Commit** marks the transaction committing (after which it cannot be wounded), queues its
+//!   effects for delivery in commit order, and releases its locks; **abort** replays the
+//!   whole undo log, drops its effects and releases its locks. A transaction dropped without
+//!   committing aborts, so a cancelled or timed-out call leaves no trace.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use parking_lot::Mutex;
+
+use crate::effects::{self, Effect};
+use crate::endpoint::EndpointCore;
+use crate::error::{Abort, Exception, Flow};
+use crate::external::ExtCell;
+use crate::lock::{Grant, LockState, Mode};
+use crate::value::{Key, Obj, ObjData, Value};
+
+const ACTIVE: u8 = 0;
+const WOUNDED: u8 = 1;
+const COMMITTING: u8 = 2;
+const FINISHED: u8 = 3;
+
+static NEXT_TX: AtomicU64 = AtomicU64::new(1);
+
+/// A transaction's priority: smaller is older and wins conflicts. Fixed at the first attempt
+/// and kept across retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Priority(u64);
+
+impl Priority {
+    /// A priority younger than every one handed out before.
+    pub fn next() -> Priority {
+        Priority(NEXT_TX.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// What a write changed, to be put back on abort or savepoint rollback.
+enum Undo {
+    Slot { ep: Arc<EndpointCore>, slot: usize, old: Value },
+    ListSet { obj: Obj, index: usize, old: Value },
+    ListInserted { obj: Obj, index: usize },
+    ListRemoved { obj: Obj, index: usize, old: Value },
+    MapSet { obj: Obj, key: Key, old: Option<Value> },
+    StructSet { obj: Obj, field: usize, old: Value },
+    Ext { cell: ExtCell },
+}
+
+/// An item whose lock the transaction holds.
+enum Held {
+    Slot(Arc<EndpointCore>, usize),
+    Obj(Obj),
+    Ext(ExtCell),
+}
+
+#[derive(Default)]
+struct TxLog {
+    undo: Vec<Undo>,
+    held: Vec<Held>,
+    effects: Vec<Effect>,
+}
+
+/// The shared part of a transaction, referenced by the locks it holds.
+pub(crate) struct TxInner {
+    priority: Priority,
+    state: AtomicU8,
+    waker: Mutex<Option<Waker>>,
+    log: Mutex<TxLog>,
+}
+
+impl TxInner {
+    /// Wounds the transaction unless it has begun to commit; wakes it so it notices.
+    fn wound(&self) {
+        if self.state.compare_exchange(ACTIVE, WOUNDED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            && let Some(w) = self.waker.lock().take()
+        {
+            w.wake();
+        }
+    }
+}
+
+/// A mark in the undo log, for a `try` body.
+#[derive(Clone, Copy, Debug)]
+pub struct Savepoint {
+    undo: usize,
+    effects: usize,
+}
+
+/// A running transaction attempt. Cheap to clone: clones are the same transaction (endpoint
+/// calls pass it along). Dropping the last clone without committing aborts it.
+#[derive(Clone)]
+pub struct Tx {
+    inner: Arc<TxInner>,
+    _guard: Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(Arc<TxInner>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let state = self.0.state.load(Ordering::Acquire);
+        if state == ACTIVE || state == WOUNDED {
+            abort_inner(&self.0);
+        }
+    }
+}
+
+impl Tx {
+    /// Begins an attempt with `priority` (a retry passes its first attempt's priority).
+    pub fn begin(priority: Priority) -> Tx {
+        let inner = Arc::new(TxInner {
+            priority,
+            state: AtomicU8::new(ACTIVE),
+            waker: Mutex::new(None),
+            log: Mutex::new(TxLog::default()),
+        });
+        Tx { _guard: Arc::new(AbortOnDrop(inner.clone())), inner }
+    }
+
+    /// The transaction's priority.
+    pub fn priority(&self) -> Priority {
+        self.inner.priority
+    }
+
+    /// Fails with `Abort::Wounded` if an older transaction wounded this one.
+    pub fn check(&self) -> Result<(), Abort> {
+        match self.inner.state.load(Ordering::Acquire) {
+            ACTIVE | COMMITTING => Ok(()),
+            _ => Err(Abort::Wounded),
+        }
+    }
+
+    /// Whether an older transaction wounded this one.
+    pub fn is_wounded(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) == WOUNDED
+    }
+
+    /// One step of acquiring `lock` (which the caller has locked): grants, or wounds younger
+    /// holders and parks the task until the next release.
+    fn poll_grant(
+        &self,
+        cx: &mut Context<'_>,
+        lock: &mut LockState,
+        mode: Mode,
+    ) -> Poll<Result<bool, Abort>> {
+        if let Err(abort) = self.check() {
+            return Poll::Ready(Err(abort));
+        }
+        match lock.try_acquire(&self.inner, mode) {
+            Grant::Granted(new) => Poll::Ready(Ok(new)),
+            Grant::Conflict(holders) => {
+                for holder in holders {
+                    if self.inner.priority < holder.priority {
+                        holder.wound();
+                    }
+                }
+                lock.wait(cx.waker());
+                *self.inner.waker.lock() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    fn hold(&self, item: Held) {
+        self.inner.log.lock().held.push(item);
+    }
+
+    fn log_undo(&self, undo: Undo) {
+        self.inner.log.lock().undo.push(undo);
+    }
+
+    // ---------------------------------------------------------------- variable slots
+
+    /// Reads slot `slot` of `ep` (a global or peered variable).
+    pub async fn read(&self, ep: &Arc<EndpointCore>, slot: usize) -> Flow<Value> {
+        let value = poll_fn(|cx| -> Poll<Flow<Value>> {
+            let mut slots = ep.slots.lock();
+            let Some(s) = slots.get_mut(slot) else {
+                return Poll::Ready(Err(Exception::application(format!(
+                    "no variable {slot} on {}",
+                    ep.name
+                ))
+                .into()));
+            };
+            match self.poll_grant(cx, &mut s.lock, Mode::Read) {
+                Poll::Ready(Ok(new)) => {
+                    let value = s.value.clone();
+                    drop(slots);
+                    if new {
+                        self.hold(Held::Slot(ep.clone(), slot));
+                    }
+                    Poll::Ready(Ok(value))
+                }
+                Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        Ok(value)
+    }
+
+    /// Writes `value` into slot `slot` of `ep`.
+    pub async fn write(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
+        let mut value = Some(value);
+        poll_fn(|cx| {
+            let mut slots = ep.slots.lock();
+            let Some(s) = slots.get_mut(slot) else {
+                return Poll::Ready(Err(Exception::application(format!(
+                    "no variable {slot} on {}",
+                    ep.name
+                ))
+                .into()));
+            };
+            match self.poll_grant(cx, &mut s.lock, Mode::Write) {
+                Poll::Ready(Ok(new)) => {
+                    let old = std::mem::replace(&mut s.value, value.take().unwrap_or(Value::Nothing));
+                    drop(slots);
+                    if new {
+                        self.hold(Held::Slot(ep.clone(), slot));
+                    }
+                    self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    // ---------------------------------------------------------------- heap objects
+
+    /// Runs `f` on the contents of `obj` with the lock taken in `mode`.
+    async fn with_obj<T>(
+        &self,
+        obj: &Obj,
+        mode: Mode,
+        mut f: impl FnMut(&mut ObjData) -> Flow<T>,
+    ) -> Flow<T> {
+        poll_fn(|cx| {
+            let mut inner = obj.0.lock();
+            match self.poll_grant(cx, &mut inner.lock, mode) {
+                Poll::Ready(Ok(new)) => {
+                    let out = f(&mut inner.data);
+                    drop(inner);
+                    if new {
+                        self.hold(Held::Obj(obj.clone()));
+                    }
+                    Poll::Ready(out)
+                }
+                Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The number of elements of a List or entries of a Map.
+    pub async fn len(&self, obj: &Obj) -> Flow<usize> {
+        self.with_obj(obj, Mode::Read, |d| {
+            Ok(match d {
+                ObjData::List(items) => items.len(),
+                ObjData::Map(m) => m.len(),
+                ObjData::Struct(f) => f.len(),
+            })
+        })
+        .await
+    }
+
+    /// `list[index]`.
+    pub async fn list_get(&self, obj: &Obj, index: f64) -> Flow<Value> {
+        self.with_obj(obj, Mode::Read, |d| {
+            let items = list(d)?;
+            let i = list_index(index, items.len(), false)?;
+            Ok(items[i].clone())
+        })
+        .await
+    }
+
+    /// `list[index] = value`.
+    pub async fn list_set(&self, obj: &Obj, index: f64, value: Value) -> Flow<()> {
+        let mut value = Some(value);
+        let old = self
+            .with_obj(obj, Mode::Write, |d| {
+                let items = list(d)?;
+                let i = list_index(index, items.len(), false)?;
+                Ok((i, std::mem::replace(&mut items[i], value.take().unwrap_or(Value::Nothing))))
+            })
+            .await?;
+        self.log_undo(Undo::ListSet { obj: obj.clone(), index: old.0, old: old.1 });
+        Ok(())
+    }
+
+    /// `list.append(value)`.
+    pub async fn list_append(&self, obj: &Obj, value: Value) -> Flow<()> {
+        let mut value = Some(value);
+        let index = self
+            .with_obj(obj, Mode::Write, |d| {
+                let items = list(d)?;
+                items.push(value.take().unwrap_or(Value::Nothing));
+                Ok(items.len() - 1)
+            })
+            .await?;
+        self.log_undo(Undo::ListInserted { obj: obj.clone(), index });
+        Ok(())
+    }
+
+    /// `list.insert(index, value)` (index may equal the length: append).
+    pub async fn list_insert(&self, obj: &Obj, index: f64, value: Value) -> Flow<()> {
+        let mut value = Some(value);
+        let index = self
+            .with_obj(obj, Mode::Write, |d| {
+                let items = list(d)?;
+                let i = list_index(index, items.len(), true)?;
+                items.insert(i, value.take().unwrap_or(Value::Nothing));
+                Ok(i)
+            })
+            .await?;
+        self.log_undo(Undo::ListInserted { obj: obj.clone(), index });
+        Ok(())
+    }
+
+    /// `list.remove(index)`.
+    pub async fn list_remove(&self, obj: &Obj, index: f64) -> Flow<()> {
+        let (index, old) = self
+            .with_obj(obj, Mode::Write, |d| {
+                let items = list(d)?;
+                let i = list_index(index, items.len(), false)?;
+                Ok((i, items.remove(i)))
+            })
+            .await?;
+        self.log_undo(Undo::ListRemoved { obj: obj.clone(), index, old });
+        Ok(())
+    }
+
+    /// A copy of a List's elements (for iteration: later changes do not affect the loop).
+    pub async fn list_items(&self, obj: &Obj) -> Flow<Vec<Value>> {
+        self.with_obj(obj, Mode::Read, |d| Ok(list(d)?.clone())).await
+    }
+
+    /// `map[key]`; a missing key raises an ApplicationException.
+    pub async fn map_get(&self, obj: &Obj, key: &Key) -> Flow<Value> {
+        self.with_obj(obj, Mode::Read, |d| match map(d)?.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Err(Exception::application(format!("no key {} in the Map", show_key(key))).into()),
+        })
+        .await
+    }
+
+    /// `key in map`.
+    pub async fn map_contains(&self, obj: &Obj, key: &Key) -> Flow<bool> {
+        self.with_obj(obj, Mode::Read, |d| Ok(map(d)?.contains_key(key))).await
+    }
+
+    /// `map[key] = value`.
+    pub async fn map_set(&self, obj: &Obj, key: Key, value: Value) -> Flow<()> {
+        let mut value = Some(value);
+        let old = self
+            .with_obj(obj, Mode::Write, |d| {
+                Ok(map(d)?.insert(key.clone(), value.take().unwrap_or(Value::Nothing)))
+            })
+            .await?;
+        self.log_undo(Undo::MapSet { obj: obj.clone(), key, old });
+        Ok(())
+    }
+
+    /// `map.remove(key)`; a missing key raises an ApplicationException.
+    pub async fn map_remove(&self, obj: &Obj, key: &Key) -> Flow<()> {
+        let old = self
+            .with_obj(obj, Mode::Write, |d| match map(d)?.remove(key) {
+                Some(old) => Ok(old),
+                None => Err(Exception::application(format!(
+                    "cannot remove key {}: it is not in the Map",
+                    show_key(key)
+                ))
+                .into()),
+            })
+            .await?;
+        self.log_undo(Undo::MapSet { obj: obj.clone(), key: key.clone(), old: Some(old) });
+        Ok(())
+    }
+
+    /// The keys of a Map, in ascending order.
+    pub async fn map_keys(&self, obj: &Obj) -> Flow<Vec<Key>> {
+        self.with_obj(obj, Mode::Read, |d| Ok(map(d)?.keys().cloned().collect())).await
+    }
+
+    /// Field `field` of a Struct.
+    pub async fn field_get(&self, obj: &Obj, field: usize) -> Flow<Value> {
+        self.with_obj(obj, Mode::Read, |d| match d {
+            ObjData::Struct(fields) => {
+                fields.get(field).cloned().ok_or_else(|| Exception::application("no such field").into())
+            }
+            _ => Err(Exception::application("not a Struct").into()),
+        })
+        .await
+    }
+
+    /// Sets field `field` of a Struct.
+    pub async fn field_set(&self, obj: &Obj, field: usize, value: Value) -> Flow<()> {
+        let mut value = Some(value);
+        let old = self
+            .with_obj(obj, Mode::Write, |d| match d {
+                ObjData::Struct(fields) => match fields.get_mut(field) {
+                    Some(slot) => Ok(std::mem::replace(slot, value.take().unwrap_or(Value::Nothing))),
+                    None => Err(Exception::application("no such field").into()),
+                },
+                _ => Err(Exception::application("not a Struct").into()),
+            })
+            .await?;
+        self.log_undo(Undo::StructSet { obj: obj.clone(), field, old });
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- copies and equality
+
+    /// A deep copy of `value` that shares nothing with it (sharing and cycles inside the
+    /// value are kept). Used wherever a value crosses a boundary. Objects are read under
+    /// this transaction's locks.
+    pub async fn deep_copy(&self, value: &Value) -> Flow<Value> {
+        let mut copies: HashMap<usize, Obj> = HashMap::new();
+        let mut todo: Vec<(Obj, Obj)> = Vec::new();
+        let root = self.copy_shallow(value, &mut copies, &mut todo);
+        while let Some((source, target)) = todo.pop() {
+            let data = self.with_obj(&source, Mode::Read, |d| Ok(d.clone())).await?;
+            let copied = match data {
+                ObjData::List(items) => ObjData::List(
+                    items.iter().map(|v| self.copy_shallow(v, &mut copies, &mut todo)).collect(),
+                ),
+                ObjData::Map(m) => ObjData::Map(
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), self.copy_shallow(v, &mut copies, &mut todo)))
+                        .collect(),
+                ),
+                ObjData::Struct(fields) => ObjData::Struct(
+                    fields.iter().map(|v| self.copy_shallow(v, &mut copies, &mut todo)).collect(),
+                ),
+            };
+            target.0.lock().data = copied;
+        }
+        Ok(root)
+    }
+
+    fn copy_shallow(
+        &self,
+        value: &Value,
+        copies: &mut HashMap<usize, Obj>,
+        todo: &mut Vec<(Obj, Obj)>,
+    ) -> Value {
+        let mut obj = |o: &Obj, empty: ObjData| -> Obj {
+            copies
+                .entry(o.addr())
+                .or_insert_with(|| {
+                    let fresh = Obj::new(empty);
+                    todo.push((o.clone(), fresh.clone()));
+                    fresh
+                })
+                .clone()
+        };
+        match value {
+            Value::List(o) => Value::List(obj(o, ObjData::List(Vec::new()))),
+            Value::Map(o) => Value::Map(obj(o, ObjData::Map(Default::default()))),
+            Value::Struct(o) => Value::Struct(obj(o, ObjData::Struct(Vec::new()))),
+            other => other.clone(),
+        }
+    }
+
+    /// Deep equality (`==`): containers and structs by contents, Endpoints by identity.
+    pub async fn equals(&self, a: &Value, b: &Value) -> Flow<bool> {
+        let mut pending = vec![(a.clone(), b.clone())];
+        while let Some((a, b)) = pending.pop() {
+            let same = match (&a, &b) {
+                (Value::Nothing, Value::Nothing) => true,
+                (Value::Number(x), Value::Number(y)) => x == y,
+                (Value::Text(x), Value::Text(y)) => x == y,
+                (Value::Bool(x), Value::Bool(y)) => x == y,
+                (Value::Endpoint(x), Value::Endpoint(y)) => x.id() == y.id(),
+                (Value::Function(x), Value::Function(y)) => Arc::ptr_eq(&x.0, &y.0),
+                (Value::External(x), Value::External(y)) => x.same(y),
+                (Value::List(x), Value::List(y))
+                | (Value::Map(x), Value::Map(y))
+                | (Value::Struct(x), Value::Struct(y)) => {
+                    if x.same(y) {
+                        true
+                    } else {
+                        let dx = self.with_obj(x, Mode::Read, |d| Ok(d.clone())).await?;
+                        let dy = self.with_obj(y, Mode::Read, |d| Ok(d.clone())).await?;
+                        match (dx, dy) {
+                            (ObjData::List(p), ObjData::List(q))
+                            | (ObjData::Struct(p), ObjData::Struct(q)) => {
+                                p.len() == q.len() && {
+                                    pending.extend(p.into_iter().zip(q));
+                                    true
+                                }
+                            }
+                            (ObjData::Map(p), ObjData::Map(q)) => {
+                                p.len() == q.len() && p.keys().zip(q.keys()).all(|(k, l)| k == l) && {
+                                    pending.extend(p.into_values().zip(q.into_values()));
+                                    true
+                                }
+                            }
+                            _ => false,
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    // ---------------------------------------------------------------- External cells
+
+    /// The current value of an External cell, as this transaction sees it. A container read
+    /// from the committed value is a copy: committed values never change in place, because
+    /// the host reads them without locks.
+    pub async fn ext_read(&self, cell: &ExtCell) -> Flow<Value> {
+        let (value, pending) = poll_fn(|cx| -> Poll<Flow<(Value, bool)>> {
+            let mut state = cell.0.lock();
+            match self.poll_grant(cx, &mut state.lock, Mode::Read) {
+                Poll::Ready(Ok(new)) => {
+                    let read = match &state.pending {
+                        Some(p) if state.lock.written_by(&self.inner) => (p.clone(), true),
+                        _ => (state.committed.clone(), false),
+                    };
+                    drop(state);
+                    if new {
+                        self.hold(Held::Ext(cell.clone()));
+                    }
+                    Poll::Ready(Ok(read))
+                }
+                Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        match value {
+            Value::List(_) | Value::Map(_) | Value::Struct(_) if !pending => self.deep_copy(&value).await,
+            other => Ok(other),
+        }
+    }
+
+    /// The value of an External cell for writing: this transaction's private copy, made on
+    /// its first write. Containers inside it may then be changed in place.
+    pub async fn ext_for_write(&self, cell: &ExtCell) -> Flow<Value> {
+        let (value, fresh) = poll_fn(|cx| -> Poll<Flow<(Value, bool)>> {
+            let mut state = cell.0.lock();
+            match self.poll_grant(cx, &mut state.lock, Mode::Write) {
+                Poll::Ready(Ok(new)) => {
+                    let fresh = state.pending.is_none();
+                    let value = state.pending.clone().unwrap_or_else(|| state.committed.clone());
+                    drop(state);
+                    if new {
+                        self.hold(Held::Ext(cell.clone()));
+                    }
+                    Poll::Ready(Ok((value, fresh)))
+                }
+                Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        if !fresh {
+            return Ok(value);
+        }
+        // The committed value is shared with the host: write into a private copy.
+        let copy = self.deep_copy(&value).await?;
+        cell.0.lock().pending = Some(copy.clone());
+        self.log_undo(Undo::Ext { cell: cell.clone() });
+        Ok(copy)
+    }
+
+    /// `extCopy value to cell`: the cell holds `value` once the transaction commits.
+    pub async fn ext_write(&self, cell: &ExtCell, value: Value) -> Flow<()> {
+        self.ext_for_write(cell).await?;
+        cell.0.lock().pending = Some(value);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- effects, savepoints
+
+    /// Queues `f(args)` to run once after commit (`signal`).
+    pub fn signal(&self, f: crate::value::HostFn, args: Vec<Value>) {
+        self.inner.log.lock().effects.push(Effect::Signal(f, args));
+    }
+
+    /// Queues a line to print once after commit (`print`), through the endpoint's printer.
+    pub fn print(&self, ep: &EndpointCore, text: String) {
+        self.inner.log.lock().effects.push(Effect::Print(ep.printer.clone(), text));
+    }
+
+    /// Marks the undo log for a `try` body.
+    pub fn savepoint(&self) -> Savepoint {
+        let log = self.inner.log.lock();
+        Savepoint { undo: log.undo.len(), effects: log.effects.len() }
+    }
+
+    /// Undoes everything written since `sp`, on every endpoint, and drops the effects queued
+    /// since then. Locks stay held.
+    pub fn rollback_to(&self, sp: Savepoint) {
+        let (undo, _) = {
+            let mut log = self.inner.log.lock();
+            log.effects.truncate(sp.effects);
+            (log.undo.split_off(sp.undo), ())
+        };
+        replay(undo);
+    }
+
+    /// Commits: from here the transaction can no longer be wounded; its effects are queued in
+    /// commit order, its locks released, then its effects delivered. Fails with
+    /// `Abort::Wounded` if it was wounded first (it is then aborted).
+    pub fn commit(self) -> Result<(), Abort> {
+        if self.inner.state.compare_exchange(ACTIVE, COMMITTING, Ordering::AcqRel, Ordering::Acquire).is_err()
+        {
+            abort_inner(&self.inner);
+            return Err(Abort::Wounded);
+        }
+        let log = std::mem::take(&mut *self.inner.log.lock());
+        effects::enqueue(log.effects);
+        release(&self.inner, log.held);
+        self.inner.state.store(FINISHED, Ordering::Release);
+        effects::deliver();
+        Ok(())
+    }
+
+    /// Aborts: undoes everything, drops effects, releases locks.
+    pub fn abort(self) {
+        abort_inner(&self.inner);
+    }
+}
+
+fn abort_inner(inner: &Arc<TxInner>) {
+    inner.state.store(FINISHED, Ordering::Release);
+    let log = std::mem::take(&mut *inner.log.lock());
+    replay(log.undo);
+    release(inner, log.held);
+}
+
+/// Puts back the writes of `undo`, newest first.
+fn replay(undo: Vec<Undo>) {
+    for entry in undo.into_iter().rev() {
+        match entry {
+            Undo::Slot { ep, slot, old } => {
+                if let Some(s) = ep.slots.lock().get_mut(slot) {
+                    s.value = old;
+                }
+            }
+            Undo::ListSet { obj, index, old } => {
+                if let ObjData::List(items) = &mut obj.0.lock().data
+                    && let Some(slot) = items.get_mut(index)
+                {
+                    *slot = old;
+                }
+            }
+            Undo::ListInserted { obj, index } => {
+                if let ObjData::List(items) = &mut obj.0.lock().data
+                    && index < items.len()
+                {
+                    items.remove(index);
+                }
+            }
+            Undo::ListRemoved { obj, index, old } => {
+                if let ObjData::List(items) = &mut obj.0.lock().data {
+                    items.insert(index.min(items.len()), old);
+                }
+            }
+            Undo::MapSet { obj, key, old } => {
+                if let ObjData::Map(m) = &mut obj.0.lock().data {
+                    match old {
+                        Some(v) => m.insert(key, v),
+                        None => m.remove(&key),
+                    };
+                }
+            }
+            Undo::StructSet { obj, field, old } => {
+                if let ObjData::Struct(fields) = &mut obj.0.lock().data
+                    && let Some(slot) = fields.get_mut(field)
+                {
+                    *slot = old;
+                }
+            }
+            Undo::Ext { cell } => cell.0.lock().pending = None,
+        }
+    }
+}
+
+/// Releases every lock in `held` and wakes their waiters; a committing transaction also
+/// installs its pending External values.
+fn release(inner: &Arc<TxInner>, held: Vec<Held>) {
+    let mut wake = Vec::new();
+    for item in held {
+        match item {
+            Held::Slot(ep, slot) => {
+                if let Some(s) = ep.slots.lock().get_mut(slot) {
+                    wake.extend(s.lock.release(inner));
+                }
+            }
+            Held::Obj(obj) => wake.extend(obj.0.lock().lock.release(inner)),
+            Held::Ext(cell) => {
+                let mut state = cell.0.lock();
+                if state.lock.written_by(inner)
+                    && inner.state.load(Ordering::Acquire) == COMMITTING
+                    && let Some(v) = state.pending.take()
+                {
+                    state.committed = v;
+                }
+                state.pending = None;
+                wake.extend(state.lock.release(inner));
+            }
+        }
+    }
+    for w in wake {
+        w.wake();
+    }
+}
+
+fn list(d: &mut ObjData) -> Flow<&mut Vec<Value>> {
+    match d {
+        ObjData::List(items) => Ok(items),
+        _ => Err(Exception::application("not a List").into()),
+    }
+}
+
+fn map(d: &mut ObjData) -> Flow<&mut std::collections::BTreeMap<Key, Value>> {
+    match d {
+        ObjData::Map(m) => Ok(m),
+        _ => Err(Exception::application("not a Map").into()),
+    }
+}
+
+/// Checks a List index: a whole number in range (`len` itself allowed when inserting).
+fn list_index(index: f64, len: usize, inserting: bool) -> Flow<usize> {
+    let limit = if inserting { len } else { len.saturating_sub(1) };
+    if index.fract() != 0.0 || !index.is_finite() {
+        return Err(Exception::application(format!("List index {index} is not a whole number")).into());
+    }
+    if index < 0.0 || index > limit as f64 || (!inserting && len == 0) {
+        return Err(Exception::application(format!(
+            "List index {} is out of range for a List of {len} element{}",
+            crate::value::number_to_text(index),
+            if len == 1 { "" } else { "s" }
+        ))
+        .into());
+    }
+    Ok(index as usize)
+}
+
+fn show_key(key: &Key) -> String {
+    match key {
+        Key::Number(n) => crate::value::number_to_text(*n),
+        Key::Text(t) => format!("'{t}'"),
+        Key::Bool(b) => if *b { "True" } else { "False" }.to_owned(),
+    }
+}

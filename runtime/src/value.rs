@@ -1,0 +1,306 @@
+//! Values of every Waldo type.
+//!
+//! Scalars (`Number`, `Text`, `TrueFalse`) are plain values. Lists, Maps and Structs are
+//! heap objects ([`Obj`]) shared by reference: after `b = a;` both name the same object, as
+//! LANGUAGE.md §3 requires inside one endpoint. Each object carries its own transaction lock;
+//! its contents are read and written only through a transaction ([`crate::Tx`]), which
+//! locks it, so concurrent transactions never see each other's uncommitted writes.
+//!
+//! Crossing a boundary (endpoint call, sequence message, host call) copies a value deeply
+//! ([`crate::Tx::deep_copy`]): the receiver never aliases the sender's objects.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::endpoint::EndpointRef;
+use crate::error::Exception;
+use crate::external::ExtCell;
+use crate::lock::LockState;
+
+/// A Waldo value.
+#[derive(Clone)]
+pub enum Value {
+    /// No value: the result of a call that returns nothing.
+    Nothing,
+    /// `Number`: a 64-bit float.
+    Number(f64),
+    /// `Text`: an immutable string, cheap to clone.
+    Text(Arc<str>),
+    /// `TrueFalse`.
+    Bool(bool),
+    /// `List(element: T)`: a shared, mutable sequence.
+    List(Obj),
+    /// `Map(from: K, to: V)`: a shared, mutable map in ascending key order.
+    Map(Obj),
+    /// `Struct S`: a shared, mutable record (fields by position).
+    Struct(Obj),
+    /// `Function(...)`: a function given by the host.
+    Function(HostFn),
+    /// `Endpoint`: a reference to an endpoint on the same host.
+    Endpoint(EndpointRef),
+    /// `External T`: a host-owned transactional cell.
+    External(ExtCell),
+}
+
+impl Value {
+    /// A Text value.
+    pub fn text(s: impl AsRef<str>) -> Value {
+        Value::Text(Arc::from(s.as_ref()))
+    }
+
+    /// A fresh, empty List.
+    pub fn new_list(items: Vec<Value>) -> Value {
+        Value::List(Obj::new(ObjData::List(items)))
+    }
+
+    /// A fresh Map.
+    pub fn new_map(entries: BTreeMap<Key, Value>) -> Value {
+        Value::Map(Obj::new(ObjData::Map(entries)))
+    }
+
+    /// A fresh Struct with `fields` (by position).
+    pub fn new_struct(fields: Vec<Value>) -> Value {
+        Value::Struct(Obj::new(ObjData::Struct(fields)))
+    }
+
+    /// The Number inside, or an ApplicationException naming what was found.
+    pub fn as_number(&self) -> Result<f64, Exception> {
+        match self {
+            Value::Number(n) => Ok(*n),
+            other => Err(Exception::application(format!("expected a Number, found {}", other.kind_name()))),
+        }
+    }
+
+    /// The Text inside, or an ApplicationException.
+    pub fn as_text(&self) -> Result<&Arc<str>, Exception> {
+        match self {
+            Value::Text(t) => Ok(t),
+            other => Err(Exception::application(format!("expected a Text, found {}", other.kind_name()))),
+        }
+    }
+
+    /// The TrueFalse inside, or an ApplicationException.
+    pub fn as_bool(&self) -> Result<bool, Exception> {
+        match self {
+            Value::Bool(b) => Ok(*b),
+            other => {
+                Err(Exception::application(format!("expected a TrueFalse, found {}", other.kind_name())))
+            }
+        }
+    }
+
+    /// The object of a List, Map or Struct.
+    pub fn as_obj(&self) -> Result<&Obj, Exception> {
+        match self {
+            Value::List(o) | Value::Map(o) | Value::Struct(o) => Ok(o),
+            other => {
+                Err(Exception::application(format!("expected a container, found {}", other.kind_name())))
+            }
+        }
+    }
+
+    /// A short description of the value's kind, for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Nothing => "nothing",
+            Value::Number(_) => "a Number",
+            Value::Text(_) => "a Text",
+            Value::Bool(_) => "a TrueFalse",
+            Value::List(_) => "a List",
+            Value::Map(_) => "a Map",
+            Value::Struct(_) => "a Struct",
+            Value::Function(_) => "a Function",
+            Value::Endpoint(_) => "an Endpoint",
+            Value::External(_) => "an External",
+        }
+    }
+
+    /// The Map key for this value (Number, Text or TrueFalse).
+    pub fn to_key(&self) -> Result<Key, Exception> {
+        match self {
+            Value::Number(n) => Ok(Key::number(*n)),
+            Value::Text(t) => Ok(Key::Text(t.clone())),
+            Value::Bool(b) => Ok(Key::Bool(*b)),
+            other => Err(Exception::application(format!("{} cannot be a Map key", other.kind_name()))),
+        }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Nothing => write!(f, "Nothing"),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Text(t) => write!(f, "{t:?}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::List(o) => write!(f, "List@{:p}", Arc::as_ptr(&o.0)),
+            Value::Map(o) => write!(f, "Map@{:p}", Arc::as_ptr(&o.0)),
+            Value::Struct(o) => write!(f, "Struct@{:p}", Arc::as_ptr(&o.0)),
+            Value::Function(_) => write!(f, "Function"),
+            Value::Endpoint(e) => write!(f, "Endpoint({})", e.id()),
+            Value::External(_) => write!(f, "External"),
+        }
+    }
+}
+
+/// A Map key: Number, Text or TrueFalse, totally ordered (Numbers by value, with `-0` equal
+/// to `0`; then Texts; then TrueFalse), so iteration order is deterministic.
+#[derive(Clone, Debug)]
+pub enum Key {
+    /// A Number key.
+    Number(f64),
+    /// A Text key.
+    Text(Arc<str>),
+    /// A TrueFalse key.
+    Bool(bool),
+}
+
+impl Key {
+    /// A Number key (`-0` is stored as `0`).
+    pub fn number(n: f64) -> Key {
+        Key::Number(if n == 0.0 { 0.0 } else { n })
+    }
+
+    /// The key as a value.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Key::Number(n) => Value::Number(*n),
+            Key::Text(t) => Value::Text(t.clone()),
+            Key::Bool(b) => Value::Bool(*b),
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Key::Number(_) => 0,
+            Key::Text(_) => 1,
+            Key::Bool(_) => 2,
+        }
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Key::Number(a), Key::Number(b)) => a.total_cmp(b),
+            (Key::Text(a), Key::Text(b)) => a.cmp(b),
+            (Key::Bool(a), Key::Bool(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Key {}
+
+/// The contents of a heap object.
+#[derive(Clone, Debug)]
+pub enum ObjData {
+    /// A List's elements.
+    List(Vec<Value>),
+    /// A Map's entries.
+    Map(BTreeMap<Key, Value>),
+    /// A Struct's fields, by position.
+    Struct(Vec<Value>),
+}
+
+pub(crate) struct ObjInner {
+    pub(crate) lock: LockState,
+    pub(crate) data: ObjData,
+}
+
+/// A heap object (List, Map or Struct), shared by reference. Clone it to share it.
+#[derive(Clone)]
+pub struct Obj(pub(crate) Arc<Mutex<ObjInner>>);
+
+impl Obj {
+    /// A fresh object with `data`, private to whoever holds it until stored somewhere shared.
+    pub fn new(data: ObjData) -> Obj {
+        Obj(Arc::new(Mutex::new(ObjInner { lock: LockState::default(), data })))
+    }
+
+    /// Whether two handles name the same object.
+    pub fn same(&self, other: &Obj) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
+}
+
+/// The closure behind a [`HostFn`].
+pub type HostClosure = dyn Fn(Vec<Value>) -> Result<Vec<Value>, Exception> + Send + Sync;
+
+/// A function given by the host: takes Waldo values, returns Waldo values or raises.
+#[derive(Clone)]
+pub struct HostFn(pub Arc<HostClosure>);
+
+impl HostFn {
+    /// Wraps a closure.
+    pub fn new(f: impl Fn(Vec<Value>) -> Result<Vec<Value>, Exception> + Send + Sync + 'static) -> HostFn {
+        HostFn(Arc::new(f))
+    }
+
+    /// Calls it.
+    pub fn call(&self, args: Vec<Value>) -> Result<Vec<Value>, Exception> {
+        (self.0)(args)
+    }
+}
+
+/// Formats a Number the way `toText` does: integral values without `.0`.
+pub fn number_to_text(n: f64) -> String {
+    if n.is_finite() && n == n.trunc() && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{n}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_totally_ordered_and_zero_is_one_key() {
+        let mut keys = [
+            Key::text("b"),
+            Key::Bool(true),
+            Key::number(2.0),
+            Key::number(-1.5),
+            Key::text("a"),
+            Key::number(f64::NAN),
+        ];
+        keys.sort();
+        assert_eq!(keys[0], Key::number(-1.5));
+        assert_eq!(keys[1], Key::number(2.0));
+        assert_eq!(keys[3], Key::text("a"));
+        assert_eq!(keys[5], Key::Bool(true));
+        assert_eq!(Key::number(-0.0), Key::number(0.0));
+    }
+
+    #[test]
+    fn to_text_of_numbers() {
+        assert_eq!(number_to_text(3.0), "3");
+        assert_eq!(number_to_text(-2.0), "-2");
+        assert_eq!(number_to_text(2.5), "2.5");
+        assert_eq!(number_to_text(1e20), "100000000000000000000");
+    }
+
+    impl Key {
+        fn text(s: &str) -> Key {
+            Key::Text(Arc::from(s))
+        }
+    }
+}

@@ -1,0 +1,660 @@
+//! Transactions on one host, driven by hand-written code shaped like generated code.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use waldo::__rt::*;
+use waldo::{CallOptions, Error, External};
+
+// ---------------------------------------------------------------- a counter endpoint
+
+/// `Counter Endpoint Counter; Counter { Number count = 0; ... }`
+struct Counter {
+    core: Arc<EndpointCore>,
+}
+
+const COUNT: usize = 0;
+
+impl Counter {
+    fn new() -> Counter {
+        Counter { core: EndpointCore::new("Counter", vec![Value::Number(0.0)]) }
+    }
+
+    /// `Public Function increment() returns Number { count += 1; return count; }`
+    async fn increment(&self) -> Result<f64, Error> {
+        transact("Counter.increment", &CallOptions::default(), |tx| async move {
+            let n = tx.read(&self.core, COUNT).await?.as_number()? + 1.0;
+            tx.write(&self.core, COUNT, Value::Number(n)).await?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// `Public Function get() returns Number { return count; }`
+    async fn get(&self) -> Result<f64, Error> {
+        transact("Counter.get", &CallOptions::default(), |tx| async move {
+            Ok(tx.read(&self.core, COUNT).await?.as_number()?)
+        })
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_increments_all_count() {
+    let counter = Arc::new(Counter::new());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let c = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10_000 {
+                c.increment().await.expect("increment commits");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task finished");
+    }
+    assert_eq!(counter.get().await.expect("read"), 80_000.0);
+}
+
+// ---------------------------------------------------------------- a bank
+
+/// `Bank Endpoint Bank; Bank { Map(from: Number, to: Number) balances; ... }`
+struct Bank {
+    core: Arc<EndpointCore>,
+}
+
+impl Bank {
+    fn new(accounts: usize, each: f64) -> Bank {
+        let balances: BTreeMap<Key, Value> =
+            (0..accounts).map(|i| (Key::number(i as f64), Value::Number(each))).collect();
+        Bank { core: EndpointCore::new("Bank", vec![Value::new_map(balances)]) }
+    }
+
+    /// `Public Function transfer(Number from, Number to, Number amount) returns TrueFalse`
+    async fn transfer(&self, from: f64, to: f64, amount: f64) -> Result<bool, Error> {
+        transact("Bank.transfer", &CallOptions::default(), |tx| async move {
+            let balances = tx.read(&self.core, 0).await?;
+            let map = balances.as_obj()?;
+            let have = tx.map_get(map, &Key::number(from)).await?.as_number()?;
+            if have < amount {
+                return Ok(false);
+            }
+            tx.map_set(map, Key::number(from), Value::Number(have - amount)).await?;
+            tokio::task::yield_now().await; // let others interleave inside the transaction
+            let other = tx.map_get(map, &Key::number(to)).await?.as_number()?;
+            tx.map_set(map, Key::number(to), Value::Number(other + amount)).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// `Public Function snapshot() returns List(element: Number)`: every balance, in one transaction.
+    async fn snapshot(&self) -> Result<Vec<f64>, Error> {
+        transact("Bank.snapshot", &CallOptions::default(), |tx| async move {
+            let balances = tx.read(&self.core, 0).await?;
+            let map = balances.as_obj()?;
+            let mut out = Vec::new();
+            for k in tx.map_keys(map).await? {
+                out.push(tx.map_get(map, &k).await?.as_number()?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_transfers_conserve_the_total_and_never_go_negative() {
+    let bank = Arc::new(Bank::new(10, 100.0));
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let bank = bank.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seed = t * 7919 + 1;
+            let mut next = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            for _ in 0..1_500 {
+                let from = (next() % 10) as f64;
+                let to = (next() % 10) as f64;
+                let amount = (next() % 60) as f64;
+                bank.transfer(from, to, amount).await.expect("transfer commits");
+            }
+        }));
+    }
+    // Concurrent readers always see a consistent total.
+    let reader = {
+        let bank = bank.clone();
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                let all = bank.snapshot().await.expect("snapshot commits");
+                assert_eq!(all.iter().sum::<f64>(), 1000.0, "a reader saw a partial transfer: {all:?}");
+                assert!(all.iter().all(|b| *b >= 0.0), "a balance went negative: {all:?}");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for t in tasks {
+        t.await.expect("task finished");
+    }
+    reader.await.expect("reader finished");
+    let all = bank.snapshot().await.expect("snapshot");
+    assert_eq!(all.iter().sum::<f64>(), 1000.0);
+    assert!(all.iter().all(|b| *b >= 0.0));
+}
+
+// ---------------------------------------------------------------- exceptions and try
+
+#[tokio::test]
+async fn an_uncaught_exception_leaves_no_trace() {
+    let counter = Counter::new();
+    let list = Value::new_list(vec![Value::Number(1.0)]);
+    counter.core.push_slot(list);
+    let err = transact("Counter.fail", &CallOptions::default(), |tx| {
+        let core = counter.core.clone();
+        async move {
+            tx.write(&core, COUNT, Value::Number(41.0)).await?;
+            let l = tx.read(&core, 1).await?;
+            tx.list_append(l.as_obj()?, Value::Number(2.0)).await?;
+            tx.list_set(l.as_obj()?, 0.0, Value::Number(9.0)).await?;
+            app_error::<()>("division by zero")
+        }
+    })
+    .await
+    .expect_err("the exception reaches the host");
+    assert_eq!(err, Error::Application { message: "division by zero".into() });
+    assert_eq!(counter.get().await.expect("read"), 0.0);
+    let items = transact("read", &CallOptions::default(), |tx| {
+        let core = counter.core.clone();
+        async move {
+            let l = tx.read(&core, 1).await?;
+            Ok(tx
+                .list_items(l.as_obj()?)
+                .await?
+                .iter()
+                .map(|v| v.as_number().unwrap_or(-1.0))
+                .collect::<Vec<_>>())
+        }
+    })
+    .await
+    .expect("read");
+    assert_eq!(items, vec![1.0]);
+}
+
+#[tokio::test]
+async fn a_failed_try_body_is_undone_and_the_transaction_goes_on() {
+    let counter = Counter::new();
+    let finally_ran = Arc::new(AtomicUsize::new(0));
+    let caught = transact("Counter.careful", &CallOptions::default(), |tx| {
+        let core = counter.core.clone();
+        let finally_ran = finally_ran.clone();
+        async move {
+            tx.write(&core, COUNT, Value::Number(1.0)).await?; // before the try: kept
+            let sp = tx.savepoint();
+            // try { count = 100; raise } catch (ApplicationException as e) { ... } finally { ... }
+            let body: Flow<()> = async {
+                tx.write(&core, COUNT, Value::Number(100.0)).await?;
+                app_error("missing key 'x'")
+            }
+            .await;
+            let message = match body {
+                Err(Raise::Exception(e)) => {
+                    tx.rollback_to(sp);
+                    e.message
+                }
+                Err(abort) => return Err(abort),
+                Ok(()) => String::new(),
+            };
+            finally_ran.fetch_add(1, Ordering::SeqCst);
+            let seen = tx.read(&core, COUNT).await?.as_number()?;
+            tx.write(&core, COUNT, Value::Number(seen + 10.0)).await?;
+            Ok(message)
+        }
+    })
+    .await
+    .expect("the transaction commits");
+    assert_eq!(caught, "missing key 'x'");
+    assert_eq!(finally_ran.load(Ordering::SeqCst), 1);
+    assert_eq!(counter.get().await.expect("read"), 11.0, "the try body's write is undone, the rest kept");
+}
+
+// ---------------------------------------------------------------- effects
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signals_fire_once_per_commit_and_host_functions_may_rerun() {
+    let counter = Arc::new(Counter::new());
+    let signals = Arc::new(parking_lot::Mutex::new(Vec::<f64>::new()));
+    let host_calls = Arc::new(AtomicUsize::new(0));
+    let signal_fn = {
+        let signals = signals.clone();
+        HostFn::new(move |args| {
+            signals.lock().push(args[0].as_number()?);
+            Ok(vec![])
+        })
+    };
+    let host_fn = {
+        let host_calls = host_calls.clone();
+        HostFn::new(move |args| {
+            host_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(args)
+        })
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (counter, signal_fn, host_fn) = (counter.clone(), signal_fn.clone(), host_fn.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..500 {
+                transact("Counter.bump", &CallOptions::default(), |tx| {
+                    let (core, signal_fn, host_fn) =
+                        (counter.core.clone(), signal_fn.clone(), host_fn.clone());
+                    async move {
+                        let n = tx.read(&core, COUNT).await?.as_number()?;
+                        tokio::task::yield_now().await;
+                        let n = host_fn.call(vec![Value::Number(n + 1.0)])?[0].as_number()?; // a host function
+                        tx.write(&core, COUNT, Value::Number(n)).await?;
+                        tx.signal(signal_fn, vec![Value::Number(n)]);
+                        Ok(())
+                    }
+                })
+                .await
+                .expect("commits");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task finished");
+    }
+    let seen = signals.lock().clone();
+    assert_eq!(seen.len(), 2000, "one signal per committed transaction");
+    assert_eq!(
+        seen,
+        (1..=2000).map(f64::from).collect::<Vec<_>>(),
+        "in commit order, none from aborted attempts"
+    );
+    assert!(host_calls.load(Ordering::SeqCst) >= 2000, "host functions run at least once per commit");
+}
+
+#[tokio::test]
+async fn no_signal_or_print_for_an_aborted_transaction() {
+    let printed = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let printer: Printer = {
+        let printed = printed.clone();
+        Arc::new(move |line: &str| printed.lock().push(line.to_owned()))
+    };
+    let core = EndpointCore::with_printer("Printer", vec![Value::Number(0.0)], printer);
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = {
+        let fired = fired.clone();
+        HostFn::new(move |_| {
+            fired.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        })
+    };
+    let result = transact("Printer.fail", &CallOptions::default(), |tx| {
+        let (core, f) = (core.clone(), f.clone());
+        async move {
+            tx.print(&core, "never".into());
+            tx.signal(f, vec![]);
+            app_error::<()>("no")
+        }
+    })
+    .await;
+    assert!(result.is_err());
+    transact("Printer.ok", &CallOptions::default(), |tx| {
+        let core = core.clone();
+        async move {
+            tx.print(&core, "once".into());
+            Ok(())
+        }
+    })
+    .await
+    .expect("commits");
+    assert_eq!(fired.load(Ordering::SeqCst), 0);
+    assert_eq!(*printed.lock(), vec!["once".to_owned()]);
+}
+
+// ---------------------------------------------------------------- progress
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_old_transaction_is_not_starved_by_younger_ones() {
+    let counter = Arc::new(Counter::new());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Constant contention from younger transactions.
+    let mut hammers = Vec::new();
+    for _ in 0..4 {
+        let (counter, stop) = (counter.clone(), stop.clone());
+        hammers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                counter.increment().await.expect("increment");
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A slow transaction: reads, waits, writes. Its priority is older than every later attempt.
+    let (_, attempts) = transact_counted("Counter.slow", &CallOptions::default(), |tx| {
+        let core = counter.core.clone();
+        async move {
+            let n = tx.read(&core, COUNT).await?.as_number()?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.write(&core, COUNT, Value::Number(n + 1000.0)).await?;
+            Ok(())
+        }
+    })
+    .await
+    .expect("the old transaction commits");
+    stop.store(true, Ordering::Relaxed);
+    for h in hammers {
+        h.await.expect("hammer finished");
+    }
+    // Only the (at most one per task) hammer transactions that began before the slow one are
+    // older and may wound it; every later attempt is younger and loses. So it commits within
+    // 1 + 4 attempts however long the contention lasts.
+    assert!(attempts.attempts <= 5, "an old transaction needed {} attempts", attempts.attempts);
+}
+
+#[tokio::test]
+async fn a_deadline_aborts_a_blocked_call_without_trace() {
+    let counter = Arc::new(Counter::new());
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let holder = {
+        let counter = counter.clone();
+        tokio::spawn(async move {
+            let mut started_tx = Some(started_tx);
+            transact("Counter.hold", &CallOptions::default(), |tx| {
+                let core = counter.core.clone();
+                let started_tx = started_tx.take();
+                async move {
+                    tx.write(&core, COUNT, Value::Number(5.0)).await?;
+                    if let Some(s) = started_tx {
+                        let _ = s.send(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(())
+                }
+            })
+            .await
+        })
+    };
+    started.await.expect("holder started");
+    let options = CallOptions::default().with_deadline(Duration::from_millis(50));
+    let blocked = transact("Counter.blocked", &options, |tx| {
+        let core = counter.core.clone();
+        async move {
+            let n = tx.read(&core, COUNT).await?.as_number()?;
+            tx.write(&core, COUNT, Value::Number(n + 1.0)).await?;
+            Ok(())
+        }
+    })
+    .await;
+    // The blocked call is younger: it waits and times out (it never wounds the holder).
+    assert_eq!(blocked, Err(Error::Timeout));
+    holder.await.expect("holder finished").expect("holder commits");
+    assert_eq!(counter.get().await.expect("read"), 5.0);
+}
+
+// ---------------------------------------------------------------- endpoint calls
+
+/// An endpoint in a chain: `Link { Number touched; Endpoint next;
+///   Public Function touch(TrueFalse fail) returns Number { touched += 1; ... next.touch(fail) ... } }`
+struct Link {
+    core: Arc<EndpointCore>,
+    next: Option<EndpointRef>,
+}
+
+impl DynEndpoint for Link {
+    fn id(&self) -> &str {
+        self.core.id()
+    }
+
+    fn call<'a>(&'a self, tx: &'a Tx, function: &'a str, args: Vec<Value>) -> CallFuture<'a> {
+        Box::pin(async move {
+            match (function, args.as_slice()) {
+                ("touch", [Value::Bool(fail)]) => Ok(vec![Value::Number(self.touch(tx, *fail).await?)]),
+                ("touch", _) => app_error("touch takes one TrueFalse argument"),
+                _ => app_error(format!("{} has no public function `{function}`", self.core.name())),
+            }
+        })
+    }
+}
+
+impl Link {
+    async fn touch(&self, tx: &Tx, fail: bool) -> Flow<f64> {
+        let n = tx.read(&self.core, 0).await?.as_number()? + 1.0;
+        tx.write(&self.core, 0, Value::Number(n)).await?;
+        match &self.next {
+            Some(next) => Ok(next.call(tx, "touch", vec![Value::Bool(fail)]).await?[0].as_number()? + n),
+            None if fail => app_error("the end of the chain refused"),
+            None => Ok(n),
+        }
+    }
+}
+
+fn chain() -> (Arc<Link>, Vec<Arc<EndpointCore>>) {
+    let c = Arc::new(Link { core: EndpointCore::new("C", vec![Value::Number(0.0)]), next: None });
+    let b = Arc::new(Link {
+        core: EndpointCore::new("B", vec![Value::Number(0.0)]),
+        next: Some(EndpointRef(c.clone())),
+    });
+    let a = Arc::new(Link {
+        core: EndpointCore::new("A", vec![Value::Number(0.0)]),
+        next: Some(EndpointRef(b.clone())),
+    });
+    let cores = vec![a.core.clone(), b.core.clone(), c.core.clone()];
+    (a, cores)
+}
+
+async fn touched(cores: &[Arc<EndpointCore>]) -> Vec<f64> {
+    transact("read", &CallOptions::default(), |tx| async move {
+        let mut out = Vec::new();
+        for core in cores {
+            out.push(tx.read(core, 0).await?.as_number()?);
+        }
+        Ok(out)
+    })
+    .await
+    .expect("read")
+}
+
+#[tokio::test]
+async fn an_endpoint_call_chain_commits_or_aborts_as_one() {
+    let (a, cores) = chain();
+    let sum = transact("A.touch", &CallOptions::default(), |tx| {
+        let a = a.clone();
+        async move { a.touch(&tx, false).await }
+    })
+    .await
+    .expect("the chain commits");
+    assert_eq!(sum, 3.0);
+    assert_eq!(touched(&cores).await, vec![1.0, 1.0, 1.0]);
+
+    let err = transact("A.touch", &CallOptions::default(), |tx| {
+        let a = a.clone();
+        async move { a.touch(&tx, true).await }
+    })
+    .await
+    .expect_err("the end of the chain raises");
+    assert_eq!(err, Error::Application { message: "the end of the chain refused".into() });
+    assert_eq!(touched(&cores).await, vec![1.0, 1.0, 1.0], "nothing of the failed chain is left anywhere");
+}
+
+#[tokio::test]
+async fn an_unknown_function_or_wrong_arguments_raise_instead_of_hanging() {
+    let (a, _) = chain();
+    let target = EndpointRef(a.clone());
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(5),
+        transact("caller", &CallOptions::default(), |tx| {
+            let target = target.clone();
+            async move { target.call(&tx, "launch", vec![]).await }
+        }),
+    )
+    .await
+    .expect("does not hang");
+    assert_eq!(
+        outcome.map(|_| ()),
+        Err(Error::Application { message: "A has no public function `launch`".into() })
+    );
+    let outcome = transact("caller", &CallOptions::default(), |tx| {
+        let target = target.clone();
+        async move { target.call(&tx, "touch", vec![Value::Number(1.0)]).await }
+    })
+    .await;
+    assert_eq!(
+        outcome.map(|_| ()),
+        Err(Error::Application { message: "touch takes one TrueFalse argument".into() })
+    );
+}
+
+#[tokio::test]
+async fn arguments_crossing_an_endpoint_call_are_copied() {
+    // The callee appends to the List it receives; the caller's List is unchanged.
+    struct Appender;
+    impl DynEndpoint for Appender {
+        fn id(&self) -> &str {
+            "appender"
+        }
+        fn call<'a>(&'a self, tx: &'a Tx, _function: &'a str, args: Vec<Value>) -> CallFuture<'a> {
+            Box::pin(async move {
+                tx.list_append(args[0].as_obj()?, Value::Number(99.0)).await?;
+                Ok(vec![args[0].clone()])
+            })
+        }
+    }
+    let target = EndpointRef(Arc::new(Appender));
+    let (mine, theirs) = transact("caller", &CallOptions::default(), |tx| {
+        let target = target.clone();
+        async move {
+            let mine = Value::new_list(vec![Value::Number(1.0)]);
+            let returned = target.call(&tx, "append", vec![mine.clone()]).await?;
+            Ok((
+                tx.list_items(mine.as_obj()?).await?.len(),
+                tx.list_items(returned[0].as_obj()?).await?.len(),
+            ))
+        }
+    })
+    .await
+    .expect("commits");
+    assert_eq!((mine, theirs), (1, 2));
+}
+
+// ---------------------------------------------------------------- errors at run time
+
+#[tokio::test]
+async fn bad_indexes_and_missing_keys_raise_application_exceptions() {
+    let outcome = transact("bad", &CallOptions::default(), |tx| async move {
+        let l = Value::new_list(vec![Value::Number(1.0)]);
+        tx.list_get(l.as_obj()?, 3.0).await
+    })
+    .await;
+    assert_eq!(
+        outcome.map(|_| ()),
+        Err(Error::Application { message: "List index 3 is out of range for a List of 1 element".into() })
+    );
+    let outcome = transact("bad", &CallOptions::default(), |tx| async move {
+        let l = Value::new_list(vec![Value::Number(1.0)]);
+        tx.list_get(l.as_obj()?, 0.5).await
+    })
+    .await;
+    assert_eq!(
+        outcome.map(|_| ()),
+        Err(Error::Application { message: "List index 0.5 is not a whole number".into() })
+    );
+    let outcome = transact("bad", &CallOptions::default(), |tx| async move {
+        let m = Value::new_map(BTreeMap::new());
+        tx.map_remove(m.as_obj()?, &Key::Text("k".into())).await
+    })
+    .await;
+    assert_eq!(
+        outcome,
+        Err(Error::Application { message: "cannot remove key 'k': it is not in the Map".into() })
+    );
+}
+
+#[tokio::test]
+async fn deep_copies_keep_sharing_and_cycles() {
+    let copied = transact("copy", &CallOptions::default(), |tx| async move {
+        let inner = Value::new_list(vec![Value::Number(1.0)]);
+        let outer = Value::new_list(vec![inner.clone(), inner.clone()]);
+        // A struct that contains itself through a list.
+        let node = Value::new_struct(vec![Value::new_list(vec![])]);
+        let children = tx.field_get(node.as_obj()?, 0).await?;
+        tx.list_append(children.as_obj()?, node.clone()).await?;
+        let outer_copy = tx.deep_copy(&outer).await?;
+        let node_copy = tx.deep_copy(&node).await?;
+        let items = tx.list_items(outer_copy.as_obj()?).await?;
+        let shared = items[0].as_obj()?.same(items[1].as_obj()?) && !items[0].as_obj()?.same(inner.as_obj()?);
+        let kids = tx.field_get(node_copy.as_obj()?, 0).await?;
+        let kid = tx.list_get(kids.as_obj()?, 0.0).await?;
+        let cycle = kid.as_obj()?.same(node_copy.as_obj()?) && !kid.as_obj()?.same(node.as_obj()?);
+        Ok((shared, cycle, tx.equals(&outer, &outer_copy).await?))
+    })
+    .await
+    .expect("commits");
+    assert_eq!(copied, (true, true, true));
+}
+
+// ---------------------------------------------------------------- externals
+
+#[tokio::test]
+async fn externals_are_written_transactionally() {
+    let cell = External::new(10.0_f64);
+    let ok = transact("ext", &CallOptions::default(), |tx| {
+        let cell = cell.cell().clone();
+        async move {
+            let v = tx.ext_read(&cell).await?.as_number()?;
+            tx.ext_write(&cell, Value::Number(v * 2.0)).await?;
+            Ok(())
+        }
+    })
+    .await;
+    assert!(ok.is_ok());
+    assert_eq!(cell.get(), 20.0);
+    let failed = transact("ext", &CallOptions::default(), |tx| {
+        let cell = cell.cell().clone();
+        async move {
+            tx.ext_write(&cell, Value::Number(-1.0)).await?;
+            app_error::<()>("changed my mind")
+        }
+    })
+    .await;
+    assert!(failed.is_err());
+    assert_eq!(cell.get(), 20.0, "an aborted write never reaches the host");
+
+    let stock: External<BTreeMap<String, f64>> = External::new(BTreeMap::from([("apples".to_owned(), 3.0)]));
+    transact("restock", &CallOptions::default(), |tx| {
+        let cell = stock.cell().clone();
+        async move {
+            let map = tx.ext_for_write(&cell).await?;
+            tx.map_set(map.as_obj()?, Key::Text("pears".into()), Value::Number(5.0)).await?;
+            Ok(())
+        }
+    })
+    .await
+    .expect("commits");
+    assert_eq!(stock.get(), BTreeMap::from([("apples".to_owned(), 3.0), ("pears".to_owned(), 5.0)]));
+}
+
+// ---------------------------------------------------------------- watchdog
+
+#[tokio::test]
+async fn the_watchdog_reports_code_that_does_not_yield() {
+    waldo::watchdog::set_budget(Duration::from_millis(10));
+    let before = waldo::watchdog::reports();
+    transact("Busy.spin", &CallOptions::default(), |_tx| async move {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(80) {
+            std::hint::spin_loop();
+        }
+        Ok(())
+    })
+    .await
+    .expect("commits");
+    waldo::watchdog::set_budget(waldo::watchdog::DEFAULT_BUDGET);
+    assert!(waldo::watchdog::reports() > before, "the watchdog reported the long poll");
+}
