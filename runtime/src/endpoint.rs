@@ -26,6 +26,7 @@ pub struct EndpointCore {
     pub(crate) id: String,
     pub(crate) slots: Mutex<Vec<Slot>>,
     pub(crate) printer: Printer,
+    pub(crate) gate: crate::gate::Gate,
 }
 
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
@@ -46,6 +47,7 @@ impl EndpointCore {
                 initial.into_iter().map(|value| Slot { value, lock: LockState::default() }).collect(),
             ),
             printer,
+            gate: crate::gate::Gate::default(),
         })
     }
 
@@ -80,8 +82,8 @@ pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Flow<Vec<Value>>> + Send +
 /// name (`e.f(args)`). An unknown name or wrong arguments must raise an
 /// ApplicationException, never hang.
 pub trait DynEndpoint: Send + Sync {
-    /// The endpoint's unique id.
-    fn id(&self) -> &str;
+    /// The endpoint's data (its id and gate come from here).
+    fn core(&self) -> &Arc<EndpointCore>;
     /// Calls public function `function` inside `tx` with `args` (already deep-copied).
     fn call<'a>(&'a self, tx: &'a Tx, function: &'a str, args: Vec<Value>) -> CallFuture<'a>;
 }
@@ -93,7 +95,7 @@ pub struct EndpointRef(pub Arc<dyn DynEndpoint>);
 impl EndpointRef {
     /// The endpoint's unique id.
     pub fn id(&self) -> &str {
-        self.0.id()
+        self.0.core().id()
     }
 
     /// `e.f(args)`: calls public function `function` of the endpoint in the caller's
@@ -103,7 +105,8 @@ impl EndpointRef {
         for a in &args {
             copied.push(tx.deep_copy(a).await?);
         }
-        let results = self.0.call(tx, function, copied).await?;
+        // The callee's code runs as code of the callee: under its gate.
+        let results = crate::gate::gated(self.0.core().clone(), self.0.call(tx, function, copied)).await?;
         let mut out = Vec::with_capacity(results.len());
         for r in &results {
             out.push(tx.deep_copy(r).await?);

@@ -15,6 +15,7 @@ mod effects;
 mod endpoint;
 mod error;
 mod external;
+mod gate;
 mod lock;
 mod run;
 mod tx;

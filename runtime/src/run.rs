@@ -7,11 +7,14 @@
 //! once; effects (`signal`, `print`) run once, after the attempt that commits.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::endpoint::EndpointCore;
 use crate::error::{Abort, Error, Flow, Raise};
+use crate::gate::gated;
 use crate::tx::{Priority, Tx};
 use crate::watchdog::watch;
 
@@ -54,19 +57,26 @@ pub struct Attempts {
     pub attempts: u32,
 }
 
-/// Runs `body` as a transaction named `what` (for watchdog reports) until it commits, raises,
-/// times out or runs out of attempts.
-pub async fn transact<T, F, Fut>(what: &'static str, options: &CallOptions, body: F) -> Result<T, Error>
+/// Runs `body`, a host call of a function of endpoint `core`, as a transaction named `what`
+/// (for watchdog reports) until it commits, raises, times out or runs out of attempts. The
+/// body runs as code of `core` (under its gate).
+pub async fn transact<T, F, Fut>(
+    what: &'static str,
+    core: &Arc<EndpointCore>,
+    options: &CallOptions,
+    body: F,
+) -> Result<T, Error>
 where
     F: FnMut(Tx) -> Fut,
     Fut: Future<Output = Flow<T>>,
 {
-    transact_counted(what, options, body).await.map(|(v, _)| v)
+    transact_counted(what, core, options, body).await.map(|(v, _)| v)
 }
 
 /// Like [`transact`], also telling how many attempts it took.
 pub async fn transact_counted<T, F, Fut>(
     what: &'static str,
+    core: &Arc<EndpointCore>,
     options: &CallOptions,
     mut body: F,
 ) -> Result<(T, Attempts), Error>
@@ -80,7 +90,7 @@ where
     loop {
         attempts += 1;
         let tx = Tx::begin(priority);
-        let attempt = watch(what, body(tx.clone()));
+        let attempt = watch(what, gated(core.clone(), body(tx.clone())));
         let outcome = match deadline {
             Some(d) => match tokio::time::timeout_at(d, attempt).await {
                 Ok(outcome) => outcome,

@@ -8,6 +8,11 @@ use std::time::Duration;
 use waldo::__rt::*;
 use waldo::{CallOptions, Error, External};
 
+/// An endpoint for transactions that need one but no data.
+fn scratch() -> Arc<EndpointCore> {
+    EndpointCore::new("Scratch", vec![])
+}
+
 // ---------------------------------------------------------------- a counter endpoint
 
 /// `Counter Endpoint Counter; Counter { Number count = 0; ... }`
@@ -24,7 +29,7 @@ impl Counter {
 
     /// `Public Function increment() returns Number { count += 1; return count; }`
     async fn increment(&self) -> Result<f64, Error> {
-        transact("Counter.increment", &CallOptions::default(), |tx| async move {
+        transact("Counter.increment", &self.core, &CallOptions::default(), |tx| async move {
             let n = tx.read(&self.core, COUNT).await?.as_number()? + 1.0;
             tx.write(&self.core, COUNT, Value::Number(n)).await?;
             Ok(n)
@@ -34,7 +39,7 @@ impl Counter {
 
     /// `Public Function get() returns Number { return count; }`
     async fn get(&self) -> Result<f64, Error> {
-        transact("Counter.get", &CallOptions::default(), |tx| async move {
+        transact("Counter.get", &self.core, &CallOptions::default(), |tx| async move {
             Ok(tx.read(&self.core, COUNT).await?.as_number()?)
         })
         .await
@@ -75,7 +80,7 @@ impl Bank {
 
     /// `Public Function transfer(Number from, Number to, Number amount) returns TrueFalse`
     async fn transfer(&self, from: f64, to: f64, amount: f64) -> Result<bool, Error> {
-        transact("Bank.transfer", &CallOptions::default(), |tx| async move {
+        transact("Bank.transfer", &self.core, &CallOptions::default(), |tx| async move {
             let balances = tx.read(&self.core, 0).await?;
             let map = balances.as_obj()?;
             let have = tx.map_get(map, &Key::number(from)).await?.as_number()?;
@@ -93,7 +98,7 @@ impl Bank {
 
     /// `Public Function snapshot() returns List(element: Number)`: every balance, in one transaction.
     async fn snapshot(&self) -> Result<Vec<f64>, Error> {
-        transact("Bank.snapshot", &CallOptions::default(), |tx| async move {
+        transact("Bank.snapshot", &self.core, &CallOptions::default(), |tx| async move {
             let balances = tx.read(&self.core, 0).await?;
             let map = balances.as_obj()?;
             let mut out = Vec::new();
@@ -156,7 +161,7 @@ async fn an_uncaught_exception_leaves_no_trace() {
     let counter = Counter::new();
     let list = Value::new_list(vec![Value::Number(1.0)]);
     counter.core.push_slot(list);
-    let err = transact("Counter.fail", &CallOptions::default(), |tx| {
+    let err = transact("Counter.fail", &counter.core, &CallOptions::default(), |tx| {
         let core = counter.core.clone();
         async move {
             tx.write(&core, COUNT, Value::Number(41.0)).await?;
@@ -170,7 +175,7 @@ async fn an_uncaught_exception_leaves_no_trace() {
     .expect_err("the exception reaches the host");
     assert_eq!(err, Error::Application { message: "division by zero".into() });
     assert_eq!(counter.get().await.expect("read"), 0.0);
-    let items = transact("read", &CallOptions::default(), |tx| {
+    let items = transact("read", &counter.core, &CallOptions::default(), |tx| {
         let core = counter.core.clone();
         async move {
             let l = tx.read(&core, 1).await?;
@@ -191,7 +196,7 @@ async fn an_uncaught_exception_leaves_no_trace() {
 async fn a_failed_try_body_is_undone_and_the_transaction_goes_on() {
     let counter = Counter::new();
     let finally_ran = Arc::new(AtomicUsize::new(0));
-    let caught = transact("Counter.careful", &CallOptions::default(), |tx| {
+    let caught = transact("Counter.careful", &counter.core, &CallOptions::default(), |tx| {
         let core = counter.core.clone();
         let finally_ran = finally_ran.clone();
         async move {
@@ -250,7 +255,7 @@ async fn signals_fire_once_per_commit_and_host_functions_may_rerun() {
         let (counter, signal_fn, host_fn) = (counter.clone(), signal_fn.clone(), host_fn.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..500 {
-                transact("Counter.bump", &CallOptions::default(), |tx| {
+                transact("Counter.bump", &counter.core, &CallOptions::default(), |tx| {
                     let (core, signal_fn, host_fn) =
                         (counter.core.clone(), signal_fn.clone(), host_fn.clone());
                     async move {
@@ -296,7 +301,7 @@ async fn no_signal_or_print_for_an_aborted_transaction() {
             Ok(vec![])
         })
     };
-    let result = transact("Printer.fail", &CallOptions::default(), |tx| {
+    let result = transact("Printer.fail", &core, &CallOptions::default(), |tx| {
         let (core, f) = (core.clone(), f.clone());
         async move {
             tx.print(&core, "never".into());
@@ -306,7 +311,7 @@ async fn no_signal_or_print_for_an_aborted_transaction() {
     })
     .await;
     assert!(result.is_err());
-    transact("Printer.ok", &CallOptions::default(), |tx| {
+    transact("Printer.ok", &core, &CallOptions::default(), |tx| {
         let core = core.clone();
         async move {
             tx.print(&core, "once".into());
@@ -337,7 +342,7 @@ async fn an_old_transaction_is_not_starved_by_younger_ones() {
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     // A slow transaction: reads, waits, writes. Its priority is older than every later attempt.
-    let (_, attempts) = transact_counted("Counter.slow", &CallOptions::default(), |tx| {
+    let (_, attempts) = transact_counted("Counter.slow", &counter.core, &CallOptions::default(), |tx| {
         let core = counter.core.clone();
         async move {
             let n = tx.read(&core, COUNT).await?.as_number()?;
@@ -366,7 +371,7 @@ async fn a_deadline_aborts_a_blocked_call_without_trace() {
         let counter = counter.clone();
         tokio::spawn(async move {
             let mut started_tx = Some(started_tx);
-            transact("Counter.hold", &CallOptions::default(), |tx| {
+            transact("Counter.hold", &counter.core, &CallOptions::default(), |tx| {
                 let core = counter.core.clone();
                 let started_tx = started_tx.take();
                 async move {
@@ -383,7 +388,7 @@ async fn a_deadline_aborts_a_blocked_call_without_trace() {
     };
     started.await.expect("holder started");
     let options = CallOptions::default().with_deadline(Duration::from_millis(50));
-    let blocked = transact("Counter.blocked", &options, |tx| {
+    let blocked = transact("Counter.blocked", &counter.core, &options, |tx| {
         let core = counter.core.clone();
         async move {
             let n = tx.read(&core, COUNT).await?.as_number()?;
@@ -408,8 +413,8 @@ struct Link {
 }
 
 impl DynEndpoint for Link {
-    fn id(&self) -> &str {
-        self.core.id()
+    fn core(&self) -> &Arc<EndpointCore> {
+        &self.core
     }
 
     fn call<'a>(&'a self, tx: &'a Tx, function: &'a str, args: Vec<Value>) -> CallFuture<'a> {
@@ -450,7 +455,7 @@ fn chain() -> (Arc<Link>, Vec<Arc<EndpointCore>>) {
 }
 
 async fn touched(cores: &[Arc<EndpointCore>]) -> Vec<f64> {
-    transact("read", &CallOptions::default(), |tx| async move {
+    transact("read", &cores[0], &CallOptions::default(), |tx| async move {
         let mut out = Vec::new();
         for core in cores {
             out.push(tx.read(core, 0).await?.as_number()?);
@@ -464,7 +469,7 @@ async fn touched(cores: &[Arc<EndpointCore>]) -> Vec<f64> {
 #[tokio::test]
 async fn an_endpoint_call_chain_commits_or_aborts_as_one() {
     let (a, cores) = chain();
-    let sum = transact("A.touch", &CallOptions::default(), |tx| {
+    let sum = transact("A.touch", &a.core, &CallOptions::default(), |tx| {
         let a = a.clone();
         async move { a.touch(&tx, false).await }
     })
@@ -473,7 +478,7 @@ async fn an_endpoint_call_chain_commits_or_aborts_as_one() {
     assert_eq!(sum, 3.0);
     assert_eq!(touched(&cores).await, vec![1.0, 1.0, 1.0]);
 
-    let err = transact("A.touch", &CallOptions::default(), |tx| {
+    let err = transact("A.touch", &a.core, &CallOptions::default(), |tx| {
         let a = a.clone();
         async move { a.touch(&tx, true).await }
     })
@@ -489,7 +494,7 @@ async fn an_unknown_function_or_wrong_arguments_raise_instead_of_hanging() {
     let target = EndpointRef(a.clone());
     let outcome = tokio::time::timeout(
         Duration::from_secs(5),
-        transact("caller", &CallOptions::default(), |tx| {
+        transact("caller", &scratch(), &CallOptions::default(), |tx| {
             let target = target.clone();
             async move { target.call(&tx, "launch", vec![]).await }
         }),
@@ -500,7 +505,7 @@ async fn an_unknown_function_or_wrong_arguments_raise_instead_of_hanging() {
         outcome.map(|_| ()),
         Err(Error::Application { message: "A has no public function `launch`".into() })
     );
-    let outcome = transact("caller", &CallOptions::default(), |tx| {
+    let outcome = transact("caller", &scratch(), &CallOptions::default(), |tx| {
         let target = target.clone();
         async move { target.call(&tx, "touch", vec![Value::Number(1.0)]).await }
     })
@@ -514,10 +519,10 @@ async fn an_unknown_function_or_wrong_arguments_raise_instead_of_hanging() {
 #[tokio::test]
 async fn arguments_crossing_an_endpoint_call_are_copied() {
     // The callee appends to the List it receives; the caller's List is unchanged.
-    struct Appender;
+    struct Appender(Arc<EndpointCore>);
     impl DynEndpoint for Appender {
-        fn id(&self) -> &str {
-            "appender"
+        fn core(&self) -> &Arc<EndpointCore> {
+            &self.0
         }
         fn call<'a>(&'a self, tx: &'a Tx, _function: &'a str, args: Vec<Value>) -> CallFuture<'a> {
             Box::pin(async move {
@@ -526,8 +531,8 @@ async fn arguments_crossing_an_endpoint_call_are_copied() {
             })
         }
     }
-    let target = EndpointRef(Arc::new(Appender));
-    let (mine, theirs) = transact("caller", &CallOptions::default(), |tx| {
+    let target = EndpointRef(Arc::new(Appender(EndpointCore::new("Appender", vec![]))));
+    let (mine, theirs) = transact("caller", &scratch(), &CallOptions::default(), |tx| {
         let target = target.clone();
         async move {
             let mine = Value::new_list(vec![Value::Number(1.0)]);
@@ -547,7 +552,7 @@ async fn arguments_crossing_an_endpoint_call_are_copied() {
 
 #[tokio::test]
 async fn bad_indexes_and_missing_keys_raise_application_exceptions() {
-    let outcome = transact("bad", &CallOptions::default(), |tx| async move {
+    let outcome = transact("bad", &scratch(), &CallOptions::default(), |tx| async move {
         let l = Value::new_list(vec![Value::Number(1.0)]);
         tx.list_get(l.as_obj()?, 3.0).await
     })
@@ -556,7 +561,7 @@ async fn bad_indexes_and_missing_keys_raise_application_exceptions() {
         outcome.map(|_| ()),
         Err(Error::Application { message: "List index 3 is out of range for a List of 1 element".into() })
     );
-    let outcome = transact("bad", &CallOptions::default(), |tx| async move {
+    let outcome = transact("bad", &scratch(), &CallOptions::default(), |tx| async move {
         let l = Value::new_list(vec![Value::Number(1.0)]);
         tx.list_get(l.as_obj()?, 0.5).await
     })
@@ -565,7 +570,7 @@ async fn bad_indexes_and_missing_keys_raise_application_exceptions() {
         outcome.map(|_| ()),
         Err(Error::Application { message: "List index 0.5 is not a whole number".into() })
     );
-    let outcome = transact("bad", &CallOptions::default(), |tx| async move {
+    let outcome = transact("bad", &scratch(), &CallOptions::default(), |tx| async move {
         let m = Value::new_map(BTreeMap::new());
         tx.map_remove(m.as_obj()?, &Key::Text("k".into())).await
     })
@@ -578,7 +583,7 @@ async fn bad_indexes_and_missing_keys_raise_application_exceptions() {
 
 #[tokio::test]
 async fn deep_copies_keep_sharing_and_cycles() {
-    let copied = transact("copy", &CallOptions::default(), |tx| async move {
+    let copied = transact("copy", &scratch(), &CallOptions::default(), |tx| async move {
         let inner = Value::new_list(vec![Value::Number(1.0)]);
         let outer = Value::new_list(vec![inner.clone(), inner.clone()]);
         // A struct that contains itself through a list.
@@ -604,7 +609,7 @@ async fn deep_copies_keep_sharing_and_cycles() {
 #[tokio::test]
 async fn externals_are_written_transactionally() {
     let cell = External::new(10.0_f64);
-    let ok = transact("ext", &CallOptions::default(), |tx| {
+    let ok = transact("ext", &scratch(), &CallOptions::default(), |tx| {
         let cell = cell.cell().clone();
         async move {
             let v = tx.ext_read(&cell).await?.as_number()?;
@@ -615,7 +620,7 @@ async fn externals_are_written_transactionally() {
     .await;
     assert!(ok.is_ok());
     assert_eq!(cell.get(), 20.0);
-    let failed = transact("ext", &CallOptions::default(), |tx| {
+    let failed = transact("ext", &scratch(), &CallOptions::default(), |tx| {
         let cell = cell.cell().clone();
         async move {
             tx.ext_write(&cell, Value::Number(-1.0)).await?;
@@ -627,7 +632,7 @@ async fn externals_are_written_transactionally() {
     assert_eq!(cell.get(), 20.0, "an aborted write never reaches the host");
 
     let stock: External<BTreeMap<String, f64>> = External::new(BTreeMap::from([("apples".to_owned(), 3.0)]));
-    transact("restock", &CallOptions::default(), |tx| {
+    transact("restock", &scratch(), &CallOptions::default(), |tx| {
         let cell = stock.cell().clone();
         async move {
             let map = tx.ext_for_write(&cell).await?;
@@ -646,7 +651,7 @@ async fn externals_are_written_transactionally() {
 async fn the_watchdog_reports_code_that_does_not_yield() {
     waldo::watchdog::set_budget(Duration::from_millis(10));
     let before = waldo::watchdog::reports();
-    transact("Busy.spin", &CallOptions::default(), |_tx| async move {
+    transact("Busy.spin", &scratch(), &CallOptions::default(), |_tx| async move {
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_millis(80) {
             std::hint::spin_loop();
@@ -657,4 +662,85 @@ async fn the_watchdog_reports_code_that_does_not_yield() {
     .expect("commits");
     waldo::watchdog::set_budget(waldo::watchdog::DEFAULT_BUDGET);
     assert!(waldo::watchdog::reports() > before, "the watchdog reported the long poll");
+}
+
+// ---------------------------------------------------------------- one logical task per endpoint
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_endpoints_code_never_runs_on_two_threads_at_once() {
+    let core = EndpointCore::new("Busy", vec![Value::Number(0.0)]);
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (core, inside, most) = (core.clone(), inside.clone(), most.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..200 {
+                transact("Busy.work", &core, &CallOptions::default(), |tx| {
+                    let (inside, most) = (inside.clone(), most.clone());
+                    async move {
+                        // A stretch of code with no wait: nothing else of this endpoint may run meanwhile.
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        let start = std::time::Instant::now();
+                        while start.elapsed() < Duration::from_micros(20) {
+                            std::hint::spin_loop();
+                        }
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await; // a wait: others may run now
+                        let _ = (tx.priority(), i);
+                        Ok(())
+                    }
+                })
+                .await
+                .expect("commits");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task finished");
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two transactions ran code of one endpoint at the same time");
+}
+
+#[tokio::test]
+async fn an_endpoint_calling_itself_does_not_deadlock() {
+    struct Recursive {
+        core: Arc<EndpointCore>,
+        me: parking_lot::Mutex<Option<EndpointRef>>,
+    }
+    impl DynEndpoint for Recursive {
+        fn core(&self) -> &Arc<EndpointCore> {
+            &self.core
+        }
+        fn call<'a>(&'a self, tx: &'a Tx, _f: &'a str, args: Vec<Value>) -> CallFuture<'a> {
+            Box::pin(async move {
+                let depth = args[0].as_number()?;
+                if depth == 0.0 {
+                    return Ok(vec![Value::Number(0.0)]);
+                }
+                let me = self.me.lock().clone().expect("set");
+                let below = me.call(tx, "down", vec![Value::Number(depth - 1.0)]).await?;
+                Ok(vec![Value::Number(below[0].as_number()? + 1.0)])
+            })
+        }
+    }
+    let r = Arc::new(Recursive {
+        core: EndpointCore::new("Recursive", vec![]),
+        me: parking_lot::Mutex::new(None),
+    });
+    let me = EndpointRef(r.clone());
+    *r.me.lock() = Some(me.clone());
+    let depth = tokio::time::timeout(
+        Duration::from_secs(5),
+        transact("Recursive.down", &r.core, &CallOptions::default(), |tx| {
+            let me = me.clone();
+            async move { me.call(&tx, "down", vec![Value::Number(5.0)]).await }
+        }),
+    )
+    .await
+    .expect("no deadlock")
+    .expect("commits");
+    *r.me.lock() = None; // break the reference cycle
+    assert_eq!(depth[0].as_number().expect("a Number"), 5.0);
 }

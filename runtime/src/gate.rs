@@ -1,0 +1,91 @@
+//! One logical task per endpoint (RUNTIME.md §3): the code of an endpoint never runs on two
+//! threads at once.
+//!
+//! Each endpoint has a gate. Every poll of code running on an endpoint holds that endpoint's
+//! gate for the length of the poll, that is, until the code next waits. Acquiring a gate
+//! never blocks a thread: a busy gate parks the task and wakes it when the gate frees, so
+//! gates cannot deadlock even when endpoint calls form cycles. A gate is re-entrant on the
+//! thread that holds it, because a nested poll (an endpoint call to an endpoint already
+//! running in the same poll, e.g. `self.f()`) is part of the same logical step.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::thread::ThreadId;
+
+use parking_lot::Mutex;
+
+#[derive(Default)]
+struct GateState {
+    owner: Option<ThreadId>,
+    depth: u32,
+    waiters: Vec<Waker>,
+}
+
+/// An endpoint's gate.
+#[derive(Default)]
+pub(crate) struct Gate(Mutex<GateState>);
+
+impl Gate {
+    fn try_enter(&self, cx: &Context<'_>) -> bool {
+        let me = std::thread::current().id();
+        let mut state = self.0.lock();
+        match state.owner {
+            None => {
+                state.owner = Some(me);
+                state.depth = 1;
+                true
+            }
+            Some(owner) if owner == me => {
+                state.depth += 1;
+                true
+            }
+            Some(_) => {
+                if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.waiters.push(cx.waker().clone());
+                }
+                false
+            }
+        }
+    }
+
+    fn leave(&self) {
+        let waiters = {
+            let mut state = self.0.lock();
+            state.depth -= 1;
+            if state.depth > 0 {
+                return;
+            }
+            state.owner = None;
+            std::mem::take(&mut state.waiters)
+        };
+        for w in waiters {
+            w.wake();
+        }
+    }
+}
+
+/// A future whose every poll holds a gate.
+pub(crate) struct Gated<F> {
+    gate: Arc<crate::endpoint::EndpointCore>,
+    inner: Pin<Box<F>>,
+}
+
+/// Runs `future` as code of the endpoint `core`.
+pub(crate) fn gated<F: Future>(core: Arc<crate::endpoint::EndpointCore>, future: F) -> Gated<F> {
+    Gated { gate: core, inner: Box::pin(future) }
+}
+
+impl<F: Future> Future for Gated<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if !self.gate.gate.try_enter(cx) {
+            return Poll::Pending;
+        }
+        let out = self.inner.as_mut().poll(cx);
+        self.gate.gate.leave();
+        out
+    }
+}
