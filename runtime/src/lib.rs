@@ -21,6 +21,7 @@ mod run;
 mod tx;
 mod value;
 pub mod watchdog;
+pub mod wire;
 
 pub use convert::NumberKey;
 pub use error::{Error, Exception, ExceptionKind};

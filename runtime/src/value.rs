@@ -234,6 +234,12 @@ impl Obj {
         Obj(Arc::new(Mutex::new(ObjInner { lock: LockState::default(), data })))
     }
 
+    /// A copy of the contents, read without any transaction lock: only for objects nobody
+    /// else can reach (fresh values, decoded messages, private deep copies).
+    pub fn snapshot(&self) -> ObjData {
+        self.0.lock().data.clone()
+    }
+
     /// Whether two handles name the same object.
     pub fn same(&self, other: &Obj) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
