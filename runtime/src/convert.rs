@@ -151,8 +151,9 @@ impl FromValue for bool {
     }
 }
 impl FromValue for Value {
+    /// A copy, so the host never holds an object that Waldo code may change later.
     fn from_committed(value: &Value) -> Result<Self, Exception> {
-        Ok(value.clone())
+        Ok(value.detached_copy())
     }
 }
 impl<T: FromValue> FromValue for Vec<T> {

@@ -106,7 +106,8 @@ impl EndpointRef {
             copied.push(tx.deep_copy(a).await?);
         }
         // The callee's code runs as code of the callee: under its gate.
-        let results = crate::gate::gated(self.0.core().clone(), self.0.call(tx, function, copied)).await?;
+        let results =
+            crate::gate::gated(self.0.core().clone(), tx, self.0.call(tx, function, copied)).await?;
         let mut out = Vec::with_capacity(results.len());
         for r in &results {
             out.push(tx.deep_copy(r).await?);

@@ -62,8 +62,21 @@ impl<T: crate::convert::FromValue + crate::convert::IntoValue> External<T> {
     }
 
     /// The committed value.
+    ///
+    /// # Panics
+    ///
+    /// If Waldo code stored a value of another type in the cell, which the checker rules out
+    /// for generated code; [`External::try_get`] reports it instead.
     pub fn get(&self) -> T {
-        T::from_committed(&self.cell.committed()).expect("an External holds a value of its type")
+        match self.try_get() {
+            Ok(v) => v,
+            Err(e) => panic!("an External holds a value of another type: {e}"),
+        }
+    }
+
+    /// The committed value, or an error if the cell holds a value of another type.
+    pub fn try_get(&self) -> Result<T, crate::Exception> {
+        T::from_committed(&self.cell.committed())
     }
 
     /// The untyped cell, for generated code.

@@ -4,9 +4,11 @@
 //! Each endpoint has a gate. Every poll of code running on an endpoint holds that endpoint's
 //! gate for the length of the poll, that is, until the code next waits. Acquiring a gate
 //! never blocks a thread: a busy gate parks the task and wakes it when the gate frees, so
-//! gates cannot deadlock even when endpoint calls form cycles. A gate is re-entrant on the
-//! thread that holds it, because a nested poll (an endpoint call to an endpoint already
-//! running in the same poll, e.g. `self.f()`) is part of the same logical step.
+//! gates cannot deadlock even when endpoint calls form cycles. A gate is re-entrant for the
+//! transaction that holds it on the thread where it holds it, because a nested poll (an
+//! endpoint call to an endpoint already running in the same poll, e.g. `self.f()`) is part of
+//! the same logical step; another transaction never enters a gate mid-step. The gate is
+//! released even if the code panics.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +20,8 @@ use parking_lot::Mutex;
 
 #[derive(Default)]
 struct GateState {
-    owner: Option<ThreadId>,
+    /// The thread and transaction (by address) running code of the endpoint.
+    owner: Option<(ThreadId, usize)>,
     depth: u32,
     waiters: Vec<Waker>,
 }
@@ -28,8 +31,8 @@ struct GateState {
 pub(crate) struct Gate(Mutex<GateState>);
 
 impl Gate {
-    fn try_enter(&self, cx: &Context<'_>) -> bool {
-        let me = std::thread::current().id();
+    fn try_enter(&self, cx: &Context<'_>, tx: usize) -> bool {
+        let me = (std::thread::current().id(), tx);
         let mut state = self.0.lock();
         match state.owner {
             None => {
@@ -69,23 +72,37 @@ impl Gate {
 /// A future whose every poll holds a gate.
 pub(crate) struct Gated<F> {
     gate: Arc<crate::endpoint::EndpointCore>,
+    tx: usize,
     inner: Pin<Box<F>>,
 }
 
-/// Runs `future` as code of the endpoint `core`.
-pub(crate) fn gated<F: Future>(core: Arc<crate::endpoint::EndpointCore>, future: F) -> Gated<F> {
-    Gated { gate: core, inner: Box::pin(future) }
+/// Runs `future`, code of transaction `tx`, as code of the endpoint `core`.
+pub(crate) fn gated<F: Future>(
+    core: Arc<crate::endpoint::EndpointCore>,
+    tx: &crate::tx::Tx,
+    future: F,
+) -> Gated<F> {
+    Gated { gate: core, tx: tx.addr(), inner: Box::pin(future) }
+}
+
+/// Leaves the gate when the poll ends, normally or by unwinding.
+struct Leave<'a>(&'a Gate);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
 }
 
 impl<F: Future> Future for Gated<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        if !self.gate.gate.try_enter(cx) {
+        let core = self.gate.clone();
+        if !core.gate.try_enter(cx, self.tx) {
             return Poll::Pending;
         }
-        let out = self.inner.as_mut().poll(cx);
-        self.gate.gate.leave();
-        out
+        let _leave = Leave(&core.gate);
+        self.inner.as_mut().poll(cx)
     }
 }

@@ -23,6 +23,9 @@ pub(crate) struct LockState {
     writer: Option<Arc<TxInner>>,
     readers: Vec<Arc<TxInner>>,
     waiters: Vec<Waker>,
+    /// The oldest transaction waiting to write: younger readers queue behind it, so a stream
+    /// of young readers cannot starve an old writer.
+    waiting_writer: Option<Arc<TxInner>>,
 }
 
 /// The outcome of a request.
@@ -39,8 +42,20 @@ impl LockState {
     pub(crate) fn try_acquire(&mut self, tx: &Arc<TxInner>, mode: Mode) -> Grant {
         let is_me = |t: &Arc<TxInner>| Arc::ptr_eq(t, tx);
         let held_before = self.writer.as_ref().is_some_and(is_me) || self.readers.iter().any(is_me);
+        if let Some(w) = &self.waiting_writer
+            && !w.is_live()
+        {
+            self.waiting_writer = None;
+        }
         match mode {
             Mode::Read => {
+                if !held_before
+                    && let Some(w) = &self.waiting_writer
+                    && !is_me(w)
+                    && w.priority() < tx.priority()
+                {
+                    return Grant::Conflict(Vec::new());
+                }
                 match &self.writer {
                     Some(w) if !is_me(w) => return Grant::Conflict(vec![w.clone()]),
                     Some(_) => {}
@@ -54,11 +69,23 @@ impl LockState {
             }
             Mode::Write => {
                 if let Some(w) = &self.writer {
-                    return if is_me(w) { Grant::Granted(false) } else { Grant::Conflict(vec![w.clone()]) };
+                    if is_me(w) {
+                        return Grant::Granted(false);
+                    }
+                    if self.waiting_writer.as_ref().is_none_or(|ww| tx.priority() < ww.priority()) {
+                        self.waiting_writer = Some(tx.clone());
+                    }
+                    return Grant::Conflict(vec![w.clone()]);
                 }
                 let others: Vec<Arc<TxInner>> = self.readers.iter().filter(|r| !is_me(r)).cloned().collect();
                 if !others.is_empty() {
+                    if self.waiting_writer.as_ref().is_none_or(|w| tx.priority() < w.priority()) {
+                        self.waiting_writer = Some(tx.clone());
+                    }
                     return Grant::Conflict(others);
+                }
+                if self.waiting_writer.as_ref().is_some_and(is_me) {
+                    self.waiting_writer = None;
                 }
                 self.readers.clear();
                 self.writer = Some(tx.clone());

@@ -85,12 +85,16 @@ where
     Fut: Future<Output = Flow<T>>,
 {
     let priority = Priority::next();
-    let deadline = options.deadline.map(|d| Instant::now() + d);
+    // A deadline too far away to represent is no deadline.
+    let deadline = options.deadline.and_then(|d| Instant::now().checked_add(d));
     let mut attempts = 0;
     loop {
         attempts += 1;
         let tx = Tx::begin(priority);
-        let attempt = watch(what, gated(core.clone(), body(tx.clone())));
+        let attempt = watch(
+            what,
+            Woundable { tx: tx.clone(), inner: Box::pin(gated(core.clone(), &tx, body(tx.clone()))) },
+        );
         let outcome = match deadline {
             Some(d) => match tokio::time::timeout_at(d, attempt).await {
                 Ok(outcome) => outcome,
@@ -120,10 +124,30 @@ where
         let bound = options.backoff_base.saturating_mul(1 << attempts.min(16)).min(options.backoff_cap);
         let pause = bound.mul_f64(rand::random::<f64>());
         if let Some(d) = deadline
-            && Instant::now() + pause >= d
+            && Instant::now().checked_add(pause).is_none_or(|resume| resume >= d)
         {
             return Err(Error::Timeout);
         }
         tokio::time::sleep(pause).await;
+    }
+}
+
+/// An attempt that stops as soon as its transaction is wounded, whatever it waits for (a
+/// sleep, a remote reply): each poll publishes the task's waker to the transaction, so a
+/// wound wakes it, and checks for a wound before running the code.
+struct Woundable<F> {
+    tx: Tx,
+    inner: std::pin::Pin<Box<F>>,
+}
+
+impl<T, F: Future<Output = Flow<T>>> Future for Woundable<F> {
+    type Output = Flow<T>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow<T>> {
+        self.tx.wake_on_wound(cx.waker());
+        if self.tx.is_wounded() {
+            return std::task::Poll::Ready(Err(Raise::Abort(Abort::Wounded)));
+        }
+        self.inner.as_mut().poll(cx)
     }
 }

@@ -62,7 +62,7 @@ enum Undo {
     ListRemoved { obj: Obj, index: usize, old: Value },
     MapSet { obj: Obj, key: Key, old: Option<Value> },
     StructSet { obj: Obj, field: usize, old: Value },
-    Ext { cell: ExtCell },
+    Ext { cell: ExtCell, old: Option<Value> },
 }
 
 /// An item whose lock the transaction holds.
@@ -88,6 +88,16 @@ pub(crate) struct TxInner {
 }
 
 impl TxInner {
+    /// The transaction's priority.
+    pub(crate) fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// Whether the attempt is still running (not committed nor aborted).
+    pub(crate) fn is_live(&self) -> bool {
+        self.state.load(Ordering::Acquire) != FINISHED
+    }
+
     /// Wounds the transaction unless it has begun to commit; wakes it so it notices.
     fn wound(&self) {
         if self.state.compare_exchange(ACTIVE, WOUNDED, Ordering::AcqRel, Ordering::Acquire).is_ok()
@@ -141,6 +151,16 @@ impl Tx {
         self.inner.priority
     }
 
+    /// An identity of this attempt, for the gate's re-entrancy.
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.inner) as *const () as usize
+    }
+
+    /// Makes a wound wake `waker` (the task running the attempt), whatever it is waiting for.
+    pub(crate) fn wake_on_wound(&self, waker: &Waker) {
+        *self.inner.waker.lock() = Some(waker.clone());
+    }
+
     /// Fails with `Abort::Wounded` if an older transaction wounded this one.
     pub fn check(&self) -> Result<(), Abort> {
         match self.inner.state.load(Ordering::Acquire) {
@@ -174,7 +194,12 @@ impl Tx {
                     }
                 }
                 lock.wait(cx.waker());
+                // Publish the waker, then look again: a wound that raced with this request
+                // either sees the waker (and wakes us) or happened before the second look.
                 *self.inner.waker.lock() = Some(cx.waker().clone());
+                if let Err(abort) = self.check() {
+                    return Poll::Ready(Err(abort));
+                }
                 Poll::Pending
             }
         }
@@ -534,8 +559,8 @@ impl Tx {
     // ---------------------------------------------------------------- External cells
 
     /// The current value of an External cell, as this transaction sees it. A container read
-    /// from the committed value is a copy: committed values never change in place, because
-    /// the host reads them without locks.
+    /// from it is a copy: what the cell holds is never reachable from a variable, because the
+    /// host reads it without locks.
     pub async fn ext_read(&self, cell: &ExtCell) -> Flow<Value> {
         let (value, pending) = poll_fn(|cx| -> Poll<Flow<(Value, bool)>> {
             let mut state = cell.0.lock();
@@ -556,54 +581,75 @@ impl Tx {
             }
         })
         .await?;
+        let _ = pending;
+        // Containers are copied even from this transaction's own pending value, so that no
+        // variable ever aliases what the cell holds (the host reads it without locks).
         match value {
-            Value::List(_) | Value::Map(_) | Value::Struct(_) if !pending => self.deep_copy(&value).await,
+            Value::List(_) | Value::Map(_) | Value::Struct(_) => self.deep_copy(&value).await,
             other => Ok(other),
         }
     }
 
-    /// The value of an External cell for writing: this transaction's private copy, made on
-    /// its first write. Containers inside it may then be changed in place.
-    pub async fn ext_for_write(&self, cell: &ExtCell) -> Flow<Value> {
-        let (value, fresh) = poll_fn(|cx| -> Poll<Flow<(Value, bool)>> {
+    /// Takes the write lock of an External cell; returns its pending value if this
+    /// transaction already wrote it.
+    async fn ext_lock_write(&self, cell: &ExtCell) -> Flow<Option<Value>> {
+        poll_fn(|cx| -> Poll<Flow<Option<Value>>> {
             let mut state = cell.0.lock();
             match self.poll_grant(cx, &mut state.lock, Mode::Write) {
                 Poll::Ready(Ok(new)) => {
-                    let fresh = state.pending.is_none();
-                    let value = state.pending.clone().unwrap_or_else(|| state.committed.clone());
+                    let pending = state.pending.clone();
                     drop(state);
                     if new {
                         self.hold(Held::Ext(cell.clone()));
                     }
-                    Poll::Ready(Ok((value, fresh)))
+                    Poll::Ready(Ok(pending))
                 }
                 Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
                 Poll::Pending => Poll::Pending,
             }
         })
-        .await?;
-        if !fresh {
-            return Ok(value);
+        .await
+    }
+
+    /// Sets the pending value of a cell this transaction write-locked, recording the old one.
+    fn ext_set_pending(&self, cell: &ExtCell, value: Value) {
+        let old = cell.0.lock().pending.replace(value);
+        self.log_undo(Undo::Ext { cell: cell.clone(), old });
+    }
+
+    /// The container an External cell holds, for changing it in place (`m[k] = v` on an
+    /// External Map): this transaction's private pending copy, made on its first write.
+    /// Generated code uses the result only for that change; it must not store it anywhere.
+    pub async fn ext_for_write(&self, cell: &ExtCell) -> Flow<Value> {
+        if let Some(pending) = self.ext_lock_write(cell).await? {
+            return Ok(pending);
         }
-        // The committed value is shared with the host: write into a private copy.
-        let copy = self.deep_copy(&value).await?;
-        cell.0.lock().pending = Some(copy.clone());
-        self.log_undo(Undo::Ext { cell: cell.clone() });
+        // The committed value is shared with the host: change a private copy.
+        let committed = cell.committed();
+        let copy = self.deep_copy(&committed).await?;
+        self.ext_set_pending(cell, copy.clone());
         Ok(copy)
     }
 
-    /// `extCopy value to cell`: the cell holds `value` once the transaction commits.
+    /// `extCopy value to cell`: the cell holds a copy of `value` once the transaction commits.
     pub async fn ext_write(&self, cell: &ExtCell, value: Value) -> Flow<()> {
-        self.ext_for_write(cell).await?;
-        cell.0.lock().pending = Some(value);
+        self.ext_lock_write(cell).await?;
+        let copy = self.deep_copy(&value).await?;
+        self.ext_set_pending(cell, copy);
         Ok(())
     }
 
     // ---------------------------------------------------------------- effects, savepoints
 
-    /// Queues `f(args)` to run once after commit (`signal`).
-    pub fn signal(&self, f: crate::value::HostFn, args: Vec<Value>) {
-        self.inner.log.lock().effects.push(Effect::Signal(f, args));
+    /// Queues `f(args)` to run once after commit (`signal`). The arguments are copied now:
+    /// the host gets the values as they were when `signal` ran.
+    pub async fn signal(&self, f: crate::value::HostFn, args: Vec<Value>) -> Flow<()> {
+        let mut copied = Vec::with_capacity(args.len());
+        for a in &args {
+            copied.push(self.deep_copy(a).await?);
+        }
+        self.inner.log.lock().effects.push(Effect::Signal(f, copied));
+        Ok(())
     }
 
     /// Queues a line to print once after commit (`print`), through the endpoint's printer.
@@ -623,7 +669,8 @@ impl Tx {
         let (undo, _) = {
             let mut log = self.inner.log.lock();
             log.effects.truncate(sp.effects);
-            (log.undo.split_off(sp.undo), ())
+            let at = sp.undo.min(log.undo.len());
+            (log.undo.split_off(at), ())
         };
         replay(undo);
     }
@@ -638,10 +685,13 @@ impl Tx {
             return Err(Abort::Wounded);
         }
         let log = std::mem::take(&mut *self.inner.log.lock());
-        effects::enqueue(log.effects);
+        // Reserve the place in commit order while still holding the locks.
+        let place = (!log.effects.is_empty()).then(effects::reserve);
         release(&self.inner, log.held);
         self.inner.state.store(FINISHED, Ordering::Release);
-        effects::deliver();
+        if let Some(n) = place {
+            effects::fill_and_deliver(n, log.effects);
+        }
         Ok(())
     }
 
@@ -701,7 +751,7 @@ fn replay(undo: Vec<Undo>) {
                     *slot = old;
                 }
             }
-            Undo::Ext { cell } => cell.0.lock().pending = None,
+            Undo::Ext { cell, old } => cell.0.lock().pending = old,
         }
     }
 }
@@ -709,6 +759,20 @@ fn replay(undo: Vec<Undo>) {
 /// Releases every lock in `held` and wakes their waiters; a committing transaction also
 /// installs its pending External values.
 fn release(inner: &Arc<TxInner>, held: Vec<Held>) {
+    // Install every External value first, so the host never sees one of this transaction's
+    // cells updated and another not.
+    if inner.state.load(Ordering::Acquire) == COMMITTING {
+        for item in &held {
+            if let Held::Ext(cell) = item {
+                let mut state = cell.0.lock();
+                if state.lock.written_by(inner)
+                    && let Some(v) = state.pending.take()
+                {
+                    state.committed = v;
+                }
+            }
+        }
+    }
     let mut wake = Vec::new();
     for item in held {
         match item {
@@ -720,13 +784,9 @@ fn release(inner: &Arc<TxInner>, held: Vec<Held>) {
             Held::Obj(obj) => wake.extend(obj.0.lock().lock.release(inner)),
             Held::Ext(cell) => {
                 let mut state = cell.0.lock();
-                if state.lock.written_by(inner)
-                    && inner.state.load(Ordering::Acquire) == COMMITTING
-                    && let Some(v) = state.pending.take()
-                {
-                    state.committed = v;
+                if state.lock.written_by(inner) {
+                    state.pending = None;
                 }
-                state.pending = None;
                 wake.extend(state.lock.release(inner));
             }
         }

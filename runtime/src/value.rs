@@ -130,6 +130,50 @@ impl Value {
     }
 }
 
+impl Value {
+    /// A deep copy read without transaction locks (sharing and cycles kept): only for values
+    /// nobody changes in place, such as committed External values and private copies.
+    pub fn detached_copy(&self) -> Value {
+        let mut copies: std::collections::HashMap<usize, Obj> = std::collections::HashMap::new();
+        let mut todo: Vec<(Obj, Obj)> = Vec::new();
+        let shallow =
+            |v: &Value, copies: &mut std::collections::HashMap<usize, Obj>, todo: &mut Vec<(Obj, Obj)>| {
+                let mut obj = |o: &Obj| {
+                    copies
+                        .entry(o.addr())
+                        .or_insert_with(|| {
+                            let fresh = Obj::new(ObjData::List(Vec::new()));
+                            todo.push((o.clone(), fresh.clone()));
+                            fresh
+                        })
+                        .clone()
+                };
+                match v {
+                    Value::List(o) => Value::List(obj(o)),
+                    Value::Map(o) => Value::Map(obj(o)),
+                    Value::Struct(o) => Value::Struct(obj(o)),
+                    other => other.clone(),
+                }
+            };
+        let root = shallow(self, &mut copies, &mut todo);
+        while let Some((source, target)) = todo.pop() {
+            let data = match source.snapshot() {
+                ObjData::List(items) => {
+                    ObjData::List(items.iter().map(|v| shallow(v, &mut copies, &mut todo)).collect())
+                }
+                ObjData::Struct(items) => {
+                    ObjData::Struct(items.iter().map(|v| shallow(v, &mut copies, &mut todo)).collect())
+                }
+                ObjData::Map(m) => ObjData::Map(
+                    m.iter().map(|(k, v)| (k.clone(), shallow(v, &mut copies, &mut todo))).collect(),
+                ),
+            };
+            target.0.lock().data = data;
+        }
+        root
+    }
+}
+
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -92,8 +92,16 @@ impl<F: Future> Future for Watched<F> {
                 }
             }
         };
-        let out = self.inner.as_mut().poll(cx);
-        RUNNING.lock()[slot] = None;
-        out
+        // Free the slot when the poll ends, even by unwinding.
+        struct Free(usize);
+        impl Drop for Free {
+            fn drop(&mut self) {
+                if let Some(entry) = RUNNING.lock().get_mut(self.0) {
+                    *entry = None;
+                }
+            }
+        }
+        let _free = Free(slot);
+        self.inner.as_mut().poll(cx)
     }
 }
