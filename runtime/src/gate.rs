@@ -69,10 +69,28 @@ impl Gate {
     }
 }
 
+/// Leaves the gate when dropped: at the end of a poll, normally or by unwinding.
+pub(crate) struct Leave<'a>(&'a Gate);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+/// Enters `core`'s gate for one poll of transaction `tx`'s code, or parks the task.
+pub(crate) fn enter<'a>(
+    core: &'a crate::endpoint::EndpointCore,
+    cx: &Context<'_>,
+    tx: &crate::tx::Tx,
+) -> Option<Leave<'a>> {
+    core.gate.try_enter(cx, tx.addr()).then(|| Leave(&core.gate))
+}
+
 /// A future whose every poll holds a gate.
 pub(crate) struct Gated<F> {
-    gate: Arc<crate::endpoint::EndpointCore>,
-    tx: usize,
+    core: Arc<crate::endpoint::EndpointCore>,
+    tx: crate::tx::Tx,
     inner: Pin<Box<F>>,
 }
 
@@ -82,27 +100,15 @@ pub(crate) fn gated<F: Future>(
     tx: &crate::tx::Tx,
     future: F,
 ) -> Gated<F> {
-    Gated { gate: core, tx: tx.addr(), inner: Box::pin(future) }
-}
-
-/// Leaves the gate when the poll ends, normally or by unwinding.
-struct Leave<'a>(&'a Gate);
-
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        self.0.leave();
-    }
+    Gated { core, tx: tx.clone(), inner: Box::pin(future) }
 }
 
 impl<F: Future> Future for Gated<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let core = self.gate.clone();
-        if !core.gate.try_enter(cx, self.tx) {
-            return Poll::Pending;
-        }
-        let _leave = Leave(&core.gate);
-        self.inner.as_mut().poll(cx)
+        let this = &mut *self;
+        let Some(_leave) = enter(&this.core, cx, &this.tx) else { return Poll::Pending };
+        this.inner.as_mut().poll(cx)
     }
 }

@@ -14,9 +14,7 @@ use tokio::time::Instant;
 
 use crate::endpoint::EndpointCore;
 use crate::error::{Abort, Error, Flow, Raise};
-use crate::gate::gated;
 use crate::tx::{Priority, Tx};
-use crate::watchdog::watch;
 
 /// Per-call options.
 #[derive(Clone, Debug)]
@@ -91,10 +89,7 @@ where
     loop {
         attempts += 1;
         let tx = Tx::begin(priority);
-        let attempt = watch(
-            what,
-            Woundable { tx: tx.clone(), inner: Box::pin(gated(core.clone(), &tx, body(tx.clone()))) },
-        );
+        let attempt = Attempt { what, core: core.clone(), tx: tx.clone(), inner: Box::pin(body(tx.clone())) };
         let outcome = match deadline {
             Some(d) => match tokio::time::timeout_at(d, attempt).await {
                 Ok(outcome) => outcome,
@@ -132,22 +127,29 @@ where
     }
 }
 
-/// An attempt that stops as soon as its transaction is wounded, whatever it waits for (a
-/// sleep, a remote reply): each poll publishes the task's waker to the transaction, so a
-/// wound wakes it, and checks for a wound before running the code.
-struct Woundable<F> {
+/// One attempt of a host call. Each poll: publishes the task's waker to the transaction (so
+/// a wound wakes it whatever it waits for) and stops if it was wounded; holds the endpoint's
+/// gate (one logical task per endpoint); and runs under the watchdog's eye.
+struct Attempt<F> {
+    what: &'static str,
+    core: Arc<EndpointCore>,
     tx: Tx,
     inner: std::pin::Pin<Box<F>>,
 }
 
-impl<T, F: Future<Output = Flow<T>>> Future for Woundable<F> {
+impl<T, F: Future<Output = Flow<T>>> Future for Attempt<F> {
     type Output = Flow<T>;
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow<T>> {
-        self.tx.wake_on_wound(cx.waker());
-        if self.tx.is_wounded() {
+        let this = &mut *self;
+        this.tx.wake_on_wound(cx.waker());
+        if this.tx.is_wounded() {
             return std::task::Poll::Ready(Err(Raise::Abort(Abort::Wounded)));
         }
-        self.inner.as_mut().poll(cx)
+        let Some(_leave) = crate::gate::enter(&this.core, cx, &this.tx) else {
+            return std::task::Poll::Pending;
+        };
+        let inner = &mut this.inner;
+        crate::watchdog::during(this.what, || inner.as_mut().poll(cx))
     }
 }

@@ -158,7 +158,10 @@ impl Tx {
 
     /// Makes a wound wake `waker` (the task running the attempt), whatever it is waiting for.
     pub(crate) fn wake_on_wound(&self, waker: &Waker) {
-        *self.inner.waker.lock() = Some(waker.clone());
+        let mut slot = self.inner.waker.lock();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
     }
 
     /// Fails with `Abort::Wounded` if an older transaction wounded this one.

@@ -2,11 +2,8 @@
 //! yielding, such as a block stuck in a loop. Each poll of a transaction's code registers when
 //! it started; a background thread looks every few milliseconds and warns once per long poll.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -62,46 +59,32 @@ fn start_thread() {
     });
 }
 
-/// A future whose polls the watchdog watches.
-pub struct Watched<F> {
-    what: &'static str,
-    inner: Pin<Box<F>>,
-}
-
-/// Watches `future`, naming it `what` in reports.
-pub fn watch<F: Future>(what: &'static str, future: F) -> Watched<F> {
+/// Runs `f` (one poll of Waldo code named `what`) under the watchdog's eye.
+pub(crate) fn during<T>(what: &'static str, f: impl FnOnce() -> T) -> T {
     start_thread();
-    Watched { what, inner: Box::pin(future) }
-}
-
-impl<F: Future> Future for Watched<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let slot = {
-            let mut running = RUNNING.lock();
-            let entry = Some(Running { since: Instant::now(), what: self.what, reported: false });
-            match running.iter().position(Option::is_none) {
-                Some(i) => {
-                    running[i] = entry;
-                    i
-                }
-                None => {
-                    running.push(entry);
-                    running.len() - 1
-                }
+    let slot = {
+        let mut running = RUNNING.lock();
+        let entry = Some(Running { since: Instant::now(), what, reported: false });
+        match running.iter().position(Option::is_none) {
+            Some(i) => {
+                running[i] = entry;
+                i
             }
-        };
-        // Free the slot when the poll ends, even by unwinding.
-        struct Free(usize);
-        impl Drop for Free {
-            fn drop(&mut self) {
-                if let Some(entry) = RUNNING.lock().get_mut(self.0) {
-                    *entry = None;
-                }
+            None => {
+                running.push(entry);
+                running.len() - 1
             }
         }
-        let _free = Free(slot);
-        self.inner.as_mut().poll(cx)
+    };
+    // Free the slot when the poll ends, even by unwinding.
+    struct Free(usize);
+    impl Drop for Free {
+        fn drop(&mut self) {
+            if let Some(entry) = RUNNING.lock().get_mut(self.0) {
+                *entry = None;
+            }
+        }
     }
+    let _free = Free(slot);
+    f()
 }
