@@ -401,38 +401,37 @@ impl<'a> Checker<'a> {
         .push(format!("the endpoints are {}", known.join(" and ")));
     }
 
+    /// Notes a `Sequences` or `Peered` section; reports it if one came before.
+    fn section(&mut self, first: &mut Option<Span>, span: Span, name: &str, help: &str) {
+        if let Some(first) = *first {
+            self.error(E_DUPLICATE_SECTION, format!("a second `{name}` section"), span, "second section")
+                .with_secondary_mut(Label::new(first, "first section"))
+                .help
+                .push(help.to_owned());
+        }
+        first.get_or_insert(span);
+    }
+
     fn collect_items(&mut self) {
         let mut sequences_section: Option<Span> = None;
         let mut peered_section: Option<Span> = None;
         for item in &self.ast.items {
             match item {
                 ast::Item::Sequences(s) => {
-                    if let Some(first) = sequences_section {
-                        self.error(
-                            E_DUPLICATE_SECTION,
-                            "a second `Sequences` section",
-                            s.span,
-                            "second section",
-                        )
-                        .with_secondary_mut(Label::new(first, "first section"))
-                        .help
-                        .push("list every sequence in one `Sequences { ... }` section".into());
-                    }
-                    sequences_section.get_or_insert(s.span);
+                    self.section(
+                        &mut sequences_section,
+                        s.span,
+                        "Sequences",
+                        "list every sequence in one `Sequences { ... }` section",
+                    );
                 }
                 ast::Item::Peered(p) => {
-                    if let Some(first) = peered_section {
-                        self.error(
-                            E_DUPLICATE_SECTION,
-                            "a second `Peered` section",
-                            p.span,
-                            "second section",
-                        )
-                        .with_secondary_mut(Label::new(first, "first section"))
-                        .help
-                        .push("declare all peered data in one `Peered { ... }` section".into());
-                    }
-                    peered_section.get_or_insert(p.span);
+                    self.section(
+                        &mut peered_section,
+                        p.span,
+                        "Peered",
+                        "declare all peered data in one `Peered { ... }` section",
+                    );
                     self.peered_asts.extend(p.vars.iter());
                 }
                 ast::Item::Struct(s) => {

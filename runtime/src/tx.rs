@@ -218,9 +218,15 @@ impl Tx {
 
     // ---------------------------------------------------------------- variable slots
 
-    /// Reads slot `slot` of `ep` (a global or peered variable).
-    pub async fn read(&self, ep: &Arc<EndpointCore>, slot: usize) -> Flow<Value> {
-        let value = poll_fn(|cx| -> Poll<Flow<Value>> {
+    /// Runs `f` on slot `slot` of `ep` with its lock taken in `mode`.
+    async fn with_slot<T>(
+        &self,
+        ep: &Arc<EndpointCore>,
+        slot: usize,
+        mode: Mode,
+        mut f: impl FnMut(&mut Value) -> T,
+    ) -> Flow<T> {
+        poll_fn(|cx| -> Poll<Flow<T>> {
             let mut slots = ep.slots.lock();
             let Some(s) = slots.get_mut(slot) else {
                 return Poll::Ready(Err(Exception::application(format!(
@@ -229,50 +235,37 @@ impl Tx {
                 ))
                 .into()));
             };
-            match self.poll_grant(cx, &mut s.lock, Mode::Read) {
+            match self.poll_grant(cx, &mut s.lock, mode) {
                 Poll::Ready(Ok(new)) => {
-                    let value = s.value.clone();
+                    let out = f(&mut s.value);
                     drop(slots);
                     if new {
                         self.hold(Held::Slot(ep.clone(), slot));
                     }
-                    Poll::Ready(Ok(value))
-                }
-                Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await?;
-        Ok(value)
-    }
-
-    /// Writes `value` into slot `slot` of `ep`.
-    pub async fn write(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
-        let mut value = Some(value);
-        poll_fn(|cx| {
-            let mut slots = ep.slots.lock();
-            let Some(s) = slots.get_mut(slot) else {
-                return Poll::Ready(Err(Exception::application(format!(
-                    "no variable {slot} on {}",
-                    ep.name
-                ))
-                .into()));
-            };
-            match self.poll_grant(cx, &mut s.lock, Mode::Write) {
-                Poll::Ready(Ok(new)) => {
-                    let old = std::mem::replace(&mut s.value, value.take().unwrap_or(Value::Nothing));
-                    drop(slots);
-                    if new {
-                        self.hold(Held::Slot(ep.clone(), slot));
-                    }
-                    self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
-                    Poll::Ready(Ok(()))
+                    Poll::Ready(Ok(out))
                 }
                 Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
                 Poll::Pending => Poll::Pending,
             }
         })
         .await
+    }
+
+    /// Reads slot `slot` of `ep` (a global or peered variable).
+    pub async fn read(&self, ep: &Arc<EndpointCore>, slot: usize) -> Flow<Value> {
+        self.with_slot(ep, slot, Mode::Read, |v| v.clone()).await
+    }
+
+    /// Writes `value` into slot `slot` of `ep`.
+    pub async fn write(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
+        let mut value = Some(value);
+        let old = self
+            .with_slot(ep, slot, Mode::Write, |v| {
+                std::mem::replace(v, value.take().unwrap_or(Value::Nothing))
+            })
+            .await?;
+        self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
+        Ok(())
     }
 
     // ---------------------------------------------------------------- heap objects
