@@ -310,7 +310,7 @@ pub fn from_parse_error(err: &ParseError, source: &str) -> Diagnostic {
             .with_help("declare at least one field, e.g. `Struct Point { Number x; Number y; }`"),
         ParseErrorKind::TooDeep { .. } => d(E_TOO_DEEP, "this is nested too deeply")
             .with_help("split the expression or block: give parts names with local variables or functions"),
-        ParseErrorKind::FileTooLarge { .. } => d(E_FILE_TOO_LARGE, "")
+        ParseErrorKind::FileTooLarge { .. } => d(E_FILE_TOO_LARGE, "this file is larger than the compiler accepts")
             .with_help("split the protocol, or check that this is the right file"),
     }
 }

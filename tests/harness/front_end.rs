@@ -490,8 +490,8 @@ fn every_wld_block_in_the_book_parses() {
 
 /// Codes that no corpus file can carry, and the test that covers each instead.
 const COVERED_ELSEWHERE: &[(&str, &str)] = &[
-    ("E0018", "front_end::oversized_source_is_refused (a 64 MiB file has no place in the corpus)"),
-    ("E0019", "waldo-compiler tests/cli.rs unreadable_and_non_utf8_files_are_reported"),
+    ("E0018", "waldo-compiler tests/file_errors.rs (a 64 MiB file has no place in the corpus)"),
+    ("E0019", "waldo-compiler tests/file_errors.rs (the corpus is read as UTF-8)"),
 ];
 
 #[test]
