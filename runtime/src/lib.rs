@@ -17,6 +17,7 @@ mod error;
 mod external;
 mod gate;
 mod lock;
+pub mod ops;
 mod run;
 mod tx;
 mod value;
@@ -36,6 +37,7 @@ pub mod __rt {
     pub use crate::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
     pub use crate::error::{Abort, Exception, ExceptionKind, Flow, Raise, app_error};
     pub use crate::external::ExtCell;
+    pub use crate::ops;
     pub use crate::run::{Attempts, transact, transact_counted};
     pub use crate::tx::{Priority, Savepoint, Tx};
     pub use crate::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};

@@ -974,3 +974,47 @@ async fn a_wound_stops_a_transaction_that_is_waiting_for_something_else() {
     older_priority_holder.await.expect("holder finished").expect("the wounded holder retried and committed");
     assert_eq!(counter.get().await.expect("read"), 100.0);
 }
+
+// ---------------------------------------------------------------- operations for generated code
+
+#[tokio::test]
+async fn operations_on_containers_and_text() {
+    let outcome = transact("ops", &scratch(), &CallOptions::default(), |tx| async move {
+        let list = Value::new_list(vec![Value::Number(1.0), Value::text("two")]);
+        let map = Value::new_map(BTreeMap::from([
+            (Key::number(3.0), Value::text("c")),
+            (Key::number(-1.0), Value::text("a")),
+        ]));
+        let text = Value::text("hello");
+        let found = (
+            ops::contains(&tx, &Value::text("two"), &list).await?.as_bool()?,
+            ops::contains(&tx, &Value::Number(3.0), &map).await?.as_bool()?,
+            ops::contains(&tx, &Value::text("ell"), &text).await?.as_bool()?,
+            ops::contains(&tx, &Value::Number(9.0), &list).await?.as_bool()?,
+        );
+        let lens = (ops::len(&tx, &list).await?.as_number()?, ops::len(&tx, &text).await?.as_number()?);
+        let keys: Vec<f64> =
+            ops::iteration(&tx, &map).await?.iter().map(|k| k.as_number().unwrap_or(f64::NAN)).collect();
+        let second = ops::index_get(&tx, &text, &Value::Number(1.0)).await?;
+        Ok((found, lens, keys, second.as_text()?.to_string()))
+    })
+    .await
+    .expect("commits");
+    assert_eq!(outcome, ((true, true, true, false), (2.0, 5.0), vec![-1.0, 3.0], "e".to_owned()));
+
+    let missing = transact("ops", &scratch(), &CallOptions::default(), |tx| async move {
+        let map = Value::new_map(BTreeMap::new());
+        ops::index_get(&tx, &map, &Value::text("k")).await
+    })
+    .await;
+    assert_eq!(missing.map(|_| ()), Err(Error::Application { message: "no key 'k' in the Map".into() }));
+
+    let unbound = transact("ops", &scratch(), &CallOptions::default(), |tx| async move {
+        ops::call_function(&tx, &Value::Nothing, vec![]).await
+    })
+    .await;
+    assert_eq!(
+        unbound.map(|_| ()),
+        Err(Error::Application { message: "this Function variable was never given a function".into() })
+    );
+}
