@@ -107,3 +107,22 @@ fn explain_prints_a_page_or_lists_the_codes() {
     assert!(stderr.contains("`E9999` is not a Waldo diagnostic code"), "{stderr}");
     assert!(stderr.contains("E0101"), "lists the known codes: {stderr}");
 }
+
+#[test]
+fn json_diagnostics_carry_secondary_labels() {
+    let bad = temp_file(
+        "starter.wld",
+        b"P\nEndpoint Client;\nEndpoint Server;\nSequence Ask() returns Number n\n{\n  Client.ask { }\n  Server.answer { n = 1; }\n}\nClient { }\nServer { Public Function poke() returns Number { return Ask(); } }\n",
+    );
+    let (code, stdout, _) = waldoc(&["check", "--message-format", "json", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let value: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().expect("one line")).expect("valid JSON");
+    assert_eq!(value["code"], "E0143");
+    assert_eq!(value["spans"][0]["is_primary"], true);
+    assert_eq!(value["spans"][0]["label"], "started on `Server`");
+    assert_eq!(value["spans"][1]["is_primary"], false);
+    assert_eq!(value["spans"][1]["label"], "its first block runs on `Client`");
+    assert_eq!(value["spans"][1]["line_start"], 6);
+    assert!(value["rendered"].as_str().expect("text").contains("error[E0143]"));
+}
