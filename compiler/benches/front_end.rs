@@ -41,7 +41,9 @@ fn generate(lines: usize) -> String {
 /// Times `f` (its result is dropped outside the timed region) and then the drop of the
 /// result; returns both sorted.
 fn measure<T>(iterations: usize, mut f: impl FnMut() -> T) -> (Vec<Duration>, Vec<Duration>) {
-    drop(f()); // warm up
+    for _ in 0..3 {
+        drop(f()); // warm up caches and the allocator
+    }
     let (mut times, mut drops) = (Vec::new(), Vec::new());
     for _ in 0..iterations {
         let start = Instant::now();
@@ -62,7 +64,7 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let iterations = if quick { 5 } else { 41 };
+    let iterations = if quick { 15 } else { 41 };
     let src = generate(10_000);
     let lines = src.lines().count();
     let (_, errors) = parse(&src, FileId(0));
