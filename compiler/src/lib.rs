@@ -9,6 +9,7 @@ pub mod check;
 pub mod codes;
 pub mod diagnostics;
 pub mod explain;
+pub mod graph;
 pub mod ir;
 
 pub use diagnostics::{Color, Diagnostic, Label, Severity, SourceMap};

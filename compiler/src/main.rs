@@ -30,6 +30,16 @@ enum Command {
         /// The code, as printed in a diagnostic: `E0107`, `W0001`.
         code: String,
     },
+    /// Draw the message sequences of a `.wld` file as a sequence diagram.
+    Graph {
+        /// The file to draw.
+        file: PathBuf,
+        /// The picture's format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Print the syntax tree of a `.wld` file (for debugging the compiler).
     Ast {
         /// The file to parse.
@@ -47,6 +57,14 @@ struct OutputArgs {
     /// When to colour diagnostics (`auto`: only when writing to a terminal).
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     color: ColorArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    /// Mermaid `sequenceDiagram` text (renders on GitHub, in mdBook with a plugin...).
+    Mermaid,
+    /// A standalone SVG picture.
+    Svg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -83,6 +101,7 @@ fn main() -> ExitCode {
         Command::Check { files, output } => check(&files, &output),
         Command::Ast { file, output } => ast(&file, &output),
         Command::Explain { code } => explain(&code),
+        Command::Graph { file, format, output } => graph(&file, format, &output),
     }
 }
 
@@ -172,4 +191,30 @@ fn explain(code: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the sequence diagram of a file that checks without errors.
+fn graph(path: &std::path::Path, format: GraphFormat, output: &OutputArgs) -> ExitCode {
+    let mut map = SourceMap::new();
+    let checked = match waldo_compiler::check_path(&mut map, path) {
+        Ok(checked) => checked,
+        Err(err) => {
+            eprintln!("error: cannot read `{}`: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    report(&map, &checked.diagnostics, output);
+    let Some(protocol) = checked
+        .protocol
+        .filter(|_| !checked.diagnostics.iter().any(|d| d.severity == waldo_compiler::Severity::Error))
+    else {
+        eprintln!("error: `{}` has errors; fix them to draw it", path.display());
+        return ExitCode::FAILURE;
+    };
+    let picture = match format {
+        GraphFormat::Mermaid => waldo_compiler::graph::mermaid(&protocol),
+        GraphFormat::Svg => waldo_compiler::graph::svg(&protocol),
+    };
+    let _ = std::io::stdout().lock().write_all(picture.as_bytes());
+    ExitCode::SUCCESS
 }

@@ -126,3 +126,26 @@ fn json_diagnostics_carry_secondary_labels() {
     assert_eq!(value["spans"][1]["line_start"], 6);
     assert!(value["rendered"].as_str().expect("text").contains("error[E0143]"));
 }
+
+#[test]
+fn graph_draws_the_sequences() {
+    let ping_pong = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/protocols/ping_pong.wld");
+    let (code, stdout, stderr) = waldoc(&["graph", ping_pong]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!(stdout);
+
+    let (code, svg, _) = waldoc(&["graph", "--format", "svg", EXAMPLE]);
+    assert_eq!(code, 0);
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
+    assert!(svg.trim_end().ends_with("</svg>"));
+    for label in
+        ["Bank", "Branch", "Vault", "Transfer(from_acct, to_acct, amount)", "debit", "credit", "returns ok"]
+    {
+        assert!(svg.contains(label), "the picture shows {label}");
+    }
+
+    let bad = temp_file("graph_bad.wld", b"P Endpoint A; A { Number x = 'no'; }");
+    let (code, _, stderr) = waldoc(&["graph", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("has errors"), "{stderr}");
+}
