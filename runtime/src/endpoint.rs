@@ -18,18 +18,39 @@ use crate::value::Value;
 pub(crate) struct Slot {
     pub(crate) value: Value,
     pub(crate) lock: LockState,
+    /// A peered variable: its writes go to the other replica too.
+    pub(crate) peered: bool,
 }
 
 /// The data of one running endpoint: its global (and peered) variables, by slot number.
 pub struct EndpointCore {
     pub(crate) name: String,
     pub(crate) id: String,
+    pub(crate) serial: u64,
     pub(crate) slots: Mutex<Vec<Slot>>,
     pub(crate) printer: Printer,
     pub(crate) gate: crate::gate::Gate,
 }
 
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
+
+/// The link of each endpoint that has a partner, by endpoint serial number: a write to its
+/// peered data enlists the transaction there.
+type LinkTable = std::collections::HashMap<u64, std::sync::Weak<dyn crate::tx::TxLink>>;
+static LINKS: std::sync::LazyLock<parking_lot::RwLock<LinkTable>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Attaches `link` to the endpoint with serial `core`.
+pub(crate) fn attach_link(core: u64, link: std::sync::Weak<dyn crate::tx::TxLink>) {
+    let mut links = LINKS.write();
+    links.retain(|_, l| l.strong_count() > 0);
+    links.insert(core, link);
+}
+
+/// The link of endpoint `core`, if it has a live one.
+pub(crate) fn link_of(core: u64) -> Option<Arc<dyn crate::tx::TxLink>> {
+    LINKS.read().get(&core).and_then(|l| l.upgrade())
+}
 
 impl EndpointCore {
     /// A new endpoint of kind `name` whose slots start with `initial` values.
@@ -43,8 +64,12 @@ impl EndpointCore {
         Arc::new(EndpointCore {
             name: name.to_owned(),
             id: format!("{name}-{n}"),
+            serial: n,
             slots: Mutex::new(
-                initial.into_iter().map(|value| Slot { value, lock: LockState::default() }).collect(),
+                initial
+                    .into_iter()
+                    .map(|value| Slot { value, lock: LockState::default(), peered: false })
+                    .collect(),
             ),
             printer,
             gate: crate::gate::Gate::default(),
@@ -54,8 +79,29 @@ impl EndpointCore {
     /// Appends a slot (used while initializing globals in order).
     pub fn push_slot(&self, value: Value) -> usize {
         let mut slots = self.slots.lock();
-        slots.push(Slot { value, lock: LockState::default() });
+        slots.push(Slot { value, lock: LockState::default(), peered: false });
         slots.len() - 1
+    }
+
+    /// Marks slots `0..count` as the endpoint's replica of the protocol's peered variables
+    /// (the same numbering on both endpoints of a pair).
+    pub fn set_peered(&self, count: usize) {
+        let mut slots = self.slots.lock();
+        for (i, s) in slots.iter_mut().enumerate().take(count) {
+            s.peered = true;
+            crate::value::tag_value(&s.value, &[crate::tx::PeeredTag { core: self.serial, slot: i as u32 }]);
+        }
+    }
+
+    /// How many peered variables the endpoint holds (slots `0..n`).
+    pub fn peered_count(&self) -> usize {
+        self.slots.lock().iter().take_while(|s| s.peered).count()
+    }
+
+    /// The committed value of slot `slot`, copied, read without a transaction (for tests
+    /// and for the host's view of a broken pair).
+    pub fn committed_value(&self, slot: usize) -> Option<Value> {
+        self.slots.lock().get(slot).map(|s| s.value.detached_copy())
     }
 
     /// The endpoint's unique id (`id()` in Waldo).

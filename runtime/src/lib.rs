@@ -13,9 +13,11 @@
 pub mod convert;
 mod effects;
 mod endpoint;
+pub mod engine;
 mod error;
 mod external;
 mod gate;
+mod link;
 mod lock;
 pub mod ops;
 mod run;
@@ -35,10 +37,12 @@ pub mod __rt {
     pub use crate::convert::{FromKey, FromValue, IntoKey, IntoValue};
     pub use crate::effects::{Printer, stdout_printer};
     pub use crate::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
+    pub use crate::engine::SequenceInfo;
     pub use crate::error::{Abort, Exception, ExceptionKind, Flow, Raise, app_error};
     pub use crate::external::ExtCell;
+    pub use crate::link::{BlockFuture, Link, Program, Transport, in_process_pair};
     pub use crate::ops;
     pub use crate::run::{Attempts, transact, transact_counted};
-    pub use crate::tx::{Priority, Savepoint, Tx};
+    pub use crate::tx::{Priority, Savepoint, Tx, TxId};
     pub use crate::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
 }

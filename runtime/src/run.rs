@@ -89,7 +89,15 @@ where
     loop {
         attempts += 1;
         let tx = Tx::begin(priority);
-        let attempt = Attempt { what, core: core.clone(), tx: tx.clone(), inner: Box::pin(body(tx.clone())) };
+        let work = body(tx.clone());
+        let prepared = tx.clone();
+        // The body, then the partners' votes: both can be wounded, both count for the deadline.
+        let work = async move {
+            let value = work.await?;
+            prepared.prepare_links().await?;
+            Ok(value)
+        };
+        let attempt = guarded(what, core.clone(), tx.clone(), work);
         let outcome = match deadline {
             Some(d) => match tokio::time::timeout_at(d, attempt).await {
                 Ok(outcome) => outcome,
@@ -127,10 +135,21 @@ where
     }
 }
 
-/// One attempt of a host call. Each poll: publishes the task's waker to the transaction (so
-/// a wound wakes it whatever it waits for) and stops if it was wounded; holds the endpoint's
-/// gate (one logical task per endpoint); and runs under the watchdog's eye.
-struct Attempt<F> {
+/// Runs `future`, code of transaction `tx` on endpoint `core`, as [`Attempt`] does.
+pub(crate) fn guarded<T, F: Future<Output = Flow<T>>>(
+    what: &'static str,
+    core: Arc<EndpointCore>,
+    tx: Tx,
+    future: F,
+) -> Attempt<F> {
+    Attempt { what, core, tx, inner: Box::pin(future) }
+}
+
+/// One attempt of a host call (or one block run for a partner). Each poll: publishes the
+/// task's waker to the transaction (so a wound wakes it whatever it waits for) and stops if
+/// it was wounded; holds the endpoint's gate (one logical task per endpoint); and runs under
+/// the watchdog's eye.
+pub(crate) struct Attempt<F> {
     what: &'static str,
     core: Arc<EndpointCore>,
     tx: Tx,

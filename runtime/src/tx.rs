@@ -21,7 +21,7 @@
 //!   committing aborts, so a cancelled or timed-out call leaves no trace.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -39,19 +39,92 @@ const ACTIVE: u8 = 0;
 const WOUNDED: u8 = 1;
 const COMMITTING: u8 = 2;
 const FINISHED: u8 = 3;
+/// A participant that answered its parent and waits for more work or the decision: it
+/// cannot abort on its own (the root may already be committing), so a wound asks the root.
+const PREPARED: u8 = 4;
 
-static NEXT_TX: AtomicU64 = AtomicU64::new(1);
+/// The priority clock: a Lamport counter, advanced past every priority seen from a peer so
+/// that transactions started later here are younger than ones already seen.
+static CLOCK: AtomicU64 = AtomicU64::new(1);
+static NEXT_ATTEMPT: AtomicU64 = AtomicU64::new(1);
+
+/// A number that tells this process apart from its peers (tie-break of equal clocks).
+fn process_tag() -> u64 {
+    static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TAG.get_or_init(rand::random)
+}
 
 /// A transaction's priority: smaller is older and wins conflicts. Fixed at the first attempt
-/// and kept across retries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Priority(u64);
+/// and kept across retries. Comparable across hosts: a Lamport clock, then the origin
+/// process as tie-break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Priority {
+    clock: u64,
+    origin: u64,
+}
 
 impl Priority {
-    /// A priority younger than every one handed out before.
+    /// A priority younger than every one handed out or seen before.
     pub fn next() -> Priority {
-        Priority(NEXT_TX.fetch_add(1, Ordering::Relaxed))
+        Priority { clock: CLOCK.fetch_add(1, Ordering::Relaxed), origin: process_tag() }
     }
+
+    /// The priority with these parts (from the wire).
+    pub fn from_parts(clock: u64, origin: u64) -> Priority {
+        Priority { clock, origin }
+    }
+
+    /// The parts, for the wire.
+    pub fn parts(self) -> (u64, u64) {
+        (self.clock, self.origin)
+    }
+
+    /// Notes a priority seen from a peer: later local transactions will be younger.
+    pub fn observe(self) {
+        CLOCK.fetch_max(self.clock.saturating_add(1), Ordering::Relaxed);
+    }
+}
+
+/// The identity of one attempt of a transaction, the same on every host it reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId {
+    /// The process that began it.
+    pub origin: u64,
+    /// Its number there.
+    pub n: u64,
+}
+
+impl TxId {
+    fn fresh() -> TxId {
+        TxId { origin: process_tag(), n: NEXT_ATTEMPT.fetch_add(1, Ordering::Relaxed) }
+    }
+}
+
+/// Where a transaction spread over a connection, as the transaction sees it: the side that
+/// sent the first message of the transaction over a link is that link's parent, and drives
+/// its prepare, commit, abort and savepoint rollback.
+pub(crate) trait TxLink: Send + Sync {
+    /// Makes sure the other side holds this transaction's changes and voted to commit.
+    fn prepare<'a>(&'a self, tx: &'a Tx) -> std::pin::Pin<Box<dyn Future<Output = Flow<()>> + Send + 'a>>;
+    /// The decision: tells the other side to commit or abort.
+    fn finish(&self, tx: TxId, committed: bool);
+    /// A mark of how far the other side has got in this transaction (for savepoints).
+    fn mark(&self, tx: TxId) -> u64;
+    /// Undoes on the other side everything done after `mark`.
+    fn rollback(&self, tx: TxId, mark: u64);
+    /// Identity, so that a transaction registers each link once.
+    fn same(&self, other: &dyn TxLink) -> bool;
+    /// The transaction wrote the link's peered data: it joins the link as its parent,
+    /// unless it is already known there.
+    fn enlist(&self, tx: &Tx);
+}
+
+/// The mark of an object that belongs to a peered variable: writes through any reference to
+/// it make that variable dirty (to be sent to the other replica).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PeeredTag {
+    pub(crate) core: u64,
+    pub(crate) slot: u32,
 }
 
 /// What a write changed, to be put back on abort or savepoint rollback.
@@ -63,6 +136,7 @@ enum Undo {
     MapSet { obj: Obj, key: Key, old: Option<Value> },
     StructSet { obj: Obj, field: usize, old: Value },
     Ext { cell: ExtCell, old: Option<Value> },
+    Contents { obj: Obj, old: ObjData },
 }
 
 /// An item whose lock the transaction holds.
@@ -77,14 +151,27 @@ struct TxLog {
     undo: Vec<Undo>,
     held: Vec<Held>,
     effects: Vec<Effect>,
+    /// Links this transaction is the parent on.
+    links: Vec<Arc<dyn TxLink>>,
+    /// Peered variables written here and not yet sent to the other replica.
+    dirty: Vec<PeeredTag>,
+    /// Peered variables sent, in order: a savepoint rollback makes those sent after it dirty
+    /// again, since the other side undoes what it received.
+    shipped: Vec<PeeredTag>,
 }
+
+/// What a prepared participant does when an older transaction needs what it holds.
+pub(crate) type WoundHook = Arc<dyn Fn() + Send + Sync>;
 
 /// The shared part of a transaction, referenced by the locks it holds.
 pub(crate) struct TxInner {
+    id: TxId,
     priority: Priority,
     state: AtomicU8,
     waker: Mutex<Option<Waker>>,
     log: Mutex<TxLog>,
+    hook: Mutex<Option<WoundHook>>,
+    hook_fired: std::sync::atomic::AtomicBool,
 }
 
 impl TxInner {
@@ -98,21 +185,35 @@ impl TxInner {
         self.state.load(Ordering::Acquire) != FINISHED
     }
 
-    /// Wounds the transaction unless it has begun to commit; wakes it so it notices.
-    fn wound(&self) {
-        if self.state.compare_exchange(ACTIVE, WOUNDED, Ordering::AcqRel, Ordering::Acquire).is_ok()
-            && let Some(w) = self.waker.lock().take()
-        {
-            w.wake();
+    /// Wounds the transaction unless it has begun to commit; wakes it so it notices. A
+    /// prepared participant asks its root instead (once per prepared period).
+    pub(crate) fn wound(&self) {
+        match self.state.compare_exchange(ACTIVE, WOUNDED, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                if let Some(w) = self.waker.lock().take() {
+                    w.wake();
+                }
+            }
+            Err(PREPARED) => {
+                if !self.hook_fired.swap(true, Ordering::AcqRel) {
+                    let hook = self.hook.lock().clone();
+                    if let Some(hook) = hook {
+                        hook();
+                    }
+                }
+            }
+            Err(_) => {}
         }
     }
 }
 
-/// A mark in the undo log, for a `try` body.
-#[derive(Clone, Copy, Debug)]
+/// A mark in the undo log, for a `try` body; also how far each partner had got.
+#[derive(Clone, Debug)]
 pub struct Savepoint {
     undo: usize,
     effects: usize,
+    shipped: usize,
+    links: Vec<u64>,
 }
 
 /// A running transaction attempt. Cheap to clone: clones are the same transaction (endpoint
@@ -128,7 +229,7 @@ struct AbortOnDrop(Arc<TxInner>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         let state = self.0.state.load(Ordering::Acquire);
-        if state == ACTIVE || state == WOUNDED {
+        if state == ACTIVE || state == WOUNDED || state == PREPARED {
             abort_inner(&self.0);
         }
     }
@@ -137,13 +238,118 @@ impl Drop for AbortOnDrop {
 impl Tx {
     /// Begins an attempt with `priority` (a retry passes its first attempt's priority).
     pub fn begin(priority: Priority) -> Tx {
+        Self::with_id(TxId::fresh(), priority)
+    }
+
+    /// The local part of a transaction that began on another host.
+    pub(crate) fn with_id(id: TxId, priority: Priority) -> Tx {
         let inner = Arc::new(TxInner {
+            id,
             priority,
             state: AtomicU8::new(ACTIVE),
             waker: Mutex::new(None),
             log: Mutex::new(TxLog::default()),
+            hook: Mutex::new(None),
+            hook_fired: std::sync::atomic::AtomicBool::new(false),
         });
         Tx { _guard: Arc::new(AbortOnDrop(inner.clone())), inner }
+    }
+
+    /// The attempt's identity.
+    pub fn id(&self) -> TxId {
+        self.inner.id
+    }
+
+    /// Wounds this transaction (as an older one would).
+    pub(crate) fn wound(&self) {
+        self.inner.wound();
+    }
+
+    /// Wounds this transaction even if it is prepared (its parent decided to abort it).
+    pub(crate) fn force_wound(&self) {
+        let _ = self.inner.state.compare_exchange(PREPARED, ACTIVE, Ordering::AcqRel, Ordering::Acquire);
+        self.inner.wound();
+    }
+
+    /// Sets what a wound does while this participant is prepared.
+    pub(crate) fn set_wound_hook(&self, hook: WoundHook) {
+        *self.inner.hook.lock() = Some(hook);
+    }
+
+    /// Marks a participant prepared (it voted). False if it was wounded first: it may then
+    /// still abort on its own.
+    pub(crate) fn try_prepare(&self) -> bool {
+        self.inner.hook_fired.store(false, Ordering::Release);
+        self.inner.state.compare_exchange(ACTIVE, PREPARED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// A prepared participant gets more work: it is active again.
+    pub(crate) fn resume(&self) {
+        let _ = self.inner.state.compare_exchange(PREPARED, ACTIVE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Registers `link` as one this transaction is the parent on (once).
+    pub(crate) fn add_link(&self, link: Arc<dyn TxLink>) {
+        let mut log = self.inner.log.lock();
+        if !log.links.iter().any(|l| l.same(&*link)) {
+            log.links.push(link);
+        }
+    }
+
+    /// Takes the peered variables of endpoint `core` written and not yet sent.
+    pub(crate) fn take_dirty(&self, core: u64) -> Vec<u32> {
+        let mut log = self.inner.log.lock();
+        let mut out = Vec::new();
+        let mut shipped = Vec::new();
+        log.dirty.retain(|t| {
+            if t.core == core {
+                out.push(t.slot);
+                shipped.push(*t);
+                false
+            } else {
+                true
+            }
+        });
+        log.shipped.extend(shipped);
+        out
+    }
+
+    fn mark_dirty(&self, tags: &[PeeredTag]) {
+        if tags.is_empty() {
+            return;
+        }
+        let mut fresh = Vec::new();
+        {
+            let mut log = self.inner.log.lock();
+            for t in tags {
+                if !log.dirty.contains(t) {
+                    log.dirty.push(*t);
+                    fresh.push(t.core);
+                }
+            }
+        }
+        for core in fresh {
+            if let Some(link) = crate::endpoint::link_of(core) {
+                link.enlist(self);
+            }
+        }
+    }
+
+    /// Makes sure every link this transaction is the parent on holds its changes and voted.
+    pub(crate) async fn prepare_links(&self) -> Flow<()> {
+        let mut done = 0;
+        loop {
+            // A prepare may add links (it never does today, but stay correct if it did).
+            let link = {
+                let log = self.inner.log.lock();
+                match log.links.get(done) {
+                    Some(l) => l.clone(),
+                    None => return Ok(()),
+                }
+            };
+            link.prepare(self).await?;
+            done += 1;
+        }
     }
 
     /// The transaction's priority.
@@ -256,8 +462,10 @@ impl Tx {
         self.with_slot(ep, slot, Mode::Read, |v| v.clone()).await
     }
 
-    /// Writes `value` into slot `slot` of `ep`.
+    /// Writes `value` into slot `slot` of `ep`. A peered variable becomes dirty: the
+    /// transaction will send it to the other replica before it commits.
     pub async fn write(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
+        let new = value.clone();
         let mut value = Some(value);
         let old = self
             .with_slot(ep, slot, Mode::Write, |v| {
@@ -265,10 +473,87 @@ impl Tx {
             })
             .await?;
         self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
+        let peered = ep.slots.lock().get(slot).is_some_and(|s| s.peered);
+        if peered {
+            let tag = PeeredTag { core: ep.serial, slot: slot as u32 };
+            crate::value::tag_value(&new, &[tag]);
+            self.mark_dirty(&[tag]);
+        }
         Ok(())
     }
 
+    /// Installs a peered value received from the other replica: locks the variable for
+    /// writing and replaces its contents in place (references to the old container keep
+    /// seeing the variable), recording the undo. It does not make the variable dirty.
+    pub(crate) async fn apply_peered(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
+        let tag = PeeredTag { core: ep.serial, slot: slot as u32 };
+        let current = self.with_slot(ep, slot, Mode::Write, |v| v.clone()).await?;
+        let same_kind = matches!(
+            (&current, &value),
+            (Value::List(_), Value::List(_))
+                | (Value::Map(_), Value::Map(_))
+                | (Value::Struct(_), Value::Struct(_))
+        );
+        if same_kind
+            && let (
+                Value::List(o) | Value::Map(o) | Value::Struct(o),
+                Value::List(n) | Value::Map(n) | Value::Struct(n),
+            ) = (&current, &value)
+        {
+            let fresh = n.snapshot();
+            // Lock the container itself: readers that hold a reference to it must not see
+            // the change before this transaction ends.
+            let old = self.with_obj_untracked(o, |d| std::mem::replace(d, fresh.clone())).await?;
+            self.log_undo(Undo::Contents { obj: o.clone(), old });
+            crate::value::tag_value(&current, &[tag]);
+        } else {
+            crate::value::tag_value(&value, &[tag]);
+            let mut value = Some(value);
+            let old = self
+                .with_slot(ep, slot, Mode::Write, |v| {
+                    std::mem::replace(v, value.take().unwrap_or(Value::Nothing))
+                })
+                .await?;
+            self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
+        }
+        Ok(())
+    }
+
+    /// The current value of a peered variable this transaction holds, as a private copy to
+    /// send to the other replica.
+    pub(crate) fn peered_snapshot(&self, ep: &EndpointCore, slot: usize) -> Value {
+        ep.slots.lock().get(slot).map(|s| s.value.clone()).unwrap_or(Value::Nothing).detached_copy()
+    }
+
     // ---------------------------------------------------------------- heap objects
+
+    /// Write-locks `obj` and runs `f` on its contents without marking anything dirty.
+    async fn with_obj_untracked<T>(&self, obj: &Obj, mut f: impl FnMut(&mut ObjData) -> T) -> Flow<T> {
+        poll_fn(|cx| {
+            let mut inner = obj.0.lock();
+            match self.poll_grant(cx, &mut inner.lock, Mode::Write) {
+                Poll::Ready(Ok(new)) => {
+                    let out = f(&mut inner.data);
+                    drop(inner);
+                    if new {
+                        self.hold(Held::Obj(obj.clone()));
+                    }
+                    Poll::Ready(Ok(out))
+                }
+                Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Marks what was just stored into `container` as part of the same peered variables.
+    fn tag_like(&self, container: &Obj, stored: &Value) {
+        if matches!(stored, Value::List(_) | Value::Map(_) | Value::Struct(_)) {
+            let tags = container.0.lock().peered.clone();
+            crate::value::tag_value(stored, &tags);
+        }
+    }
 
     /// Runs `f` on the contents of `obj` with the lock taken in `mode`.
     async fn with_obj<T>(
@@ -282,10 +567,12 @@ impl Tx {
             match self.poll_grant(cx, &mut inner.lock, mode) {
                 Poll::Ready(Ok(new)) => {
                     let out = f(&mut inner.data);
+                    let tags = if mode == Mode::Write { inner.peered.clone() } else { Vec::new() };
                     drop(inner);
                     if new {
                         self.hold(Held::Obj(obj.clone()));
                     }
+                    self.mark_dirty(&tags);
                     Poll::Ready(out)
                 }
                 Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
@@ -319,6 +606,7 @@ impl Tx {
 
     /// `list[index] = value`.
     pub async fn list_set(&self, obj: &Obj, index: f64, value: Value) -> Flow<()> {
+        let stored = value.clone();
         let mut value = Some(value);
         let old = self
             .with_obj(obj, Mode::Write, |d| {
@@ -328,11 +616,13 @@ impl Tx {
             })
             .await?;
         self.log_undo(Undo::ListSet { obj: obj.clone(), index: old.0, old: old.1 });
+        self.tag_like(obj, &stored);
         Ok(())
     }
 
     /// `list.append(value)`.
     pub async fn list_append(&self, obj: &Obj, value: Value) -> Flow<()> {
+        let stored = value.clone();
         let mut value = Some(value);
         let index = self
             .with_obj(obj, Mode::Write, |d| {
@@ -342,11 +632,13 @@ impl Tx {
             })
             .await?;
         self.log_undo(Undo::ListInserted { obj: obj.clone(), index });
+        self.tag_like(obj, &stored);
         Ok(())
     }
 
     /// `list.insert(index, value)` (index may equal the length: append).
     pub async fn list_insert(&self, obj: &Obj, index: f64, value: Value) -> Flow<()> {
+        let stored = value.clone();
         let mut value = Some(value);
         let index = self
             .with_obj(obj, Mode::Write, |d| {
@@ -357,6 +649,7 @@ impl Tx {
             })
             .await?;
         self.log_undo(Undo::ListInserted { obj: obj.clone(), index });
+        self.tag_like(obj, &stored);
         Ok(())
     }
 
@@ -394,6 +687,7 @@ impl Tx {
 
     /// `map[key] = value`.
     pub async fn map_set(&self, obj: &Obj, key: Key, value: Value) -> Flow<()> {
+        let stored = value.clone();
         let mut value = Some(value);
         let old = self
             .with_obj(obj, Mode::Write, |d| {
@@ -401,6 +695,7 @@ impl Tx {
             })
             .await?;
         self.log_undo(Undo::MapSet { obj: obj.clone(), key, old });
+        self.tag_like(obj, &stored);
         Ok(())
     }
 
@@ -438,6 +733,7 @@ impl Tx {
 
     /// Sets field `field` of a Struct.
     pub async fn field_set(&self, obj: &Obj, field: usize, value: Value) -> Flow<()> {
+        let stored = value.clone();
         let mut value = Some(value);
         let old = self
             .with_obj(obj, Mode::Write, |d| match d {
@@ -449,6 +745,7 @@ impl Tx {
             })
             .await?;
         self.log_undo(Undo::StructSet { obj: obj.clone(), field, old });
+        self.tag_like(obj, &stored);
         Ok(())
     }
 
@@ -656,52 +953,99 @@ impl Tx {
     /// Marks the undo log for a `try` body.
     pub fn savepoint(&self) -> Savepoint {
         let log = self.inner.log.lock();
-        Savepoint { undo: log.undo.len(), effects: log.effects.len() }
+        Savepoint {
+            undo: log.undo.len(),
+            effects: log.effects.len(),
+            shipped: log.shipped.len(),
+            links: log.links.iter().map(|l| l.mark(self.inner.id)).collect(),
+        }
     }
 
-    /// Undoes everything written since `sp`, on every endpoint, and drops the effects queued
-    /// since then. Locks stay held.
+    /// Undoes everything written since `sp`, on every endpoint and on every partner the
+    /// transaction reached since then, and drops the effects queued since then. Locks stay
+    /// held.
     pub fn rollback_to(&self, sp: Savepoint) {
-        let (undo, _) = {
+        let (undo, links) = {
             let mut log = self.inner.log.lock();
             log.effects.truncate(sp.effects);
+            let shipped_at = sp.shipped.min(log.shipped.len());
+            for t in log.shipped.split_off(shipped_at) {
+                if !log.dirty.contains(&t) {
+                    log.dirty.push(t);
+                }
+            }
             let at = sp.undo.min(log.undo.len());
-            (log.undo.split_off(at), ())
+            (log.undo.split_off(at), log.links.clone())
         };
         replay(undo);
+        for (i, link) in links.iter().enumerate() {
+            let then = sp.links.get(i).copied().unwrap_or(0);
+            if link.mark(self.inner.id) > then {
+                link.rollback(self.inner.id, then);
+            }
+        }
     }
 
     /// Commits: from here the transaction can no longer be wounded; its effects are queued in
-    /// commit order, its locks released, then its effects delivered. Fails with
-    /// `Abort::Wounded` if it was wounded first (it is then aborted).
+    /// commit order, its locks released, then its effects delivered; the partners it is the
+    /// parent of are told. Fails with `Abort::Wounded` if it was wounded first (it is then
+    /// aborted).
     pub fn commit(self) -> Result<(), Abort> {
         if self.inner.state.compare_exchange(ACTIVE, COMMITTING, Ordering::AcqRel, Ordering::Acquire).is_err()
         {
             abort_inner(&self.inner);
             return Err(Abort::Wounded);
         }
-        let log = std::mem::take(&mut *self.inner.log.lock());
-        // Reserve the place in commit order while still holding the locks.
-        let place = (!log.effects.is_empty()).then(effects::reserve);
-        release(&self.inner, log.held);
-        self.inner.state.store(FINISHED, Ordering::Release);
-        if let Some(n) = place {
-            effects::fill_and_deliver(n, log.effects);
-        }
+        commit_inner(&self.inner);
         Ok(())
     }
 
-    /// Aborts: undoes everything, drops effects, releases locks.
+    /// Commits a participant whose parent decided to commit: it voted, so a wound that came
+    /// after its vote does not stop it.
+    pub(crate) fn commit_decided(&self) {
+        let state = self.inner.state.swap(COMMITTING, Ordering::AcqRel);
+        if state == FINISHED {
+            self.inner.state.store(FINISHED, Ordering::Release);
+            return;
+        }
+        commit_inner(&self.inner);
+    }
+
+    /// Aborts: undoes everything, drops effects, releases locks, tells the partners.
     pub fn abort(self) {
+        abort_inner(&self.inner);
+    }
+
+    /// Aborts through a shared handle.
+    pub(crate) fn abort_shared(&self) {
         abort_inner(&self.inner);
     }
 }
 
-fn abort_inner(inner: &Arc<TxInner>) {
+fn commit_inner(inner: &Arc<TxInner>) {
+    let log = std::mem::take(&mut *inner.log.lock());
+    // Reserve the place in commit order while still holding the locks.
+    let place = (!log.effects.is_empty()).then(effects::reserve);
+    release(inner, log.held);
     inner.state.store(FINISHED, Ordering::Release);
+    for link in &log.links {
+        link.finish(inner.id, true);
+    }
+    if let Some(n) = place {
+        effects::fill_and_deliver(n, log.effects);
+    }
+}
+
+fn abort_inner(inner: &Arc<TxInner>) {
+    if inner.state.swap(FINISHED, Ordering::AcqRel) == FINISHED {
+        return;
+    }
     let log = std::mem::take(&mut *inner.log.lock());
     replay(log.undo);
     release(inner, log.held);
+    for link in &log.links {
+        link.finish(inner.id, false);
+    }
 }
 
 /// Puts back the writes of `undo`, newest first.
@@ -748,6 +1092,7 @@ fn replay(undo: Vec<Undo>) {
                 }
             }
             Undo::Ext { cell, old } => cell.0.lock().pending = old,
+            Undo::Contents { obj, old } => obj.0.lock().data = old,
         }
     }
 }

@@ -266,6 +266,8 @@ pub enum ObjData {
 pub(crate) struct ObjInner {
     pub(crate) lock: LockState,
     pub(crate) data: ObjData,
+    /// The peered variables this object is part of (usually none, at most a few).
+    pub(crate) peered: Vec<crate::tx::PeeredTag>,
 }
 
 /// A heap object (List, Map or Struct), shared by reference. Clone it to share it.
@@ -275,7 +277,7 @@ pub struct Obj(pub(crate) Arc<Mutex<ObjInner>>);
 impl Obj {
     /// A fresh object with `data`, private to whoever holds it until stored somewhere shared.
     pub fn new(data: ObjData) -> Obj {
-        Obj(Arc::new(Mutex::new(ObjInner { lock: LockState::default(), data })))
+        Obj(Arc::new(Mutex::new(ObjInner { lock: LockState::default(), data, peered: Vec::new() })))
     }
 
     /// A copy of the contents, read without any transaction lock: only for objects nobody
@@ -291,6 +293,38 @@ impl Obj {
 
     pub(crate) fn addr(&self) -> usize {
         Arc::as_ptr(&self.0) as *const () as usize
+    }
+}
+
+/// Marks every object reachable from `value` as part of the peered variables `tags`, so that
+/// a write through any reference to it makes them dirty. Stops at objects already marked.
+pub(crate) fn tag_value(value: &Value, tags: &[crate::tx::PeeredTag]) {
+    if tags.is_empty() {
+        return;
+    }
+    let mut todo: Vec<Obj> = Vec::new();
+    let push = |v: &Value, todo: &mut Vec<Obj>| {
+        if let Value::List(o) | Value::Map(o) | Value::Struct(o) = v {
+            todo.push(o.clone());
+        }
+    };
+    push(value, &mut todo);
+    while let Some(obj) = todo.pop() {
+        let mut inner = obj.0.lock();
+        let mut added = false;
+        for t in tags {
+            if !inner.peered.contains(t) {
+                inner.peered.push(*t);
+                added = true;
+            }
+        }
+        if !added {
+            continue;
+        }
+        match &inner.data {
+            ObjData::List(items) | ObjData::Struct(items) => items.iter().for_each(|v| push(v, &mut todo)),
+            ObjData::Map(m) => m.values().for_each(|v| push(v, &mut todo)),
+        }
     }
 }
 

@@ -1,0 +1,847 @@
+//! The protocol engine of one side of a pair: a sans-io state machine.
+//!
+//! It keeps, for every transaction that crossed the connection, which side is its *parent*
+//! there (the side that sent the transaction's first message over it; the other side is the
+//! *child*), which sequence frames wait for an answer, how many messages each side sent
+//! (for savepoint rollback), and whether the child's vote is current. Its inputs are the
+//! messages received and the events of its driver (a block finished, a prepare finished, a
+//! local transaction asks to send, the connection was lost); its outputs ([`Out`]) are
+//! messages to send, jobs to run (a block, applying a prepare), answers for waiting local
+//! calls, and decisions for local transactions (commit, abort, wound, roll back). It owns no
+//! socket, spawns nothing, reads no clock and never runs Waldo code itself.
+//!
+//! **Commit protocol.** Every message a child sends while it becomes idle carries its vote
+//! (`vote: true`): it holds all its locks, has applied every peered change it was sent, and
+//! has sent every peered change it made. When the root's work ends, a child whose vote is
+//! current and that has nothing new to receive needs no prepare round: the root decides and
+//! sends one `Commit`. So a k-block sequence between two endpoints costs k messages plus one
+//! commit when the last block runs on the partner. A child that was sent something after its
+//! vote (peered data written by the root after the sequence, or a transaction that only
+//! wrote peered data) gets a `Prepare` carrying the changes and answers `Vote`.
+//!
+//! **Conflicts.** A busy child (running a block its parent waits for) that an older
+//! transaction wounds aborts on its own and answers `Aborted`. An idle child has voted and
+//! may not abort alone (its root may be committing): it asks its parent with `WoundMe`, and
+//! the root aborts the transaction if it has not decided yet.
+//!
+//! **Deviations.** A message that does not fit (an unknown sequence or block, a block that
+//! does not run on this side, wrong sequence data, a decision while work is running) closes
+//! the connection with [`Error::ProtocolDeviation`]; messages about transactions that ended
+//! here (aborted) are stale and ignored.
+
+use std::collections::HashMap;
+
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::tx::{Priority, Savepoint, Tx, TxId};
+use crate::value::Value;
+
+/// Which endpoint of the protocol a side plays: its index in the protocol's declaration.
+pub type Side = u8;
+
+/// Peered variables carried by a message: (peered slot, value).
+pub type PeeredData = Vec<(u32, Value)>;
+
+/// A message between the two sides of a pair.
+#[derive(Clone, Debug)]
+pub enum Msg {
+    /// Run block `block` of sequence `seq` (frame `frame`) with sequence data `locals`.
+    Work {
+        /// Transaction.
+        tx: TxId,
+        /// Its priority.
+        prio: Priority,
+        /// Sent by the transaction's parent on this connection.
+        from_parent: bool,
+        /// The sequence run this belongs to.
+        frame: u64,
+        /// Sequence number in the protocol.
+        seq: u32,
+        /// Block index in the sequence.
+        block: u32,
+        /// Sequence-local data.
+        locals: Vec<Value>,
+        /// Peered data changed since the last message.
+        peered: PeeredData,
+        /// The sender is idle and prepared (a child's vote).
+        vote: bool,
+    },
+    /// The sequence of frame `frame` ended (its last block ran on the sender).
+    Done {
+        /// Transaction.
+        tx: TxId,
+        /// Sent by the transaction's parent on this connection.
+        from_parent: bool,
+        /// The sequence run.
+        frame: u64,
+        /// Final sequence-local data (the return values among it).
+        locals: Vec<Value>,
+        /// Peered data changed since the last message.
+        peered: PeeredData,
+        /// The sender is idle and prepared.
+        vote: bool,
+    },
+    /// A block of frame `frame` raised an exception nothing caught.
+    Raise {
+        /// Transaction.
+        tx: TxId,
+        /// Sent by the transaction's parent on this connection.
+        from_parent: bool,
+        /// The sequence run.
+        frame: u64,
+        /// The exception's message.
+        message: String,
+        /// Peered data changed since the last message.
+        peered: PeeredData,
+        /// The sender is idle and prepared.
+        vote: bool,
+    },
+    /// The child aborted its part (it was wounded while working).
+    Aborted {
+        /// Transaction.
+        tx: TxId,
+    },
+    /// Parent to child: apply these changes and vote.
+    Prepare {
+        /// Transaction.
+        tx: TxId,
+        /// Its priority.
+        prio: Priority,
+        /// Peered data changed since the last message.
+        peered: PeeredData,
+    },
+    /// Child to parent: prepared.
+    Vote {
+        /// Transaction.
+        tx: TxId,
+    },
+    /// Parent to child: the transaction committed.
+    Commit {
+        /// Transaction.
+        tx: TxId,
+    },
+    /// Parent to child: the transaction aborted.
+    Abort {
+        /// Transaction.
+        tx: TxId,
+    },
+    /// Parent to child: undo everything done since the parent's `mark`-th message.
+    Rollback {
+        /// Transaction.
+        tx: TxId,
+        /// How many messages the parent had sent at the savepoint.
+        mark: u64,
+    },
+    /// Child to parent: an older transaction needs what this prepared child holds.
+    WoundMe {
+        /// Transaction.
+        tx: TxId,
+    },
+}
+
+impl Msg {
+    /// The transaction the message is about.
+    pub fn tx(&self) -> TxId {
+        match self {
+            Msg::Work { tx, .. }
+            | Msg::Done { tx, .. }
+            | Msg::Raise { tx, .. }
+            | Msg::Aborted { tx }
+            | Msg::Prepare { tx, .. }
+            | Msg::Vote { tx }
+            | Msg::Commit { tx }
+            | Msg::Abort { tx }
+            | Msg::Rollback { tx, .. }
+            | Msg::WoundMe { tx } => *tx,
+        }
+    }
+
+    /// A short name of the message kind (statistics, errors).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Work { .. } => "Work",
+            Msg::Done { .. } => "Done",
+            Msg::Raise { .. } => "Raise",
+            Msg::Aborted { .. } => "Aborted",
+            Msg::Prepare { .. } => "Prepare",
+            Msg::Vote { .. } => "Vote",
+            Msg::Commit { .. } => "Commit",
+            Msg::Abort { .. } => "Abort",
+            Msg::Rollback { .. } => "Rollback",
+            Msg::WoundMe { .. } => "WoundMe",
+        }
+    }
+}
+
+/// What a sequence of the protocol looks like to the engine.
+#[derive(Clone, Copy, Debug)]
+pub struct SequenceInfo {
+    /// Its name (for messages).
+    pub name: &'static str,
+    /// How many blocks it has (block `i` runs on the starter when `i` is even).
+    pub blocks: u32,
+    /// How many sequence-local values its messages carry.
+    pub locals: u32,
+    /// Which sides may start it (by side number).
+    pub starters: [bool; 2],
+}
+
+/// The answer a waiting local call gets.
+#[derive(Debug)]
+pub enum Reply {
+    /// The sequence ended; its data and the peered changes to apply.
+    Done(Vec<Value>, PeeredData),
+    /// The sequence raised on the partner.
+    Raise(String, PeeredData),
+    /// The partner voted.
+    Voted,
+    /// The partner aborted its part: the transaction must abort.
+    Aborted,
+    /// The connection is gone.
+    Lost(String),
+}
+
+/// A job for the driver: Waldo work to run for a transaction that came over the connection.
+pub enum Job {
+    /// Apply `peered`, run block `block` of `seq`, then report with
+    /// [`Engine::block_finished`].
+    Block {
+        /// The local transaction.
+        tx: Tx,
+        /// The sequence run.
+        frame: u64,
+        /// Sequence.
+        seq: u32,
+        /// Block index.
+        block: u32,
+        /// Sequence data.
+        locals: Vec<Value>,
+        /// Peered changes to apply first.
+        peered: PeeredData,
+        /// Whether this side is the child (it must prepare its own links before answering).
+        child: bool,
+    },
+    /// Apply `peered`, prepare own links, then report with [`Engine::prepare_finished`].
+    Prepare {
+        /// The local transaction.
+        tx: Tx,
+        /// Peered changes to apply.
+        peered: PeeredData,
+    },
+}
+
+/// An output of the engine, for its driver to carry out in order.
+pub enum Out {
+    /// Send a message to the other side.
+    Send(Msg),
+    /// Run a job (in its own task: it may wait for locks).
+    Run(Job),
+    /// Answer a waiting local call.
+    Answer(oneshot::Sender<Reply>, Reply),
+    /// Commit the local part of a transaction (the parent decided).
+    Commit(Tx),
+    /// Abort the local part of a transaction.
+    Abort(Tx),
+    /// Wound a local transaction (its child asked, or it is the root of one that failed).
+    Wound(Tx),
+    /// Wound a local transaction even if prepared (its parent aborted it while it works).
+    ForceWound(Tx),
+    /// Undo the local part back to a savepoint.
+    Rollback(Tx, Savepoint),
+    /// Close the connection: the peer deviated from the protocol.
+    Close(Error),
+    /// A transaction arrived from the parent: the driver arranges that a wound while it is
+    /// prepared reaches [`Engine::wound_requested`].
+    Adopted(Tx),
+}
+
+/// The result of a block job, as the driver reports it.
+pub enum BlockResult {
+    /// The block ended normally, with the sequence data and the changes to send.
+    Ok(Vec<Value>, PeeredData),
+    /// The block raised an exception nothing caught.
+    Raised(String, PeeredData),
+    /// The transaction was wounded or aborted while the block ran.
+    Aborted,
+}
+
+struct Entry {
+    tx: Tx,
+    parent: bool,
+    /// Parent role: messages sent to the child (savepoint marks).
+    sent: u64,
+    /// Parent role: the child's last message was a vote, and nothing was sent since.
+    child_voted: bool,
+    /// Parent role: the child aborted its part.
+    child_aborted: bool,
+    /// Child role: the savepoint at the arrival of each message from the parent.
+    arrivals: Vec<Savepoint>,
+    /// Child role: the parent aborted the transaction while a job ran.
+    abort_requested: bool,
+    /// Jobs running here for this transaction.
+    jobs: u32,
+    /// Frames started here, waiting for their sequence to end.
+    waiters: HashMap<u64, oneshot::Sender<Reply>>,
+    /// Parent role: waiting for the child's vote.
+    vote_waiter: Option<oneshot::Sender<Reply>>,
+}
+
+impl Entry {
+    fn new(tx: Tx, parent: bool) -> Entry {
+        Entry {
+            tx,
+            parent,
+            sent: 0,
+            child_voted: false,
+            child_aborted: false,
+            arrivals: Vec::new(),
+            abort_requested: false,
+            jobs: 0,
+            waiters: HashMap::new(),
+            vote_waiter: None,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.jobs == 0 && self.waiters.is_empty()
+    }
+}
+
+/// Counts of messages, for tests and statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages received.
+    pub received: u64,
+    /// Transactions this side was the child of.
+    pub child_txs: u64,
+}
+
+/// The state machine of one side of a pair.
+pub struct Engine {
+    side: Side,
+    sequences: Vec<SequenceInfo>,
+    peered: u32,
+    txs: HashMap<TxId, Entry>,
+    next_frame: u64,
+    closed: Option<String>,
+    stats: Stats,
+}
+
+fn deviation(message: String) -> Out {
+    Out::Close(Error::ProtocolDeviation { message })
+}
+
+impl Engine {
+    /// The engine of side `side` of a protocol with these sequences and `peered` peered
+    /// variables.
+    pub fn new(side: Side, sequences: Vec<SequenceInfo>, peered: u32) -> Engine {
+        Engine {
+            side,
+            sequences,
+            peered,
+            txs: HashMap::new(),
+            next_frame: 0,
+            closed: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The side this engine plays.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// Message counts so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Why the connection is closed, if it is.
+    pub fn closed(&self) -> Option<&str> {
+        self.closed.as_deref()
+    }
+
+    /// How many transactions are in flight over the connection.
+    pub fn in_flight(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// The sequences of the protocol.
+    pub fn sequence(&self, seq: u32) -> Option<SequenceInfo> {
+        self.sequences.get(seq as usize).copied()
+    }
+
+    fn send(&mut self, out: &mut Vec<Out>, msg: Msg) {
+        self.stats.sent += 1;
+        out.push(Out::Send(msg));
+    }
+
+    /// A local transaction wrote peered data or starts a sequence: it joins the connection,
+    /// as its parent unless it came over it. Returns true if it is new here.
+    pub fn enlist(&mut self, tx: &Tx) -> bool {
+        if self.txs.contains_key(&tx.id()) {
+            return false;
+        }
+        self.txs.insert(tx.id(), Entry::new(tx.clone(), true));
+        true
+    }
+
+    /// A local call starts frame of sequence `seq` in `tx` (after running its first block)
+    /// and sends the second block. Returns the waiter for the sequence's end.
+    pub fn start_frame(
+        &mut self,
+        tx: &Tx,
+        seq: u32,
+        locals: Vec<Value>,
+        peered: PeeredData,
+        out: &mut Vec<Out>,
+    ) -> Result<oneshot::Receiver<Reply>, String> {
+        if let Some(reason) = &self.closed {
+            return Err(reason.clone());
+        }
+        self.enlist(tx);
+        let frame = (self.next_frame << 1) | u64::from(self.side & 1);
+        self.next_frame += 1;
+        let (sender, receiver) = oneshot::channel();
+        let entry = self.txs.get_mut(&tx.id()).expect("enlisted above");
+        entry.waiters.insert(frame, sender);
+        let from_parent = entry.parent;
+        let msg = Msg::Work {
+            tx: tx.id(),
+            prio: tx.priority(),
+            from_parent,
+            frame,
+            seq,
+            block: 1,
+            locals,
+            peered,
+            vote: false,
+        };
+        self.note_sent(tx.id(), from_parent);
+        self.send(out, msg);
+        Ok(receiver)
+    }
+
+    /// Bookkeeping of a message this side sends about `tx`.
+    fn note_sent(&mut self, tx: TxId, from_parent: bool) {
+        if let Some(e) = self.txs.get_mut(&tx)
+            && from_parent
+        {
+            e.sent += 1;
+            e.child_voted = false;
+        }
+    }
+
+    /// A block job ended. Decides what to send (the next block, the end of the sequence, the
+    /// exception, or the abort) and whether this side is now an idle, prepared child.
+    pub fn block_finished(
+        &mut self,
+        id: TxId,
+        frame: u64,
+        seq: u32,
+        block: u32,
+        result: BlockResult,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(entry) = self.txs.get_mut(&id) else { return };
+        entry.jobs = entry.jobs.saturating_sub(1);
+        let parent = entry.parent;
+        let starter_here = frame & 1 == u64::from(self.side & 1);
+        if entry.abort_requested && entry.jobs == 0 {
+            let e = self.txs.remove(&id).expect("present");
+            out.push(Out::Abort(e.tx));
+            return;
+        }
+        let (locals, peered, raised) = match result {
+            BlockResult::Aborted => {
+                if !parent {
+                    // A busy child wounded: abort alone, the parent is waiting for us.
+                    let e = self.txs.remove(&id).expect("present");
+                    out.push(Out::Abort(e.tx));
+                    self.send(out, Msg::Aborted { tx: id });
+                }
+                // A parent wounded while running a block for its child: the root notices
+                // the wound and aborts the whole transaction.
+                return;
+            }
+            BlockResult::Ok(locals, peered) => (locals, peered, None),
+            BlockResult::Raised(message, peered) => (Vec::new(), peered, Some(message)),
+        };
+        let blocks = self.sequences.get(seq as usize).map_or(0, |s| s.blocks);
+        let ended = raised.is_some() || block + 1 >= blocks;
+        if ended && starter_here {
+            // The sequence ends here, where it started: answer the local caller.
+            let entry = self.txs.get_mut(&id).expect("present");
+            if let Some(waiter) = entry.waiters.remove(&frame) {
+                let reply = match raised {
+                    Some(message) => Reply::Raise(message, peered),
+                    None => Reply::Done(locals, peered),
+                };
+                out.push(Out::Answer(waiter, reply));
+            }
+            return;
+        }
+        // A child that ends up idle votes with this message; if it was wounded in the
+        // meantime it may still abort alone, since its parent waits for this answer.
+        let mut vote = false;
+        if !parent {
+            let entry = self.txs.get_mut(&id).expect("present");
+            if entry.idle() {
+                if entry.tx.try_prepare() {
+                    vote = true;
+                } else {
+                    let e = self.txs.remove(&id).expect("present");
+                    out.push(Out::Abort(e.tx));
+                    self.send(out, Msg::Aborted { tx: id });
+                    return;
+                }
+            }
+        }
+        let msg = match raised {
+            Some(message) => Msg::Raise { tx: id, from_parent: parent, frame, message, peered, vote },
+            None if ended => Msg::Done { tx: id, from_parent: parent, frame, locals, peered, vote },
+            None => {
+                let prio = self.txs[&id].tx.priority();
+                Msg::Work {
+                    tx: id,
+                    prio,
+                    from_parent: parent,
+                    frame,
+                    seq,
+                    block: block + 1,
+                    locals,
+                    peered,
+                    vote,
+                }
+            }
+        };
+        self.note_sent(id, parent);
+        self.send(out, msg);
+    }
+
+    /// A prepare job ended: vote, or abort alone if the transaction was wounded first.
+    pub fn prepare_finished(&mut self, id: TxId, ok: bool, out: &mut Vec<Out>) {
+        let Some(entry) = self.txs.get_mut(&id) else { return };
+        entry.jobs = entry.jobs.saturating_sub(1);
+        if entry.abort_requested && entry.jobs == 0 {
+            let e = self.txs.remove(&id).expect("present");
+            out.push(Out::Abort(e.tx));
+            return;
+        }
+        if ok && entry.idle() && entry.tx.try_prepare() {
+            self.send(out, Msg::Vote { tx: id });
+        } else {
+            let e = self.txs.remove(&id).expect("present");
+            out.push(Out::Abort(e.tx));
+            self.send(out, Msg::Aborted { tx: id });
+        }
+    }
+
+    /// Parent role: the root's work ended; make sure the child voted after receiving
+    /// everything. Returns `None` when no round is needed, or the waiter for the vote.
+    pub fn prepare(
+        &mut self,
+        tx: &Tx,
+        peered: PeeredData,
+        out: &mut Vec<Out>,
+    ) -> Result<Option<oneshot::Receiver<Reply>>, Reply> {
+        let id = tx.id();
+        if let Some(reason) = &self.closed {
+            return Err(Reply::Lost(reason.clone()));
+        }
+        let Some(entry) = self.txs.get_mut(&id) else { return Ok(None) };
+        if !entry.parent {
+            return Ok(None);
+        }
+        if entry.child_aborted {
+            return Err(Reply::Aborted);
+        }
+        if peered.is_empty() && entry.child_voted {
+            return Ok(None);
+        }
+        let (sender, receiver) = oneshot::channel();
+        entry.vote_waiter = Some(sender);
+        self.note_sent(id, true);
+        self.send(out, Msg::Prepare { tx: id, prio: tx.priority(), peered });
+        Ok(Some(receiver))
+    }
+
+    /// Parent role: the transaction committed or aborted here; tell the child.
+    pub fn finish(&mut self, id: TxId, committed: bool, out: &mut Vec<Out>) {
+        let Some(entry) = self.txs.remove(&id) else { return };
+        if !entry.parent || entry.sent == 0 || self.closed.is_some() {
+            return;
+        }
+        if committed {
+            self.send(out, Msg::Commit { tx: id });
+        } else if !entry.child_aborted {
+            self.send(out, Msg::Abort { tx: id });
+        }
+    }
+
+    /// Parent role: how many messages were sent to the child so far.
+    pub fn mark(&self, id: TxId) -> u64 {
+        self.txs.get(&id).filter(|e| e.parent).map_or(0, |e| e.sent)
+    }
+
+    /// Parent role: undo the child's work since `mark`.
+    pub fn rollback(&mut self, id: TxId, mark: u64, out: &mut Vec<Out>) {
+        if self.closed.is_none() && self.txs.get(&id).is_some_and(|e| e.parent && e.sent > mark) {
+            self.send(out, Msg::Rollback { tx: id, mark });
+        }
+    }
+
+    /// Child role: an older transaction wounded this prepared child: ask the parent.
+    pub fn wound_requested(&mut self, id: TxId, out: &mut Vec<Out>) {
+        if self.closed.is_none() && self.txs.get(&id).is_some_and(|e| !e.parent) {
+            self.send(out, Msg::WoundMe { tx: id });
+        }
+    }
+
+    /// The connection is gone (`reason` says why): every transaction over it fails.
+    pub fn lost(&mut self, reason: &str, out: &mut Vec<Out>) {
+        if self.closed.is_none() {
+            self.closed = Some(reason.to_owned());
+        }
+        for (_, mut entry) in self.txs.drain() {
+            for (_, w) in entry.waiters.drain() {
+                out.push(Out::Answer(w, Reply::Lost(reason.to_owned())));
+            }
+            if let Some(w) = entry.vote_waiter.take() {
+                out.push(Out::Answer(w, Reply::Lost(reason.to_owned())));
+            }
+            if !entry.parent {
+                // The parent cannot reach us any more: presume abort.
+                if entry.jobs > 0 {
+                    out.push(Out::ForceWound(entry.tx.clone()));
+                }
+                out.push(Out::Abort(entry.tx));
+            }
+        }
+    }
+
+    /// A message arrived from the other side.
+    pub fn received(&mut self, msg: Msg, out: &mut Vec<Out>) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.stats.received += 1;
+        let id = msg.tx();
+        match msg {
+            Msg::Work { prio, from_parent, frame, seq, block, locals, peered, vote, .. } => {
+                if let Err(why) = self.check_work(frame, seq, block, &locals, &peered) {
+                    out.push(deviation(why));
+                    return;
+                }
+                prio.observe();
+                let Some(entry) = self.entry_for(id, prio, from_parent, out) else { return };
+                if entry.parent {
+                    entry.child_voted = vote;
+                } else {
+                    entry.tx.resume();
+                    let sp = entry.tx.savepoint();
+                    entry.arrivals.push(sp);
+                }
+                entry.jobs += 1;
+                let child = !entry.parent;
+                out.push(Out::Run(Job::Block {
+                    tx: entry.tx.clone(),
+                    frame,
+                    seq,
+                    block,
+                    locals,
+                    peered,
+                    child,
+                }));
+            }
+            Msg::Done { from_parent, frame, locals, peered, vote, .. } => {
+                if let Err(why) = self.check_peered(&peered) {
+                    out.push(deviation(why));
+                    return;
+                }
+                self.frame_answer(id, from_parent, frame, vote, Reply::Done(locals, peered), out);
+            }
+            Msg::Raise { from_parent, frame, message, peered, vote, .. } => {
+                if let Err(why) = self.check_peered(&peered) {
+                    out.push(deviation(why));
+                    return;
+                }
+                self.frame_answer(id, from_parent, frame, vote, Reply::Raise(message, peered), out);
+            }
+            Msg::Aborted { .. } => {
+                let Some(entry) = self.txs.get_mut(&id).filter(|e| e.parent) else { return };
+                entry.child_aborted = true;
+                entry.child_voted = false;
+                for (_, w) in entry.waiters.drain() {
+                    out.push(Out::Answer(w, Reply::Aborted));
+                }
+                if let Some(w) = entry.vote_waiter.take() {
+                    out.push(Out::Answer(w, Reply::Aborted));
+                }
+                out.push(Out::Wound(entry.tx.clone()));
+            }
+            Msg::Prepare { prio, peered, .. } => {
+                if let Err(why) = self.check_peered(&peered) {
+                    out.push(deviation(why));
+                    return;
+                }
+                prio.observe();
+                let Some(entry) = self.entry_for(id, prio, true, out) else { return };
+                if entry.parent {
+                    out.push(deviation("a Prepare from the child of a transaction".into()));
+                    return;
+                }
+                entry.tx.resume();
+                let sp = entry.tx.savepoint();
+                entry.arrivals.push(sp);
+                entry.jobs += 1;
+                out.push(Out::Run(Job::Prepare { tx: entry.tx.clone(), peered }));
+            }
+            Msg::Vote { .. } => {
+                let Some(entry) = self.txs.get_mut(&id).filter(|e| e.parent) else { return };
+                entry.child_voted = true;
+                if let Some(w) = entry.vote_waiter.take() {
+                    out.push(Out::Answer(w, Reply::Voted));
+                }
+            }
+            Msg::Commit { .. } => match self.txs.get(&id) {
+                Some(e) if !e.parent && e.idle() => {
+                    let e = self.txs.remove(&id).expect("present");
+                    out.push(Out::Commit(e.tx));
+                }
+                Some(_) => out.push(deviation(format!("a Commit of transaction {id:?} while it works here"))),
+                None => out.push(deviation(format!("a Commit of unknown transaction {id:?}"))),
+            },
+            Msg::Abort { .. } => {
+                let Some(entry) = self.txs.get_mut(&id).filter(|e| !e.parent) else { return };
+                if entry.jobs > 0 {
+                    entry.abort_requested = true;
+                    for (_, w) in entry.waiters.drain() {
+                        out.push(Out::Answer(w, Reply::Aborted));
+                    }
+                    out.push(Out::ForceWound(entry.tx.clone()));
+                } else {
+                    let e = self.txs.remove(&id).expect("present");
+                    for (_, w) in e.waiters {
+                        out.push(Out::Answer(w, Reply::Aborted));
+                    }
+                    out.push(Out::Abort(e.tx));
+                }
+            }
+            Msg::Rollback { mark, .. } => {
+                let Some(entry) = self.txs.get_mut(&id).filter(|e| !e.parent) else { return };
+                match entry.arrivals.get(mark as usize) {
+                    Some(sp) if entry.jobs == 0 => out.push(Out::Rollback(entry.tx.clone(), sp.clone())),
+                    Some(_) => out.push(deviation("a Rollback while the transaction works here".into())),
+                    None => out.push(deviation(format!(
+                        "a Rollback to message {mark}, but only {} arrived",
+                        entry.arrivals.len()
+                    ))),
+                }
+            }
+            Msg::WoundMe { .. } => {
+                if let Some(entry) = self.txs.get(&id).filter(|e| e.parent) {
+                    out.push(Out::Wound(entry.tx.clone()));
+                }
+            }
+        }
+    }
+
+    /// The entry of transaction `id` for a message that may start it here.
+    fn entry_for(
+        &mut self,
+        id: TxId,
+        prio: Priority,
+        from_parent: bool,
+        out: &mut Vec<Out>,
+    ) -> Option<&mut Entry> {
+        if !self.txs.contains_key(&id) {
+            if !from_parent {
+                // A child's message about a transaction that ended here: stale.
+                return None;
+            }
+            self.stats.child_txs += 1;
+            let tx = Tx::with_id(id, prio);
+            out.push(Out::Adopted(tx.clone()));
+            self.txs.insert(id, Entry::new(tx, false));
+        }
+        let entry = self.txs.get_mut(&id).expect("present");
+        if entry.parent == from_parent {
+            out.push(deviation(format!("both sides claim to be the parent of transaction {id:?}")));
+            return None;
+        }
+        Some(entry)
+    }
+
+    fn frame_answer(
+        &mut self,
+        id: TxId,
+        from_parent: bool,
+        frame: u64,
+        vote: bool,
+        reply: Reply,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(entry) = self.txs.get_mut(&id) else { return };
+        if entry.parent == from_parent {
+            out.push(deviation(format!("both sides claim to be the parent of transaction {id:?}")));
+            return;
+        }
+        if entry.parent {
+            entry.child_voted = vote;
+        } else {
+            let sp = entry.tx.savepoint();
+            entry.arrivals.push(sp);
+        }
+        match entry.waiters.remove(&frame) {
+            Some(w) => out.push(Out::Answer(w, reply)),
+            None => out.push(deviation(format!("the end of sequence run {frame}, which is not waiting"))),
+        }
+    }
+
+    fn check_work(
+        &self,
+        frame: u64,
+        seq: u32,
+        block: u32,
+        locals: &[Value],
+        peered: &PeeredData,
+    ) -> Result<(), String> {
+        let Some(info) = self.sequences.get(seq as usize) else {
+            return Err(format!("unknown sequence number {seq}"));
+        };
+        let starter = (frame & 1) as usize;
+        if !info.starters[starter] {
+            return Err(format!("sequence {} cannot be started by that side", info.name));
+        }
+        if block == 0 || block >= info.blocks {
+            return Err(format!("sequence {} has no block {block} to run here", info.name));
+        }
+        let runs_on_starter = block.is_multiple_of(2);
+        let here_is_starter = starter == usize::from(self.side & 1);
+        if runs_on_starter != here_is_starter {
+            return Err(format!("block {block} of sequence {} does not run on this side", info.name));
+        }
+        if locals.len() != info.locals as usize {
+            return Err(format!(
+                "sequence {} carries {} values, the message has {}",
+                info.name,
+                info.locals,
+                locals.len()
+            ));
+        }
+        self.check_peered(peered)
+    }
+
+    fn check_peered(&self, peered: &PeeredData) -> Result<(), String> {
+        match peered.iter().find(|(slot, _)| *slot >= self.peered) {
+            Some((slot, _)) => {
+                Err(format!("peered variable {slot} does not exist (there are {})", self.peered))
+            }
+            None => Ok(()),
+        }
+    }
+}

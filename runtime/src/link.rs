@@ -1,0 +1,388 @@
+//! The driver half of a pair's connection: runs the [`Engine`]'s outputs, runs the jobs it
+//! asks for (blocks and prepares) as tasks, and gives generated code its one entry point,
+//! [`Link::sequence`].
+//!
+//! A [`Transport`] carries messages to the other side. The in-process transport
+//! ([`in_process_pair`]) hands each message straight to the partner's engine, as copies that
+//! share nothing with the sender; the TCP transport encodes them into frames. Everything else
+//! (the commit protocol, conflicts, savepoints) is the engine's and the same for both.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
+
+use crate::endpoint::EndpointCore;
+use crate::engine::{BlockResult, Engine, Job, Msg, Out, PeeredData, Reply, SequenceInfo, Side, Stats};
+use crate::error::{Abort, Error, Exception, Flow, Raise};
+use crate::tx::{Tx, TxId, TxLink};
+use crate::value::Value;
+
+/// The future of one block of a sequence.
+pub type BlockFuture<'a> = Pin<Box<dyn Future<Output = Flow<()>> + Send + 'a>>;
+
+/// What generated code implements per endpoint so that the partner can run its blocks.
+pub trait Program: Send + Sync + 'static {
+    /// Runs block `block` of sequence `seq` (a block of this endpoint) in `tx`, reading and
+    /// writing the sequence data `locals`.
+    fn run_block<'a>(
+        &'a self,
+        tx: &'a Tx,
+        seq: u32,
+        block: u32,
+        locals: &'a mut Vec<Value>,
+    ) -> BlockFuture<'a>;
+}
+
+/// Carries messages to the other side of a pair.
+pub trait Transport: Send + Sync {
+    /// Sends `msg` (in order with the messages sent before it).
+    fn send(&self, msg: Msg);
+    /// Closes the connection because of `error`.
+    fn close(&self, error: &Error);
+}
+
+/// One side of a pair's connection.
+pub(crate) struct LinkShared {
+    me: Weak<LinkShared>,
+    core: Arc<EndpointCore>,
+    program: Arc<dyn Program>,
+    engine: Mutex<Engine>,
+    transport: OnceLock<Arc<dyn Transport>>,
+    error: Mutex<Option<Error>>,
+}
+
+/// A handle on one side of a pair's connection (cheap to clone).
+#[derive(Clone)]
+pub struct Link(Arc<LinkShared>);
+
+impl Link {
+    /// The link of endpoint `core`, playing `side`, with the protocol's `sequences`. Its
+    /// transport is attached with [`Link::attach`].
+    pub fn new(
+        core: Arc<EndpointCore>,
+        side: Side,
+        sequences: Vec<SequenceInfo>,
+        program: Arc<dyn Program>,
+    ) -> Link {
+        let peered = core.peered_count() as u32;
+        let shared = Arc::new_cyclic(|me| LinkShared {
+            me: me.clone(),
+            core: core.clone(),
+            program,
+            engine: Mutex::new(Engine::new(side, sequences, peered)),
+            transport: OnceLock::new(),
+            error: Mutex::new(None),
+        });
+        let as_link: Arc<dyn TxLink> = shared.clone();
+        crate::endpoint::attach_link(core.serial, Arc::downgrade(&as_link));
+        Link(shared)
+    }
+
+    /// Attaches the transport (once).
+    pub fn attach(&self, transport: Arc<dyn Transport>) {
+        let _ = self.0.transport.set(transport);
+    }
+
+    /// The endpoint this side belongs to.
+    pub fn core(&self) -> &Arc<EndpointCore> {
+        &self.0.core
+    }
+
+    /// Message counts so far.
+    pub fn stats(&self) -> Stats {
+        self.0.engine.lock().stats()
+    }
+
+    /// How many transactions are in flight over the connection.
+    pub fn in_flight(&self) -> usize {
+        self.0.engine.lock().in_flight()
+    }
+
+    /// Why the connection closed, if it did.
+    pub fn error(&self) -> Option<Error> {
+        self.0.error.lock().clone()
+    }
+
+    /// A message arrived from the other side.
+    pub fn receive(&self, msg: Msg) {
+        self.0.with_engine(|e, out| e.received(msg, out));
+    }
+
+    /// The connection was lost or closed: every transaction over it fails, and so does every
+    /// later sequence or peered write.
+    pub fn lost(&self, error: Error) {
+        self.0.lost(error);
+    }
+
+    /// Runs sequence `seq` in `tx`, started here: its first block here, the others
+    /// alternately on the partner and here. Returns the final sequence data.
+    pub async fn sequence(&self, tx: &Tx, seq: u32, locals: Vec<Value>) -> Flow<Vec<Value>> {
+        self.0.sequence(tx, seq, locals).await
+    }
+}
+
+fn lost_exception(reason: &str) -> Raise {
+    Raise::Exception(Exception::network(reason.to_owned()))
+}
+
+impl LinkShared {
+    fn arc(&self) -> Arc<LinkShared> {
+        self.me.upgrade().expect("a link is alive while it is used")
+    }
+
+    /// Runs `f` on the engine, then carries out its outputs (outside the engine's lock).
+    fn with_engine<T>(&self, f: impl FnOnce(&mut Engine, &mut Vec<Out>) -> T) -> T {
+        let mut out = Vec::new();
+        let result = f(&mut self.engine.lock(), &mut out);
+        self.run(out);
+        result
+    }
+
+    fn run(&self, out: Vec<Out>) {
+        for o in out {
+            match o {
+                Out::Send(msg) => {
+                    if let Some(t) = self.transport.get() {
+                        t.send(msg);
+                    }
+                }
+                Out::Run(job) => {
+                    let me = self.arc();
+                    tokio::spawn(async move { me.job(job).await });
+                }
+                Out::Answer(waiter, reply) => {
+                    let _ = waiter.send(reply);
+                }
+                Out::Commit(tx) => tx.commit_decided(),
+                Out::Abort(tx) => tx.abort_shared(),
+                Out::Wound(tx) => tx.wound(),
+                Out::ForceWound(tx) => tx.force_wound(),
+                Out::Rollback(tx, sp) => tx.rollback_to(sp),
+                Out::Close(error) => {
+                    tracing::warn!(endpoint = self.core.id(), %error, "closing the connection");
+                    if let Some(t) = self.transport.get() {
+                        t.close(&error);
+                    }
+                    self.lost(error);
+                }
+                Out::Adopted(tx) => {
+                    let me = self.me.clone();
+                    let id = tx.id();
+                    tx.set_wound_hook(Arc::new(move || {
+                        if let Some(link) = me.upgrade() {
+                            link.with_engine(|e, out| e.wound_requested(id, out));
+                        }
+                    }));
+                }
+            }
+        }
+    }
+
+    fn lost(&self, error: Error) {
+        let reason = match &error {
+            Error::Network { message } => message.clone(),
+            other => other.to_string(),
+        };
+        {
+            let mut slot = self.error.lock();
+            if slot.is_none() {
+                *slot = Some(error);
+            }
+        }
+        self.with_engine(|e, out| e.lost(&reason, out));
+    }
+
+    /// The peered variables `tx` changed here and has not sent yet, as private copies.
+    fn take_dirty(&self, tx: &Tx) -> PeeredData {
+        let slots = tx.take_dirty(self.core.serial);
+        slots.into_iter().map(|slot| (slot, tx.peered_snapshot(&self.core, slot as usize))).collect()
+    }
+
+    async fn apply(&self, tx: &Tx, peered: PeeredData) -> Flow<()> {
+        for (slot, value) in peered {
+            tx.apply_peered(&self.core, slot as usize, value).await?;
+        }
+        Ok(())
+    }
+
+    async fn copy_all(tx: &Tx, values: Vec<Value>) -> Flow<Vec<Value>> {
+        let mut out = Vec::with_capacity(values.len());
+        for v in &values {
+            out.push(match v {
+                Value::List(_) | Value::Map(_) | Value::Struct(_) => tx.deep_copy(v).await?,
+                other => other.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn join(&self, tx: &Tx) {
+        let new = self.engine.lock().enlist(tx);
+        if new {
+            tx.add_link(self.arc());
+        }
+    }
+
+    async fn sequence(&self, tx: &Tx, seq: u32, mut locals: Vec<Value>) -> Flow<Vec<Value>> {
+        let Some(info) = self.engine.lock().sequence(seq) else {
+            return Err(Exception::application(format!("no sequence number {seq}")).into());
+        };
+        if let Some(reason) = self.engine.lock().closed() {
+            return Err(lost_exception(reason));
+        }
+        self.join(tx);
+        self.program.run_block(tx, seq, 0, &mut locals).await?;
+        if info.blocks <= 1 {
+            return Ok(locals);
+        }
+        let locals = Self::copy_all(tx, locals).await?;
+        let peered = self.take_dirty(tx);
+        let waiter = self
+            .with_engine(|e, out| e.start_frame(tx, seq, locals, peered, out))
+            .map_err(|r| lost_exception(&r))?;
+        let reply = waiter.await.unwrap_or(Reply::Lost("the connection closed".into()));
+        match reply {
+            Reply::Done(locals, peered) => {
+                self.apply(tx, peered).await?;
+                Ok(locals)
+            }
+            Reply::Raise(message, peered) => {
+                self.apply(tx, peered).await?;
+                Err(Exception::application(message).into())
+            }
+            Reply::Aborted => Err(Abort::Wounded.into()),
+            Reply::Lost(reason) => Err(lost_exception(&reason)),
+            Reply::Voted => Err(Exception::application("a vote where a sequence's end was expected").into()),
+        }
+    }
+
+    async fn job(self: Arc<Self>, job: Job) {
+        match job {
+            Job::Block { tx, frame, seq, block, locals, peered, child } => {
+                let id = tx.id();
+                let name = self.engine.lock().sequence(seq).map_or("block", |s| s.name);
+                let work = {
+                    let me = self.clone();
+                    let tx = tx.clone();
+                    async move {
+                        let mut locals = locals;
+                        me.apply(&tx, peered).await?;
+                        let ran = me.program.run_block(&tx, seq, block, &mut locals).await;
+                        if let Err(Raise::Exception(e)) = ran {
+                            return Ok(Err(e.message));
+                        }
+                        ran?;
+                        if child {
+                            tx.prepare_links().await?;
+                        }
+                        Ok(Ok(Self::copy_all(&tx, locals).await?))
+                    }
+                };
+                let outcome = crate::run::guarded(name, self.core.clone(), tx.clone(), work).await;
+                // Changes go with the message to the partner; when the sequence ends here,
+                // where it started, they stay dirty for the next message or the prepare.
+                let (side, blocks) = {
+                    let e = self.engine.lock();
+                    (e.side(), e.sequence(seq).map_or(0, |s| s.blocks))
+                };
+                let ends_here = frame & 1 == u64::from(side & 1);
+                let dirty = |last: bool| if last && ends_here { Vec::new() } else { self.take_dirty(&tx) };
+                let result = match outcome {
+                    Ok(Ok(locals)) => BlockResult::Ok(locals, dirty(block + 1 >= blocks)),
+                    Ok(Err(message)) => BlockResult::Raised(message, dirty(true)),
+                    Err(Raise::Exception(e)) => BlockResult::Raised(e.message, dirty(true)),
+                    Err(Raise::Abort(_)) => BlockResult::Aborted,
+                };
+                self.with_engine(|e, out| e.block_finished(id, frame, seq, block, result, out));
+            }
+            Job::Prepare { tx, peered } => {
+                let id = tx.id();
+                let work = {
+                    let me = self.clone();
+                    let tx = tx.clone();
+                    async move {
+                        me.apply(&tx, peered).await?;
+                        tx.prepare_links().await
+                    }
+                };
+                let ok = crate::run::guarded("prepare", self.core.clone(), tx, work).await.is_ok();
+                self.with_engine(|e, out| e.prepare_finished(id, ok, out));
+            }
+        }
+    }
+}
+
+impl TxLink for LinkShared {
+    fn prepare<'a>(&'a self, tx: &'a Tx) -> Pin<Box<dyn Future<Output = Flow<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let peered = self.take_dirty(tx);
+            let waiter = match self.with_engine(|e, out| e.prepare(tx, peered, out)) {
+                Ok(None) => return Ok(()),
+                Ok(Some(w)) => w,
+                Err(Reply::Aborted) => return Err(Abort::Wounded.into()),
+                Err(Reply::Lost(reason)) => return Err(lost_exception(&reason)),
+                Err(_) => return Err(Exception::application("unexpected answer to a prepare").into()),
+            };
+            match waiter.await.unwrap_or(Reply::Lost("the connection closed".into())) {
+                Reply::Voted => Ok(()),
+                Reply::Aborted => Err(Abort::Wounded.into()),
+                Reply::Lost(reason) => Err(lost_exception(&reason)),
+                _ => Err(Exception::application("unexpected answer to a prepare").into()),
+            }
+        })
+    }
+
+    fn finish(&self, tx: TxId, committed: bool) {
+        self.with_engine(|e, out| e.finish(tx, committed, out));
+    }
+
+    fn mark(&self, tx: TxId) -> u64 {
+        self.engine.lock().mark(tx)
+    }
+
+    fn rollback(&self, tx: TxId, mark: u64) {
+        self.with_engine(|e, out| e.rollback(tx, mark, out));
+    }
+
+    fn same(&self, other: &dyn TxLink) -> bool {
+        std::ptr::addr_eq(self as *const LinkShared, other as *const dyn TxLink)
+    }
+
+    fn enlist(&self, tx: &Tx) {
+        self.join(tx);
+    }
+}
+
+/// The in-process transport: hands each message to the partner's link directly.
+struct Direct(Weak<LinkShared>);
+
+impl Transport for Direct {
+    fn send(&self, msg: Msg) {
+        if let Some(partner) = self.0.upgrade() {
+            Link(partner).receive(msg);
+        }
+    }
+
+    fn close(&self, error: &Error) {
+        if let Some(partner) = self.0.upgrade() {
+            Link(partner)
+                .lost(Error::Network { message: format!("the partner closed the connection: {error}") });
+        }
+    }
+}
+
+/// Joins two endpoints of a protocol into a pair in this process, without sockets: `a` plays
+/// side 0 and `b` side 1. Messages are copies, as on a real connection.
+pub fn in_process_pair(
+    a: (Arc<EndpointCore>, Arc<dyn Program>),
+    b: (Arc<EndpointCore>, Arc<dyn Program>),
+    sequences: Vec<SequenceInfo>,
+) -> (Link, Link) {
+    let la = Link::new(a.0, 0, sequences.clone(), a.1);
+    let lb = Link::new(b.0, 1, sequences, b.1);
+    la.attach(Arc::new(Direct(Arc::downgrade(&lb.0))));
+    lb.attach(Arc::new(Direct(Arc::downgrade(&la.0))));
+    (la, lb)
+}

@@ -1,0 +1,418 @@
+//! Two endpoints joined into an in-process pair, driven by hand-written code shaped like
+//! generated code: sequences, peered replication, the commit protocol's message count,
+//! conflicts from both sides, savepoints across the pair, partner exceptions, deviations.
+//!
+//! The protocol, as Waldo would write it (symmetric, so either side starts any sequence):
+//!
+//! ```text
+//! Tally
+//! Symmetric Left, Right;
+//! Peered { Number counter; Number other; List(element: Number) log; }
+//! Sequence Inc2() returns Number before, Number seen { ... }      // 2 blocks
+//! Sequence Walk4() { ... }   Sequence Walk7() { ... }   Sequence Walk7w() { ... }
+//! Sequence Boom() { ... }    Sequence Append(Number x) { ... }
+//! Sequence Nest() returns Number seen { ... }                     // starts Inc2 from the partner
+//! Sequence One() { ... }                                          // 1 block
+//! Sequence Move(Number amount) { ... }                            // counter -= a; other += a
+//! ```
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use waldo::__rt::*;
+use waldo::engine::Msg;
+use waldo::{CallOptions, Error};
+
+const COUNTER: usize = 0;
+const OTHER: usize = 1;
+const LOG: usize = 2;
+
+const INC2: u32 = 0;
+const WALK4: u32 = 1;
+const WALK7: u32 = 2;
+const WALK7W: u32 = 3;
+const BOOM: u32 = 4;
+const APPEND: u32 = 5;
+const NEST: u32 = 6;
+const ONE: u32 = 7;
+const MOVE: u32 = 8;
+
+fn sequences() -> Vec<SequenceInfo> {
+    let s = |name, blocks, locals| SequenceInfo { name, blocks, locals, starters: [true, true] };
+    vec![
+        s("Inc2", 2, 2),
+        s("Walk4", 4, 0),
+        s("Walk7", 7, 0),
+        s("Walk7w", 7, 0),
+        s("Boom", 2, 0),
+        s("Append", 2, 1),
+        s("Nest", 2, 1),
+        s("One", 1, 0),
+        s("Move", 2, 1),
+    ]
+}
+
+/// One endpoint of the pair: its data and its blocks.
+struct End {
+    core: Arc<EndpointCore>,
+    link: OnceLock<Link>,
+}
+
+async fn add(tx: &Tx, core: &Arc<EndpointCore>, slot: usize, by: f64) -> Flow<f64> {
+    let n = tx.read(core, slot).await?.as_number()? + by;
+    tx.write(core, slot, Value::Number(n)).await?;
+    Ok(n)
+}
+
+impl Program for End {
+    fn run_block<'a>(
+        &'a self,
+        tx: &'a Tx,
+        seq: u32,
+        block: u32,
+        locals: &'a mut Vec<Value>,
+    ) -> BlockFuture<'a> {
+        Box::pin(async move {
+            let core = &self.core;
+            match (seq, block) {
+                (INC2, 0) => {
+                    locals[0] = tx.read(core, COUNTER).await?;
+                    add(tx, core, COUNTER, 1.0).await?;
+                }
+                (INC2, 1) => locals[1] = tx.read(core, COUNTER).await?,
+                (WALK4, _) | (WALK7W, _) => {
+                    add(tx, core, COUNTER, 1.0).await?;
+                }
+                (WALK7, b) if b < 6 => {
+                    add(tx, core, COUNTER, 1.0).await?;
+                }
+                (WALK7, _) => {
+                    tx.read(core, COUNTER).await?;
+                }
+                (BOOM, 0) => {
+                    add(tx, core, COUNTER, 1.0).await?;
+                }
+                (BOOM, _) => {
+                    add(tx, core, COUNTER, 100.0).await?;
+                    return app_error("division by zero");
+                }
+                (APPEND, 0) => {}
+                (APPEND, _) => {
+                    let log = tx.read(core, LOG).await?;
+                    tx.list_append(log.as_obj()?, locals[0].clone()).await?;
+                }
+                (NEST, 0) => {}
+                (NEST, _) => {
+                    let link = self.link.get().expect("linked");
+                    let out = link.sequence(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
+                    locals[0] = out[1].clone();
+                }
+                (ONE, _) => {
+                    add(tx, core, COUNTER, 1.0).await?;
+                }
+                (MOVE, 0) => {
+                    let amount = locals[0].as_number()?;
+                    add(tx, core, COUNTER, -amount).await?;
+                }
+                (MOVE, _) => {
+                    let amount = locals[0].as_number()?;
+                    add(tx, core, OTHER, amount).await?;
+                }
+                _ => return app_error(format!("no block {block} in sequence {seq}")),
+            }
+            Ok(())
+        })
+    }
+}
+
+struct Pair {
+    left: Arc<End>,
+    right: Arc<End>,
+}
+
+fn end(name: &str) -> Arc<End> {
+    let core = EndpointCore::new(name, vec![Value::Number(0.0), Value::Number(0.0), Value::new_list(vec![])]);
+    core.set_peered(3);
+    Arc::new(End { core, link: OnceLock::new() })
+}
+
+fn pair() -> Pair {
+    let (left, right) = (end("Left"), end("Right"));
+    let (ll, rl) = in_process_pair(
+        (left.core.clone(), left.clone() as Arc<dyn Program>),
+        (right.core.clone(), right.clone() as Arc<dyn Program>),
+        sequences(),
+    );
+    left.link.set(ll).ok();
+    right.link.set(rl).ok();
+    Pair { left, right }
+}
+
+impl End {
+    fn link(&self) -> &Link {
+        self.link.get().expect("linked")
+    }
+
+    /// A host call that runs sequence `seq` from this side.
+    async fn run(&self, seq: u32, locals: Vec<Value>) -> Result<Vec<Value>, Error> {
+        self.run_with(seq, locals, &CallOptions::default()).await
+    }
+
+    async fn run_with(
+        &self,
+        seq: u32,
+        locals: Vec<Value>,
+        options: &CallOptions,
+    ) -> Result<Vec<Value>, Error> {
+        transact("Tally.run", &self.core, options, |tx| {
+            let locals = locals.clone();
+            async move { self.link().sequence(&tx, seq, locals).await }
+        })
+        .await
+    }
+
+    fn number(&self, slot: usize) -> f64 {
+        self.core.committed_value(slot).and_then(|v| v.as_number().ok()).expect("a Number")
+    }
+
+    fn list(&self, slot: usize) -> Vec<f64> {
+        match self.core.committed_value(slot) {
+            Some(Value::List(o)) => match o.snapshot() {
+                ObjData::List(items) => items.iter().map(|v| v.as_number().expect("Number")).collect(),
+                _ => panic!("not a list"),
+            },
+            _ => panic!("not a list"),
+        }
+    }
+
+    fn sent(&self) -> u64 {
+        self.link().stats().sent
+    }
+}
+
+impl Pair {
+    fn messages(&self) -> u64 {
+        self.left.sent() + self.right.sent()
+    }
+
+    fn assert_agree(&self) {
+        assert_eq!(self.left.number(COUNTER), self.right.number(COUNTER), "counter replicas differ");
+        assert_eq!(self.left.number(OTHER), self.right.number(OTHER), "other replicas differ");
+        assert_eq!(self.left.list(LOG), self.right.list(LOG), "log replicas differ");
+    }
+}
+
+/// Waits until both links have nothing in flight (the last Commit has been applied).
+async fn settle(p: &Pair) {
+    for _ in 0..1000 {
+        if p.left.link().in_flight() == 0 && p.right.link().in_flight() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("transactions still in flight");
+}
+
+#[tokio::test]
+async fn a_two_block_sequence_runs_on_both_sides_and_replicates() {
+    let p = pair();
+    let out = p.left.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
+    // The partner's block saw the starter's write within the same transaction.
+    assert_eq!(out[0].as_number().ok(), Some(0.0));
+    assert_eq!(out[1].as_number().ok(), Some(1.0));
+    settle(&p).await;
+    assert_eq!(p.left.number(COUNTER), 1.0);
+    p.assert_agree();
+    // And from the other side.
+    p.right.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
+    settle(&p).await;
+    assert_eq!(p.right.number(COUNTER), 2.0);
+    p.assert_agree();
+}
+
+#[tokio::test]
+async fn message_count_is_k_plus_one_for_even_k_and_k_for_odd_k() {
+    let p = pair();
+    let cases = [(INC2, 2, 3), (WALK4, 4, 5), (WALK7, 7, 7), (WALK7W, 7, 9), (ONE, 1, 3)];
+    for (seq, k, expected) in cases {
+        let before = p.messages();
+        let locals = vec![Value::Nothing; sequences()[seq as usize].locals as usize];
+        p.left.run(seq, locals).await.expect("commits");
+        settle(&p).await;
+        assert_eq!(p.messages() - before, expected, "{k}-block sequence {seq}");
+        p.assert_agree();
+    }
+    // 1 + 4 + 6 + 7 + 1 increments.
+    assert_eq!(p.left.number(COUNTER), 19.0);
+}
+
+#[tokio::test]
+async fn writes_through_a_container_reach_the_other_replica() {
+    let p = pair();
+    for x in [3.0, 1.0, 4.0] {
+        p.left.run(APPEND, vec![Value::Number(x)]).await.expect("commits");
+    }
+    settle(&p).await;
+    assert_eq!(p.left.list(LOG), vec![3.0, 1.0, 4.0]);
+    p.assert_agree();
+}
+
+#[tokio::test]
+async fn a_peered_write_outside_any_sequence_replicates() {
+    let p = pair();
+    let core = p.left.core.clone();
+    let before = p.messages();
+    transact("Tally.bump", &core, &CallOptions::default(), |tx| {
+        let core = core.clone();
+        async move {
+            add(&tx, &core, OTHER, 5.0).await?;
+            // A container reached through a local variable is the peered one.
+            let log = tx.read(&core, LOG).await?;
+            tx.list_append(log.as_obj()?, Value::Number(9.0)).await
+        }
+    })
+    .await
+    .expect("commits");
+    settle(&p).await;
+    assert_eq!(p.right.number(OTHER), 5.0);
+    assert_eq!(p.right.list(LOG), vec![9.0]);
+    // Prepare, Vote, Commit.
+    assert_eq!(p.messages() - before, 3);
+}
+
+#[tokio::test]
+async fn a_partner_exception_reaches_the_starter_and_leaves_no_trace() {
+    let p = pair();
+    let err = p.left.run(BOOM, vec![]).await.expect_err("raises");
+    assert_eq!(err, Error::Application { message: "division by zero".into() });
+    settle(&p).await;
+    assert_eq!(p.left.number(COUNTER), 0.0);
+    p.assert_agree();
+}
+
+#[tokio::test]
+async fn savepoint_undo_spans_both_sides() {
+    let p = pair();
+    let core = p.left.core.clone();
+    let left = p.left.clone();
+    let caught = transact("Tally.tryBoth", &core, &CallOptions::default(), |tx| {
+        let core = core.clone();
+        let left = left.clone();
+        async move {
+            add(&tx, &core, OTHER, 1.0).await?; // before the try: kept
+            let sp = tx.savepoint();
+            // try { Walk4(); Boom(); } catch (ApplicationException as e) { ... }
+            let body = async {
+                left.link().sequence(&tx, WALK4, vec![]).await?;
+                left.link().sequence(&tx, BOOM, vec![]).await
+            };
+            let message = match body.await {
+                Err(Raise::Exception(e)) => {
+                    tx.rollback_to(sp);
+                    e.message
+                }
+                other => panic!("expected the try body to raise, got {other:?}"),
+            };
+            // After the catch, the partner still works in the same transaction.
+            left.link().sequence(&tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
+            Ok(message)
+        }
+    })
+    .await
+    .expect("commits");
+    assert_eq!(caught, "division by zero");
+    settle(&p).await;
+    // Walk4's four increments and Boom's are undone on both sides; Inc2's one stays.
+    assert_eq!(p.left.number(COUNTER), 1.0);
+    assert_eq!(p.left.number(OTHER), 1.0);
+    p.assert_agree();
+}
+
+#[tokio::test]
+async fn a_root_exception_after_a_sequence_rolls_back_the_partner() {
+    let p = pair();
+    let core = p.left.core.clone();
+    let left = p.left.clone();
+    let err = transact("Tally.fail", &core, &CallOptions::default(), |tx| {
+        let left = left.clone();
+        async move {
+            left.link().sequence(&tx, WALK4, vec![]).await?;
+            app_error::<()>("no")
+        }
+    })
+    .await
+    .expect_err("raises");
+    assert_eq!(err, Error::Application { message: "no".into() });
+    settle(&p).await;
+    assert_eq!(p.right.number(COUNTER), 0.0);
+    p.assert_agree();
+}
+
+#[tokio::test]
+async fn a_nested_sequence_started_by_the_partner_runs_in_the_same_transaction() {
+    let p = pair();
+    let out = p.left.run(NEST, vec![Value::Nothing]).await.expect("commits");
+    assert_eq!(out[0].as_number().ok(), Some(1.0));
+    settle(&p).await;
+    assert_eq!(p.left.number(COUNTER), 1.0);
+    p.assert_agree();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_increment_one_counter_concurrently() {
+    let p = Arc::new(pair());
+    const EACH: usize = 10_000;
+    let mut tasks = Vec::new();
+    for side in 0..2 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let end = if side == 0 { &p.left } else { &p.right };
+            let mut seen = Vec::with_capacity(EACH);
+            for _ in 0..EACH {
+                let out = end.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
+                seen.push(out[0].as_number().expect("Number") as u64);
+            }
+            seen
+        }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.extend(t.await.expect("task"));
+    }
+    settle(&p).await;
+    assert_eq!(p.left.number(COUNTER), (2 * EACH) as f64);
+    p.assert_agree();
+    // Serializable: every committed increment saw a different previous value.
+    seen.sort_unstable();
+    assert_eq!(seen, (0..(2 * EACH) as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_message_that_does_not_fit_closes_the_pair() {
+    let p = pair();
+    p.left.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
+    settle(&p).await;
+    let tx = Tx::begin(Priority::next());
+    p.right.link().receive(Msg::Work {
+        tx: tx.id(),
+        prio: tx.priority(),
+        from_parent: true,
+        frame: 0,
+        seq: 99,
+        block: 1,
+        locals: vec![],
+        peered: vec![],
+        vote: false,
+    });
+    match p.right.link().error() {
+        Some(Error::ProtocolDeviation { message }) => {
+            assert!(message.contains("unknown sequence"), "{message}")
+        }
+        other => panic!("expected a deviation, got {other:?}"),
+    }
+    assert!(matches!(p.left.link().error(), Some(Error::Network { .. })));
+    // Later sequences fail with a network error; the peered data stays readable.
+    let err = p.left.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect_err("broken");
+    assert!(matches!(err, Error::Network { .. }), "{err:?}");
+    assert_eq!(p.left.number(COUNTER), 1.0);
+}
