@@ -29,7 +29,7 @@
 //! the connection with [`Error::ProtocolDeviation`]; messages about transactions that ended
 //! here (aborted) are stale and ignored.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use tokio::sync::oneshot;
 
@@ -298,7 +298,7 @@ impl Entry {
             arrivals: Vec::new(),
             abort_requested: false,
             jobs: 0,
-            waiters: HashMap::new(),
+            waiters: HashMap::default(),
             vote_waiter: None,
         }
     }
@@ -317,6 +317,8 @@ pub struct Stats {
     pub received: u64,
     /// Transactions this side was the child of.
     pub child_txs: u64,
+    /// Abort-type messages sent (`Abort`, `Aborted`, `WoundMe`): a measure of conflicts.
+    pub conflicts: u64,
 }
 
 /// The state machine of one side of a pair.
@@ -342,7 +344,7 @@ impl Engine {
             side,
             sequences,
             peered,
-            txs: HashMap::new(),
+            txs: HashMap::default(),
             next_frame: 0,
             closed: None,
             stats: Stats::default(),
@@ -376,6 +378,9 @@ impl Engine {
 
     fn send(&mut self, out: &mut Vec<Out>, msg: Msg) {
         self.stats.sent += 1;
+        if matches!(msg, Msg::Abort { .. } | Msg::Aborted { .. } | Msg::WoundMe { .. }) {
+            self.stats.conflicts += 1;
+        }
         out.push(Out::Send(msg));
     }
 
@@ -843,5 +848,266 @@ impl Engine {
             }
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine driven by hand: events in, outputs checked, no tasks and no sockets.
+
+    use super::*;
+
+    fn seqs() -> Vec<SequenceInfo> {
+        vec![
+            SequenceInfo { name: "Two", blocks: 2, locals: 1, starters: [true, false] },
+            SequenceInfo { name: "Four", blocks: 4, locals: 0, starters: [true, false] },
+        ]
+    }
+
+    fn pair() -> (Engine, Engine) {
+        (Engine::new(0, seqs(), 2), Engine::new(1, seqs(), 2))
+    }
+
+    fn sends(out: &[Out]) -> Vec<Msg> {
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Send(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn one_send(out: Vec<Out>) -> Msg {
+        let mut s = sends(&out);
+        assert_eq!(s.len(), 1, "expected one message, got {s:?}");
+        s.remove(0)
+    }
+
+    fn closed(out: &[Out]) -> Option<String> {
+        out.iter().find_map(|o| match o {
+            Out::Close(Error::ProtocolDeviation { message }) => Some(message.clone()),
+            _ => None,
+        })
+    }
+
+    /// Delivers `msg` to `to`; returns the block job it starts, if any, and all outputs.
+    fn deliver(to: &mut Engine, msg: Msg) -> (Option<(TxId, u64, u32, u32)>, Vec<Out>) {
+        let mut out = Vec::new();
+        to.received(msg, &mut out);
+        let job = out.iter().find_map(|o| match o {
+            Out::Run(Job::Block { tx, frame, seq, block, .. }) => Some((tx.id(), *frame, *seq, *block)),
+            _ => None,
+        });
+        (job, out)
+    }
+
+    #[test]
+    fn a_k_block_sequence_costs_k_plus_one_messages_when_it_ends_on_the_partner() {
+        for (seq, k) in [(0u32, 2u32), (1, 4)] {
+            let (mut a, mut b) = pair();
+            let root = Tx::begin(Priority::next());
+            let mut out = Vec::new();
+            let locals = vec![Value::Nothing; seqs()[seq as usize].locals as usize];
+            let mut waiter = a.start_frame(&root, seq, locals, vec![], &mut out).expect("open");
+            let mut msg = one_send(out);
+            let mut messages = 1;
+            // Alternate: each side runs the block it is sent and answers.
+            let mut at_b = true;
+            loop {
+                let (engine, _other) = if at_b { (&mut b, &mut a) } else { (&mut a, &mut b) };
+                let (job, out) = deliver(engine, msg.clone());
+                if let Some((tx, frame, s, block)) = job {
+                    let mut out = Vec::new();
+                    let locals = vec![Value::Nothing; seqs()[s as usize].locals as usize];
+                    engine.block_finished(tx, frame, s, block, BlockResult::Ok(locals, vec![]), &mut out);
+                    let s = sends(&out);
+                    if s.is_empty() {
+                        break; // ended where it started: answered locally
+                    }
+                    messages += s.len();
+                    msg = s[0].clone();
+                    at_b = !at_b;
+                } else {
+                    assert!(out.iter().any(|o| matches!(o, Out::Answer(_, Reply::Done(..)))));
+                    for o in out {
+                        if let Out::Answer(w, r) = o {
+                            let _ = w.send(r);
+                        }
+                    }
+                    break;
+                }
+            }
+            assert!(matches!(waiter.try_recv(), Ok(Reply::Done(..))));
+            // The child's last message carried its vote: no prepare round.
+            let mut out = Vec::new();
+            assert!(matches!(a.prepare(&root, vec![], &mut out), Ok(None)));
+            a.finish(root.id(), true, &mut out);
+            let commit = one_send(out);
+            assert!(matches!(commit, Msg::Commit { .. }));
+            messages += 1;
+            let (_, out) = deliver(&mut b, commit);
+            assert!(out.iter().any(|o| matches!(o, Out::Commit(_))));
+            assert_eq!(messages as u32, k + 1, "{k}-block sequence");
+            assert_eq!(a.in_flight() + b.in_flight(), 0);
+        }
+    }
+
+    #[test]
+    fn peered_changes_after_the_vote_need_a_prepare_round() {
+        let (mut a, mut b) = pair();
+        let root = Tx::begin(Priority::next());
+        let mut out = Vec::new();
+        assert!(a.enlist(&root));
+        let rx = a.prepare(&root, vec![(1, Value::Number(5.0))], &mut out).expect("open").expect("a round");
+        let prepare = one_send(out);
+        let (_, out) = deliver(&mut b, prepare);
+        assert!(out.iter().any(|o| matches!(o, Out::Run(Job::Prepare { peered, .. }) if peered.len() == 1)));
+        let mut out = Vec::new();
+        b.prepare_finished(root.id(), true, &mut out);
+        let vote = one_send(out);
+        assert!(matches!(vote, Msg::Vote { .. }));
+        let (_, out) = deliver(&mut a, vote);
+        assert!(out.iter().any(|o| matches!(o, Out::Answer(_, Reply::Voted))));
+        drop(rx);
+    }
+
+    #[test]
+    fn messages_that_do_not_fit_close_the_connection() {
+        let tx = Tx::begin(Priority::next());
+        let work = |frame, seq, block, locals: usize, peered: PeeredData| Msg::Work {
+            tx: tx.id(),
+            prio: tx.priority(),
+            from_parent: true,
+            frame,
+            seq,
+            block,
+            locals: vec![Value::Nothing; locals],
+            peered,
+            vote: false,
+        };
+        let cases = [
+            (work(0, 7, 1, 1, vec![]), "unknown sequence"),
+            (work(0, 0, 2, 1, vec![]), "no block 2"),
+            (work(0, 1, 2, 0, vec![]), "does not run on this side"),
+            (work(1, 0, 1, 1, vec![]), "cannot be started"),
+            (work(0, 0, 1, 3, vec![]), "carries 1 values"),
+            (work(0, 0, 1, 1, vec![(9, Value::Nothing)]), "peered variable 9"),
+            (Msg::Commit { tx: tx.id() }, "unknown transaction"),
+        ];
+        for (msg, expected) in cases {
+            let (_, mut b) = pair();
+            let (_, out) = deliver(&mut b, msg);
+            let why = closed(&out).unwrap_or_else(|| panic!("no deviation for {expected}"));
+            assert!(why.contains(expected), "{why:?} should mention {expected:?}");
+        }
+    }
+
+    #[test]
+    fn stale_messages_about_ended_transactions_are_ignored() {
+        let (mut a, _) = pair();
+        let tx = Tx::begin(Priority::next());
+        for msg in [
+            Msg::Done {
+                tx: tx.id(),
+                from_parent: false,
+                frame: 0,
+                locals: vec![],
+                peered: vec![],
+                vote: true,
+            },
+            Msg::Vote { tx: tx.id() },
+            Msg::Aborted { tx: tx.id() },
+            Msg::Abort { tx: tx.id() },
+            Msg::WoundMe { tx: tx.id() },
+        ] {
+            let (_, out) = deliver(&mut a, msg);
+            assert!(out.is_empty(), "a stale message caused output");
+        }
+    }
+
+    #[test]
+    fn an_idle_child_asks_its_parent_to_wound_it_and_a_busy_one_aborts_alone() {
+        let (mut a, mut b) = pair();
+        let root = Tx::begin(Priority::next());
+        let mut out = Vec::new();
+        let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
+        let (job, _) = deliver(&mut b, one_send(out));
+        let (id, frame, seq, block) = job.expect("a block job");
+        // Busy: wounded while running block 1 → aborts alone and says so.
+        let mut out = Vec::new();
+        b.block_finished(id, frame, seq, block, BlockResult::Aborted, &mut out);
+        assert!(out.iter().any(|o| matches!(o, Out::Abort(_))));
+        let aborted = one_send(out);
+        assert!(matches!(aborted, Msg::Aborted { .. }));
+        let (_, out) = deliver(&mut a, aborted);
+        assert!(out.iter().any(|o| matches!(o, Out::Answer(_, Reply::Aborted))));
+        assert!(out.iter().any(|o| matches!(o, Out::Wound(_))));
+
+        // Idle after its vote: asks.
+        let (mut a, mut b) = pair();
+        let root = Tx::begin(Priority::next());
+        let mut out = Vec::new();
+        let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
+        let (job, _) = deliver(&mut b, one_send(out));
+        let (id, frame, seq, block) = job.expect("a block job");
+        let mut out = Vec::new();
+        b.block_finished(id, frame, seq, block, BlockResult::Ok(vec![], vec![]), &mut out);
+        assert!(matches!(one_send(out), Msg::Work { vote: true, block: 2, .. }));
+        let mut out = Vec::new();
+        b.wound_requested(id, &mut out);
+        let ask = one_send(out);
+        assert!(matches!(ask, Msg::WoundMe { .. }));
+        let (_, out) = deliver(&mut a, ask);
+        assert!(out.iter().any(|o| matches!(o, Out::Wound(_))));
+        // The root aborts: the child is told.
+        let mut out = Vec::new();
+        a.finish(root.id(), false, &mut out);
+        let (_, out) = deliver(&mut b, one_send(out));
+        assert!(out.iter().any(|o| matches!(o, Out::Abort(_))));
+        assert_eq!(b.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_abort_while_the_child_works_waits_for_its_block_to_stop() {
+        let (mut a, mut b) = pair();
+        let root = Tx::begin(Priority::next());
+        let mut out = Vec::new();
+        let _w = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
+        let (job, _) = deliver(&mut b, one_send(out));
+        let (id, frame, seq, block) = job.expect("a block job");
+        let mut out = Vec::new();
+        a.finish(root.id(), false, &mut out);
+        let (_, out) = deliver(&mut b, one_send(out));
+        assert!(out.iter().any(|o| matches!(o, Out::ForceWound(_))));
+        assert!(!out.iter().any(|o| matches!(o, Out::Abort(_))), "not while its block runs");
+        let mut out = Vec::new();
+        b.block_finished(id, frame, seq, block, BlockResult::Aborted, &mut out);
+        assert!(out.iter().any(|o| matches!(o, Out::Abort(_))));
+        assert!(sends(&out).is_empty(), "the parent already knows");
+    }
+
+    #[test]
+    fn losing_the_connection_fails_waiting_calls_and_presumes_abort() {
+        let (mut a, mut b) = pair();
+        let root = Tx::begin(Priority::next());
+        let mut out = Vec::new();
+        let mut waiter = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
+        let (job, _) = deliver(&mut b, one_send(out));
+        assert!(job.is_some());
+        let mut out = Vec::new();
+        a.lost("partner gone", &mut out);
+        for o in out {
+            if let Out::Answer(w, r) = o {
+                let _ = w.send(r);
+            }
+        }
+        assert!(matches!(waiter.try_recv(), Ok(Reply::Lost(r)) if r == "partner gone"));
+        let mut out = Vec::new();
+        b.lost("partner gone", &mut out);
+        assert!(out.iter().any(|o| matches!(o, Out::ForceWound(_))));
+        assert!(out.iter().any(|o| matches!(o, Out::Abort(_))));
+        // Later sequences fail at once.
+        let mut out = Vec::new();
+        assert!(a.start_frame(&Tx::begin(Priority::next()), 0, vec![], vec![], &mut out).is_err());
     }
 }

@@ -150,7 +150,7 @@ impl LinkShared {
                 }
                 Out::Run(job) => {
                     let me = self.arc();
-                    tokio::spawn(async move { me.job(job).await });
+                    run_soon(Box::pin(async move { me.job(job).await }));
                 }
                 Out::Answer(waiter, reply) => {
                     let _ = waiter.send(reply);
@@ -353,6 +353,34 @@ impl TxLink for LinkShared {
     fn enlist(&self, tx: &Tx) {
         self.join(tx);
     }
+}
+
+thread_local! {
+    /// How deeply jobs are being run inline on this thread.
+    static INLINE_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Inline runs nest (a block's answer runs the next block on the other side); beyond this
+/// depth jobs go to their own task at once.
+const MAX_INLINE_DEPTH: u32 = 32;
+
+/// Runs a job: polls it once right here, and gives it its own task only if it has to wait
+/// (for a lock, or for the partner). Most blocks finish in their first poll, so a sequence
+/// between two endpoints of one process costs no task switch. A job polled here and then
+/// spawned is polled again by its task, which registers the task's waker wherever the first
+/// poll registered the placeholder.
+fn run_soon(mut job: Pin<Box<dyn Future<Output = ()> + Send>>) {
+    let depth = INLINE_DEPTH.with(|d| d.get());
+    if depth < MAX_INLINE_DEPTH {
+        INLINE_DEPTH.with(|d| d.set(depth + 1));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let ready = job.as_mut().poll(&mut cx).is_ready();
+        INLINE_DEPTH.with(|d| d.set(depth));
+        if ready {
+            return;
+        }
+    }
+    tokio::spawn(job);
 }
 
 /// The in-process transport: hands each message to the partner's link directly.

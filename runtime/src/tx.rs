@@ -158,6 +158,8 @@ struct TxLog {
     /// Peered variables sent, in order: a savepoint rollback makes those sent after it dirty
     /// again, since the other side undoes what it received.
     shipped: Vec<PeeredTag>,
+    /// Endpoints whose link this transaction has joined for their peered data.
+    enlisted: Vec<u64>,
 }
 
 /// What a prepared participant does when an older transaction needs what it holds.
@@ -168,7 +170,9 @@ pub(crate) struct TxInner {
     id: TxId,
     priority: Priority,
     state: AtomicU8,
-    waker: Mutex<Option<Waker>>,
+    /// The tasks running this transaction's code here (the root's, and blocks run for a
+    /// partner): a wound wakes them all.
+    wakers: Mutex<Vec<Waker>>,
     log: Mutex<TxLog>,
     hook: Mutex<Option<WoundHook>>,
     hook_fired: std::sync::atomic::AtomicBool,
@@ -190,7 +194,7 @@ impl TxInner {
     pub(crate) fn wound(&self) {
         match self.state.compare_exchange(ACTIVE, WOUNDED, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
-                if let Some(w) = self.waker.lock().take() {
+                for w in std::mem::take(&mut *self.wakers.lock()) {
                     w.wake();
                 }
             }
@@ -247,7 +251,7 @@ impl Tx {
             id,
             priority,
             state: AtomicU8::new(ACTIVE),
-            waker: Mutex::new(None),
+            wakers: Mutex::new(Vec::new()),
             log: Mutex::new(TxLog::default()),
             hook: Mutex::new(None),
             hook_fired: std::sync::atomic::AtomicBool::new(false),
@@ -324,7 +328,10 @@ impl Tx {
             for t in tags {
                 if !log.dirty.contains(t) {
                     log.dirty.push(*t);
-                    fresh.push(t.core);
+                    if !log.enlisted.contains(&t.core) {
+                        log.enlisted.push(t.core);
+                        fresh.push(t.core);
+                    }
                 }
             }
         }
@@ -364,9 +371,12 @@ impl Tx {
 
     /// Makes a wound wake `waker` (the task running the attempt), whatever it is waiting for.
     pub(crate) fn wake_on_wound(&self, waker: &Waker) {
-        let mut slot = self.inner.waker.lock();
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
+        if waker.will_wake(Waker::noop()) {
+            return; // a job's first, inline poll: its task will poll again
+        }
+        let mut wakers = self.inner.wakers.lock();
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
         }
     }
 
@@ -405,7 +415,7 @@ impl Tx {
                 lock.wait(cx.waker());
                 // Publish the waker, then look again: a wound that raced with this request
                 // either sees the waker (and wakes us) or happened before the second look.
-                *self.inner.waker.lock() = Some(cx.waker().clone());
+                self.wake_on_wound(cx.waker());
                 if let Err(abort) = self.check() {
                     return Poll::Ready(Err(abort));
                 }

@@ -2,8 +2,8 @@
 //! yielding, such as a block stuck in a loop. Each poll of a transaction's code registers when
 //! it started; a background thread looks every few milliseconds and warns once per long poll.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -12,14 +12,31 @@ use parking_lot::Mutex;
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(50);
 
 static BUDGET_US: AtomicU64 = AtomicU64::new(50_000);
-static RUNNING: Mutex<Vec<Option<Running>>> = Mutex::new(Vec::new());
+/// One slot per thread that ever ran Waldo code.
+static THREADS: Mutex<Vec<Arc<ThreadSlot>>> = Mutex::new(Vec::new());
 static REPORTS: AtomicU64 = AtomicU64::new(0);
 static THREAD: OnceLock<()> = OnceLock::new();
 
-struct Running {
-    since: Instant,
-    what: &'static str,
-    reported: bool,
+/// Microseconds since the watchdog started, advanced by its thread: polls read this instead
+/// of the clock, so the watchdog costs a poll a few atomic operations on its own thread's
+/// slot.
+static NOW_US: AtomicU64 = AtomicU64::new(0);
+
+/// What one thread is running: since when (plus one; zero when idle), and what.
+#[derive(Default)]
+struct ThreadSlot {
+    since: AtomicU64,
+    what: Mutex<&'static str>,
+    /// The `since` value already reported (each long poll is reported once).
+    reported: AtomicU64,
+}
+
+thread_local! {
+    static SLOT: Arc<ThreadSlot> = {
+        let slot = Arc::new(ThreadSlot::default());
+        THREADS.lock().push(slot.clone());
+        slot
+    };
 }
 
 /// Sets the budget after which running code is reported.
@@ -39,15 +56,24 @@ fn budget() -> Duration {
 fn start_thread() {
     THREAD.get_or_init(|| {
         let spawned = std::thread::Builder::new().name("waldo-watchdog".into()).spawn(|| {
+            let start = Instant::now();
             loop {
                 let budget = budget();
-                std::thread::sleep((budget / 4).clamp(Duration::from_millis(1), Duration::from_millis(20)));
-                let mut running = RUNNING.lock();
-                for entry in running.iter_mut().flatten() {
-                    if !entry.reported && entry.since.elapsed() > budget {
-                        entry.reported = true;
+                std::thread::sleep((budget / 8).clamp(Duration::from_millis(1), Duration::from_millis(10)));
+                // Never zero, so that a poll started now is not taken for "idle".
+                let now = start.elapsed().as_micros() as u64 + 1;
+                NOW_US.store(now, Ordering::Relaxed);
+                let budget_us = budget.as_micros() as u64;
+                let threads = THREADS.lock().clone();
+                for slot in threads {
+                    let since = slot.since.load(Ordering::Acquire);
+                    if since != 0
+                        && now.saturating_sub(since) > budget_us
+                        && slot.reported.swap(since, Ordering::AcqRel) != since
+                    {
                         REPORTS.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(code = entry.what, budget_ms = budget.as_millis() as u64,
+                        let what = *slot.what.lock();
+                        tracing::warn!(code = what, budget_ms = budget.as_millis() as u64,
                             "Waldo code has been running without yielding for longer than the watchdog budget");
                     }
                 }
@@ -59,32 +85,26 @@ fn start_thread() {
     });
 }
 
-/// Runs `f` (one poll of Waldo code named `what`) under the watchdog's eye.
+/// Runs `f` (one poll of Waldo code named `what`) under the watchdog's eye. Nested polls
+/// (an inline job inside a poll) keep the outer poll's start.
 pub(crate) fn during<T>(what: &'static str, f: impl FnOnce() -> T) -> T {
     start_thread();
-    let slot = {
-        let mut running = RUNNING.lock();
-        let entry = Some(Running { since: Instant::now(), what, reported: false });
-        match running.iter().position(Option::is_none) {
-            Some(i) => {
-                running[i] = entry;
-                i
-            }
-            None => {
-                running.push(entry);
-                running.len() - 1
+    SLOT.with(|slot| {
+        let outer = slot.since.load(Ordering::Relaxed);
+        if outer == 0 {
+            *slot.what.lock() = what;
+            slot.since.store(NOW_US.load(Ordering::Relaxed).max(1), Ordering::Release);
+        }
+        // Back to idle when the poll ends, even by unwinding.
+        struct Idle<'a>(&'a ThreadSlot, u64);
+        impl Drop for Idle<'_> {
+            fn drop(&mut self) {
+                if self.1 == 0 {
+                    self.0.since.store(0, Ordering::Release);
+                }
             }
         }
-    };
-    // Free the slot when the poll ends, even by unwinding.
-    struct Free(usize);
-    impl Drop for Free {
-        fn drop(&mut self) {
-            if let Some(entry) = RUNNING.lock().get_mut(self.0) {
-                *entry = None;
-            }
-        }
-    }
-    let _free = Free(slot);
-    f()
+        let _idle = Idle(slot, outer);
+        f()
+    })
 }
