@@ -890,8 +890,11 @@ mod tests {
         })
     }
 
+    /// A block job: transaction, frame, sequence, block.
+    type BlockJob = (TxId, u64, u32, u32);
+
     /// Delivers `msg` to `to`; returns the block job it starts, if any, and all outputs.
-    fn deliver(to: &mut Engine, msg: Msg) -> (Option<(TxId, u64, u32, u32)>, Vec<Out>) {
+    fn deliver(to: &mut Engine, msg: Msg) -> (Option<BlockJob>, Vec<Out>) {
         let mut out = Vec::new();
         to.received(msg, &mut out);
         let job = out.iter().find_map(|o| match o {

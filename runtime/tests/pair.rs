@@ -407,7 +407,7 @@ async fn a_message_that_does_not_fit_closes_the_pair() {
     });
     match p.right.link().error() {
         Some(Error::ProtocolDeviation { message }) => {
-            assert!(message.contains("unknown sequence"), "{message}")
+            assert!(message.contains("unknown sequence"), "{message}");
         }
         other => panic!("expected a deviation, got {other:?}"),
     }
