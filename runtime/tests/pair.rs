@@ -36,6 +36,7 @@ const APPEND: u32 = 5;
 const NEST: u32 = 6;
 const ONE: u32 = 7;
 const MOVE: u32 = 8;
+const RELAY: u32 = 9;
 
 fn sequences() -> Vec<SequenceInfo> {
     let s = |name, blocks, locals| SequenceInfo { name, blocks, locals, starters: [true, true] };
@@ -49,6 +50,7 @@ fn sequences() -> Vec<SequenceInfo> {
         s("Nest", 2, 1),
         s("One", 1, 0),
         s("Move", 2, 1),
+        s("Relay", 2, 1),
     ]
 }
 
@@ -56,6 +58,8 @@ fn sequences() -> Vec<SequenceInfo> {
 struct End {
     core: Arc<EndpointCore>,
     link: OnceLock<Link>,
+    /// An endpoint of another pair on this host that `Relay` calls into (as `e.f()` would).
+    relay: OnceLock<Arc<End>>,
 }
 
 async fn add(tx: &Tx, core: &Arc<EndpointCore>, slot: usize, by: f64) -> Flow<f64> {
@@ -118,6 +122,13 @@ impl Program for End {
                     let amount = locals[0].as_number()?;
                     add(tx, core, OTHER, amount).await?;
                 }
+                (RELAY, 0) => {}
+                (RELAY, _) => {
+                    // The partner's block reaches another pair: the transaction spreads to it.
+                    let other = self.relay.get().expect("a relay");
+                    let out = other.link().sequence(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
+                    locals[0] = out[1].clone();
+                }
                 _ => return app_error(format!("no block {block} in sequence {seq}")),
             }
             Ok(())
@@ -133,7 +144,7 @@ struct Pair {
 fn end(name: &str) -> Arc<End> {
     let core = EndpointCore::new(name, vec![Value::Number(0.0), Value::Number(0.0), Value::new_list(vec![])]);
     core.set_peered(3);
-    Arc::new(End { core, link: OnceLock::new() })
+    Arc::new(End { core, link: OnceLock::new(), relay: OnceLock::new() })
 }
 
 fn pair() -> Pair {
@@ -416,6 +427,96 @@ async fn a_message_that_does_not_fit_closes_the_pair() {
     let err = p.left.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect_err("broken");
     assert!(matches!(err, Error::Network { .. }), "{err:?}");
     assert_eq!(p.left.number(COUNTER), 1.0);
+}
+
+#[tokio::test]
+async fn a_transaction_spreads_over_several_pairs_as_one_commit_tree() {
+    let (first, second) = (pair(), pair());
+    first.right.relay.set(second.left.clone()).ok();
+    // first.left → first.right (child) → second.left (parent there) → second.right.
+    let out = first.left.run(RELAY, vec![Value::Nothing]).await.expect("commits");
+    assert_eq!(out[0].as_number().ok(), Some(1.0));
+    settle(&first).await;
+    settle(&second).await;
+    assert_eq!(second.right.number(COUNTER), 1.0);
+    second.assert_agree();
+    first.assert_agree();
+
+    // A failure at the root after the tree grew undoes every pair.
+    let core = first.left.core.clone();
+    let root = first.left.clone();
+    let err = transact("Tally.relayThenFail", &core, &CallOptions::default(), |tx| {
+        let root = root.clone();
+        async move {
+            add(&tx, &root.core, OTHER, 1.0).await?;
+            root.link().sequence(&tx, RELAY, vec![Value::Nothing]).await?;
+            app_error::<()>("changed my mind")
+        }
+    })
+    .await
+    .expect_err("raises");
+    assert_eq!(err, Error::Application { message: "changed my mind".into() });
+    settle(&first).await;
+    settle(&second).await;
+    assert_eq!(second.left.number(COUNTER), 1.0);
+    assert_eq!(first.right.number(OTHER), 0.0);
+    second.assert_agree();
+    first.assert_agree();
+
+    // And a savepoint rollback reaches the grandchild pair too.
+    let root = first.left.clone();
+    transact("Tally.tryRelay", &core, &CallOptions::default(), |tx| {
+        let root = root.clone();
+        async move {
+            let sp = tx.savepoint();
+            root.link().sequence(&tx, RELAY, vec![Value::Nothing]).await?;
+            tx.rollback_to(sp);
+            Ok(())
+        }
+    })
+    .await
+    .expect("commits");
+    settle(&first).await;
+    settle(&second).await;
+    assert_eq!(second.right.number(COUNTER), 1.0);
+    second.assert_agree();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_that_expires_mid_sequence_aborts_both_sides() {
+    let p = Arc::new(pair());
+    // An older transaction on the right holds its replica of the counter for a while.
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let blocker = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let core = p.right.core.clone();
+            let mut held = Some(held_tx);
+            transact("Tally.hold", &core, &CallOptions::default(), |tx| {
+                let core = core.clone();
+                let held = held.take();
+                async move {
+                    add(&tx, &core, COUNTER, 10.0).await?;
+                    if let Some(h) = held {
+                        let _ = h.send(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(())
+                }
+            })
+            .await
+        })
+    };
+    held_rx.await.expect("the blocker holds the counter");
+    let options = CallOptions::default().with_deadline(Duration::from_millis(50));
+    let err =
+        p.left.run_with(INC2, vec![Value::Nothing, Value::Nothing], &options).await.expect_err("times out");
+    assert_eq!(err, Error::Timeout);
+    blocker.await.expect("blocker").expect("the blocker commits");
+    settle(&p).await;
+    // Only the blocker's write survives, on both replicas.
+    assert_eq!(p.left.number(COUNTER), 10.0);
+    p.assert_agree();
 }
 
 // ---------------------------------------------------------------- seeded random delivery
