@@ -5,13 +5,16 @@
 //! checked [`ir::Protocol`] with its fingerprint, which the code generator consumes. The
 //! `waldoc` command is a thin layer over this.
 
+pub mod build;
 pub mod check;
+pub mod codegen;
 pub mod codes;
 pub mod diagnostics;
 pub mod explain;
 pub mod graph;
 pub mod ir;
 
+pub use build::{Config, compile, compile_or_exit};
 pub use diagnostics::{Color, Diagnostic, Label, Severity, SourceMap};
 pub use waldo_grammar::{File, FileId};
 

@@ -40,6 +40,18 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Generate the Rust code of `.wld` files: one `<protocol>.rs` per file in `--out-dir`.
+    Build {
+        /// The files to compile.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the generated files.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        /// Emit only this endpoint (repeat for several); all endpoints by default.
+        #[arg(long = "endpoint", value_name = "NAME")]
+        endpoints: Vec<String>,
+    },
     /// Print the syntax tree of a `.wld` file (for debugging the compiler).
     Ast {
         /// The file to parse.
@@ -102,6 +114,27 @@ fn main() -> ExitCode {
         Command::Ast { file, output } => ast(&file, &output),
         Command::Explain { code } => explain(&code),
         Command::Graph { file, format, output } => graph(&file, format, &output),
+        Command::Build { files, out_dir, endpoints } => build(&files, out_dir, endpoints),
+    }
+}
+
+/// Generates code for every file; prints what it wrote, or the diagnostics.
+fn build(files: &[PathBuf], out_dir: PathBuf, endpoints: Vec<String>) -> ExitCode {
+    let mut config = waldo_compiler::Config::new().out_dir(out_dir).cargo_metadata(false);
+    for e in endpoints {
+        config = config.endpoint(e);
+    }
+    match config.compile(files) {
+        Ok(written) => {
+            for w in written {
+                println!("wrote {}", w.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

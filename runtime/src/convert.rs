@@ -180,3 +180,52 @@ impl<K: FromKey + Ord, V: FromValue> FromValue for BTreeMap<K, V> {
         }
     }
 }
+
+impl<T> IntoValue for crate::external::External<T> {
+    fn into_value(self) -> Value {
+        Value::External(self.cell().clone())
+    }
+}
+
+impl<T> FromValue for crate::external::External<T> {
+    fn from_committed(value: &Value) -> Result<Self, Exception> {
+        match value {
+            Value::External(c) => Ok(crate::external::External::from_cell(c.clone())),
+            other => {
+                Err(Exception::application(format!("expected an External, found {}", other.kind_name())))
+            }
+        }
+    }
+}
+
+impl IntoValue for crate::endpoint::EndpointRef {
+    fn into_value(self) -> Value {
+        Value::Endpoint(self)
+    }
+}
+
+impl FromValue for crate::endpoint::EndpointRef {
+    fn from_committed(value: &Value) -> Result<Self, Exception> {
+        match value {
+            Value::Endpoint(e) => Ok(e.clone()),
+            other => {
+                Err(Exception::application(format!("expected an Endpoint, found {}", other.kind_name())))
+            }
+        }
+    }
+}
+
+impl IntoValue for crate::value::HostFn {
+    fn into_value(self) -> Value {
+        Value::Function(self)
+    }
+}
+
+impl FromValue for crate::value::HostFn {
+    fn from_committed(value: &Value) -> Result<Self, Exception> {
+        match value {
+            Value::Function(f) => Ok(f.clone()),
+            other => Err(Exception::application(format!("expected a Function, found {}", other.kind_name()))),
+        }
+    }
+}

@@ -138,6 +138,12 @@ pub trait DynEndpoint: Send + Sync {
 #[derive(Clone)]
 pub struct EndpointRef(pub Arc<dyn DynEndpoint>);
 
+impl fmt::Debug for EndpointRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Endpoint {}>", self.id())
+    }
+}
+
 impl EndpointRef {
     /// The endpoint's unique id.
     pub fn id(&self) -> &str {

@@ -49,6 +49,12 @@ pub struct External<T> {
     _t: PhantomData<fn() -> T>,
 }
 
+impl<T> std::fmt::Debug for External<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "External({:?})", self.cell.committed())
+    }
+}
+
 impl<T> Clone for External<T> {
     fn clone(&self) -> Self {
         External { cell: self.cell.clone(), _t: PhantomData }
@@ -78,9 +84,16 @@ impl<T: crate::convert::FromValue + crate::convert::IntoValue> External<T> {
     pub fn try_get(&self) -> Result<T, crate::Exception> {
         T::from_committed(&self.cell.committed())
     }
+}
 
+impl<T> External<T> {
     /// The untyped cell, for generated code.
     pub fn cell(&self) -> &ExtCell {
         &self.cell
+    }
+
+    /// The typed view of a cell (generated code knows its type from the checker).
+    pub(crate) fn from_cell(cell: ExtCell) -> Self {
+        External { cell, _t: PhantomData }
     }
 }

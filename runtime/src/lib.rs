@@ -27,6 +27,7 @@ pub mod watchdog;
 pub mod wire;
 
 pub use convert::NumberKey;
+pub use endpoint::EndpointRef;
 pub use error::{Error, Exception, ExceptionKind};
 pub use external::External;
 pub use run::CallOptions;
@@ -34,6 +35,9 @@ pub use run::CallOptions;
 /// The API of generated code. Not for direct use: it may change with the code generator.
 #[doc(hidden)]
 pub mod __rt {
+    use std::future::Future;
+
+    pub use crate::CallOptions;
     pub use crate::convert::{FromKey, FromValue, IntoKey, IntoValue};
     pub use crate::effects::{Printer, stdout_printer};
     pub use crate::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
@@ -45,4 +49,18 @@ pub mod __rt {
     pub use crate::run::{Attempts, transact, transact_counted};
     pub use crate::tx::{Priority, Savepoint, Tx, TxId};
     pub use crate::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
+
+    /// Runs two futures concurrently (both sides' `onCreate`).
+    pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+        tokio::join!(a, b)
+    }
+}
+
+/// Includes the Rust code generated for protocol `name` by `waldo_compiler::compile` in
+/// `build.rs` (from `$OUT_DIR/name.rs`): a module named after the protocol.
+#[macro_export]
+macro_rules! include_protocol {
+    ($name:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $name, ".rs"));
+    };
 }

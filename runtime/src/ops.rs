@@ -249,6 +249,205 @@ pub async fn call_function(tx: &Tx, f: &Value, args: Vec<Value>) -> Flow<Vec<Val
     }
 }
 
+/// How a `try` body (run as its own block of code) ended, for the code around it.
+#[derive(Debug)]
+pub enum Ctl {
+    /// It ran to its end.
+    Next,
+    /// `break` out of a loop around the `try`.
+    Break,
+    /// `continue` a loop around the `try`.
+    Continue,
+    /// `return` from the function, with these values.
+    Return(Vec<Value>),
+}
+
+/// The first of a call's results (the value of a call used as an expression).
+pub fn first(values: Vec<Value>) -> Value {
+    values.into_iter().next().unwrap_or(Value::Nothing)
+}
+
+/// The `i`-th of several results (destructuring `a, b = f();`).
+pub fn nth(values: &[Value], i: usize) -> Value {
+    values.get(i).cloned().unwrap_or(Value::Nothing)
+}
+
+fn cell(v: &Value) -> Flow<&crate::external::ExtCell> {
+    match v {
+        Value::External(c) => Ok(c),
+        Value::Nothing => app_error("this External was never given a cell (use extCopy or extAssign first)"),
+        other => app_error(format!("{} is not an External", other.kind_name())),
+    }
+}
+
+/// The current value of an External (`x` where a value is expected).
+pub async fn ext_read(tx: &Tx, v: &Value) -> Flow<Value> {
+    tx.ext_read(cell(v)?).await
+}
+
+/// The container an External holds, to change in place (`x[k] = v`, `x.append(v)`).
+pub async fn ext_container(tx: &Tx, v: &Value) -> Flow<Value> {
+    tx.ext_for_write(cell(v)?).await
+}
+
+/// `extCopy value to place`, where the place currently holds `current`: writes into its
+/// cell, or makes a fresh cell when it has none (returned, for the place to hold).
+pub async fn ext_copy(tx: &Tx, current: &Value, value: Value) -> Flow<Option<Value>> {
+    match current {
+        Value::External(c) => {
+            tx.ext_write(c, value).await?;
+            Ok(None)
+        }
+        Value::Nothing => {
+            let fresh = crate::external::ExtCell::new(Value::Nothing);
+            tx.ext_write(&fresh, value).await?;
+            Ok(Some(Value::External(fresh)))
+        }
+        other => app_error(format!("cannot extCopy into {}", other.kind_name())),
+    }
+}
+
+/// A Map literal `{k: v, ...}`.
+pub fn map_literal(entries: Vec<(Value, Value)>) -> Flow<Value> {
+    let mut map = std::collections::BTreeMap::new();
+    for (k, v) in entries {
+        map.insert(k.to_key()?, v);
+    }
+    Ok(Value::new_map(map))
+}
+
+/// `s.field`.
+pub async fn field_get(tx: &Tx, base: &Value, field: usize) -> Flow<Value> {
+    tx.field_get(base.as_obj()?, field).await
+}
+
+/// `s.field = value`.
+pub async fn field_set(tx: &Tx, base: &Value, field: usize, value: Value) -> Flow<()> {
+    tx.field_set(base.as_obj()?, field, value).await
+}
+
+/// `list.append(x)`.
+pub async fn append(tx: &Tx, list: &Value, x: Value) -> Flow<()> {
+    tx.list_append(list.as_obj()?, x).await
+}
+
+/// `list.insert(i, x)`.
+pub async fn insert(tx: &Tx, list: &Value, i: &Value, x: Value) -> Flow<()> {
+    tx.list_insert(list.as_obj()?, i.as_number()?, x).await
+}
+
+/// `list.remove(i)`.
+pub async fn remove_index(tx: &Tx, list: &Value, i: &Value) -> Flow<()> {
+    tx.list_remove(list.as_obj()?, i.as_number()?).await
+}
+
+/// `map.remove(k)`.
+pub async fn remove_key(tx: &Tx, map: &Value, k: &Value) -> Flow<()> {
+    tx.map_remove(map.as_obj()?, &k.to_key()?).await
+}
+
+/// `signal(f, args...)`: `f(args)` once, after commit.
+pub async fn signal(tx: &Tx, f: &Value, args: Vec<Value>) -> Flow<()> {
+    match f {
+        Value::Function(host) => tx.signal(host.clone(), args).await,
+        Value::Nothing => app_error("signal: this Function variable was never given a function"),
+        other => app_error(format!("signal: {} is not a Function", other.kind_name())),
+    }
+}
+
+/// `e.f(args)` on an Endpoint value, in the caller's transaction.
+pub async fn call_endpoint(tx: &Tx, target: &Value, function: &str, args: Vec<Value>) -> Flow<Vec<Value>> {
+    match target {
+        Value::Endpoint(e) => e.call(tx, function, args).await,
+        Value::Nothing => {
+            app_error(format!("cannot call `{function}`: this Endpoint variable was never given an endpoint"))
+        }
+        other => app_error(format!("cannot call `{function}` on {}", other.kind_name())),
+    }
+}
+
+/// `e.id()` on an Endpoint value.
+pub fn endpoint_id(target: &Value) -> Flow<Value> {
+    match target {
+        Value::Endpoint(e) => Ok(Value::text(e.id())),
+        Value::Nothing => {
+            app_error("cannot take the id of an Endpoint variable that was never given an endpoint")
+        }
+        other => app_error(format!("{} is not an Endpoint", other.kind_name())),
+    }
+}
+
+/// Deep copies of `values` (results leaving a transaction for the host).
+pub async fn copy_all(tx: &Tx, values: Vec<Value>) -> Flow<Vec<Value>> {
+    let mut out = Vec::with_capacity(values.len());
+    for v in &values {
+        out.push(match v {
+            Value::List(_) | Value::Map(_) | Value::Struct(_) => tx.deep_copy(v).await?,
+            other => other.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The `n` fields of a Struct value nobody else can reach (for host conversions).
+pub fn struct_fields(v: &Value, n: usize) -> Result<Vec<Value>, Exception> {
+    match v {
+        Value::Struct(o) => match o.snapshot() {
+            crate::value::ObjData::Struct(fields) if fields.len() == n => Ok(fields),
+            _ => Err(Exception::application(format!("expected a Struct of {n} fields"))),
+        },
+        other => Err(Exception::application(format!("expected a Struct, found {}", other.kind_name()))),
+    }
+}
+
+/// The text `print(x)` prints: Text as is, Numbers and TrueFalse as `toText` writes them,
+/// containers in brackets.
+pub async fn print_text(tx: &Tx, v: &Value) -> Flow<String> {
+    let copy = match v {
+        Value::List(_) | Value::Map(_) | Value::Struct(_) => tx.deep_copy(v).await?,
+        other => other.clone(),
+    };
+    Ok(show(&copy, 0))
+}
+
+fn show(v: &Value, depth: usize) -> String {
+    use crate::value::ObjData;
+    if depth > 32 {
+        return "...".to_owned();
+    }
+    match v {
+        Value::Nothing => "Nothing".to_owned(),
+        Value::Number(n) => number_to_text(*n),
+        Value::Text(t) => t.to_string(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.to_owned(),
+        Value::List(o) | Value::Struct(o) => match o.snapshot() {
+            ObjData::List(items) | ObjData::Struct(items) => {
+                let parts: Vec<String> = items.iter().map(|i| show(i, depth + 1)).collect();
+                format!("[{}]", parts.join(", "))
+            }
+            ObjData::Map(_) => String::new(),
+        },
+        Value::Map(o) => match o.snapshot() {
+            ObjData::Map(m) => {
+                let parts: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", show(&k.to_value(), depth + 1), show(v, depth + 1)))
+                    .collect();
+                format!("{{{}}}", parts.join(", "))
+            }
+            _ => String::new(),
+        },
+        Value::Function(_) => "<Function>".to_owned(),
+        Value::Endpoint(e) => e.id().to_owned(),
+        Value::External(c) => show(&c.committed(), depth + 1),
+    }
+}
+
+/// The results of a sequence: its named return values, out of its final data.
+pub fn seq_results(data: Vec<Value>, params: usize, returns: usize) -> Vec<Value> {
+    data.into_iter().skip(params).take(returns).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

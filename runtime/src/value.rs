@@ -331,6 +331,12 @@ pub(crate) fn tag_value(value: &Value, tags: &[crate::tx::PeeredTag]) {
 /// The closure behind a [`HostFn`].
 pub type HostClosure = dyn Fn(Vec<Value>) -> Result<Vec<Value>, Exception> + Send + Sync;
 
+impl fmt::Debug for HostFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<Function>")
+    }
+}
+
 /// A function given by the host: takes Waldo values, returns Waldo values or raises.
 #[derive(Clone)]
 pub struct HostFn(pub Arc<HostClosure>);

@@ -1,0 +1,186 @@
+//! The `build.rs` API: compile `.wld` files into Rust modules in `OUT_DIR`.
+//!
+//! ```no_run
+//! // in build.rs's `main`:
+//! waldo_compiler::compile_or_exit(&["protocols/bank.wld"]);
+//! ```
+//!
+//! and in the crate, `waldo::include_protocol!("bank");`. Each protocol becomes one file,
+//! `<protocol>.rs` (the protocol's name in snake case), holding `pub mod <protocol>`. Under
+//! cargo, every file read is reported with `cargo:rerun-if-changed`, so the build script runs
+//! again only when a protocol changes; an output whose bytes did not change is not rewritten.
+
+use std::path::{Path, PathBuf};
+
+use crate::codegen::{self, GenError};
+use crate::{Color, Severity, SourceMap};
+
+/// Why compiling failed.
+#[derive(Debug)]
+pub enum Error {
+    /// A file could not be read or written.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The protocols have errors; `rendered` is every diagnostic, as rustc would print them.
+    Diagnostics {
+        /// How many errors.
+        errors: usize,
+        /// The rendered diagnostics (plain text).
+        rendered: String,
+    },
+    /// Code generation refused (an unknown endpoint was asked for).
+    Generate(GenError),
+    /// No output directory: not run by cargo (no `OUT_DIR`) and none configured.
+    NoOutDir,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Io { path, source } => write!(f, "cannot access `{}`: {source}", path.display()),
+            Error::Diagnostics { errors, rendered } => {
+                write!(
+                    f,
+                    "{rendered}could not compile the protocol because of {errors} error{}",
+                    plural(*errors)
+                )
+            }
+            Error::Generate(e) => write!(f, "{e}"),
+            Error::NoOutDir => {
+                write!(f, "no output directory: set one with `Config::out_dir`, or run from build.rs")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// How to compile protocols.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    out_dir: Option<PathBuf>,
+    endpoints: Option<Vec<String>>,
+    runtime_path: Option<String>,
+    cargo: Option<bool>,
+}
+
+impl Config {
+    /// The defaults: output to `OUT_DIR`, every endpoint, the runtime as `::waldo`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes the generated files into `dir` instead of `OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Emits endpoint `name` (call once per endpoint); without any call, every endpoint. A
+    /// program that plays one side only needs that side's code.
+    pub fn endpoint(mut self, name: impl Into<String>) -> Self {
+        self.endpoints.get_or_insert_with(Vec::new).push(name.into());
+        self
+    }
+
+    /// The path generated code uses for the runtime crate (default `::waldo`), for a
+    /// dependency renamed in `Cargo.toml`.
+    pub fn runtime_path(mut self, path: impl Into<String>) -> Self {
+        self.runtime_path = Some(path.into());
+        self
+    }
+
+    /// Whether to print `cargo:` instructions (default: when run by cargo's build script).
+    pub fn cargo_metadata(mut self, on: bool) -> Self {
+        self.cargo = Some(on);
+        self
+    }
+
+    fn under_cargo(&self) -> bool {
+        self.cargo
+            .unwrap_or_else(|| std::env::var_os("OUT_DIR").is_some() && std::env::var_os("CARGO").is_some())
+    }
+
+    /// Compiles `paths`, writing one `.rs` file per protocol. Returns the files written (or
+    /// left as they were, when unchanged).
+    pub fn compile<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Vec<PathBuf>, Error> {
+        let out_dir = match &self.out_dir {
+            Some(d) => d.clone(),
+            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or(Error::NoOutDir)?,
+        };
+        let cargo = self.under_cargo();
+        let mut map = SourceMap::new();
+        let mut checked = Vec::new();
+        let (mut errors, mut rendered) = (0, String::new());
+        for path in paths {
+            let path = path.as_ref();
+            if cargo {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+            let c = crate::check_path(&mut map, path)
+                .map_err(|source| Error::Io { path: path.to_owned(), source })?;
+            for d in &c.diagnostics {
+                let text = map.render(std::slice::from_ref(d), Color::Never);
+                if d.severity == Severity::Error {
+                    errors += 1;
+                    rendered.push_str(&text);
+                } else if cargo {
+                    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                        println!("cargo:warning={line}");
+                    }
+                }
+            }
+            checked.push((path.to_owned(), c));
+        }
+        if errors > 0 {
+            return Err(Error::Diagnostics { errors, rendered });
+        }
+        std::fs::create_dir_all(&out_dir).map_err(|source| Error::Io { path: out_dir.clone(), source })?;
+        let mut written = Vec::new();
+        for (path, c) in checked {
+            let Some(protocol) = c.protocol else { continue };
+            let options = codegen::Options {
+                endpoints: self.endpoints.clone(),
+                source_name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            };
+            let mut code = codegen::generate(&protocol, &options).map_err(Error::Generate)?;
+            if let Some(rt) = &self.runtime_path {
+                code = code.replace("::waldo::", &format!("{}::", rt.trim_end_matches("::")));
+            }
+            let target = out_dir.join(format!("{}.rs", codegen::module_name(&protocol)));
+            let unchanged = std::fs::read(&target).is_ok_and(|old| old == code.as_bytes());
+            if !unchanged {
+                std::fs::write(&target, code).map_err(|source| Error::Io { path: target.clone(), source })?;
+            }
+            written.push(target);
+        }
+        Ok(written)
+    }
+
+    /// Like [`Config::compile`], but prints the diagnostics and exits with status 1 on
+    /// failure (no panic, no backtrace): the one-liner for `build.rs`.
+    pub fn compile_or_exit<P: AsRef<Path>>(&self, paths: &[P]) {
+        if let Err(e) = self.compile(paths) {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Compiles `paths` into `OUT_DIR` with the default [`Config`].
+pub fn compile<P: AsRef<Path>>(paths: &[P]) -> Result<(), Error> {
+    Config::new().compile(paths).map(drop)
+}
+
+/// Compiles `paths` into `OUT_DIR`; on failure prints the diagnostics and exits with status 1.
+pub fn compile_or_exit<P: AsRef<Path>>(paths: &[P]) {
+    Config::new().compile_or_exit(paths);
+}
