@@ -29,11 +29,14 @@
 //! the connection with [`Error::ProtocolDeviation`]; messages about transactions that ended
 //! here (aborted) are stale and ignored.
 
-use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tokio::sync::oneshot;
 
-use crate::error::Error;
+use crate::error::{Error, Exception};
 use crate::tx::{Priority, Savepoint, Tx, TxId};
 use crate::value::Value;
 
@@ -90,8 +93,8 @@ pub enum Msg {
         from_parent: bool,
         /// The sequence run.
         frame: u64,
-        /// The exception's message.
-        message: String,
+        /// The exception (its kind and message).
+        exception: Exception,
         /// Peered data changed since the last message.
         peered: PeeredData,
         /// The sender is idle and prepared.
@@ -192,8 +195,8 @@ pub struct SequenceInfo {
 pub enum Reply {
     /// The sequence ended; its data and the peered changes to apply.
     Done(Vec<Value>, PeeredData),
-    /// The sequence raised on the partner.
-    Raise(String, PeeredData),
+    /// The sequence raised on the partner: the exception and the peered changes to apply.
+    Raise(Exception, PeeredData),
     /// The partner voted.
     Voted,
     /// The partner aborted its part: the transaction must abort.
@@ -221,6 +224,11 @@ pub enum Job {
         peered: PeeredData,
         /// Whether this side is the child (it must prepare its own links before answering).
         child: bool,
+        /// Whether the sequence run started here (an end here answers a local call, and the
+        /// changes then stay dirty rather than travel with an answer).
+        started_here: bool,
+        /// Whether this is the sequence's last block.
+        last: bool,
     },
     /// Apply `peered`, prepare own links, then report with [`Engine::prepare_finished`].
     Prepare {
@@ -231,9 +239,9 @@ pub enum Job {
     },
 }
 
-/// An output of the engine, for its driver to carry out in order.
+/// An output of the engine, for its driver to carry out.
 pub enum Out {
-    /// Send a message to the other side.
+    /// Send a message to the other side. Sends leave in the order the engine made them.
     Send(Msg),
     /// Run a job (in its own task: it may wait for locks).
     Run(Job),
@@ -247,13 +255,22 @@ pub enum Out {
     Wound(Tx),
     /// Wound a local transaction even if prepared (its parent aborted it while it works).
     ForceWound(Tx),
-    /// Undo the local part back to a savepoint.
+    /// Undo the local part back to a savepoint (the other side of this connection already
+    /// undid its own).
     Rollback(Tx, Savepoint),
     /// Close the connection: the peer deviated from the protocol.
     Close(Error),
-    /// A transaction arrived from the parent: the driver arranges that a wound while it is
-    /// prepared reaches [`Engine::wound_requested`].
-    Adopted(Tx),
+    /// A transaction joined the connection here: the driver registers the link with it (as
+    /// parent or child), with the counter of messages this side sends; for a child, it also
+    /// arranges that a wound while prepared reaches [`Engine::wound_requested`].
+    Joined {
+        /// The local transaction.
+        tx: Tx,
+        /// Whether this side is its parent on the connection.
+        parent: bool,
+        /// Messages this side sent about it.
+        sent: Arc<AtomicU64>,
+    },
 }
 
 /// The result of a block job, as the driver reports it.
@@ -261,28 +278,35 @@ pub enum BlockResult {
     /// The block ended normally, with the sequence data and the changes to send.
     Ok(Vec<Value>, PeeredData),
     /// The block raised an exception nothing caught.
-    Raised(String, PeeredData),
-    /// The transaction was wounded or aborted while the block ran.
+    Raised(Exception, PeeredData),
+    /// The transaction was wounded or aborted while the block ran, or could not prepare.
     Aborted,
+}
+
+/// A sequence run started here, waiting for its end.
+struct Waiter {
+    seq: u32,
+    answer: oneshot::Sender<Reply>,
 }
 
 struct Entry {
     tx: Tx,
     parent: bool,
-    /// Parent role: messages sent to the child (savepoint marks).
-    sent: u64,
+    /// Messages this side sent about the transaction (shared with its savepoints).
+    sent: Arc<AtomicU64>,
     /// Parent role: the child's last message was a vote, and nothing was sent since.
     child_voted: bool,
     /// Parent role: the child aborted its part.
     child_aborted: bool,
-    /// Child role: the savepoint at the arrival of each message from the parent.
+    /// The savepoint at the arrival of each message from the other side (the other side's
+    /// rollback marks count those messages).
     arrivals: Vec<Savepoint>,
-    /// Child role: the parent aborted the transaction while a job ran.
+    /// Child role: the transaction must abort once its running jobs stop.
     abort_requested: bool,
     /// Jobs running here for this transaction.
     jobs: u32,
     /// Frames started here, waiting for their sequence to end.
-    waiters: HashMap<u64, oneshot::Sender<Reply>>,
+    waiters: HashMap<u64, Waiter>,
     /// Parent role: waiting for the child's vote.
     vote_waiter: Option<oneshot::Sender<Reply>>,
 }
@@ -292,7 +316,7 @@ impl Entry {
         Entry {
             tx,
             parent,
-            sent: 0,
+            sent: Arc::new(AtomicU64::new(0)),
             child_voted: false,
             child_aborted: false,
             arrivals: Vec::new(),
@@ -305,6 +329,11 @@ impl Entry {
 
     fn idle(&self) -> bool {
         self.jobs == 0 && self.waiters.is_empty()
+    }
+
+    fn arrived(&mut self) {
+        let sp = self.tx.savepoint();
+        self.arrivals.push(sp);
     }
 }
 
@@ -321,12 +350,18 @@ pub struct Stats {
     pub conflicts: u64,
 }
 
+/// How many ended transactions an engine remembers, to recognise late messages about them.
+const REMEMBERED: usize = 1 << 16;
+
 /// The state machine of one side of a pair.
 pub struct Engine {
     side: Side,
     sequences: Vec<SequenceInfo>,
     peered: u32,
     txs: HashMap<TxId, Entry>,
+    /// Transactions that ended here, most recent last (bounded).
+    ended: HashSet<TxId>,
+    ended_order: VecDeque<TxId>,
     next_frame: u64,
     closed: Option<String>,
     stats: Stats,
@@ -345,6 +380,8 @@ impl Engine {
             sequences,
             peered,
             txs: HashMap::default(),
+            ended: HashSet::default(),
+            ended_order: VecDeque::new(),
             next_frame: 0,
             closed: None,
             stats: Stats::default(),
@@ -371,7 +408,7 @@ impl Engine {
         self.txs.len()
     }
 
-    /// The sequences of the protocol.
+    /// Sequence `seq` of the protocol.
     pub fn sequence(&self, seq: u32) -> Option<SequenceInfo> {
         self.sequences.get(seq as usize).copied()
     }
@@ -381,21 +418,47 @@ impl Engine {
         if matches!(msg, Msg::Abort { .. } | Msg::Aborted { .. } | Msg::WoundMe { .. }) {
             self.stats.conflicts += 1;
         }
+        // Messages that make the other side work are counted: the other side records a
+        // savepoint at the arrival of each, and rollbacks name them by number.
+        if matches!(msg, Msg::Work { .. } | Msg::Done { .. } | Msg::Raise { .. } | Msg::Prepare { .. })
+            && let Some(e) = self.txs.get_mut(&msg.tx())
+        {
+            e.sent.fetch_add(1, Ordering::AcqRel);
+            if e.parent {
+                e.child_voted = false;
+            }
+        }
         out.push(Out::Send(msg));
     }
 
-    /// A local transaction wrote peered data or starts a sequence: it joins the connection,
-    /// as its parent unless it came over it. Returns true if it is new here.
-    pub fn enlist(&mut self, tx: &Tx) -> bool {
-        if self.txs.contains_key(&tx.id()) {
-            return false;
+    /// Removes transaction `id`, remembering that it ended.
+    fn end(&mut self, id: TxId) -> Option<Entry> {
+        let entry = self.txs.remove(&id)?;
+        if self.ended.insert(id) {
+            self.ended_order.push_back(id);
+            if self.ended_order.len() > REMEMBERED
+                && let Some(old) = self.ended_order.pop_front()
+            {
+                self.ended.remove(&old);
+            }
         }
-        self.txs.insert(tx.id(), Entry::new(tx.clone(), true));
-        true
+        Some(entry)
     }
 
-    /// A local call starts frame of sequence `seq` in `tx` (after running its first block)
-    /// and sends the second block. Returns the waiter for the sequence's end.
+    /// A local transaction wrote peered data or starts a sequence: it joins the connection,
+    /// as its parent unless it is already known here.
+    pub fn enlist(&mut self, tx: &Tx, out: &mut Vec<Out>) {
+        if self.txs.contains_key(&tx.id()) {
+            return;
+        }
+        // The engine's handle must not keep a dropped host call from aborting.
+        let entry = Entry::new(tx.unguarded(), true);
+        out.push(Out::Joined { tx: tx.clone(), parent: true, sent: entry.sent.clone() });
+        self.txs.insert(tx.id(), entry);
+    }
+
+    /// A local call starts a run of sequence `seq` in `tx` (its first block already ran) and
+    /// sends the second block. Returns the waiter for the sequence's end.
     pub fn start_frame(
         &mut self,
         tx: &Tx,
@@ -407,12 +470,12 @@ impl Engine {
         if let Some(reason) = &self.closed {
             return Err(reason.clone());
         }
-        self.enlist(tx);
+        self.enlist(tx, out);
         let frame = (self.next_frame << 1) | u64::from(self.side & 1);
         self.next_frame += 1;
-        let (sender, receiver) = oneshot::channel();
+        let (answer, receiver) = oneshot::channel();
         let entry = self.txs.get_mut(&tx.id()).expect("enlisted above");
-        entry.waiters.insert(frame, sender);
+        entry.waiters.insert(frame, Waiter { seq, answer });
         let from_parent = entry.parent;
         let msg = Msg::Work {
             tx: tx.id(),
@@ -425,18 +488,22 @@ impl Engine {
             peered,
             vote: false,
         };
-        self.note_sent(tx.id(), from_parent);
         self.send(out, msg);
         Ok(receiver)
     }
 
-    /// Bookkeeping of a message this side sends about `tx`.
-    fn note_sent(&mut self, tx: TxId, from_parent: bool) {
-        if let Some(e) = self.txs.get_mut(&tx)
-            && from_parent
-        {
-            e.sent += 1;
-            e.child_voted = false;
+    /// Aborts the local part of child transaction `id` now if no job of it runs, else once
+    /// the last one stops.
+    fn abort_child(&mut self, id: TxId, out: &mut Vec<Out>) {
+        let Some(entry) = self.txs.get_mut(&id) else { return };
+        for (_, w) in entry.waiters.drain() {
+            out.push(Out::Answer(w.answer, Reply::Aborted));
+        }
+        if entry.jobs > 0 {
+            entry.abort_requested = true;
+            out.push(Out::ForceWound(entry.tx.clone()));
+        } else if let Some(e) = self.end(id) {
+            out.push(Out::Abort(e.tx));
         }
     }
 
@@ -454,38 +521,41 @@ impl Engine {
         let Some(entry) = self.txs.get_mut(&id) else { return };
         entry.jobs = entry.jobs.saturating_sub(1);
         let parent = entry.parent;
-        let starter_here = frame & 1 == u64::from(self.side & 1);
-        if entry.abort_requested && entry.jobs == 0 {
-            let e = self.txs.remove(&id).expect("present");
-            out.push(Out::Abort(e.tx));
+        if entry.abort_requested {
+            if entry.jobs == 0
+                && let Some(e) = self.end(id)
+            {
+                out.push(Out::Abort(e.tx));
+            }
             return;
         }
+        let starter_here = frame & 1 == u64::from(self.side & 1);
         let (locals, peered, raised) = match result {
             BlockResult::Aborted => {
                 if !parent {
-                    // A busy child wounded: abort alone, the parent is waiting for us.
-                    let e = self.txs.remove(&id).expect("present");
-                    out.push(Out::Abort(e.tx));
+                    // A busy child wounded: it aborts alone (its parent is waiting for it)
+                    // once every job of the transaction here has stopped.
                     self.send(out, Msg::Aborted { tx: id });
+                    self.abort_child(id, out);
                 }
                 // A parent wounded while running a block for its child: the root notices
                 // the wound and aborts the whole transaction.
                 return;
             }
             BlockResult::Ok(locals, peered) => (locals, peered, None),
-            BlockResult::Raised(message, peered) => (Vec::new(), peered, Some(message)),
+            BlockResult::Raised(e, peered) => (Vec::new(), peered, Some(e)),
         };
         let blocks = self.sequences.get(seq as usize).map_or(0, |s| s.blocks);
         let ended = raised.is_some() || block + 1 >= blocks;
         if ended && starter_here {
             // The sequence ends here, where it started: answer the local caller.
             let entry = self.txs.get_mut(&id).expect("present");
-            if let Some(waiter) = entry.waiters.remove(&frame) {
+            if let Some(w) = entry.waiters.remove(&frame) {
                 let reply = match raised {
-                    Some(message) => Reply::Raise(message, peered),
+                    Some(e) => Reply::Raise(e, peered),
                     None => Reply::Done(locals, peered),
                 };
-                out.push(Out::Answer(waiter, reply));
+                out.push(Out::Answer(w.answer, reply));
             }
             return;
         }
@@ -498,15 +568,14 @@ impl Engine {
                 if entry.tx.try_prepare() {
                     vote = true;
                 } else {
-                    let e = self.txs.remove(&id).expect("present");
-                    out.push(Out::Abort(e.tx));
                     self.send(out, Msg::Aborted { tx: id });
+                    self.abort_child(id, out);
                     return;
                 }
             }
         }
         let msg = match raised {
-            Some(message) => Msg::Raise { tx: id, from_parent: parent, frame, message, peered, vote },
+            Some(e) => Msg::Raise { tx: id, from_parent: parent, frame, exception: e, peered, vote },
             None if ended => Msg::Done { tx: id, from_parent: parent, frame, locals, peered, vote },
             None => {
                 let prio = self.txs[&id].tx.priority();
@@ -523,7 +592,6 @@ impl Engine {
                 }
             }
         };
-        self.note_sent(id, parent);
         self.send(out, msg);
     }
 
@@ -531,17 +599,19 @@ impl Engine {
     pub fn prepare_finished(&mut self, id: TxId, ok: bool, out: &mut Vec<Out>) {
         let Some(entry) = self.txs.get_mut(&id) else { return };
         entry.jobs = entry.jobs.saturating_sub(1);
-        if entry.abort_requested && entry.jobs == 0 {
-            let e = self.txs.remove(&id).expect("present");
-            out.push(Out::Abort(e.tx));
+        if entry.abort_requested {
+            if entry.jobs == 0
+                && let Some(e) = self.end(id)
+            {
+                out.push(Out::Abort(e.tx));
+            }
             return;
         }
         if ok && entry.idle() && entry.tx.try_prepare() {
             self.send(out, Msg::Vote { tx: id });
         } else {
-            let e = self.txs.remove(&id).expect("present");
-            out.push(Out::Abort(e.tx));
             self.send(out, Msg::Aborted { tx: id });
+            self.abort_child(id, out);
         }
     }
 
@@ -569,33 +639,34 @@ impl Engine {
         }
         let (sender, receiver) = oneshot::channel();
         entry.vote_waiter = Some(sender);
-        self.note_sent(id, true);
         self.send(out, Msg::Prepare { tx: id, prio: tx.priority(), peered });
         Ok(Some(receiver))
     }
 
     /// Parent role: the transaction committed or aborted here; tell the child.
     pub fn finish(&mut self, id: TxId, committed: bool, out: &mut Vec<Out>) {
-        let Some(entry) = self.txs.remove(&id) else { return };
-        if !entry.parent || entry.sent == 0 || self.closed.is_some() {
+        let Some(entry) = self.txs.get(&id) else { return };
+        if !entry.parent {
+            return;
+        }
+        let (sent, child_aborted) = (entry.sent.load(Ordering::Acquire), entry.child_aborted);
+        self.end(id);
+        if sent == 0 || self.closed.is_some() {
             return;
         }
         if committed {
             self.send(out, Msg::Commit { tx: id });
-        } else if !entry.child_aborted {
+        } else if !child_aborted {
             self.send(out, Msg::Abort { tx: id });
         }
     }
 
-    /// Parent role: how many messages were sent to the child so far.
-    pub fn mark(&self, id: TxId) -> u64 {
-        self.txs.get(&id).filter(|e| e.parent).map_or(0, |e| e.sent)
-    }
-
-    /// Parent role: undo the child's work since `mark`.
+    /// Undoes on the other side everything done since this side's `mark`-th message.
     pub fn rollback(&mut self, id: TxId, mark: u64, out: &mut Vec<Out>) {
-        if self.closed.is_none() && self.txs.get(&id).is_some_and(|e| e.parent && e.sent > mark) {
-            self.send(out, Msg::Rollback { tx: id, mark });
+        if self.closed.is_none() && self.txs.get(&id).is_some_and(|e| e.sent.load(Ordering::Acquire) > mark) {
+            // A rollback message is not itself counted: marks count messages that did work.
+            self.stats.sent += 1;
+            out.push(Out::Send(Msg::Rollback { tx: id, mark }));
         }
     }
 
@@ -611,19 +682,21 @@ impl Engine {
         if self.closed.is_none() {
             self.closed = Some(reason.to_owned());
         }
-        for (_, mut entry) in self.txs.drain() {
+        let ids: Vec<TxId> = self.txs.keys().copied().collect();
+        for id in ids {
+            let Some(entry) = self.txs.get_mut(&id) else { continue };
             for (_, w) in entry.waiters.drain() {
-                out.push(Out::Answer(w, Reply::Lost(reason.to_owned())));
+                out.push(Out::Answer(w.answer, Reply::Lost(reason.to_owned())));
             }
             if let Some(w) = entry.vote_waiter.take() {
                 out.push(Out::Answer(w, Reply::Lost(reason.to_owned())));
             }
-            if !entry.parent {
+            if entry.parent {
+                // The root learns it from its waiters or its prepare; it aborts then.
+                self.end(id);
+            } else {
                 // The parent cannot reach us any more: presume abort.
-                if entry.jobs > 0 {
-                    out.push(Out::ForceWound(entry.tx.clone()));
-                }
-                out.push(Out::Abort(entry.tx));
+                self.abort_child(id, out);
             }
         }
     }
@@ -637,51 +710,49 @@ impl Engine {
         let id = msg.tx();
         match msg {
             Msg::Work { prio, from_parent, frame, seq, block, locals, peered, vote, .. } => {
-                if let Err(why) = self.check_work(frame, seq, block, &locals, &peered) {
+                if let Err(why) = self.check_work(id, frame, seq, block, &locals, &peered) {
                     out.push(deviation(why));
                     return;
                 }
                 prio.observe();
-                let Some(entry) = self.entry_for(id, prio, from_parent, out) else { return };
+                // Only the first block a parent sends can start a transaction here.
+                let starts = from_parent && block == 1 && frame & 1 != u64::from(self.side & 1);
+                let last = block + 1 >= self.sequences[seq as usize].blocks;
+                let started_here = frame & 1 == u64::from(self.side & 1);
+                let Some(entry) = self.entry_for(id, prio, from_parent, starts, out) else { return };
                 if entry.parent {
                     entry.child_voted = vote;
                 } else {
                     entry.tx.resume();
-                    let sp = entry.tx.savepoint();
-                    entry.arrivals.push(sp);
                 }
+                entry.arrived();
                 entry.jobs += 1;
                 let child = !entry.parent;
+                let tx = entry.tx.clone();
                 out.push(Out::Run(Job::Block {
-                    tx: entry.tx.clone(),
+                    tx,
                     frame,
                     seq,
                     block,
                     locals,
                     peered,
                     child,
+                    started_here,
+                    last,
                 }));
             }
             Msg::Done { from_parent, frame, locals, peered, vote, .. } => {
-                if let Err(why) = self.check_peered(&peered) {
-                    out.push(deviation(why));
-                    return;
-                }
-                self.frame_answer(id, from_parent, frame, vote, Reply::Done(locals, peered), out);
+                self.frame_answer(id, from_parent, frame, vote, Some(locals), peered, None, out);
             }
-            Msg::Raise { from_parent, frame, message, peered, vote, .. } => {
-                if let Err(why) = self.check_peered(&peered) {
-                    out.push(deviation(why));
-                    return;
-                }
-                self.frame_answer(id, from_parent, frame, vote, Reply::Raise(message, peered), out);
+            Msg::Raise { from_parent, frame, exception, peered, vote, .. } => {
+                self.frame_answer(id, from_parent, frame, vote, None, peered, Some(exception), out);
             }
             Msg::Aborted { .. } => {
                 let Some(entry) = self.txs.get_mut(&id).filter(|e| e.parent) else { return };
                 entry.child_aborted = true;
                 entry.child_voted = false;
                 for (_, w) in entry.waiters.drain() {
-                    out.push(Out::Answer(w, Reply::Aborted));
+                    out.push(Out::Answer(w.answer, Reply::Aborted));
                 }
                 if let Some(w) = entry.vote_waiter.take() {
                     out.push(Out::Answer(w, Reply::Aborted));
@@ -694,14 +765,13 @@ impl Engine {
                     return;
                 }
                 prio.observe();
-                let Some(entry) = self.entry_for(id, prio, true, out) else { return };
+                let Some(entry) = self.entry_for(id, prio, true, true, out) else { return };
                 if entry.parent {
                     out.push(deviation("a Prepare from the child of a transaction".into()));
                     return;
                 }
                 entry.tx.resume();
-                let sp = entry.tx.savepoint();
-                entry.arrivals.push(sp);
+                entry.arrived();
                 entry.jobs += 1;
                 out.push(Out::Run(Job::Prepare { tx: entry.tx.clone(), peered }));
             }
@@ -713,34 +783,29 @@ impl Engine {
                 }
             }
             Msg::Commit { .. } => match self.txs.get(&id) {
-                Some(e) if !e.parent && e.idle() => {
-                    let e = self.txs.remove(&id).expect("present");
+                Some(e) if !e.parent && e.idle() && e.tx.is_prepared() => {
+                    let e = self.end(id).expect("present");
                     out.push(Out::Commit(e.tx));
                 }
-                Some(_) => out.push(deviation(format!("a Commit of transaction {id:?} while it works here"))),
+                Some(_) => {
+                    out.push(deviation(format!("a Commit of transaction {id:?}, which has not voted here")));
+                }
+                None if self.ended.contains(&id) => {
+                    out.push(deviation(format!("a Commit of transaction {id:?}, which aborted here")));
+                }
                 None => out.push(deviation(format!("a Commit of unknown transaction {id:?}"))),
             },
             Msg::Abort { .. } => {
-                let Some(entry) = self.txs.get_mut(&id).filter(|e| !e.parent) else { return };
-                if entry.jobs > 0 {
-                    entry.abort_requested = true;
-                    for (_, w) in entry.waiters.drain() {
-                        out.push(Out::Answer(w, Reply::Aborted));
-                    }
-                    out.push(Out::ForceWound(entry.tx.clone()));
-                } else {
-                    let e = self.txs.remove(&id).expect("present");
-                    for (_, w) in e.waiters {
-                        out.push(Out::Answer(w, Reply::Aborted));
-                    }
-                    out.push(Out::Abort(e.tx));
+                if self.txs.get(&id).is_some_and(|e| !e.parent) {
+                    self.abort_child(id, out);
                 }
             }
             Msg::Rollback { mark, .. } => {
-                let Some(entry) = self.txs.get_mut(&id).filter(|e| !e.parent) else { return };
+                // The other side runs this transaction's code now, so none of it runs here:
+                // whatever jobs exist wait for answers.
+                let Some(entry) = self.txs.get_mut(&id) else { return };
                 match entry.arrivals.get(mark as usize) {
-                    Some(sp) if entry.jobs == 0 => out.push(Out::Rollback(entry.tx.clone(), sp.clone())),
-                    Some(_) => out.push(deviation("a Rollback while the transaction works here".into())),
+                    Some(sp) => out.push(Out::Rollback(entry.tx.clone(), sp.clone())),
                     None => out.push(deviation(format!(
                         "a Rollback to message {mark}, but only {} arrived",
                         entry.arrivals.len()
@@ -755,23 +820,26 @@ impl Engine {
         }
     }
 
-    /// The entry of transaction `id` for a message that may start it here.
+    /// The entry of transaction `id` for a message; `starts` when the message may start the
+    /// transaction here.
     fn entry_for(
         &mut self,
         id: TxId,
         prio: Priority,
         from_parent: bool,
+        starts: bool,
         out: &mut Vec<Out>,
     ) -> Option<&mut Entry> {
         if !self.txs.contains_key(&id) {
-            if !from_parent {
-                // A child's message about a transaction that ended here: stale.
+            if !starts || self.ended.contains(&id) {
+                // About a transaction that ended here (or a late part of one): stale.
                 return None;
             }
             self.stats.child_txs += 1;
             let tx = Tx::with_id(id, prio);
-            out.push(Out::Adopted(tx.clone()));
-            self.txs.insert(id, Entry::new(tx, false));
+            let entry = Entry::new(tx.clone(), false);
+            out.push(Out::Joined { tx, parent: false, sent: entry.sent.clone() });
+            self.txs.insert(id, entry);
         }
         let entry = self.txs.get_mut(&id).expect("present");
         if entry.parent == from_parent {
@@ -781,34 +849,55 @@ impl Engine {
         Some(entry)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn frame_answer(
         &mut self,
         id: TxId,
         from_parent: bool,
         frame: u64,
         vote: bool,
-        reply: Reply,
+        locals: Option<Vec<Value>>,
+        peered: PeeredData,
+        raised: Option<Exception>,
         out: &mut Vec<Out>,
     ) {
+        if let Err(why) = self.check_peered(&peered) {
+            out.push(deviation(why));
+            return;
+        }
+        let sequences = &self.sequences;
         let Some(entry) = self.txs.get_mut(&id) else { return };
         if entry.parent == from_parent {
             out.push(deviation(format!("both sides claim to be the parent of transaction {id:?}")));
             return;
         }
+        let Some(waiter) = entry.waiters.remove(&frame) else {
+            out.push(deviation(format!("the end of sequence run {frame}, which is not waiting")));
+            return;
+        };
+        let expected = sequences.get(waiter.seq as usize).map_or(0, |s| s.locals as usize);
+        let reply = match (locals, raised) {
+            (Some(locals), _) if locals.len() != expected => {
+                out.push(deviation(format!(
+                    "a sequence's end carries {} values, not {expected}",
+                    locals.len()
+                )));
+                return;
+            }
+            (Some(locals), _) => Reply::Done(locals, peered),
+            (None, Some(e)) => Reply::Raise(e, peered),
+            (None, None) => Reply::Aborted,
+        };
         if entry.parent {
             entry.child_voted = vote;
-        } else {
-            let sp = entry.tx.savepoint();
-            entry.arrivals.push(sp);
         }
-        match entry.waiters.remove(&frame) {
-            Some(w) => out.push(Out::Answer(w, reply)),
-            None => out.push(deviation(format!("the end of sequence run {frame}, which is not waiting"))),
-        }
+        entry.arrived();
+        out.push(Out::Answer(waiter.answer, reply));
     }
 
     fn check_work(
         &self,
+        id: TxId,
         frame: u64,
         seq: u32,
         block: u32,
@@ -829,6 +918,12 @@ impl Engine {
         let here_is_starter = starter == usize::from(self.side & 1);
         if runs_on_starter != here_is_starter {
             return Err(format!("block {block} of sequence {} does not run on this side", info.name));
+        }
+        if here_is_starter
+            && self.txs.get(&id).is_none_or(|e| e.waiters.get(&frame).is_none_or(|w| w.seq != seq))
+            && !self.ended.contains(&id)
+        {
+            return Err(format!("block {block} of a run of sequence {} this side did not start", info.name));
         }
         if locals.len() != info.locals as usize {
             return Err(format!(
@@ -960,7 +1055,9 @@ mod tests {
         let (mut a, mut b) = pair();
         let root = Tx::begin(Priority::next());
         let mut out = Vec::new();
-        assert!(a.enlist(&root));
+        a.enlist(&root, &mut out);
+        assert!(matches!(out.as_slice(), [Out::Joined { parent: true, .. }]));
+        let mut out = Vec::new();
         let rx = a.prepare(&root, vec![(1, Value::Number(5.0))], &mut out).expect("open").expect("a round");
         let prepare = one_send(out);
         let (_, out) = deliver(&mut b, prepare);
@@ -1107,10 +1204,93 @@ mod tests {
         assert!(matches!(waiter.try_recv(), Ok(Reply::Lost(r)) if r == "partner gone"));
         let mut out = Vec::new();
         b.lost("partner gone", &mut out);
+        // The child's block still runs: it is stopped, and undone once it has stopped.
         assert!(out.iter().any(|o| matches!(o, Out::ForceWound(_))));
+        assert!(!out.iter().any(|o| matches!(o, Out::Abort(_))));
+        let (id, frame, seq, block) = job.expect("a block job");
+        let mut out = Vec::new();
+        b.block_finished(id, frame, seq, block, BlockResult::Aborted, &mut out);
         assert!(out.iter().any(|o| matches!(o, Out::Abort(_))));
+        assert!(sends(&out).is_empty());
         // Later sequences fail at once.
         let mut out = Vec::new();
         assert!(a.start_frame(&Tx::begin(Priority::next()), 0, vec![], vec![], &mut out).is_err());
+    }
+
+    #[test]
+    fn late_work_for_a_transaction_that_aborted_here_does_not_bring_it_back() {
+        let (mut a, mut b) = pair();
+        let root = Tx::begin(Priority::next());
+        let mut out = Vec::new();
+        let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
+        let first = one_send(out);
+        let (job, _) = deliver(&mut b, first);
+        let (id, frame, seq, block) = job.expect("a block job");
+        let mut out = Vec::new();
+        b.block_finished(id, frame, seq, block, BlockResult::Aborted, &mut out);
+        assert_eq!(b.in_flight(), 0);
+        // A later block of the same run, sent before the parent heard of the abort.
+        let late = Msg::Work {
+            tx: id,
+            prio: root.priority(),
+            from_parent: true,
+            frame,
+            seq,
+            block: 3,
+            locals: vec![],
+            peered: vec![],
+            vote: false,
+        };
+        let (job, out) = deliver(&mut b, late);
+        assert!(job.is_none() && out.is_empty(), "a stale message started work");
+        assert_eq!(b.in_flight(), 0);
+        // And a first block can start a transaction only once.
+        let again = Msg::Work {
+            tx: id,
+            prio: root.priority(),
+            from_parent: true,
+            frame,
+            seq,
+            block: 1,
+            locals: vec![],
+            peered: vec![],
+            vote: false,
+        };
+        let (job, _) = deliver(&mut b, again);
+        assert!(job.is_none());
+    }
+
+    #[test]
+    fn a_sequence_end_with_the_wrong_amount_of_data_is_a_deviation() {
+        let (mut a, mut b) = pair();
+        let root = Tx::begin(Priority::next());
+        let mut out = Vec::new();
+        let _w = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
+        let (job, _) = deliver(&mut b, one_send(out));
+        let (id, frame, _, _) = job.expect("a block job");
+        let forged =
+            Msg::Done { tx: id, from_parent: false, frame, locals: vec![], peered: vec![], vote: true };
+        let (_, out) = deliver(&mut a, forged);
+        assert!(closed(&out).is_some_and(|m| m.contains("carries 0 values")));
+    }
+
+    #[test]
+    fn a_block_for_a_run_this_side_did_not_start_is_a_deviation() {
+        let (mut a, _) = pair();
+        let tx = Tx::begin(Priority::next());
+        // Side 0 is told to run block 2 of a run it supposedly started (frame parity 0).
+        let forged = Msg::Work {
+            tx: tx.id(),
+            prio: tx.priority(),
+            from_parent: true,
+            frame: 0,
+            seq: 1,
+            block: 2,
+            locals: vec![],
+            peered: vec![],
+            vote: false,
+        };
+        let (_, out) = deliver(&mut a, forged);
+        assert!(closed(&out).is_some_and(|m| m.contains("did not start")));
     }
 }

@@ -11,6 +11,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock, Weak};
 
+use std::sync::atomic::Ordering as AtomicOrdering;
+
 use parking_lot::Mutex;
 
 use crate::endpoint::EndpointCore;
@@ -51,6 +53,9 @@ pub(crate) struct LinkShared {
     engine: Mutex<Engine>,
     transport: OnceLock<Arc<dyn Transport>>,
     error: Mutex<Option<Error>>,
+    /// Messages made by the engine, waiting to be handed to the transport in order.
+    outbox: Mutex<std::collections::VecDeque<Msg>>,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// A handle on one side of a pair's connection (cheap to clone).
@@ -74,6 +79,8 @@ impl Link {
             engine: Mutex::new(Engine::new(side, sequences, peered)),
             transport: OnceLock::new(),
             error: Mutex::new(None),
+            outbox: Mutex::new(std::collections::VecDeque::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         let as_link: Arc<dyn TxLink> = shared.clone();
         crate::endpoint::attach_link(core.serial, Arc::downgrade(&as_link));
@@ -132,21 +139,55 @@ impl LinkShared {
         self.me.upgrade().expect("a link is alive while it is used")
     }
 
-    /// Runs `f` on the engine, then carries out its outputs (outside the engine's lock).
+    /// Runs `f` on the engine, then carries out its outputs. Messages go into the outbox
+    /// while the engine is still locked, so they leave in the order the engine made them
+    /// whatever thread carries them; everything else runs after the lock is released.
     fn with_engine<T>(&self, f: impl FnOnce(&mut Engine, &mut Vec<Out>) -> T) -> T {
         let mut out = Vec::new();
-        let result = f(&mut self.engine.lock(), &mut out);
+        let result = {
+            let mut engine = self.engine.lock();
+            let result = f(&mut engine, &mut out);
+            if out.iter().any(|o| matches!(o, Out::Send(_))) {
+                let mut outbox = self.outbox.lock();
+                out.retain_mut(|o| match o {
+                    Out::Send(msg) => {
+                        outbox.push_back(std::mem::replace(msg, Msg::Vote { tx: msg.tx() }));
+                        false
+                    }
+                    _ => true,
+                });
+            }
+            result
+        };
         self.run(out);
+        self.flush();
         result
+    }
+
+    /// Hands the outbox to the transport, in order; one thread at a time does it.
+    fn flush(&self) {
+        loop {
+            if self.draining.swap(true, AtomicOrdering::AcqRel) {
+                return; // another thread is draining and will see our messages
+            }
+            loop {
+                let Some(msg) = self.outbox.lock().pop_front() else { break };
+                if let Some(t) = self.transport.get() {
+                    t.send(msg);
+                }
+            }
+            self.draining.store(false, AtomicOrdering::Release);
+            if self.outbox.lock().is_empty() {
+                return;
+            }
+        }
     }
 
     fn run(&self, out: Vec<Out>) {
         for o in out {
             match o {
                 Out::Send(msg) => {
-                    if let Some(t) = self.transport.get() {
-                        t.send(msg);
-                    }
+                    self.outbox.lock().push_back(msg);
                 }
                 Out::Run(job) => {
                     let me = self.arc();
@@ -159,7 +200,7 @@ impl LinkShared {
                 Out::Abort(tx) => tx.abort_shared(),
                 Out::Wound(tx) => tx.wound(),
                 Out::ForceWound(tx) => tx.force_wound(),
-                Out::Rollback(tx, sp) => tx.rollback_to(sp),
+                Out::Rollback(tx, sp) => tx.rollback_from(sp, self),
                 Out::Close(error) => {
                     tracing::warn!(endpoint = self.core.id(), %error, "closing the connection");
                     if let Some(t) = self.transport.get() {
@@ -167,14 +208,17 @@ impl LinkShared {
                     }
                     self.lost(error);
                 }
-                Out::Adopted(tx) => {
-                    let me = self.me.clone();
-                    let id = tx.id();
-                    tx.set_wound_hook(Arc::new(move || {
-                        if let Some(link) = me.upgrade() {
-                            link.with_engine(|e, out| e.wound_requested(id, out));
-                        }
-                    }));
+                Out::Joined { tx, parent, sent } => {
+                    tx.add_link(self.arc(), parent, sent);
+                    if !parent {
+                        let me = self.me.clone();
+                        let id = tx.id();
+                        tx.set_wound_hook(Arc::new(move || {
+                            if let Some(link) = me.upgrade() {
+                                link.with_engine(|e, out| e.wound_requested(id, out));
+                            }
+                        }));
+                    }
                 }
             }
         }
@@ -194,10 +238,20 @@ impl LinkShared {
         self.with_engine(|e, out| e.lost(&reason, out));
     }
 
-    /// The peered variables `tx` changed here and has not sent yet, as private copies.
-    fn take_dirty(&self, tx: &Tx) -> PeeredData {
+    /// The peered variables `tx` changed here and has not sent yet, as private copies taken
+    /// under the transaction's locks.
+    async fn take_dirty(&self, tx: &Tx) -> Flow<PeeredData> {
         let slots = tx.take_dirty(self.core.serial);
-        slots.into_iter().map(|slot| (slot, tx.peered_snapshot(&self.core, slot as usize))).collect()
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let value = tx.read(&self.core, slot as usize).await?;
+            let copy = match value {
+                Value::List(_) | Value::Map(_) | Value::Struct(_) => tx.deep_copy(&value).await?,
+                other => other,
+            };
+            out.push((slot, copy));
+        }
+        Ok(out)
     }
 
     async fn apply(&self, tx: &Tx, peered: PeeredData) -> Flow<()> {
@@ -207,22 +261,8 @@ impl LinkShared {
         Ok(())
     }
 
-    async fn copy_all(tx: &Tx, values: Vec<Value>) -> Flow<Vec<Value>> {
-        let mut out = Vec::with_capacity(values.len());
-        for v in &values {
-            out.push(match v {
-                Value::List(_) | Value::Map(_) | Value::Struct(_) => tx.deep_copy(v).await?,
-                other => other.clone(),
-            });
-        }
-        Ok(out)
-    }
-
     fn join(&self, tx: &Tx) {
-        let new = self.engine.lock().enlist(tx);
-        if new {
-            tx.add_link(self.arc());
-        }
+        self.with_engine(|e, out| e.enlist(tx, out));
     }
 
     async fn sequence(&self, tx: &Tx, seq: u32, mut locals: Vec<Value>) -> Flow<Vec<Value>> {
@@ -237,8 +277,8 @@ impl LinkShared {
         if info.blocks <= 1 {
             return Ok(locals);
         }
-        let locals = Self::copy_all(tx, locals).await?;
-        let peered = self.take_dirty(tx);
+        let locals = crate::ops::copy_all(tx, locals).await?;
+        let peered = self.take_dirty(tx).await?;
         let waiter = self
             .with_engine(|e, out| e.start_frame(tx, seq, locals, peered, out))
             .map_err(|r| lost_exception(&r))?;
@@ -248,9 +288,9 @@ impl LinkShared {
                 self.apply(tx, peered).await?;
                 Ok(locals)
             }
-            Reply::Raise(message, peered) => {
+            Reply::Raise(exception, peered) => {
                 self.apply(tx, peered).await?;
-                Err(Exception::application(message).into())
+                Err(exception.into())
             }
             Reply::Aborted => Err(Abort::Wounded.into()),
             Reply::Lost(reason) => Err(lost_exception(&reason)),
@@ -260,7 +300,7 @@ impl LinkShared {
 
     async fn job(self: Arc<Self>, job: Job) {
         match job {
-            Job::Block { tx, frame, seq, block, locals, peered, child } => {
+            Job::Block { tx, frame, seq, block, locals, peered, child, started_here, last } => {
                 let id = tx.id();
                 let name = self.engine.lock().sequence(seq).map_or("block", |s| s.name);
                 let work = {
@@ -269,30 +309,29 @@ impl LinkShared {
                     async move {
                         let mut locals = locals;
                         me.apply(&tx, peered).await?;
-                        let ran = me.program.run_block(&tx, seq, block, &mut locals).await;
-                        if let Err(Raise::Exception(e)) = ran {
-                            return Ok(Err(e.message));
+                        let raised = match me.program.run_block(&tx, seq, block, &mut locals).await {
+                            Ok(()) => None,
+                            Err(Raise::Exception(e)) => Some(e),
+                            Err(abort) => return Err(abort),
+                        };
+                        // A child answering its parent must have its own partners prepared:
+                        // its answer is its vote. If it cannot, it aborts alone.
+                        if child && tx.prepare_links().await.is_err() {
+                            return Err(Abort::Wounded.into());
                         }
-                        ran?;
-                        if child {
-                            tx.prepare_links().await?;
-                        }
-                        Ok(Ok(Self::copy_all(&tx, locals).await?))
+                        // Changes travel with the answer, unless the sequence ends here where
+                        // it started: then they stay dirty for the next message or prepare.
+                        let answered_here = started_here && (raised.is_some() || last);
+                        let dirty = if answered_here { Vec::new() } else { me.take_dirty(&tx).await? };
+                        Ok(match raised {
+                            Some(e) => BlockResult::Raised(e, dirty),
+                            None => BlockResult::Ok(crate::ops::copy_all(&tx, locals).await?, dirty),
+                        })
                     }
                 };
-                let outcome = crate::run::guarded(name, self.core.clone(), tx.clone(), work).await;
-                // Changes go with the message to the partner; when the sequence ends here,
-                // where it started, they stay dirty for the next message or the prepare.
-                let (side, blocks) = {
-                    let e = self.engine.lock();
-                    (e.side(), e.sequence(seq).map_or(0, |s| s.blocks))
-                };
-                let ends_here = frame & 1 == u64::from(side & 1);
-                let dirty = |last: bool| if last && ends_here { Vec::new() } else { self.take_dirty(&tx) };
-                let result = match outcome {
-                    Ok(Ok(locals)) => BlockResult::Ok(locals, dirty(block + 1 >= blocks)),
-                    Ok(Err(message)) => BlockResult::Raised(message, dirty(true)),
-                    Err(Raise::Exception(e)) => BlockResult::Raised(e.message, dirty(true)),
+                let result = match crate::run::guarded(name, self.core.clone(), tx.clone(), work).await {
+                    Ok(result) => result,
+                    Err(Raise::Exception(e)) => BlockResult::Raised(e, Vec::new()),
                     Err(Raise::Abort(_)) => BlockResult::Aborted,
                 };
                 self.with_engine(|e, out| e.block_finished(id, frame, seq, block, result, out));
@@ -317,7 +356,7 @@ impl LinkShared {
 impl TxLink for LinkShared {
     fn prepare<'a>(&'a self, tx: &'a Tx) -> Pin<Box<dyn Future<Output = Flow<()>> + Send + 'a>> {
         Box::pin(async move {
-            let peered = self.take_dirty(tx);
+            let peered = self.take_dirty(tx).await?;
             let waiter = match self.with_engine(|e, out| e.prepare(tx, peered, out)) {
                 Ok(None) => return Ok(()),
                 Ok(Some(w)) => w,
@@ -336,10 +375,6 @@ impl TxLink for LinkShared {
 
     fn finish(&self, tx: TxId, committed: bool) {
         self.with_engine(|e, out| e.finish(tx, committed, out));
-    }
-
-    fn mark(&self, tx: TxId) -> u64 {
-        self.engine.lock().mark(tx)
     }
 
     fn rollback(&self, tx: TxId, mark: u64) {

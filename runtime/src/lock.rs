@@ -40,6 +40,12 @@ pub(crate) enum Grant {
 impl LockState {
     /// Grants `mode` to `tx` if nobody else holds the item in a conflicting mode.
     pub(crate) fn try_acquire(&mut self, tx: &Arc<TxInner>, mode: Mode) -> Grant {
+        // A holder that ended without releasing (it cannot, but a leak must not wedge the
+        // item forever) holds nothing.
+        if self.writer.as_ref().is_some_and(|w| !w.is_live()) {
+            self.writer = None;
+        }
+        self.readers.retain(|r| r.is_live());
         let is_me = |t: &Arc<TxInner>| Arc::ptr_eq(t, tx);
         let held_before = self.writer.as_ref().is_some_and(is_me) || self.readers.iter().any(is_me);
         if let Some(w) = &self.waiting_writer

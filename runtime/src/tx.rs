@@ -42,6 +42,8 @@ const FINISHED: u8 = 3;
 /// A participant that answered its parent and waits for more work or the decision: it
 /// cannot abort on its own (the root may already be committing), so a wound asks the root.
 const PREPARED: u8 = 4;
+/// Undoing its writes and releasing its locks.
+const ABORTING: u8 = 5;
 
 /// The priority clock: a Lamport counter, advanced past every priority seen from a peer so
 /// that transactions started later here are younger than ones already seen.
@@ -108,9 +110,7 @@ pub(crate) trait TxLink: Send + Sync {
     fn prepare<'a>(&'a self, tx: &'a Tx) -> std::pin::Pin<Box<dyn Future<Output = Flow<()>> + Send + 'a>>;
     /// The decision: tells the other side to commit or abort.
     fn finish(&self, tx: TxId, committed: bool);
-    /// A mark of how far the other side has got in this transaction (for savepoints).
-    fn mark(&self, tx: TxId) -> u64;
-    /// Undoes on the other side everything done after `mark`.
+    /// Undoes on the other side everything done after this side's `mark`-th message.
     fn rollback(&self, tx: TxId, mark: u64);
     /// Identity, so that a transaction registers each link once.
     fn same(&self, other: &dyn TxLink) -> bool;
@@ -151,8 +151,8 @@ struct TxLog {
     undo: Vec<Undo>,
     held: Vec<Held>,
     effects: Vec<Effect>,
-    /// Links this transaction is the parent on.
-    links: Vec<Arc<dyn TxLink>>,
+    /// Links this transaction spread over, as parent or child.
+    links: Vec<LinkReg>,
     /// Peered variables written here and not yet sent to the other replica.
     dirty: Vec<PeeredTag>,
     /// Peered variables sent, in order: a savepoint rollback makes those sent after it dirty
@@ -160,6 +160,18 @@ struct TxLog {
     shipped: Vec<PeeredTag>,
     /// Endpoints whose link this transaction has joined for their peered data.
     enlisted: Vec<u64>,
+}
+
+/// A link a transaction is on.
+#[derive(Clone)]
+struct LinkReg {
+    link: Arc<dyn TxLink>,
+    /// Whether this side is the transaction's parent there (it then drives prepare and
+    /// decision); a child only rolls back through it.
+    parent: bool,
+    /// Messages this side sent over it in this transaction (kept by the link's engine):
+    /// savepoints record it, so that a rollback knows what the other side must undo.
+    sent: Arc<AtomicU64>,
 }
 
 /// What a prepared participant does when an older transaction needs what it holds.
@@ -225,7 +237,10 @@ pub struct Savepoint {
 #[derive(Clone)]
 pub struct Tx {
     inner: Arc<TxInner>,
-    _guard: Arc<AbortOnDrop>,
+    /// Aborts the attempt when the last guarded handle goes; the handles a connection's
+    /// engine keeps for a transaction it is parent of are unguarded, so that a host call
+    /// that is dropped (cancelled, timed out) still aborts.
+    _guard: Option<Arc<AbortOnDrop>>,
 }
 
 struct AbortOnDrop(Arc<TxInner>);
@@ -256,12 +271,22 @@ impl Tx {
             hook: Mutex::new(None),
             hook_fired: std::sync::atomic::AtomicBool::new(false),
         });
-        Tx { _guard: Arc::new(AbortOnDrop(inner.clone())), inner }
+        Tx { _guard: Some(Arc::new(AbortOnDrop(inner.clone()))), inner }
     }
 
     /// The attempt's identity.
     pub fn id(&self) -> TxId {
         self.inner.id
+    }
+
+    /// A handle that does not keep the attempt from aborting when the others are dropped.
+    pub(crate) fn unguarded(&self) -> Tx {
+        Tx { inner: self.inner.clone(), _guard: None }
+    }
+
+    /// Whether this participant voted and waits for the decision.
+    pub(crate) fn is_prepared(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) == PREPARED
     }
 
     /// Wounds this transaction (as an older one would).
@@ -292,11 +317,11 @@ impl Tx {
         let _ = self.inner.state.compare_exchange(PREPARED, ACTIVE, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    /// Registers `link` as one this transaction is the parent on (once).
-    pub(crate) fn add_link(&self, link: Arc<dyn TxLink>) {
+    /// Registers `link` (once), as parent or child there, with its count of messages sent.
+    pub(crate) fn add_link(&self, link: Arc<dyn TxLink>, parent: bool, sent: Arc<AtomicU64>) {
         let mut log = self.inner.log.lock();
-        if !log.links.iter().any(|l| l.same(&*link)) {
-            log.links.push(link);
+        if !log.links.iter().any(|l| l.link.same(&*link)) {
+            log.links.push(LinkReg { link, parent, sent });
         }
     }
 
@@ -354,7 +379,9 @@ impl Tx {
                     None => return Ok(()),
                 }
             };
-            link.prepare(self).await?;
+            if link.parent {
+                link.link.prepare(self).await?;
+            }
             done += 1;
         }
     }
@@ -515,7 +542,8 @@ impl Tx {
             // the change before this transaction ends.
             let old = self.with_obj_untracked(o, |d| std::mem::replace(d, fresh.clone())).await?;
             self.log_undo(Undo::Contents { obj: o.clone(), old });
-            crate::value::tag_value(&current, &[tag]);
+            // The objects inside are the received ones (shared with `value`): mark them.
+            crate::value::tag_value(&value, &[tag]);
         } else {
             crate::value::tag_value(&value, &[tag]);
             let mut value = Some(value);
@@ -527,12 +555,6 @@ impl Tx {
             self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
         }
         Ok(())
-    }
-
-    /// The current value of a peered variable this transaction holds, as a private copy to
-    /// send to the other replica.
-    pub(crate) fn peered_snapshot(&self, ep: &EndpointCore, slot: usize) -> Value {
-        ep.slots.lock().get(slot).map(|s| s.value.clone()).unwrap_or(Value::Nothing).detached_copy()
     }
 
     // ---------------------------------------------------------------- heap objects
@@ -967,7 +989,7 @@ impl Tx {
             undo: log.undo.len(),
             effects: log.effects.len(),
             shipped: log.shipped.len(),
-            links: log.links.iter().map(|l| l.mark(self.inner.id)).collect(),
+            links: log.links.iter().map(|l| l.sent.load(Ordering::Acquire)).collect(),
         }
     }
 
@@ -975,6 +997,15 @@ impl Tx {
     /// transaction reached since then, and drops the effects queued since then. Locks stay
     /// held.
     pub fn rollback_to(&self, sp: Savepoint) {
+        self.rollback_except(sp, None);
+    }
+
+    /// Rolls back because the other side of `from` did: everyone but `from` is told.
+    pub(crate) fn rollback_from(&self, sp: Savepoint, from: &dyn TxLink) {
+        self.rollback_except(sp, Some(from));
+    }
+
+    fn rollback_except(&self, sp: Savepoint, from: Option<&dyn TxLink>) {
         let (undo, links) = {
             let mut log = self.inner.log.lock();
             log.effects.truncate(sp.effects);
@@ -988,10 +1019,13 @@ impl Tx {
             (log.undo.split_off(at), log.links.clone())
         };
         replay(undo);
-        for (i, link) in links.iter().enumerate() {
+        for (i, reg) in links.iter().enumerate() {
             let then = sp.links.get(i).copied().unwrap_or(0);
-            if link.mark(self.inner.id) > then {
-                link.rollback(self.inner.id, then);
+            if from.is_some_and(|f| reg.link.same(f)) {
+                continue;
+            }
+            if reg.sent.load(Ordering::Acquire) > then {
+                reg.link.rollback(self.inner.id, then);
             }
         }
     }
@@ -1013,12 +1047,14 @@ impl Tx {
     /// Commits a participant whose parent decided to commit: it voted, so a wound that came
     /// after its vote does not stop it.
     pub(crate) fn commit_decided(&self) {
-        let state = self.inner.state.swap(COMMITTING, Ordering::AcqRel);
-        if state == FINISHED {
-            self.inner.state.store(FINISHED, Ordering::Release);
-            return;
+        if self
+            .inner
+            .state
+            .compare_exchange(PREPARED, COMMITTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            commit_inner(&self.inner);
         }
-        commit_inner(&self.inner);
     }
 
     /// Aborts: undoes everything, drops effects, releases locks, tells the partners.
@@ -1038,8 +1074,8 @@ fn commit_inner(inner: &Arc<TxInner>) {
     let place = (!log.effects.is_empty()).then(effects::reserve);
     release(inner, log.held);
     inner.state.store(FINISHED, Ordering::Release);
-    for link in &log.links {
-        link.finish(inner.id, true);
+    for reg in log.links.iter().filter(|l| l.parent) {
+        reg.link.finish(inner.id, true);
     }
     if let Some(n) = place {
         effects::fill_and_deliver(n, log.effects);
@@ -1047,14 +1083,24 @@ fn commit_inner(inner: &Arc<TxInner>) {
 }
 
 fn abort_inner(inner: &Arc<TxInner>) {
-    if inner.state.swap(FINISHED, Ordering::AcqRel) == FINISHED {
-        return;
+    // ABORTING until the undo is replayed and the locks released: the transaction still
+    // holds its items (nobody may read what it wrote) but can no longer take new ones.
+    let mut state = inner.state.load(Ordering::Acquire);
+    loop {
+        if state == FINISHED || state == ABORTING {
+            return;
+        }
+        match inner.state.compare_exchange(state, ABORTING, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(now) => state = now,
+        }
     }
     let log = std::mem::take(&mut *inner.log.lock());
     replay(log.undo);
     release(inner, log.held);
-    for link in &log.links {
-        link.finish(inner.id, false);
+    inner.state.store(FINISHED, Ordering::Release);
+    for reg in log.links.iter().filter(|l| l.parent) {
+        reg.link.finish(inner.id, false);
     }
 }
 

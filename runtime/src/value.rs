@@ -174,6 +174,57 @@ impl Value {
     }
 }
 
+impl Value {
+    /// The value's contents as text, containers included (`[1, [2, 3]]`, `{'a': 1}`), read
+    /// without transaction locks: for tests and debugging, on values nobody is changing.
+    pub fn render(&self) -> String {
+        fn go(v: &Value, depth: usize, out: &mut String) {
+            use std::fmt::Write as _;
+            if depth > 64 {
+                out.push_str("...");
+                return;
+            }
+            match v {
+                Value::List(o) | Value::Struct(o) => {
+                    let items = match o.snapshot() {
+                        ObjData::List(items) | ObjData::Struct(items) => items,
+                        ObjData::Map(_) => Vec::new(),
+                    };
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        go(item, depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                Value::Map(o) => {
+                    out.push('{');
+                    if let ObjData::Map(m) = o.snapshot() {
+                        for (i, (k, item)) in m.iter().enumerate() {
+                            if i > 0 {
+                                out.push_str(", ");
+                            }
+                            go(&k.to_value(), depth + 1, out);
+                            out.push_str(": ");
+                            go(item, depth + 1, out);
+                        }
+                    }
+                    out.push('}');
+                }
+                Value::Number(n) => out.push_str(&number_to_text(*n)),
+                other => {
+                    let _ = write!(out, "{other:?}");
+                }
+            }
+        }
+        let mut out = String::new();
+        go(self, 0, &mut out);
+        out
+    }
+}
+
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

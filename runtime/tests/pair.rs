@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use waldo::__rt::*;
+use waldo::ExceptionKind;
 use waldo::engine::Msg;
 use waldo::{CallOptions, Error};
 
@@ -37,6 +38,11 @@ const NEST: u32 = 6;
 const ONE: u32 = 7;
 const MOVE: u32 = 8;
 const RELAY: u32 = 9;
+const GRID_ADD: u32 = 10;
+const GRID_FAIL: u32 = 11;
+const TRY_NEST: u32 = 12;
+const NET_BOOM: u32 = 13;
+const GRID: usize = 3;
 
 fn sequences() -> Vec<SequenceInfo> {
     let s = |name, blocks, locals| SequenceInfo { name, blocks, locals, starters: [true, true] };
@@ -51,6 +57,10 @@ fn sequences() -> Vec<SequenceInfo> {
         s("One", 1, 0),
         s("Move", 2, 1),
         s("Relay", 2, 1),
+        s("GridAdd", 2, 2),
+        s("GridFail", 2, 2),
+        s("TryNest", 2, 1),
+        s("NetBoom", 2, 0),
     ]
 }
 
@@ -129,6 +139,33 @@ impl Program for End {
                     let out = other.link().sequence(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
                     locals[0] = out[1].clone();
                 }
+                (GRID_ADD | GRID_FAIL | TRY_NEST | NET_BOOM, 0) => {}
+                (GRID_ADD | GRID_FAIL, _) => {
+                    // grid[i].append(x): a write into a container inside a peered container.
+                    let grid = tx.read(core, GRID).await?;
+                    let row = ops::index_get(tx, &grid, &locals[0]).await?;
+                    ops::append(tx, &row, locals[1].clone()).await?;
+                    if seq == GRID_FAIL {
+                        return app_error("row full");
+                    }
+                }
+                (TRY_NEST, _) => {
+                    // try { Inc2(); raise } catch { }: the nested sequence is undone on both sides.
+                    let link = self.link.get().expect("linked");
+                    let sp = tx.savepoint();
+                    let body = async {
+                        link.sequence(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
+                        app_error::<()>("inner failure")
+                    };
+                    match body.await {
+                        Err(Raise::Exception(e)) => {
+                            tx.rollback_to(sp);
+                            locals[0] = Value::text(e.message);
+                        }
+                        other => other?,
+                    }
+                }
+                (NET_BOOM, _) => return Err(Exception::network("lost the printer").into()),
                 _ => return app_error(format!("no block {block} in sequence {seq}")),
             }
             Ok(())
@@ -142,8 +179,10 @@ struct Pair {
 }
 
 fn end(name: &str) -> Arc<End> {
-    let core = EndpointCore::new(name, vec![Value::Number(0.0), Value::Number(0.0), Value::new_list(vec![])]);
-    core.set_peered(3);
+    let grid = Value::new_list(vec![Value::new_list(vec![]), Value::new_list(vec![])]);
+    let core =
+        EndpointCore::new(name, vec![Value::Number(0.0), Value::Number(0.0), Value::new_list(vec![]), grid]);
+    core.set_peered(4);
     Arc::new(End { core, link: OnceLock::new(), relay: OnceLock::new() })
 }
 
@@ -207,6 +246,8 @@ impl Pair {
     }
 
     fn assert_agree(&self) {
+        let grid = |e: &End| e.core.committed_value(GRID).map(|v| v.render()).unwrap_or_default();
+        assert_eq!(grid(&self.left), grid(&self.right), "grid replicas differ");
         assert_eq!(self.left.number(COUNTER), self.right.number(COUNTER), "counter replicas differ");
         assert_eq!(self.left.number(OTHER), self.right.number(OTHER), "other replicas differ");
         assert_eq!(self.left.list(LOG), self.right.list(LOG), "log replicas differ");
@@ -482,6 +523,91 @@ async fn a_transaction_spreads_over_several_pairs_as_one_commit_tree() {
     second.assert_agree();
 }
 
+#[tokio::test]
+async fn writes_inside_nested_peered_containers_replicate_both_ways() {
+    let p = pair();
+    p.left.run(GRID_ADD, vec![Value::Number(0.0), Value::Number(1.0)]).await.expect("commits");
+    // The right replica received grid[0] = [1]; now it appends to that inner list itself.
+    p.right.run(GRID_ADD, vec![Value::Number(0.0), Value::Number(2.0)]).await.expect("commits");
+    p.right.run(GRID_FAIL, vec![Value::Number(1.0), Value::Number(3.0)]).await.expect_err("raises");
+    settle(&p).await;
+    p.assert_agree();
+    let rendered = p.left.core.committed_value(GRID).map(|v| v.render()).unwrap_or_default();
+    assert_eq!(rendered, "[[1, 2], []]");
+}
+
+#[tokio::test]
+async fn a_try_around_a_nested_sequence_in_a_partner_block_undoes_both_sides() {
+    let p = pair();
+    let out = p.left.run(TRY_NEST, vec![Value::Nothing]).await.expect("commits");
+    assert_eq!(out[0].as_text().map(|t| t.to_string()).ok(), Some("inner failure".into()));
+    settle(&p).await;
+    assert_eq!(p.left.number(COUNTER), 0.0, "the nested increment was undone");
+    p.assert_agree();
+    // The pair still works.
+    p.left.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
+    settle(&p).await;
+    assert_eq!(p.right.number(COUNTER), 1.0);
+}
+
+#[tokio::test]
+async fn a_partner_network_exception_keeps_its_kind() {
+    let p = pair();
+    let core = p.left.core.clone();
+    let left = p.left.clone();
+    let kind = transact("Tally.netBoom", &core, &CallOptions::default(), |tx| {
+        let left = left.clone();
+        async move {
+            match left.link().sequence(&tx, NET_BOOM, vec![]).await {
+                Err(Raise::Exception(e)) => Ok(e.kind),
+                other => panic!("expected an exception, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("commits");
+    assert_eq!(kind, ExceptionKind::Network);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_aborts_and_releases_everything() {
+    let p = Arc::new(pair());
+    // An older transaction holds the right replica's counter, so the left call waits mid-sequence.
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let blocker = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let core = p.right.core.clone();
+            let mut held = Some(held_tx);
+            transact("Tally.hold", &core, &CallOptions::default(), |tx| {
+                let core = core.clone();
+                let held = held.take();
+                async move {
+                    add(&tx, &core, COUNTER, 10.0).await?;
+                    if let Some(h) = held {
+                        let _ = h.send(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(())
+                }
+            })
+            .await
+        })
+    };
+    held_rx.await.expect("held");
+    // The host gives up on the call by dropping it (no deadline in the options).
+    let call = p.left.run(INC2, vec![Value::Nothing, Value::Nothing]);
+    assert!(tokio::time::timeout(Duration::from_millis(30), call).await.is_err(), "the call had to wait");
+    blocker.await.expect("blocker").expect("commits");
+    settle(&p).await;
+    // Nothing of the dropped call remains, and both sides go on working.
+    assert_eq!(p.left.number(COUNTER), 10.0);
+    p.assert_agree();
+    p.left.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
+    settle(&p).await;
+    assert_eq!(p.right.number(COUNTER), 11.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_that_expires_mid_sequence_aborts_both_sides() {
     let p = Arc::new(pair());
@@ -581,7 +707,18 @@ async fn random_run(seed: u64) -> u64 {
             let end = if client % 2 == 0 { &p.left } else { &p.right };
             let mut added = 0.0;
             for _ in 0..25 {
-                match rng.random_range(0..4) {
+                match rng.random_range(0..6) {
+                    4 => {
+                        let (row, x) =
+                            (f64::from(rng.random_range(0..2u8)), f64::from(rng.random_range(0..9u8)));
+                        end.run(GRID_ADD, vec![Value::Number(row), Value::Number(x)]).await.expect("commits");
+                    }
+                    5 => {
+                        let row = f64::from(rng.random_range(0..2u8));
+                        end.run(GRID_FAIL, vec![Value::Number(row), Value::Number(7.0)])
+                            .await
+                            .expect_err("raises");
+                    }
                     0 => {
                         let out = end.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
                         let (before, seen) = (out[0].as_number().unwrap(), out[1].as_number().unwrap());
