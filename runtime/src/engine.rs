@@ -358,7 +358,7 @@ pub struct Engine {
     side: Side,
     sequences: Vec<SequenceInfo>,
     peered: u32,
-    txs: HashMap<TxId, Entry>,
+    txs: HashMap<TxId, Box<Entry>>,
     /// Transactions that ended here, most recent last (bounded).
     ended: HashSet<TxId>,
     ended_order: VecDeque<TxId>,
@@ -431,9 +431,15 @@ impl Engine {
         out.push(Out::Send(msg));
     }
 
-    /// Removes transaction `id`, remembering that it ended.
-    fn end(&mut self, id: TxId) -> Option<Entry> {
+    /// Removes transaction `id`, remembering that it aborted (late messages about it are
+    /// then stale; a committed transaction has none).
+    fn end(&mut self, id: TxId) -> Option<Box<Entry>> {
         let entry = self.txs.remove(&id)?;
+        self.remember(id);
+        Some(entry)
+    }
+
+    fn remember(&mut self, id: TxId) {
         if self.ended.insert(id) {
             self.ended_order.push_back(id);
             if self.ended_order.len() > REMEMBERED
@@ -442,7 +448,6 @@ impl Engine {
                 self.ended.remove(&old);
             }
         }
-        Some(entry)
     }
 
     /// A local transaction wrote peered data or starts a sequence: it joins the connection,
@@ -452,7 +457,7 @@ impl Engine {
             return;
         }
         // The engine's handle must not keep a dropped host call from aborting.
-        let entry = Entry::new(tx.unguarded(), true);
+        let entry = Box::new(Entry::new(tx.unguarded(), true));
         out.push(Out::Joined { tx: tx.clone(), parent: true, sent: entry.sent.clone() });
         self.txs.insert(tx.id(), entry);
     }
@@ -650,7 +655,11 @@ impl Engine {
             return;
         }
         let (sent, child_aborted) = (entry.sent.load(Ordering::Acquire), entry.child_aborted);
-        self.end(id);
+        if committed {
+            self.txs.remove(&id);
+        } else {
+            self.end(id);
+        }
         if sent == 0 || self.closed.is_some() {
             return;
         }
@@ -784,7 +793,7 @@ impl Engine {
             }
             Msg::Commit { .. } => match self.txs.get(&id) {
                 Some(e) if !e.parent && e.idle() && e.tx.is_prepared() => {
-                    let e = self.end(id).expect("present");
+                    let e = self.txs.remove(&id).expect("present");
                     out.push(Out::Commit(e.tx));
                 }
                 Some(_) => {
@@ -837,7 +846,7 @@ impl Engine {
             }
             self.stats.child_txs += 1;
             let tx = Tx::with_id(id, prio);
-            let entry = Entry::new(tx.clone(), false);
+            let entry = Box::new(Entry::new(tx.clone(), false));
             out.push(Out::Joined { tx, parent: false, sent: entry.sent.clone() });
             self.txs.insert(id, entry);
         }

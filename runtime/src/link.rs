@@ -56,6 +56,8 @@ pub(crate) struct LinkShared {
     /// Messages made by the engine, waiting to be handed to the transport in order.
     outbox: Mutex<std::collections::VecDeque<Msg>>,
     draining: std::sync::atomic::AtomicBool,
+    /// How many messages the outbox holds (read without its lock).
+    queued: std::sync::atomic::AtomicUsize,
 }
 
 /// A handle on one side of a pair's connection (cheap to clone).
@@ -81,6 +83,7 @@ impl Link {
             error: Mutex::new(None),
             outbox: Mutex::new(std::collections::VecDeque::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
+            queued: std::sync::atomic::AtomicUsize::new(0),
         });
         let as_link: Arc<dyn TxLink> = shared.clone();
         crate::endpoint::attach_link(core.serial, Arc::downgrade(&as_link));
@@ -152,6 +155,7 @@ impl LinkShared {
                 out.retain_mut(|o| match o {
                     Out::Send(msg) => {
                         outbox.push_back(std::mem::replace(msg, Msg::Vote { tx: msg.tx() }));
+                        self.queued.fetch_add(1, AtomicOrdering::AcqRel);
                         false
                     }
                     _ => true,
@@ -167,19 +171,20 @@ impl LinkShared {
     /// Hands the outbox to the transport, in order; one thread at a time does it.
     fn flush(&self) {
         loop {
+            if self.queued.load(AtomicOrdering::Acquire) == 0 {
+                return;
+            }
             if self.draining.swap(true, AtomicOrdering::AcqRel) {
                 return; // another thread is draining and will see our messages
             }
             loop {
                 let Some(msg) = self.outbox.lock().pop_front() else { break };
+                self.queued.fetch_sub(1, AtomicOrdering::AcqRel);
                 if let Some(t) = self.transport.get() {
                     t.send(msg);
                 }
             }
             self.draining.store(false, AtomicOrdering::Release);
-            if self.outbox.lock().is_empty() {
-                return;
-            }
         }
     }
 
@@ -188,6 +193,7 @@ impl LinkShared {
             match o {
                 Out::Send(msg) => {
                     self.outbox.lock().push_back(msg);
+                    self.queued.fetch_add(1, AtomicOrdering::AcqRel);
                 }
                 Out::Run(job) => {
                     let me = self.arc();
@@ -211,13 +217,8 @@ impl LinkShared {
                 Out::Joined { tx, parent, sent } => {
                     tx.add_link(self.arc(), parent, sent);
                     if !parent {
-                        let me = self.me.clone();
-                        let id = tx.id();
-                        tx.set_wound_hook(Arc::new(move || {
-                            if let Some(link) = me.upgrade() {
-                                link.with_engine(|e, out| e.wound_requested(id, out));
-                            }
-                        }));
+                        let me: Weak<dyn TxLink> = self.me.clone();
+                        tx.set_wound_hook(me);
                     }
                 }
             }
@@ -244,7 +245,7 @@ impl LinkShared {
         let slots = tx.take_dirty(self.core.serial);
         let mut out = Vec::with_capacity(slots.len());
         for slot in slots {
-            let value = tx.read(&self.core, slot as usize).await?;
+            let value = tx.held_value(&self.core, slot as usize);
             let copy = match value {
                 Value::List(_) | Value::Map(_) | Value::Struct(_) => tx.deep_copy(&value).await?,
                 other => other,
@@ -387,6 +388,10 @@ impl TxLink for LinkShared {
 
     fn enlist(&self, tx: &Tx) {
         self.join(tx);
+    }
+
+    fn wound_requested(&self, tx: TxId) {
+        self.with_engine(|e, out| e.wound_requested(tx, out));
     }
 }
 

@@ -117,6 +117,8 @@ pub(crate) trait TxLink: Send + Sync {
     /// The transaction wrote the link's peered data: it joins the link as its parent,
     /// unless it is already known there.
     fn enlist(&self, tx: &Tx);
+    /// A transaction that is a prepared child on this link was wounded: ask its parent.
+    fn wound_requested(&self, tx: TxId);
 }
 
 /// The mark of an object that belongs to a peered variable: writes through any reference to
@@ -174,9 +176,6 @@ struct LinkReg {
     sent: Arc<AtomicU64>,
 }
 
-/// What a prepared participant does when an older transaction needs what it holds.
-pub(crate) type WoundHook = Arc<dyn Fn() + Send + Sync>;
-
 /// The shared part of a transaction, referenced by the locks it holds.
 pub(crate) struct TxInner {
     id: TxId,
@@ -186,7 +185,8 @@ pub(crate) struct TxInner {
     /// partner): a wound wakes them all.
     wakers: Mutex<Vec<Waker>>,
     log: Mutex<TxLog>,
-    hook: Mutex<Option<WoundHook>>,
+    /// For a child: the link to ask its parent through when wounded while prepared.
+    hook: Mutex<Option<std::sync::Weak<dyn TxLink>>>,
     hook_fired: std::sync::atomic::AtomicBool,
 }
 
@@ -212,9 +212,9 @@ impl TxInner {
             }
             Err(PREPARED) => {
                 if !self.hook_fired.swap(true, Ordering::AcqRel) {
-                    let hook = self.hook.lock().clone();
-                    if let Some(hook) = hook {
-                        hook();
+                    let hook = self.hook.lock().as_ref().and_then(std::sync::Weak::upgrade);
+                    if let Some(link) = hook {
+                        link.wound_requested(self.id);
                     }
                 }
             }
@@ -301,8 +301,8 @@ impl Tx {
     }
 
     /// Sets what a wound does while this participant is prepared.
-    pub(crate) fn set_wound_hook(&self, hook: WoundHook) {
-        *self.inner.hook.lock() = Some(hook);
+    pub(crate) fn set_wound_hook(&self, link: std::sync::Weak<dyn TxLink>) {
+        *self.inner.hook.lock() = Some(link);
     }
 
     /// Marks a participant prepared (it voted). False if it was wounded first: it may then
@@ -555,6 +555,12 @@ impl Tx {
             self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
         }
         Ok(())
+    }
+
+    /// The value of slot `slot` of `ep`, which this transaction holds at least for reading
+    /// (it wrote the variable or something inside it): read without asking for the lock.
+    pub(crate) fn held_value(&self, ep: &EndpointCore, slot: usize) -> Value {
+        ep.slots.lock().get(slot).map(|s| s.value.clone()).unwrap_or(Value::Nothing)
     }
 
     // ---------------------------------------------------------------- heap objects
