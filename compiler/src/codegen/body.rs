@@ -263,9 +263,9 @@ impl Usage {
     }
 }
 
-/// The runtime's hidden module.
+/// The runtime's hidden module, as generated modules name it (`use ::waldo::__rt as rt;`).
 pub(super) fn rt() -> TokenStream {
-    quote!(::waldo::__rt)
+    quote!(rt)
 }
 
 /// The Rust names for a body's locals: their snake-case names, made unique; a local that is

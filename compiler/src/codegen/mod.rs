@@ -84,7 +84,8 @@ pub fn generate(protocol: &Protocol, options: &Options) -> Result<String, GenErr
         }
     };
     let tokens = unsuffix(Gen { p: protocol }.protocol(&emit));
-    let file: syn::File = syn::parse2(tokens).map_err(|e| GenError::Internal(e.to_string()))?;
+    let mut file: syn::File = syn::parse2(tokens).map_err(|e| GenError::Internal(e.to_string()))?;
+    syn::visit_mut::VisitMut::visit_file_mut(&mut EmptyVecs, &mut file);
     let source = if options.source_name.is_empty() {
         "a Waldo protocol".to_owned()
     } else {
@@ -114,7 +115,7 @@ impl Gen<'_> {
     /// protocol's own module name.
     fn module_of(&self, e: EndpointId) -> Ident {
         let m = names::snake(&self.p.endpoints[e].name);
-        if m == module_name(self.p) {
+        if m == module_name(self.p) || m == "rt" {
             format_ident!("{}_endpoint", m)
         } else {
             endpoint_module(&self.p.endpoints[e].name)
@@ -149,12 +150,22 @@ impl Gen<'_> {
             " The protocol's fingerprint: both sides of a connection must have the same.".to_string();
         let sequences = if self.pair() { self.sequence_table() } else { quote!() };
         let pair = if self.pair() && emit.len() == 2 { self.in_process_pair() } else { quote!() };
+        let own = quote!(#structs #sequences #pair);
+        let use_rt = if mentions(&own, "rt") {
+            quote!(
+                use ::waldo::__rt as rt;
+            )
+        } else {
+            quote!()
+        };
         quote! {
             #[doc = #doc]
             // A program uses part of its protocol's API, and Waldo code may store values it
             // never reads: neither is a mistake in the generated code.
             #[allow(dead_code, unused_assignments)]
             pub mod #name {
+                #use_rt
+
                 #[doc = #fp_doc]
                 pub const FINGERPRINT: u64 = #fingerprint;
                 #structs
@@ -348,6 +359,8 @@ impl Gen<'_> {
         quote! {
             #[doc = #doc]
             pub mod #module {
+                use ::waldo::__rt as rt;
+
                 #[doc = #handle_doc]
                 #[derive(Clone)]
                 pub struct #handle {
@@ -646,9 +659,11 @@ impl Gen<'_> {
             let ident = function_ident(func);
             let n = func.params;
             let wrong = if n == 0 { quote!(!args.is_empty()) } else { quote!(args.len() != #n) };
+            let message =
+                format!("`{name}` takes {n} argument{}, {{}} were given", if n == 1 { "" } else { "s" });
             arms.extend(quote!(#name => {
                 if #wrong {
-                    return #rt::app_error(format!("`{}` takes {} arguments, {} were given", #name, #n, args.len()));
+                    return #rt::app_error(format!(#message, args.len()));
                 }
                 self.#ident(tx, args).await
             }));
@@ -671,9 +686,8 @@ impl Gen<'_> {
                 parms.extend(quote!((#s32, #b32) => self.#name(tx, data),));
             }
             let ep_name = &ep.name;
-            let none = quote!(Box::pin(async move {
-                #rt::app_error(format!("{} runs no block {} of sequence {}", #ep_name, block, seq))
-            }));
+            let message = format!("{ep_name} runs no block {{block}} of sequence {{seq}}");
+            let none = quote!(Box::pin(async move { #rt::app_error(format!(#message)) }));
             let (params, body) = if parms.is_empty() {
                 (quote!(_tx: &'a #rt::Tx, seq: u32, block: u32, _data: &'a mut Vec<#rt::Value>), none)
             } else {
@@ -1006,6 +1020,25 @@ impl Gen<'_> {
                 ready_b?;
                 Ok((#ha::from_inner(a, options.clone()), #hb::from_inner(b, options)))
             }
+        }
+    }
+}
+
+/// Rewrites `Vec::from([])` (what the generator writes for an empty list) as `Vec::new()`.
+struct EmptyVecs;
+
+impl syn::visit_mut::VisitMut for EmptyVecs {
+    fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
+        syn::visit_mut::visit_expr_mut(self, e);
+        if let syn::Expr::Call(call) = e
+            && let syn::Expr::Path(f) = &*call.func
+            && f.path.segments.len() == 2
+            && f.path.segments[0].ident == "Vec"
+            && f.path.segments[1].ident == "from"
+            && let [syn::Expr::Array(a)] = call.args.iter().collect::<Vec<_>>().as_slice()
+            && a.elems.is_empty()
+        {
+            *e = syn::parse_quote!(Vec::new());
         }
     }
 }
