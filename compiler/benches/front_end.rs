@@ -1,4 +1,5 @@
-//! Front-end speed on a generated 10,000-line protocol: lexing, parsing, checking.
+//! Compiler speed on a generated 10,000-line protocol: lexing, parsing, checking, and
+//! generating Rust.
 //!
 //! Run with `cargo bench -p waldo-compiler --bench front_end` (`-- --quick` for a short run).
 //! Prints the median and spread of lexing alone (the baseline, measured in the same run), of
@@ -80,11 +81,22 @@ fn main() {
         &diagnostics[..diagnostics.len().min(3)]
     );
     let (check, _) = measure(iterations, || waldo_compiler::check::check(black_box(&tree)));
+    let (protocol, _) = waldo_compiler::check::check(&tree);
+    let options = waldo_compiler::codegen::Options::default();
+    let (generate, _) = measure(iterations, || {
+        waldo_compiler::codegen::generate(black_box(&protocol), &options).expect("generates")
+    });
     let (lex_p50, full_p50) = (lex[lex.len() / 2], full[full.len() / 2]);
 
     println!("front end on a generated protocol: {lines} lines, {} bytes, {iterations} runs", src.len());
     println!("{:<14} {:>10} {:>10} {:>10}", "", "min ms", "p50 ms", "max ms");
-    for (name, t) in [("lex", &lex), ("lex+parse", &full), ("drop tree", &drops), ("check", &check)] {
+    for (name, t) in [
+        ("lex", &lex),
+        ("lex+parse", &full),
+        ("drop tree", &drops),
+        ("check", &check),
+        ("generate", &generate),
+    ] {
         println!("{name:<14} {:>10.2} {:>10.2} {:>10.2}", ms(t[0]), ms(t[t.len() / 2]), ms(t[t.len() - 1]));
     }
     println!("parse.lines: {lines}");
@@ -98,4 +110,8 @@ fn main() {
     println!("ratio.check_vs_lex_parse: {:.2}", check_p50.as_secs_f64() / full_p50.as_secs_f64());
     println!("goal.lex_parse_under_20ms: {}", ms(full_p50) < 20.0);
     println!("goal.check_under_50ms: {}", ms(check_p50) < 50.0);
+    let generate_p50 = generate[generate.len() / 2];
+    println!("generate.p50_ms: {:.3}", ms(generate_p50));
+    println!("ratio.generate_vs_lex_parse: {:.2}", generate_p50.as_secs_f64() / full_p50.as_secs_f64());
+    println!("goal.generate_under_100ms: {}", ms(generate_p50) < 100.0);
 }

@@ -149,3 +149,35 @@ fn graph_draws_the_sequences() {
     assert_eq!(code, 1);
     assert!(stderr.contains("has errors"), "{stderr}");
 }
+
+#[test]
+fn build_writes_one_file_per_protocol_and_can_choose_endpoints() {
+    let out_dir = std::env::temp_dir().join(format!("waldoc-build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let bank = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/protocols/bank.wld");
+    let dir = out_dir.to_str().expect("a UTF-8 path");
+    let (code, stdout, stderr) = waldoc(&["build", bank, "--out-dir", dir, "--endpoint", "Vault"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("bank.rs"), "{stdout}");
+    let generated = std::fs::read_to_string(out_dir.join("bank.rs")).expect("the generated file");
+    assert!(generated.contains("pub mod vault") && !generated.contains("pub mod branch"));
+
+    let (code, _, stderr) = waldoc(&["build", bank, "--out-dir", dir, "--endpoint", "Teller"]);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.trim(), "the protocol has no endpoint `Teller` (its endpoints: Branch, Vault)");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn build_of_a_file_with_errors_prints_them_and_writes_nothing() {
+    let file = temp_file(
+        "broken_build.wld",
+        b"Broken\nEndpoint A;\nA { Public Function f() returns Number { return 'x'; } }\n",
+    );
+    let out_dir = std::env::temp_dir().join(format!("waldoc-broken-{}", std::process::id()));
+    let (code, _, stderr) =
+        waldoc(&["build", file.to_str().expect("utf-8"), "--out-dir", out_dir.to_str().expect("utf-8")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("error[E"), "{stderr}");
+    assert!(!out_dir.join("broken.rs").exists());
+}
