@@ -448,6 +448,88 @@ pub fn seq_results(data: Vec<Value>, params: usize, returns: usize) -> Vec<Value
     data.into_iter().skip(params).take(returns).collect()
 }
 
+/// The kind of value a parameter takes (dynamic endpoint calls check their arguments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `Number`.
+    Number,
+    /// `Text`.
+    Text,
+    /// `TrueFalse`.
+    TrueFalse,
+    /// `List(...)`.
+    List,
+    /// `Map(...)`.
+    Map,
+    /// `Struct S`.
+    Struct,
+    /// `Function(...)` (may be unbound).
+    Function,
+    /// `Endpoint` (may be unbound).
+    Endpoint,
+    /// `External T` (may be unbound).
+    External,
+    /// Anything.
+    Any,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Number => "a Number",
+            Kind::Text => "a Text",
+            Kind::TrueFalse => "a TrueFalse",
+            Kind::List => "a List",
+            Kind::Map => "a Map",
+            Kind::Struct => "a Struct",
+            Kind::Function => "a Function",
+            Kind::Endpoint => "an Endpoint",
+            Kind::External => "an External",
+            Kind::Any => "anything",
+        }
+    }
+
+    fn accepts(self, v: &Value) -> bool {
+        matches!(
+            (self, v),
+            (Kind::Any, _)
+                | (Kind::Number, Value::Number(_))
+                | (Kind::Text, Value::Text(_))
+                | (Kind::TrueFalse, Value::Bool(_))
+                | (Kind::List, Value::List(_))
+                | (Kind::Map, Value::Map(_))
+                | (Kind::Struct, Value::Struct(_))
+                | (Kind::Function, Value::Function(_) | Value::Nothing)
+                | (Kind::Endpoint, Value::Endpoint(_) | Value::Nothing)
+                | (Kind::External, Value::External(_) | Value::Nothing)
+        )
+    }
+}
+
+/// Checks the arguments of a dynamic call of public function `function` (`e.f(args)` on an
+/// endpoint the checker could not identify): their number and kinds.
+pub fn check_args(function: &str, args: &[Value], kinds: &[Kind]) -> Flow<()> {
+    if args.len() != kinds.len() {
+        let n = kinds.len();
+        return app_error(format!(
+            "`{function}` takes {n} argument{}, {} were given",
+            if n == 1 { "" } else { "s" },
+            args.len()
+        ));
+    }
+    for (i, (a, k)) in args.iter().zip(kinds).enumerate() {
+        if !k.accepts(a) {
+            return app_error(format!(
+                "argument {} of `{function}` should be {}, found {}",
+                i + 1,
+                k.name(),
+                a.kind_name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

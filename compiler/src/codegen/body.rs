@@ -14,8 +14,8 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::ir::{
-    AssignOp, BinOp, Builtin, Callee, EndpointId, ExceptionKind, Method, Protocol, TExpr, TExprKind, TStmt,
-    TStmtKind, Ty, UnaryOp, Var, VarRef,
+    AssignOp, BinOp, Builtin, Callee, ExceptionKind, Method, Protocol, TExpr, TExprKind, TStmt, TStmtKind,
+    Ty, UnaryOp, Var, VarRef,
 };
 
 use super::names;
@@ -38,13 +38,13 @@ enum Frame {
 /// The lowering of one body.
 pub(super) struct Lower<'p> {
     pub(super) protocol: &'p Protocol,
-    /// The endpoint running the code.
-    pub(super) endpoint: EndpointId,
     kind: BodyKind,
+    /// The Rust names of the endpoint's functions.
+    fn_names: &'p [Ident],
     locals: &'p [Var],
     /// The Rust names of the body's locals, by local id.
     local_names: Vec<Ident>,
-    usage: Usage,
+    usage: Usage<'p>,
     frames: Vec<Frame>,
     /// Counter for fresh temporaries.
     fresh: usize,
@@ -54,26 +54,32 @@ pub(super) struct Lower<'p> {
 /// (and `mut` only if assigned again), or hoisted to the top when Waldo's function-wide scope
 /// lets code after the declaring block use it.
 #[derive(Default)]
-pub(super) struct Usage {
+pub(super) struct Usage<'p> {
+    inits: Vec<Option<&'p TExpr>>,
     read: Vec<bool>,
     assigned: Vec<bool>,
     hoisted: Vec<bool>,
     /// Declared by a `for` header.
     loop_declared: Vec<bool>,
+    /// Declared only in code that never runs (after a jump): it keeps its default.
+    dead_decl: Vec<bool>,
     /// The block each local is declared in (for-loop variables: the loop's body).
     declared_in: Vec<Option<usize>>,
     path: Vec<usize>,
     blocks: usize,
 }
 
-impl Usage {
-    /// Analyses `body` for `count` locals, the first `params` of them parameters.
-    pub(super) fn of(body: &[TStmt], count: usize, params: usize) -> Usage {
+impl<'p> Usage<'p> {
+    /// Analyses `body` for its `locals`, the first `params` of them parameters.
+    pub(super) fn of(body: &[TStmt], locals: &'p [Var], params: usize) -> Usage<'p> {
+        let count = locals.len();
         let mut u = Usage {
+            inits: locals.iter().map(|v| v.init.as_ref()).collect(),
             read: vec![false; count],
             assigned: vec![false; count],
             hoisted: vec![false; count],
             loop_declared: vec![false; count],
+            dead_decl: vec![false; count],
             declared_in: vec![None; count],
             path: Vec::new(),
             blocks: 0,
@@ -92,16 +98,34 @@ impl Usage {
             self.path.push(self.blocks);
         }
         let id = *self.path.last().unwrap_or(&0);
-        for s in stmts {
+        for (i, s) in stmts.iter().enumerate() {
             self.stmt(s);
             if diverges(std::slice::from_ref(s)) {
-                break; // the rest never runs, and is not generated
+                // The rest never runs and is not generated; a local declared there may still
+                // be named later (function-wide scope), so it is declared at the top.
+                for rest in &stmts[i + 1..] {
+                    self.hoist_decls(rest);
+                }
+                break;
             }
         }
         if !root {
             self.path.pop();
         }
         id
+    }
+
+    fn hoist_decls(&mut self, s: &TStmt) {
+        let mut ids = Vec::new();
+        collect_decls(std::slice::from_ref(s), &mut ids);
+        for id in ids {
+            if let Some(h) = self.hoisted.get_mut(id) {
+                *h = true;
+            }
+            if let Some(d) = self.dead_decl.get_mut(id) {
+                *d = true;
+            }
+        }
     }
 
     fn touch(&mut self, id: usize) {
@@ -138,6 +162,9 @@ impl Usage {
     fn stmt(&mut self, s: &TStmt) {
         match &s.kind {
             TStmtKind::Decl(id) => {
+                if let Some(Some(init)) = self.inits.get(*id).copied() {
+                    self.expr(init);
+                }
                 if let Some(d) = self.declared_in.get_mut(*id) {
                     *d = self.path.last().copied();
                 }
@@ -270,7 +297,7 @@ pub(super) fn rt() -> TokenStream {
 
 /// The Rust names for a body's locals: their snake-case names, made unique; a local that is
 /// never read starts with `_`.
-fn local_idents(locals: &[Var], usage: &Usage) -> Vec<Ident> {
+fn local_idents(locals: &[Var], usage: &Usage<'_>) -> Vec<Ident> {
     let names = names::unique(
         locals
             .iter()
@@ -287,25 +314,29 @@ fn local_idents(locals: &[Var], usage: &Usage) -> Vec<Ident> {
 impl<'p> Lower<'p> {
     pub(super) fn new(
         protocol: &'p Protocol,
-        endpoint: EndpointId,
+        fn_names: &'p [Ident],
         kind: BodyKind,
         locals: &'p [Var],
         body: &[TStmt],
         params: usize,
     ) -> Self {
-        let usage = Usage::of(body, locals.len(), params);
+        let usage = Usage::of(body, locals, params);
         let local_names = local_idents(locals, &usage);
-        Lower { protocol, endpoint, kind, locals, local_names, usage, frames: Vec::new(), fresh: 0 }
+        Lower { protocol, kind, fn_names, locals, local_names, usage, frames: Vec::new(), fresh: 0 }
     }
 
     /// Declarations of the locals hoisted to the top of the body.
     pub(super) fn hoisted(&self) -> TokenStream {
-        let rt = rt();
         (0..self.locals.len())
             .filter(|&i| self.usage.is_hoisted(i))
             .map(|i| {
                 let name = &self.local_names[i];
-                quote!(let mut #name = #rt::Value::Nothing;)
+                let value = default_value(self.protocol, &self.locals[i].ty);
+                if self.usage.dead_decl[i] && !self.usage.is_assigned(i) {
+                    quote!(let #name = #value;)
+                } else {
+                    quote!(let mut #name = #value;)
+                }
             })
             .collect()
     }
@@ -499,15 +530,55 @@ impl<'p> Lower<'p> {
                 self.write(target, v)
             }
             TStmtKind::ExtCopy { source, target } => {
+                // The value first, then the place, each once.
                 let v = self.expr(source);
-                let current = self.r(target);
-                let fresh = self.tmp("cell");
-                let store = if is_place(target) {
-                    self.write(target, quote!(#fresh))
-                } else {
-                    quote!(let _ = #fresh;)
-                };
-                quote!(if let Some(#fresh) = #rt::ops::ext_copy(tx, &#current, #v).await? { #store })
+                let (value, fresh) = (self.tmp("value"), self.tmp("cell"));
+                match &target.kind {
+                    TExprKind::Index(base, index) => {
+                        let (b, k) = (self.tmp("base"), self.tmp("key"));
+                        let base_v = self.container_owned(base);
+                        let index_v = self.expr(index);
+                        quote!({
+                            let #value = #v;
+                            let #b = #base_v;
+                            let #k = #index_v;
+                            let current = #rt::ops::index_get(tx, &#b, &#k).await?;
+                            if let Some(#fresh) = #rt::ops::ext_copy(tx, &current, #value).await? {
+                                #rt::ops::index_set(tx, &#b, &#k, #fresh).await?;
+                            }
+                        })
+                    }
+                    TExprKind::Field(base, field) => {
+                        let b = self.tmp("base");
+                        let base_v = self.container_owned(base);
+                        quote!({
+                            let #value = #v;
+                            let #b = #base_v;
+                            let current = #rt::ops::field_get(tx, &#b, #field).await?;
+                            if let Some(#fresh) = #rt::ops::ext_copy(tx, &current, #value).await? {
+                                #rt::ops::field_set(tx, &#b, #field, #fresh).await?;
+                            }
+                        })
+                    }
+                    TExprKind::Var(_) | TExprKind::Deref(_) => {
+                        let current = self.r(target);
+                        let store = self.write(target, quote!(#fresh));
+                        quote!({
+                            let #value = #v;
+                            if let Some(#fresh) = #rt::ops::ext_copy(tx, &#current, #value).await? {
+                                #store
+                            }
+                        })
+                    }
+                    _ => {
+                        // A call yielding an External: write into its cell (it has one).
+                        let current = self.expr(target);
+                        quote!({
+                            let #value = #v;
+                            let _ = #rt::ops::ext_copy(tx, &#current, #value).await?;
+                        })
+                    }
+                }
             }
             TStmtKind::Block(body) => {
                 let b = self.stmts(body);
@@ -609,8 +680,7 @@ impl<'p> Lower<'p> {
     /// Like [`Lower::container`], as an owned value (bound to a temporary).
     fn container_owned(&mut self, base: &TExpr) -> TokenStream {
         match &base.kind {
-            TExprKind::Deref(_) => self.container(base),
-            _ if matches!(base.ty, Ty::External(_)) => self.container(base),
+            _ if roots_in_external(base) => self.container(base),
             _ => self.expr(base),
         }
     }
@@ -639,6 +709,17 @@ impl<'p> Lower<'p> {
             _ if matches!(base.ty, Ty::External(_)) => {
                 let e = self.r(base);
                 quote!(#rt::ops::ext_container(tx, &#e).await?)
+            }
+            // Inside an External container, keep working on its pending copy: reading the
+            // inner container as a value would change a throwaway copy.
+            TExprKind::Index(b, i) if roots_in_external(b) => {
+                let c = self.container(b);
+                let i = self.r(i);
+                quote!(#rt::ops::index_get(tx, &#c, &#i).await?)
+            }
+            TExprKind::Field(b, f) if roots_in_external(b) => {
+                let c = self.container(b);
+                quote!(#rt::ops::field_get(tx, &#c, #f).await?)
             }
             _ => self.r(base),
         }
@@ -690,7 +771,29 @@ impl<'p> Lower<'p> {
         let body_code = self.tail(body, quote!(Ok(#rt::ops::Ctl::Next)));
         let mut arms = TokenStream::new();
         let sp = self.tmp("savepoint");
-        let take_savepoint = if catches.is_empty() { quote!() } else { quote!(let #sp = tx.savepoint();) };
+        // The undo log covers variables, objects and Externals; the body's own locals and
+        // sequence data are saved here and put back with it.
+        let (mut assigned, mut data_written) = (Vec::new(), false);
+        collect_assigned(body, &mut assigned, &mut data_written);
+        let mut inner = Vec::new();
+        collect_decls(body, &mut inner);
+        assigned.retain(|id| !inner.contains(id));
+        let mut save = TokenStream::new();
+        let mut restore = TokenStream::new();
+        if !catches.is_empty() {
+            for id in &assigned {
+                let (name, saved) = (self.local_names[*id].clone(), self.tmp("saved"));
+                save.extend(quote!(let #saved = #name.clone();));
+                restore.extend(quote!(#name = #saved.clone();));
+            }
+            if data_written {
+                let saved = self.tmp("saved_data");
+                save.extend(quote!(let #saved = data.to_vec();));
+                restore.extend(quote!(data.clone_from_slice(&#saved);));
+            }
+        }
+        let take_savepoint =
+            if catches.is_empty() { quote!() } else { quote!(let #sp = tx.savepoint(); #save) };
         for (kind, local, handler) in catches {
             let e = self.tmp("exception");
             let guard = match kind {
@@ -703,6 +806,7 @@ impl<'p> Lower<'p> {
             arms.extend(quote!(
                 Err(#rt::Raise::Exception(#e)) #guard => {
                     tx.rollback_to(#sp.clone());
+                    #restore
                     #binding = #rt::Value::text(&#e.message);
                     #h
                 }
@@ -772,8 +876,15 @@ impl<'p> Lower<'p> {
     /// Like [`Lower::value_list`] at the end of a body: a local named once is moved.
     fn value_list_moving(&mut self, values: &[TExpr]) -> TokenStream {
         let once = |id: usize| {
-            values.iter().filter(|v| matches!(v.kind, TExprKind::Var(VarRef::Local(i)) if i == id)).count()
-                == 1
+            let mut n = 0;
+            for v in values {
+                walk(v, &mut |x| {
+                    if matches!(x.kind, TExprKind::Var(VarRef::Local(i)) if i == id) {
+                        n += 1;
+                    }
+                });
+            }
+            n == 1
         };
         if values.iter().any(|v| matches!(v.ty, Ty::Tuple(_))) {
             return self.value_list(values);
@@ -991,7 +1102,7 @@ impl<'p> Lower<'p> {
         let rt = rt();
         match callee {
             Callee::Function(f) => {
-                let name = super::function_ident(&self.protocol.endpoints[self.endpoint].functions[*f]);
+                let name = &self.fn_names[*f];
                 let a = self.args(args);
                 quote!(self.#name(tx, Vec::from([#(#a),*])).await?)
             }
@@ -1039,6 +1150,113 @@ enum Jump {
     Continue,
 }
 
+/// Calls `f` on `e` and every expression inside it.
+fn walk(e: &TExpr, f: &mut dyn FnMut(&TExpr)) {
+    f(e);
+    match &e.kind {
+        TExprKind::List(items) => items.iter().for_each(|i| walk(i, f)),
+        TExprKind::Map(entries) => entries.iter().for_each(|(k, v)| {
+            walk(k, f);
+            walk(v, f);
+        }),
+        TExprKind::Unary(_, x) | TExprKind::Deref(x) | TExprKind::Field(x, _) => walk(x, f),
+        TExprKind::Binary(_, a, b) | TExprKind::Index(a, b) => {
+            walk(a, f);
+            walk(b, f);
+        }
+        TExprKind::Call(c, args) => {
+            match &**c {
+                Callee::Value(x) | Callee::Method(x, _) => walk(x, f),
+                Callee::Endpoint { target, .. } => walk(target, f),
+                _ => {}
+            }
+            args.iter().for_each(|a| walk(a, f));
+        }
+        _ => {}
+    }
+}
+
+/// The locals declared anywhere in `stmts`: declarations, `for` loop variables and catch
+/// variables.
+fn collect_decls(stmts: &[TStmt], out: &mut Vec<usize>) {
+    for s in stmts {
+        match &s.kind {
+            TStmtKind::Decl(id) => out.push(*id),
+            TStmtKind::If { branches, otherwise } => {
+                branches.iter().for_each(|(_, b)| collect_decls(b, out));
+                if let Some(o) = otherwise {
+                    collect_decls(o, out);
+                }
+            }
+            TStmtKind::While { body, .. } | TStmtKind::Block(body) => collect_decls(body, out),
+            TStmtKind::For { var, body, .. } => {
+                if let VarRef::Local(id) = var {
+                    out.push(*id);
+                }
+                collect_decls(body, out);
+            }
+            TStmtKind::Try { body, catches, finally } => {
+                collect_decls(body, out);
+                for (_, local, b) in catches {
+                    out.push(*local);
+                    collect_decls(b, out);
+                }
+                if let Some(f) = finally {
+                    collect_decls(f, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The locals assigned anywhere in `stmts`, and whether sequence data is (to save and
+/// restore them around a `try` body).
+fn collect_assigned(stmts: &[TStmt], out: &mut Vec<usize>, data: &mut bool) {
+    fn target(t: &TExpr, out: &mut Vec<usize>, data: &mut bool) {
+        let mut e = t;
+        while let TExprKind::Deref(inner) = &e.kind {
+            e = inner;
+        }
+        match e.kind {
+            TExprKind::Var(VarRef::Local(id)) if !out.contains(&id) => out.push(id),
+            TExprKind::Var(VarRef::SeqData(_)) => *data = true,
+            _ => {}
+        }
+    }
+    for s in stmts {
+        match &s.kind {
+            TStmtKind::Assign { targets, .. } => targets.iter().for_each(|t| target(t, out, data)),
+            TStmtKind::ExtAssign { target: t, .. } | TStmtKind::ExtCopy { target: t, .. } => {
+                target(t, out, data);
+            }
+            TStmtKind::If { branches, otherwise } => {
+                branches.iter().for_each(|(_, b)| collect_assigned(b, out, data));
+                if let Some(o) = otherwise {
+                    collect_assigned(o, out, data);
+                }
+            }
+            TStmtKind::While { body, .. } | TStmtKind::Block(body) => collect_assigned(body, out, data),
+            TStmtKind::For { var, body, .. } => {
+                match var {
+                    VarRef::Local(id) if !out.contains(id) => out.push(*id),
+                    VarRef::SeqData(_) => *data = true,
+                    _ => {}
+                }
+                collect_assigned(body, out, data);
+            }
+            TStmtKind::Try { body, catches, finally } => {
+                collect_assigned(body, out, data);
+                catches.iter().for_each(|(_, _, b)| collect_assigned(b, out, data));
+                if let Some(f) = finally {
+                    collect_assigned(f, out, data);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Whether a statement list always jumps away (`return`, `break`, `continue`, or an `if`
 /// whose every branch does), as Rust sees it.
 pub(super) fn diverges(stmts: &[TStmt]) -> bool {
@@ -1052,12 +1270,13 @@ pub(super) fn diverges(stmts: &[TStmt]) -> bool {
     })
 }
 
-/// Whether `e` is a place that can be written.
-fn is_place(e: &TExpr) -> bool {
+/// Whether `e` is, or is inside, an External container (`x`, `x[k]`, `x.f[i]` with `x`
+/// External).
+fn roots_in_external(e: &TExpr) -> bool {
     match &e.kind {
-        TExprKind::Var(_) => true,
-        TExprKind::Index(..) | TExprKind::Field(..) => true,
-        TExprKind::Deref(inner) => is_place(inner),
+        TExprKind::Deref(_) => true,
+        _ if matches!(e.ty, Ty::External(_)) => true,
+        TExprKind::Index(b, _) | TExprKind::Field(b, _) => roots_in_external(b),
         _ => false,
     }
 }

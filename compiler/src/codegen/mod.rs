@@ -83,7 +83,7 @@ pub fn generate(protocol: &Protocol, options: &Options) -> Result<String, GenErr
             out
         }
     };
-    let tokens = Gen { p: protocol }.protocol(&emit);
+    let tokens = Gen::new(protocol).protocol(&emit);
     let mut file: syn::File = syn::parse2(tokens).map_err(|e| GenError::Internal(e.to_string()))?;
     syn::visit_mut::VisitMut::visit_file_mut(&mut Tidy, &mut file);
     let printed = prettyplease::unparse(&file);
@@ -100,32 +100,76 @@ pub fn generate(protocol: &Protocol, options: &Options) -> Result<String, GenErr
 
 struct Gen<'p> {
     p: &'p Protocol,
+    /// Rust names, chosen once so that they never collide: endpoint handles and structs
+    /// (one namespace), endpoint modules, and per endpoint its functions and blocks.
+    handles: Vec<Ident>,
+    structs: Vec<Ident>,
+    modules: Vec<Ident>,
+    functions: Vec<Vec<Ident>>,
+    blocks: Vec<Vec<((usize, usize), Ident)>>,
 }
 
-/// The Rust name of a Waldo function's lowering (`f_` + its snake-case name).
-pub(crate) fn function_ident(f: &Function) -> Ident {
-    format_ident!("f_{}", names::snake(&f.name).trim_start_matches('_'))
-}
-
-fn endpoint_module(name: &str) -> Ident {
-    names::ident(&names::snake(name))
-}
-
-impl Gen<'_> {
-    /// The module of endpoint `e`: its snake-case name, or `<name>_endpoint` when that is the
-    /// protocol's own module name.
-    fn module_of(&self, e: EndpointId) -> Ident {
-        let m = names::snake(&self.p.endpoints[e].name);
-        if m == module_name(self.p) || m == "rt" {
-            format_ident!("{}_endpoint", m)
-        } else {
-            endpoint_module(&self.p.endpoints[e].name)
-        }
+impl<'p> Gen<'p> {
+    fn new(p: &'p Protocol) -> Self {
+        let mut types: Vec<String> = p.endpoints.iter().map(|e| names::type_name(&e.name)).collect();
+        types.extend(p.structs.iter().map(|s| names::type_name(&s.name)));
+        let types = names::unique_types(types);
+        let n = p.endpoints.len();
+        let handles = types[..n].iter().map(|t| names::ident(t)).collect();
+        let structs = types[n..].iter().map(|t| names::ident(t)).collect();
+        let protocol_module = module_name(p);
+        let modules = names::unique(
+            p.endpoints
+                .iter()
+                .map(|e| {
+                    let m = names::snake(&e.name);
+                    if m == protocol_module || m == "rt" { format!("{m}_endpoint") } else { m }
+                })
+                .collect(),
+        )
+        .iter()
+        .map(|m| names::ident(m))
+        .collect();
+        let functions = p
+            .endpoints
+            .iter()
+            .map(|e| {
+                names::unique(
+                    e.functions
+                        .iter()
+                        .map(|f| format!("f_{}", names::snake(&f.name).trim_start_matches('_')))
+                        .collect(),
+                )
+                .iter()
+                .map(|n| format_ident!("{}", n))
+                .collect()
+            })
+            .collect();
+        let blocks = (0..n)
+            .map(|e| {
+                let mut keys: Vec<(usize, usize)> = Vec::new();
+                for (s, b, _) in p.blocks_on(e) {
+                    if !keys.contains(&(s, b)) {
+                        keys.push((s, b));
+                    }
+                }
+                let names = names::unique(
+                    keys.iter()
+                        .map(|&(s, b)| {
+                            let seq = &p.sequences[s];
+                            format!(
+                                "block_{}_{}",
+                                names::snake(&seq.name).trim_start_matches('_'),
+                                names::snake(&seq.blocks[b].name).trim_start_matches('_')
+                            )
+                        })
+                        .collect(),
+                );
+                keys.into_iter().zip(names).map(|(k, n)| (k, format_ident!("{}", n))).collect()
+            })
+            .collect();
+        Gen { p, handles, structs, modules, functions, blocks }
     }
-}
-
-fn handle_ident(name: &str) -> Ident {
-    names::ident(&names::type_name(name))
 }
 
 impl Gen<'_> {
@@ -141,8 +185,8 @@ impl Gen<'_> {
         let uses: TokenStream = emit
             .iter()
             .map(|&e| {
-                let m = self.module_of(e);
-                let h = handle_ident(&self.p.endpoints[e].name);
+                let m = &self.modules[e];
+                let h = &self.handles[e];
                 quote!(pub use #m::#h;)
             })
             .collect();
@@ -201,7 +245,7 @@ impl Gen<'_> {
                 quote!(::std::collections::BTreeMap<#k, #v>)
             }
             Ty::Struct(id) => {
-                let n = handle_ident(&self.p.structs[*id].name);
+                let n = &self.structs[*id];
                 quote!(super::#n)
             }
             Ty::Function(_) => quote!(::waldo::__rt::HostFn),
@@ -228,7 +272,7 @@ impl Gen<'_> {
     fn host_struct(&self, id: usize) -> TokenStream {
         let rt = rt();
         let s = &self.p.structs[id];
-        let name = handle_ident(&s.name);
+        let name = &self.structs[id];
         let doc = format!(" `Struct {}` of the protocol.", s.name);
         let field_names: Vec<Ident> = names::unique(s.fields.iter().map(|f| names::snake(&f.name)).collect())
             .iter()
@@ -297,8 +341,8 @@ impl Gen<'_> {
     fn endpoint(&self, e: EndpointId) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
-        let module = self.module_of(e);
-        let handle = handle_ident(&ep.name);
+        let module = &self.modules[e];
+        let handle = &self.handles[e];
         let ep_name = &ep.name;
         let peered = self.p.peered.len();
         let reachable = self.reachable(e);
@@ -321,7 +365,7 @@ impl Gen<'_> {
 
         let functions: TokenStream = reachable
             .iter()
-            .map(|&f| self.function(e, &ep.functions[f], function_ident(&ep.functions[f])))
+            .map(|&f| self.function(e, &ep.functions[f], self.functions[e][f].clone()))
             .collect();
         let on_create = self.on_create(e);
         let init_peered = if peered > 0 { self.init_peered(e) } else { quote!() };
@@ -461,12 +505,14 @@ impl Gen<'_> {
         let mut exprs: Vec<&TExpr> = Vec::new();
         if let Some(c) = &ep.on_create {
             stmts.push(&c.body);
+            exprs.extend(c.locals.iter().filter_map(|v| v.init.as_ref()));
         }
         exprs.extend(ep.globals.iter().filter_map(|g| g.init.as_ref()));
         exprs.extend(self.p.peered.iter().filter_map(|v| v.var.init.as_ref()));
         if self.pair() {
             for (s, b, _) in self.p.blocks_on(e) {
                 stmts.push(&self.p.sequences[s].blocks[b].body);
+                exprs.extend(self.p.sequences[s].blocks[b].locals.iter().filter_map(|v| v.init.as_ref()));
                 if b == 0 {
                     exprs.extend(self.p.sequences[s].data.iter().filter_map(|v| v.init.as_ref()));
                 }
@@ -506,7 +552,8 @@ impl Gen<'_> {
     /// A function's lowering: `fn f_name(&self, tx, args) -> CallFuture`.
     fn function(&self, e: EndpointId, f: &Function, name: Ident) -> TokenStream {
         let rt = rt();
-        let mut lower = Lower::new(self.p, e, BodyKind::Function, &f.locals, &f.body, f.params);
+        let mut lower =
+            Lower::new(self.p, &self.functions[e], BodyKind::Function, &f.locals, &f.body, f.params);
         let params: TokenStream = (0..f.params)
             .map(|i| {
                 let binding = lower.binding_for_param(i);
@@ -546,7 +593,8 @@ impl Gen<'_> {
         };
         let f = ep.on_create.as_ref().unwrap_or(&empty);
         let mut inits = TokenStream::new();
-        let mut lower = Lower::new(self.p, e, BodyKind::Function, &f.locals, &f.body, f.params);
+        let mut lower =
+            Lower::new(self.p, &self.functions[e], BodyKind::Function, &f.locals, &f.body, f.params);
         for (i, g) in ep.globals.iter().enumerate() {
             if let Some(init) = &g.init {
                 let v = lower.expr(init);
@@ -578,7 +626,7 @@ impl Gen<'_> {
     /// The peered variables' initializers (run on each replica before it is connected).
     fn init_peered(&self, e: EndpointId) -> TokenStream {
         let rt = rt();
-        let mut lower = Lower::new(self.p, e, BodyKind::Function, &[], &[], 0);
+        let mut lower = Lower::new(self.p, &self.functions[e], BodyKind::Function, &[], &[], 0);
         let mut code = TokenStream::new();
         for (i, v) in self.p.peered.iter().enumerate() {
             if let Some(init) = &v.var.init {
@@ -598,19 +646,8 @@ impl Gen<'_> {
     /// The blocks this endpoint runs, and the `Program` dispatch to them.
     fn blocks(&self, e: EndpointId) -> TokenStream {
         let mut fns = TokenStream::new();
-        let mut done: Vec<(usize, usize)> = Vec::new();
-        for (s, b, _) in self.p.blocks_on(e) {
-            if done.contains(&(s, b)) {
-                continue;
-            }
-            done.push((s, b));
-            let seq = &self.p.sequences[s];
-            let name = format_ident!(
-                "block_{}_{}",
-                names::snake(&seq.name).trim_start_matches('_'),
-                names::snake(&seq.blocks[b].name).trim_start_matches('_')
-            );
-            fns.extend(self.block(e, seq, b, &name));
+        for ((s, b), name) in &self.blocks[e] {
+            fns.extend(self.block(e, &self.p.sequences[*s], *b, name));
         }
         fns
     }
@@ -618,7 +655,8 @@ impl Gen<'_> {
     fn block(&self, e: EndpointId, seq: &Sequence, b: usize, name: &Ident) -> TokenStream {
         let rt = rt();
         let block = &seq.blocks[b];
-        let mut lower = Lower::new(self.p, e, BodyKind::Block, &block.locals, &block.body, 0);
+        let mut lower =
+            Lower::new(self.p, &self.functions[e], BodyKind::Block, &block.locals, &block.body, 0);
         // The sequence's own declarations are initialized where it starts.
         let mut inits = TokenStream::new();
         if b == 0 {
@@ -657,33 +695,17 @@ impl Gen<'_> {
                 continue;
             }
             let name = &func.name;
-            let ident = function_ident(func);
-            let n = func.params;
-            let wrong = if n == 0 { quote!(!args.is_empty()) } else { quote!(args.len() != #n) };
-            let message =
-                format!("`{name}` takes {n} argument{}, {{}} were given", if n == 1 { "" } else { "s" });
+            let ident = &self.functions[e][f];
+            let kinds: Vec<TokenStream> = func.locals[..func.params].iter().map(|v| kind_of(&v.ty)).collect();
             arms.extend(quote!(#name => {
-                if #wrong {
-                    return #rt::app_error(format!(#message, args.len()));
-                }
+                #rt::ops::check_args(#name, &args, &[#(#rt::ops::Kind::#kinds),*])?;
                 self.#ident(tx, args).await
             }));
         }
         let program = if self.pair() {
             let mut parms = TokenStream::new();
-            let mut done: Vec<(usize, usize)> = Vec::new();
-            for (s, b, _) in self.p.blocks_on(e) {
-                if done.contains(&(s, b)) {
-                    continue;
-                }
-                done.push((s, b));
-                let seq = &self.p.sequences[s];
-                let name = format_ident!(
-                    "block_{}_{}",
-                    names::snake(&seq.name).trim_start_matches('_'),
-                    names::snake(&seq.blocks[b].name).trim_start_matches('_')
-                );
-                let (s32, b32) = (s as u32, b as u32);
+            for ((s, b), name) in &self.blocks[e] {
+                let (s32, b32) = (*s as u32, *b as u32);
                 parms.extend(quote!((#s32, #b32) => self.#name(tx, data),));
             }
             let ep_name = &ep.name;
@@ -764,23 +786,34 @@ impl Gen<'_> {
 
     /// The parameters of a host-facing function: Rust names and types, and the code that
     /// turns each into a `Value`.
-    fn host_params(&self, f: &Function, prefix: &str) -> (Vec<TokenStream>, Vec<TokenStream>) {
+    fn host_params(
+        &self,
+        f: &Function,
+        prefix: &str,
+        in_protocol_module: bool,
+    ) -> (Vec<TokenStream>, Vec<TokenStream>) {
         let rt = rt();
-        let names = names::unique(
-            f.locals[..f.params].iter().map(|v| format!("{prefix}{}", names::snake(&v.name))).collect(),
-        );
+        // Names the generated bodies use are taken first, so a parameter never shadows one.
+        const RESERVED: &[&str] = &[
+            "args", "inner", "out", "options", "results", "a", "b", "args_a", "args_b", "la", "lb",
+            "ready_a", "ready_b",
+        ];
+        let mut all: Vec<String> = RESERVED.iter().map(|r| (*r).to_owned()).collect();
+        all.extend(f.locals[..f.params].iter().map(|v| format!("{prefix}{}", names::snake(&v.name))));
+        let names: Vec<String> = names::unique(all).split_off(RESERVED.len());
+        let host_ty = |t: &Ty| if in_protocol_module { self.field_ty(t) } else { self.host_ty(t) };
         let mut decls = Vec::new();
         let mut values = Vec::new();
         for (v, n) in f.locals[..f.params].iter().zip(&names) {
             let id = names::ident(n);
             match &v.ty {
                 Ty::Function(sig) => {
-                    let ins: Vec<TokenStream> = sig.params.iter().map(|t| self.host_ty(t)).collect();
+                    let ins: Vec<TokenStream> = sig.params.iter().map(&host_ty).collect();
                     let out = match sig.returns.len() {
                         0 => quote!(),
-                        1 => self.host_ty(&sig.returns[0]),
+                        1 => host_ty(&sig.returns[0]),
                         _ => {
-                            let ts: Vec<TokenStream> = sig.returns.iter().map(|t| self.host_ty(t)).collect();
+                            let ts: Vec<TokenStream> = sig.returns.iter().map(&host_ty).collect();
                             quote!((#(#ts),*))
                         }
                     };
@@ -806,7 +839,7 @@ impl Gen<'_> {
                     values.push(quote!(#rt::Value::Function(#rt::HostFn::new(move |#args_name: Vec<#rt::Value>| #results))));
                 }
                 other => {
-                    let t = self.host_ty(other);
+                    let t = host_ty(other);
                     decls.push(quote!(#id: #t));
                     values.push(quote!(#rt::IntoValue::into_value(#id)));
                 }
@@ -818,19 +851,25 @@ impl Gen<'_> {
     fn api(&self, e: EndpointId) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
-        let handle = handle_ident(&ep.name);
+        let handle = &self.handles[e];
         let mut methods = TokenStream::new();
-        let mut taken: Vec<String> =
-            vec!["id".into(), "with_options".into(), "options".into(), "endpoint".into(), "new".into()];
-        for f in ep.functions.iter().filter(|f| f.public) {
+        let mut taken: Vec<String> = vec![
+            "id".into(),
+            "with_options".into(),
+            "options".into(),
+            "endpoint".into(),
+            "new".into(),
+            "from_inner".into(),
+        ];
+        for (fid, f) in ep.functions.iter().enumerate().filter(|(_, f)| f.public) {
             let mut name = names::snake(&f.name);
             while taken.contains(&name) {
                 name.push('_');
             }
             taken.push(name.clone());
             let method = names::ident(&name);
-            let ident = function_ident(f);
-            let (decls, values) = self.host_params(f, "");
+            let ident = &self.functions[e][fid];
+            let (decls, values) = self.host_params(f, "", false);
             let what = format!("{}.{}", ep.name, f.name);
             let (ret_ty, convert) = self.results(&f.returns);
             let doc = format!(" `{}`, as one transaction.", self.signature(f));
@@ -969,9 +1008,9 @@ impl Gen<'_> {
     fn constructor(&self, e: EndpointId) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
-        let handle = handle_ident(&ep.name);
+        let handle = &self.handles[e];
         let (decls, values) = match &ep.on_create {
-            Some(f) => self.host_params(f, ""),
+            Some(f) => self.host_params(f, "", false),
             None => (Vec::new(), Vec::new()),
         };
         quote! {
@@ -990,12 +1029,12 @@ impl Gen<'_> {
     fn in_process_pair(&self) -> TokenStream {
         let rt = rt();
         let (a, b) = (&self.p.endpoints[0], &self.p.endpoints[1]);
-        let (ma, mb) = (self.module_of(0), self.module_of(1));
-        let (ha, hb) = (handle_ident(&a.name), handle_ident(&b.name));
+        let (ma, mb) = (&self.modules[0], &self.modules[1]);
+        let (ha, hb) = (&self.handles[0], &self.handles[1]);
         let pa = format!("{}_", names::snake(&a.name));
         let pb = format!("{}_", names::snake(&b.name));
-        let (da, va) = a.on_create.as_ref().map(|f| self.host_params(f, &pa)).unwrap_or_default();
-        let (db, vb) = b.on_create.as_ref().map(|f| self.host_params(f, &pb)).unwrap_or_default();
+        let (da, va) = a.on_create.as_ref().map(|f| self.host_params(f, &pa, true)).unwrap_or_default();
+        let (db, vb) = b.on_create.as_ref().map(|f| self.host_params(f, &pb, true)).unwrap_or_default();
         let doc = format!(
             " Creates a `{}` and a `{}` joined in this process (no sockets, same semantics as a connection), runs both `onCreate`s and returns once both are ready.",
             a.name, b.name
@@ -1048,6 +1087,22 @@ impl syn::visit_mut::VisitMut for Tidy {
         {
             *e = syn::parse_quote!(Vec::new());
         }
+    }
+}
+
+/// The kind of value a parameter of type `ty` takes, for checking dynamic endpoint calls.
+fn kind_of(ty: &Ty) -> TokenStream {
+    match ty {
+        Ty::Number => quote!(Number),
+        Ty::Text => quote!(Text),
+        Ty::Bool => quote!(TrueFalse),
+        Ty::List(_) => quote!(List),
+        Ty::Map(..) => quote!(Map),
+        Ty::Struct(_) => quote!(Struct),
+        Ty::Function(_) => quote!(Function),
+        Ty::Endpoint => quote!(Endpoint),
+        Ty::External(_) => quote!(External),
+        _ => quote!(Any),
     }
 }
 

@@ -94,7 +94,7 @@ const TAKEN_TYPES: &[&str] = &[
 /// generated code uses.
 pub fn type_name(name: &str) -> String {
     let c = camel(name);
-    if TAKEN_TYPES.contains(&c.as_str()) { format!("{c}_") } else { c }
+    if TAKEN_TYPES.contains(&c.as_str()) { format!("{c}Type") } else { c }
 }
 
 /// An identifier for `name`, escaped if it is a keyword.
@@ -110,17 +110,28 @@ pub fn ident(name: &str) -> Ident {
 
 /// Makes `names` unique by appending `_2`, `_3`, ... to later duplicates.
 pub fn unique(names: Vec<String>) -> Vec<String> {
-    let mut seen: Vec<String> = Vec::with_capacity(names.len());
+    unique_with(names, "_")
+}
+
+/// Like [`unique`] for type names (`Server2`, keeping `UpperCamelCase`).
+pub fn unique_types(names: Vec<String>) -> Vec<String> {
+    unique_with(names, "")
+}
+
+fn unique_with(names: Vec<String>, joint: &str) -> Vec<String> {
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(names.len());
+    let mut out = Vec::with_capacity(names.len());
     for name in names {
         let mut candidate = name.clone();
         let mut n = 2;
         while seen.contains(&candidate) {
-            candidate = format!("{name}_{n}");
+            candidate = format!("{name}{joint}{n}");
             n += 1;
         }
-        seen.push(candidate);
+        seen.insert(candidate.clone());
+        out.push(candidate);
     }
-    seen
+    out
 }
 
 #[cfg(test)]
