@@ -20,6 +20,7 @@ mod gate;
 mod link;
 mod lock;
 pub mod ops;
+pub mod proto;
 mod run;
 mod tx;
 mod value;

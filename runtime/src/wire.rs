@@ -156,6 +156,11 @@ impl Writer {
         }
     }
 
+    /// Writes one byte.
+    pub fn byte(&mut self, b: u8) {
+        self.buf.push(b);
+    }
+
     /// Writes a string: length, then UTF-8 bytes.
     pub fn text(&mut self, s: &str) {
         self.varint(s.len() as u64);
@@ -267,6 +272,11 @@ impl<'a> Reader<'a> {
         Reader { input, at: 0, objects: Vec::new() }
     }
 
+    /// How far into the input the reader is.
+    pub fn offset(&self) -> usize {
+        self.at
+    }
+
     /// How many bytes are left.
     pub fn remaining(&self) -> usize {
         self.input.len() - self.at
@@ -280,7 +290,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn byte(&mut self, reading: &'static str) -> Result<u8, WireError> {
+    /// Reads one byte (`reading` names what, for the error).
+    pub fn byte(&mut self, reading: &'static str) -> Result<u8, WireError> {
         let b = *self.input.get(self.at).ok_or(WireError::Truncated { reading })?;
         self.at += 1;
         Ok(b)

@@ -79,3 +79,124 @@ proptest! {
         let _ = frames.next_frame();
     }
 }
+
+// ---------------------------------------------------------------- engine messages
+
+use waldo::__rt::{Priority, TxId};
+use waldo::ExceptionKind;
+use waldo::engine::Msg;
+use waldo::proto::{decode_msg, encode_msg};
+
+fn msg() -> impl Strategy<Value = Msg> {
+    let tx = (any::<u64>(), any::<u64>()).prop_map(|(origin, n)| TxId { origin, n });
+    let prio = (any::<u64>(), any::<u64>()).prop_map(|(c, o)| Priority::from_parts(c, o));
+    let values = || proptest::collection::vec(value(), 0..4);
+    let peered = || proptest::collection::vec((any::<u32>(), value()), 0..3);
+    prop_oneof![
+        (
+            tx.clone(),
+            prio.clone(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>(),
+            values(),
+            peered(),
+            any::<bool>()
+        )
+            .prop_map(|(tx, prio, from_parent, frame, seq, block, locals, peered, vote)| Msg::Work {
+                tx,
+                prio,
+                from_parent,
+                frame,
+                seq,
+                block,
+                locals,
+                peered,
+                vote
+            }),
+        (tx.clone(), any::<bool>(), any::<u64>(), values(), peered(), any::<bool>()).prop_map(
+            |(tx, from_parent, frame, locals, peered, vote)| Msg::Done {
+                tx,
+                from_parent,
+                frame,
+                locals,
+                peered,
+                vote
+            }
+        ),
+        (tx.clone(), any::<bool>(), any::<u64>(), any::<bool>(), ".{0,20}", peered(), any::<bool>())
+            .prop_map(|(tx, from_parent, frame, network, message, peered, vote)| Msg::Raise {
+                tx,
+                from_parent,
+                frame,
+                exception: waldo::Exception {
+                    kind: if network { ExceptionKind::Network } else { ExceptionKind::Application },
+                    message,
+                },
+                peered,
+                vote,
+            }),
+        (tx.clone(), prio, peered()).prop_map(|(tx, prio, peered)| Msg::Prepare { tx, prio, peered }),
+        (tx.clone(), any::<u64>()).prop_map(|(tx, mark)| Msg::Rollback { tx, mark }),
+        tx.clone().prop_map(|tx| Msg::Aborted { tx }),
+        tx.clone().prop_map(|tx| Msg::Vote { tx }),
+        tx.clone().prop_map(|tx| Msg::Commit { tx }),
+        tx.clone().prop_map(|tx| Msg::Abort { tx }),
+        tx.prop_map(|tx| Msg::WoundMe { tx }),
+    ]
+}
+
+/// A canonical text of a message (values through `show`).
+fn show_msg(m: &Msg) -> String {
+    let vals = |vs: &[Value]| vs.iter().map(show).collect::<Vec<_>>().join(",");
+    let peer = |ps: &[(u32, Value)]| {
+        ps.iter().map(|(s, v)| format!("{s}={}", show(v))).collect::<Vec<_>>().join(",")
+    };
+    match m {
+        Msg::Work { tx, prio, from_parent, frame, seq, block, locals, peered, vote } => {
+            format!(
+                "W{tx:?}{prio:?}{from_parent}{frame}/{seq}/{block}[{}][{}]{vote}",
+                vals(locals),
+                peer(peered)
+            )
+        }
+        Msg::Done { tx, from_parent, frame, locals, peered, vote } => {
+            format!("D{tx:?}{from_parent}{frame}[{}][{}]{vote}", vals(locals), peer(peered))
+        }
+        Msg::Raise { tx, from_parent, frame, exception, peered, vote } => {
+            format!("R{tx:?}{from_parent}{frame}{exception:?}[{}]{vote}", peer(peered))
+        }
+        Msg::Prepare { tx, prio, peered } => format!("P{tx:?}{prio:?}[{}]", peer(peered)),
+        other => format!("{other:?}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn messages_round_trip(m in msg()) {
+        let bytes = encode_msg(&m).expect("encodes");
+        let back = decode_msg(&bytes).expect("decodes");
+        prop_assert_eq!(show_msg(&m), show_msg(&back));
+    }
+
+    #[test]
+    fn corrupted_messages_give_errors_not_panics(m in msg(), cut in any::<prop::sample::Index>(), flip in any::<(prop::sample::Index, u8)>()) {
+        let bytes = encode_msg(&m).expect("encodes");
+        // Truncated anywhere short of the end: an error.
+        let at = cut.index(bytes.len());
+        prop_assert!(decode_msg(&bytes[..at]).is_err());
+        // A flipped byte: an error or some message, never a panic.
+        let mut changed = bytes.clone();
+        let i = flip.0.index(changed.len());
+        changed[i] ^= flip.1 | 1;
+        let _ = decode_msg(&changed);
+    }
+
+    #[test]
+    fn random_bytes_never_panic_as_messages(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let _ = decode_msg(&bytes);
+    }
+}

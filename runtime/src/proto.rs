@@ -1,0 +1,213 @@
+//! The engine's messages on the wire: one message per frame payload, in the compact binary
+//! encoding of [`crate::wire`].
+//!
+//! A message is a tag byte, the transaction (origin and number as varints), then the fields
+//! of its kind in a fixed order. Counts are checked against what the rest of the input could
+//! hold before anything is allocated; every failure is a [`WireError`], never a panic.
+//! Decoding checks only the encoding: whether a message fits the protocol and the
+//! transaction's state is the engine's business (a misfit there is a protocol deviation).
+
+use crate::engine::{Msg, PeeredData};
+use crate::error::{Exception, ExceptionKind};
+use crate::tx::{Priority, TxId};
+use crate::value::Value;
+use crate::wire::{Reader, WireError, Writer};
+
+const WORK: u8 = 1;
+const DONE: u8 = 2;
+const RAISE: u8 = 3;
+const ABORTED: u8 = 4;
+const PREPARE: u8 = 5;
+const VOTE: u8 = 6;
+const COMMIT: u8 = 7;
+const ABORT: u8 = 8;
+const ROLLBACK: u8 = 9;
+const WOUND_ME: u8 = 10;
+
+/// Flag bits of the messages that carry them.
+const FROM_PARENT: u8 = 1;
+const VOTE_BIT: u8 = 2;
+
+/// Encodes `msg` as a frame payload. Fails only for a value that cannot cross hosts
+/// (a Function, Endpoint or External, which the checker keeps out of sequence and peered
+/// data).
+pub fn encode_msg(msg: &Msg) -> Result<Vec<u8>, WireError> {
+    let mut w = Writer::new();
+    let flags = |from_parent: bool, vote: bool| {
+        (if from_parent { FROM_PARENT } else { 0 }) | (if vote { VOTE_BIT } else { 0 })
+    };
+    match msg {
+        Msg::Work { tx, prio, from_parent, frame, seq, block, locals, peered, vote } => {
+            head(&mut w, WORK, *tx);
+            priority(&mut w, *prio);
+            w.byte(flags(*from_parent, *vote));
+            w.varint(*frame);
+            w.varint(u64::from(*seq));
+            w.varint(u64::from(*block));
+            values(&mut w, locals)?;
+            peered_data(&mut w, peered)?;
+        }
+        Msg::Done { tx, from_parent, frame, locals, peered, vote } => {
+            head(&mut w, DONE, *tx);
+            w.byte(flags(*from_parent, *vote));
+            w.varint(*frame);
+            values(&mut w, locals)?;
+            peered_data(&mut w, peered)?;
+        }
+        Msg::Raise { tx, from_parent, frame, exception, peered, vote } => {
+            head(&mut w, RAISE, *tx);
+            w.byte(flags(*from_parent, *vote));
+            w.varint(*frame);
+            w.byte(match exception.kind {
+                ExceptionKind::Application => 0,
+                ExceptionKind::Network => 1,
+            });
+            w.text(&exception.message);
+            peered_data(&mut w, peered)?;
+        }
+        Msg::Aborted { tx } => head(&mut w, ABORTED, *tx),
+        Msg::Prepare { tx, prio, peered } => {
+            head(&mut w, PREPARE, *tx);
+            priority(&mut w, *prio);
+            peered_data(&mut w, peered)?;
+        }
+        Msg::Vote { tx } => head(&mut w, VOTE, *tx),
+        Msg::Commit { tx } => head(&mut w, COMMIT, *tx),
+        Msg::Abort { tx } => head(&mut w, ABORT, *tx),
+        Msg::Rollback { tx, mark } => {
+            head(&mut w, ROLLBACK, *tx);
+            w.varint(*mark);
+        }
+        Msg::WoundMe { tx } => head(&mut w, WOUND_ME, *tx),
+    }
+    Ok(w.finish())
+}
+
+fn head(w: &mut Writer, tag: u8, tx: TxId) {
+    w.byte(tag);
+    w.varint(tx.origin);
+    w.varint(tx.n);
+}
+
+fn priority(w: &mut Writer, p: Priority) {
+    let (clock, origin) = p.parts();
+    w.varint(clock);
+    w.varint(origin);
+}
+
+fn values(w: &mut Writer, vs: &[Value]) -> Result<(), WireError> {
+    w.varint(vs.len() as u64);
+    for v in vs {
+        w.value(v)?;
+    }
+    Ok(())
+}
+
+fn peered_data(w: &mut Writer, peered: &PeeredData) -> Result<(), WireError> {
+    w.varint(peered.len() as u64);
+    for (slot, v) in peered {
+        w.varint(u64::from(*slot));
+        w.value(v)?;
+    }
+    Ok(())
+}
+
+/// Decodes a frame payload into a message; the whole payload must be used.
+pub fn decode_msg(bytes: &[u8]) -> Result<Msg, WireError> {
+    let mut r = Reader::new(bytes);
+    let tag = r.byte("a message tag")?;
+    let tx = TxId { origin: r.varint()?, n: r.varint()? };
+    let msg = match tag {
+        WORK => {
+            let prio = read_priority(&mut r)?;
+            let flags = r.byte("message flags")?;
+            Msg::Work {
+                tx,
+                prio,
+                from_parent: flags & FROM_PARENT != 0,
+                frame: r.varint()?,
+                seq: small(&mut r)?,
+                block: small(&mut r)?,
+                locals: read_values(&mut r)?,
+                peered: read_peered(&mut r)?,
+                vote: flags & VOTE_BIT != 0,
+            }
+        }
+        DONE => {
+            let flags = r.byte("message flags")?;
+            Msg::Done {
+                tx,
+                from_parent: flags & FROM_PARENT != 0,
+                frame: r.varint()?,
+                locals: read_values(&mut r)?,
+                peered: read_peered(&mut r)?,
+                vote: flags & VOTE_BIT != 0,
+            }
+        }
+        RAISE => {
+            let flags = r.byte("message flags")?;
+            let frame = r.varint()?;
+            let kind = match r.byte("an exception kind")? {
+                0 => ExceptionKind::Application,
+                1 => ExceptionKind::Network,
+                other => return Err(WireError::BadTag { tag: other, at: r.offset() - 1 }),
+            };
+            let message = r.text()?;
+            Msg::Raise {
+                tx,
+                from_parent: flags & FROM_PARENT != 0,
+                frame,
+                exception: Exception { kind, message },
+                peered: read_peered(&mut r)?,
+                vote: flags & VOTE_BIT != 0,
+            }
+        }
+        ABORTED => Msg::Aborted { tx },
+        PREPARE => Msg::Prepare { tx, prio: read_priority(&mut r)?, peered: read_peered(&mut r)? },
+        VOTE => Msg::Vote { tx },
+        COMMIT => Msg::Commit { tx },
+        ABORT => Msg::Abort { tx },
+        ROLLBACK => Msg::Rollback { tx, mark: r.varint()? },
+        WOUND_ME => Msg::WoundMe { tx },
+        other => return Err(WireError::BadTag { tag: other, at: 0 }),
+    };
+    r.finish()?;
+    Ok(msg)
+}
+
+fn read_priority(r: &mut Reader<'_>) -> Result<Priority, WireError> {
+    Ok(Priority::from_parts(r.varint()?, r.varint()?))
+}
+
+fn small(r: &mut Reader<'_>) -> Result<u32, WireError> {
+    let n = r.varint()?;
+    u32::try_from(n).map_err(|_| WireError::BadLength { length: n, at: r.offset() })
+}
+
+/// A count of items, each at least one byte: more than the input holds is an error before
+/// anything is allocated.
+fn count(r: &mut Reader<'_>) -> Result<usize, WireError> {
+    let n = r.varint()?;
+    if n > r.remaining() as u64 {
+        return Err(WireError::BadLength { length: n, at: r.offset() });
+    }
+    Ok(n as usize)
+}
+
+fn read_values(r: &mut Reader<'_>) -> Result<Vec<Value>, WireError> {
+    let n = count(r)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(r.value()?);
+    }
+    Ok(out)
+}
+
+fn read_peered(r: &mut Reader<'_>) -> Result<PeeredData, WireError> {
+    let n = count(r)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push((small(r)?, r.value()?));
+    }
+    Ok(out)
+}
