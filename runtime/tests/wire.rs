@@ -189,7 +189,7 @@ proptest! {
         let at = cut.index(bytes.len());
         prop_assert!(decode_msg(&bytes[..at]).is_err());
         // A flipped byte: an error or some message, never a panic.
-        let mut changed = bytes.clone();
+        let mut changed = bytes;
         let i = flip.0.index(changed.len());
         changed[i] ^= flip.1 | 1;
         let _ = decode_msg(&changed);
