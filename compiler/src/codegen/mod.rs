@@ -552,6 +552,26 @@ impl Gen<'_> {
     /// A function's lowering: `fn f_name(&self, tx, args) -> CallFuture`.
     fn function(&self, e: EndpointId, f: &Function, name: Ident) -> TokenStream {
         let rt = rt();
+        let (tx, args_param, code) = self.function_body(e, f, |_| TokenStream::new());
+        let doc = format!(" `{}`", self.signature(f));
+        quote! {
+            #[doc = #doc]
+            fn #name<'a>(&'a self, #tx: &'a #rt::Tx, #args_param: Vec<#rt::Value>) -> #rt::CallFuture<'a> {
+                Box::pin(async move { #code })
+            }
+        }
+    }
+
+    /// The body of a function (or `onCreate`): its parameters taken from `args`, `before`
+    /// (code to run first, lowered in the body's context), its hoisted locals and its
+    /// statements. Returns the names to give `tx` and `args` (`_`-prefixed when unused).
+    fn function_body(
+        &self,
+        e: EndpointId,
+        f: &Function,
+        before: impl FnOnce(&mut Lower<'_>) -> TokenStream,
+    ) -> (TokenStream, TokenStream, TokenStream) {
+        let rt = rt();
         let mut lower =
             Lower::new(self.p, &self.functions[e], BodyKind::Function, &f.locals, &f.body, f.params);
         let params: TokenStream = (0..f.params)
@@ -560,21 +580,17 @@ impl Gen<'_> {
                 quote!(#binding = args.next().unwrap_or(#rt::Value::Nothing);)
             })
             .collect();
+        let first = before(&mut lower);
         let hoisted = lower.hoisted();
         let body = lower.tail(&f.body, quote!(Ok(Vec::new())));
-        let tail = quote!();
-        let uses_args = f.params > 0;
-        let args_param = if uses_args { quote!(args) } else { quote!(_args) };
-        let args_iter = if uses_args { quote!(let mut args = args.into_iter();) } else { quote!() };
-        let code = quote!(#args_iter #params #hoisted #body #tail);
+        let (args_param, args_iter) = if f.params > 0 {
+            (quote!(args), quote!(let mut args = args.into_iter();))
+        } else {
+            (quote!(_args), quote!())
+        };
+        let code = quote!(#args_iter #params #first #hoisted #body);
         let tx = if mentions(&code, "tx") { quote!(tx) } else { quote!(_tx) };
-        let doc = format!(" `{}`", self.signature(f));
-        quote! {
-            #[doc = #doc]
-            fn #name<'a>(&'a self, #tx: &'a #rt::Tx, #args_param: Vec<#rt::Value>) -> #rt::CallFuture<'a> {
-                Box::pin(async move { #code })
-            }
-        }
+        (tx, args_param, code)
     }
 
     /// `onCreate`: the globals' initializers in order, then the body.
@@ -592,29 +608,17 @@ impl Gen<'_> {
             loc: crate::ir::Loc(waldo_grammar::Span::new(0, 0)),
         };
         let f = ep.on_create.as_ref().unwrap_or(&empty);
-        let mut inits = TokenStream::new();
-        let mut lower =
-            Lower::new(self.p, &self.functions[e], BodyKind::Function, &f.locals, &f.body, f.params);
-        for (i, g) in ep.globals.iter().enumerate() {
-            if let Some(init) = &g.init {
-                let v = lower.expr(init);
-                let slot = peered + i;
-                inits.extend(quote!(tx.write(&self.core, #slot, #v).await?;));
+        let (tx, args_param, code) = self.function_body(e, f, |lower| {
+            let mut inits = TokenStream::new();
+            for (i, g) in ep.globals.iter().enumerate() {
+                if let Some(init) = &g.init {
+                    let v = lower.expr(init);
+                    let slot = peered + i;
+                    inits.extend(quote!(tx.write(&self.core, #slot, #v).await?;));
+                }
             }
-        }
-        let params: TokenStream = (0..f.params)
-            .map(|i| {
-                let binding = lower.binding_for_param(i);
-                quote!(#binding = args.next().unwrap_or(#rt::Value::Nothing);)
-            })
-            .collect();
-        let hoisted = lower.hoisted();
-        let body = lower.tail(&f.body, quote!(Ok(Vec::new())));
-        let tail = quote!();
-        let args_param = if f.params > 0 { quote!(args) } else { quote!(_args) };
-        let args_iter = if f.params > 0 { quote!(let mut args = args.into_iter();) } else { quote!() };
-        let code = quote!(#args_iter #params #inits #hoisted #body #tail);
-        let tx = if mentions(&code, "tx") { quote!(tx) } else { quote!(_tx) };
+            inits
+        });
         quote! {
             /// The globals' initializers, then `onCreate`.
             fn on_create<'a>(&'a self, #tx: &'a #rt::Tx, #args_param: Vec<#rt::Value>) -> #rt::CallFuture<'a> {
