@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
-use smallvec::SmallVec;
 
 use crate::effects::{self, Effect};
 use crate::endpoint::EndpointCore;
@@ -150,20 +149,19 @@ enum Held {
 }
 
 #[derive(Default)]
-/// (The small vectors keep a typical transaction's log in one allocation.)
 struct TxLog {
-    undo: SmallVec<[Undo; 4]>,
-    held: SmallVec<[Held; 4]>,
+    undo: Vec<Undo>,
+    held: Vec<Held>,
     effects: Vec<Effect>,
     /// Links this transaction spread over, as parent or child.
-    links: SmallVec<[LinkReg; 1]>,
+    links: Vec<LinkReg>,
     /// Peered variables written here and not yet sent to the other replica.
-    dirty: SmallVec<[PeeredTag; 2]>,
+    dirty: Vec<PeeredTag>,
     /// Peered variables sent, in order: a savepoint rollback makes those sent after it dirty
     /// again, since the other side undoes what it received.
-    shipped: SmallVec<[PeeredTag; 2]>,
+    shipped: Vec<PeeredTag>,
     /// Endpoints whose link this transaction has joined for their peered data.
-    enlisted: SmallVec<[u64; 1]>,
+    enlisted: Vec<u64>,
 }
 
 /// A link a transaction is on.
@@ -231,7 +229,7 @@ pub struct Savepoint {
     undo: usize,
     effects: usize,
     shipped: usize,
-    links: SmallVec<[u64; 2]>,
+    links: Vec<u64>,
 }
 
 /// A running transaction attempt. Cheap to clone: clones are the same transaction (endpoint
@@ -1018,14 +1016,13 @@ impl Tx {
             let mut log = self.inner.log.lock();
             log.effects.truncate(sp.effects);
             let shipped_at = sp.shipped.min(log.shipped.len());
-            let resent: SmallVec<[PeeredTag; 2]> = log.shipped.drain(shipped_at..).collect();
-            for t in resent {
+            for t in log.shipped.split_off(shipped_at) {
                 if !log.dirty.contains(&t) {
                     log.dirty.push(t);
                 }
             }
             let at = sp.undo.min(log.undo.len());
-            (log.undo.drain(at..).collect::<SmallVec<[Undo; 4]>>(), log.links.clone())
+            (log.undo.split_off(at), log.links.clone())
         };
         replay(undo);
         for (i, reg) in links.iter().enumerate() {
@@ -1114,7 +1111,7 @@ fn abort_inner(inner: &Arc<TxInner>) {
 }
 
 /// Puts back the writes of `undo`, newest first.
-fn replay(undo: SmallVec<[Undo; 4]>) {
+fn replay(undo: Vec<Undo>) {
     for entry in undo.into_iter().rev() {
         match entry {
             Undo::Slot { ep, slot, old } => {
@@ -1164,7 +1161,7 @@ fn replay(undo: SmallVec<[Undo; 4]>) {
 
 /// Releases every lock in `held` and wakes their waiters; a committing transaction also
 /// installs its pending External values.
-fn release(inner: &Arc<TxInner>, held: SmallVec<[Held; 4]>) {
+fn release(inner: &Arc<TxInner>, held: Vec<Held>) {
     // Install every External value first, so the host never sees one of this transaction's
     // cells updated and another not.
     if inner.state.load(Ordering::Acquire) == COMMITTING {
