@@ -155,7 +155,7 @@ impl LinkShared {
                 out.retain_mut(|o| match o {
                     Out::Send(msg) => {
                         outbox.push_back(std::mem::replace(msg, Msg::Vote { tx: msg.tx() }));
-                        self.queued.fetch_add(1, AtomicOrdering::AcqRel);
+                        self.queued.fetch_add(1, AtomicOrdering::SeqCst);
                         false
                     }
                     _ => true,
@@ -168,23 +168,25 @@ impl LinkShared {
         result
     }
 
-    /// Hands the outbox to the transport, in order; one thread at a time does it.
+    /// Hands the outbox to the transport, in order; one thread at a time does it. The
+    /// counter and the flag are sequentially consistent: a thread that queues a message and
+    /// finds another draining knows that one will see its message after it stops draining.
     fn flush(&self) {
         loop {
-            if self.queued.load(AtomicOrdering::Acquire) == 0 {
+            if self.queued.load(AtomicOrdering::SeqCst) == 0 {
                 return;
             }
-            if self.draining.swap(true, AtomicOrdering::AcqRel) {
+            if self.draining.swap(true, AtomicOrdering::SeqCst) {
                 return; // another thread is draining and will see our messages
             }
             loop {
                 let Some(msg) = self.outbox.lock().pop_front() else { break };
-                self.queued.fetch_sub(1, AtomicOrdering::AcqRel);
+                self.queued.fetch_sub(1, AtomicOrdering::SeqCst);
                 if let Some(t) = self.transport.get() {
                     t.send(msg);
                 }
             }
-            self.draining.store(false, AtomicOrdering::Release);
+            self.draining.store(false, AtomicOrdering::SeqCst);
         }
     }
 
@@ -193,7 +195,7 @@ impl LinkShared {
             match o {
                 Out::Send(msg) => {
                     self.outbox.lock().push_back(msg);
-                    self.queued.fetch_add(1, AtomicOrdering::AcqRel);
+                    self.queued.fetch_add(1, AtomicOrdering::SeqCst);
                 }
                 Out::Run(job) => {
                     let me = self.arc();
