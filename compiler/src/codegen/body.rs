@@ -878,7 +878,7 @@ impl<'p> Lower<'p> {
         let once = |id: usize| {
             let mut n = 0;
             for v in values {
-                walk(v, &mut |x| {
+                super::walk_expr(v, &mut |x| {
                     if matches!(x.kind, TExprKind::Var(VarRef::Local(i)) if i == id) {
                         n += 1;
                     }
@@ -1148,32 +1148,6 @@ impl<'p> Lower<'p> {
 enum Jump {
     Break,
     Continue,
-}
-
-/// Calls `f` on `e` and every expression inside it.
-fn walk(e: &TExpr, f: &mut dyn FnMut(&TExpr)) {
-    f(e);
-    match &e.kind {
-        TExprKind::List(items) => items.iter().for_each(|i| walk(i, f)),
-        TExprKind::Map(entries) => entries.iter().for_each(|(k, v)| {
-            walk(k, f);
-            walk(v, f);
-        }),
-        TExprKind::Unary(_, x) | TExprKind::Deref(x) | TExprKind::Field(x, _) => walk(x, f),
-        TExprKind::Binary(_, a, b) | TExprKind::Index(a, b) => {
-            walk(a, f);
-            walk(b, f);
-        }
-        TExprKind::Call(c, args) => {
-            match &**c {
-                Callee::Value(x) | Callee::Method(x, _) => walk(x, f),
-                Callee::Endpoint { target, .. } => walk(target, f),
-                _ => {}
-            }
-            args.iter().for_each(|a| walk(a, f));
-        }
-        _ => {}
-    }
 }
 
 /// The locals declared anywhere in `stmts`: declarations, `for` loop variables and catch
