@@ -30,6 +30,7 @@ pub struct EndpointCore {
     pub(crate) slots: Mutex<Vec<Slot>>,
     pub(crate) printer: Printer,
     pub(crate) gate: crate::gate::Gate,
+    pub(crate) life: crate::lifecycle::Lifecycle,
 }
 
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
@@ -73,6 +74,7 @@ impl EndpointCore {
             ),
             printer,
             gate: crate::gate::Gate::default(),
+            life: crate::lifecycle::Lifecycle::default(),
         })
     }
 
@@ -112,6 +114,17 @@ impl EndpointCore {
     /// The endpoint's kind (its name in the protocol).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Adds a listener that runs once when the endpoint stops (by its own `stop` or its
+    /// partner's); at once if it already has.
+    pub fn on_stop(&self, listener: impl FnOnce() + Send + 'static) {
+        self.life.on_stop(Box::new(listener));
+    }
+
+    /// Whether the endpoint is stopping or stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.life.is_stopping()
     }
 }
 

@@ -17,11 +17,13 @@ pub mod engine;
 mod error;
 mod external;
 mod gate;
+mod lifecycle;
 mod link;
 mod lock;
 pub mod ops;
 pub mod proto;
 mod run;
+mod tcp;
 mod tx;
 mod value;
 pub mod watchdog;
@@ -32,6 +34,13 @@ pub use endpoint::EndpointRef;
 pub use error::{Error, Exception, ExceptionKind};
 pub use external::External;
 pub use run::CallOptions;
+pub use tcp::{Listener, TcpOptions};
+pub use tokio::net::ToSocketAddrs;
+
+/// The wire-level constants of TCP connections (for tools and tests that speak the protocol).
+pub mod net {
+    pub use crate::tcp::{HANDSHAKE_MAX_FRAME, MAGIC, WIRE_VERSION, kind};
+}
 
 /// The API of generated code. Not for direct use: it may change with the code generator.
 #[doc(hidden)]
@@ -45,11 +54,14 @@ pub mod __rt {
     pub use crate::engine::SequenceInfo;
     pub use crate::error::{Abort, Exception, ExceptionKind, Flow, Raise, app_error};
     pub use crate::external::ExtCell;
-    pub use crate::link::{BlockFuture, Link, Program, Transport, in_process_pair};
+    pub use crate::lifecycle::stop;
+    pub use crate::link::{BlockFuture, Control, Link, Program, Transport, in_process_pair};
     pub use crate::ops;
     pub use crate::run::{Attempts, transact, transact_counted};
+    pub use crate::tcp::{PairSpec, Pending, connect as tcp_connect, establish as tcp_establish};
     pub use crate::tx::{Priority, Savepoint, Tx, TxId};
     pub use crate::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
+    pub use tokio::net::TcpStream;
 
     /// Runs two futures concurrently (both sides' `onCreate`).
     pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {

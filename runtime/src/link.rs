@@ -39,17 +39,34 @@ pub trait Program: Send + Sync + 'static {
 
 /// Carries messages to the other side of a pair.
 pub trait Transport: Send + Sync {
-    /// Sends `msg` (in order with the messages sent before it).
+    /// Sends `msg` (in order with the messages sent before it). It may wait in a buffer
+    /// until the next [`Transport::flush`].
     fn send(&self, msg: Msg);
+    /// Sends what [`Transport::send`] buffered; messages sent together may share one write.
+    fn flush(&self) {}
+    /// Sends a control message of the graceful stop.
+    fn control(&self, control: Control);
     /// Closes the connection because of `error`.
     fn close(&self, error: &Error);
+}
+
+/// The messages of the graceful stop handshake (RUNTIME.md §5, "Stop").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// The sender is stopping: stop taking host calls, finish the ones running, answer
+    /// [`Control::StopAck`].
+    Stop,
+    /// The receiver of a [`Control::Stop`] has stopped.
+    StopAck,
 }
 
 /// One side of a pair's connection.
 pub(crate) struct LinkShared {
     me: Weak<LinkShared>,
     core: Arc<EndpointCore>,
-    program: Arc<dyn Program>,
+    /// The endpoint's code. Weak: the endpoint owns its link, not the other way round, so
+    /// dropping the endpoint drops the link and closes the connection.
+    program: Weak<dyn Program>,
     engine: Mutex<Engine>,
     transport: OnceLock<Arc<dyn Transport>>,
     error: Mutex<Option<Error>>,
@@ -58,11 +75,23 @@ pub(crate) struct LinkShared {
     draining: std::sync::atomic::AtomicBool,
     /// How many messages the outbox holds (read without its lock).
     queued: std::sync::atomic::AtomicUsize,
+    /// Set when the partner acknowledged our stop, or the connection is gone.
+    stop_done: tokio::sync::watch::Sender<bool>,
 }
 
 /// A handle on one side of a pair's connection (cheap to clone).
 #[derive(Clone)]
 pub struct Link(Arc<LinkShared>);
+
+/// A link that does not keep its endpoint's connection alive (held by the connection).
+#[derive(Clone)]
+pub(crate) struct WeakLink(Weak<LinkShared>);
+
+impl WeakLink {
+    pub(crate) fn upgrade(&self) -> Option<Link> {
+        self.0.upgrade().map(Link)
+    }
+}
 
 impl Link {
     /// The link of endpoint `core`, playing `side`, with the protocol's `sequences`. Its
@@ -77,17 +106,22 @@ impl Link {
         let shared = Arc::new_cyclic(|me| LinkShared {
             me: me.clone(),
             core: core.clone(),
-            program,
+            program: Arc::downgrade(&program),
             engine: Mutex::new(Engine::new(side, sequences, peered)),
             transport: OnceLock::new(),
             error: Mutex::new(None),
             outbox: Mutex::new(std::collections::VecDeque::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
             queued: std::sync::atomic::AtomicUsize::new(0),
+            stop_done: tokio::sync::watch::Sender::new(false),
         });
         let as_link: Arc<dyn TxLink> = shared.clone();
         crate::endpoint::attach_link(core.serial, Arc::downgrade(&as_link));
         Link(shared)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakLink {
+        WeakLink(Arc::downgrade(&self.0))
     }
 
     /// Attaches the transport (once).
@@ -126,6 +160,49 @@ impl Link {
         self.0.lost(error);
     }
 
+    /// A control message of the stop handshake arrived from the other side.
+    pub fn control(&self, control: Control) {
+        match control {
+            Control::Stop => {
+                let me = self.0.clone();
+                tokio::spawn(async move {
+                    // The partner is stopping: so is this endpoint. Calls running here may
+                    // still need the partner, which serves them until it has our answer.
+                    let first = me.core.life.begin_stop();
+                    me.core.life.idle().await;
+                    if let Some(t) = me.transport.get() {
+                        t.control(Control::StopAck);
+                        t.flush();
+                    }
+                    me.lost(Error::Stopped);
+                    if first {
+                        me.core.life.finish_stop();
+                    }
+                });
+            }
+            Control::StopAck => {
+                self.0.stop_done.send_replace(true);
+            }
+        }
+    }
+
+    /// The graceful stop of the pair, from this side (whose host calls have finished):
+    /// tells the partner, waits until it has stopped or is gone, and closes the connection.
+    pub async fn stop(&self) {
+        let mut done = self.0.stop_done.subscribe();
+        if self.0.error.lock().is_none()
+            && let Some(t) = self.0.transport.get()
+        {
+            t.control(Control::Stop);
+            t.flush();
+            let _ = done.wait_for(|d| *d).await;
+        }
+        self.0.lost(Error::Stopped);
+        if let Some(t) = self.0.transport.get() {
+            t.close(&Error::Stopped);
+        }
+    }
+
     /// Runs sequence `seq` in `tx`, started here: its first block here, the others
     /// alternately on the partner and here. Returns the final sequence data.
     pub async fn sequence(&self, tx: &Tx, seq: u32, locals: Vec<Value>) -> Flow<Vec<Value>> {
@@ -140,6 +217,11 @@ fn lost_exception(reason: &str) -> Raise {
 impl LinkShared {
     fn arc(&self) -> Arc<LinkShared> {
         self.me.upgrade().expect("a link is alive while it is used")
+    }
+
+    /// The endpoint's code, unless the endpoint was dropped.
+    fn program(&self) -> Flow<Arc<dyn Program>> {
+        self.program.upgrade().ok_or_else(|| lost_exception("the endpoint was dropped"))
     }
 
     /// Runs `f` on the engine, then carries out its outputs. Messages go into the outbox
@@ -185,6 +267,9 @@ impl LinkShared {
                 if let Some(t) = self.transport.get() {
                     t.send(msg);
                 }
+            }
+            if let Some(t) = self.transport.get() {
+                t.flush();
             }
             self.draining.store(false, AtomicOrdering::SeqCst);
         }
@@ -238,6 +323,7 @@ impl LinkShared {
                 *slot = Some(error);
             }
         }
+        self.stop_done.send_replace(true);
         self.with_engine(|e, out| e.lost(&reason, out));
     }
 
@@ -276,7 +362,7 @@ impl LinkShared {
             return Err(lost_exception(reason));
         }
         self.join(tx);
-        self.program.run_block(tx, seq, 0, &mut locals).await?;
+        self.program()?.run_block(tx, seq, 0, &mut locals).await?;
         if info.blocks <= 1 {
             return Ok(locals);
         }
@@ -312,7 +398,7 @@ impl LinkShared {
                     async move {
                         let mut locals = locals;
                         me.apply(&tx, peered).await?;
-                        let raised = match me.program.run_block(&tx, seq, block, &mut locals).await {
+                        let raised = match me.program()?.run_block(&tx, seq, block, &mut locals).await {
                             Ok(()) => None,
                             Err(Raise::Exception(e)) => Some(e),
                             Err(abort) => return Err(abort),
@@ -352,6 +438,17 @@ impl LinkShared {
                 let ok = crate::run::guarded("prepare", self.core.clone(), tx, work).await.is_ok();
                 self.with_engine(|e, out| e.prepare_finished(id, ok, out));
             }
+        }
+    }
+}
+
+impl Drop for LinkShared {
+    fn drop(&mut self) {
+        // The endpoint is gone: so is the connection.
+        if self.error.get_mut().is_none()
+            && let Some(t) = self.transport.get()
+        {
+            t.close(&Error::Network { message: "the partner endpoint was dropped".into() });
         }
     }
 }
@@ -435,10 +532,20 @@ impl Transport for Direct {
         }
     }
 
+    fn control(&self, control: Control) {
+        if let Some(partner) = self.0.upgrade() {
+            Link(partner).control(control);
+        }
+    }
+
     fn close(&self, error: &Error) {
         if let Some(partner) = self.0.upgrade() {
-            Link(partner)
-                .lost(Error::Network { message: format!("the partner closed the connection: {error}") });
+            let error = match error {
+                Error::Stopped => Error::Stopped,
+                Error::Network { message } => Error::Network { message: message.clone() },
+                other => Error::Network { message: format!("the partner closed the connection: {other}") },
+            };
+            Link(partner).lost(error);
         }
     }
 }

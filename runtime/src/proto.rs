@@ -32,30 +32,47 @@ const VOTE_BIT: u8 = 2;
 /// (a Function, Endpoint or External, which the checker keeps out of sequence and peered
 /// data).
 pub fn encode_msg(msg: &Msg) -> Result<Vec<u8>, WireError> {
-    let mut w = Writer::new();
+    let mut out = Vec::new();
+    encode_msg_into(msg, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`encode_msg`], appending to `out`. On failure `out` holds what it held before.
+pub fn encode_msg_into(msg: &Msg, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let start = out.len();
+    let mut w = Writer::appending(std::mem::take(out));
+    let result = encode(&mut w, msg);
+    *out = w.finish();
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn encode(w: &mut Writer, msg: &Msg) -> Result<(), WireError> {
     let flags = |from_parent: bool, vote: bool| {
         (if from_parent { FROM_PARENT } else { 0 }) | (if vote { VOTE_BIT } else { 0 })
     };
     match msg {
         Msg::Work { tx, prio, from_parent, frame, seq, block, locals, peered, vote } => {
-            head(&mut w, WORK, *tx);
-            priority(&mut w, *prio);
+            head(w, WORK, *tx);
+            priority(w, *prio);
             w.byte(flags(*from_parent, *vote));
             w.varint(*frame);
             w.varint(u64::from(*seq));
             w.varint(u64::from(*block));
-            values(&mut w, locals)?;
-            peered_data(&mut w, peered)?;
+            values(w, locals)?;
+            peered_data(w, peered)?;
         }
         Msg::Done { tx, from_parent, frame, locals, peered, vote } => {
-            head(&mut w, DONE, *tx);
+            head(w, DONE, *tx);
             w.byte(flags(*from_parent, *vote));
             w.varint(*frame);
-            values(&mut w, locals)?;
-            peered_data(&mut w, peered)?;
+            values(w, locals)?;
+            peered_data(w, peered)?;
         }
         Msg::Raise { tx, from_parent, frame, exception, peered, vote } => {
-            head(&mut w, RAISE, *tx);
+            head(w, RAISE, *tx);
             w.byte(flags(*from_parent, *vote));
             w.varint(*frame);
             w.byte(match exception.kind {
@@ -63,24 +80,24 @@ pub fn encode_msg(msg: &Msg) -> Result<Vec<u8>, WireError> {
                 ExceptionKind::Network => 1,
             });
             w.text(&exception.message);
-            peered_data(&mut w, peered)?;
+            peered_data(w, peered)?;
         }
-        Msg::Aborted { tx } => head(&mut w, ABORTED, *tx),
+        Msg::Aborted { tx } => head(w, ABORTED, *tx),
         Msg::Prepare { tx, prio, peered } => {
-            head(&mut w, PREPARE, *tx);
-            priority(&mut w, *prio);
-            peered_data(&mut w, peered)?;
+            head(w, PREPARE, *tx);
+            priority(w, *prio);
+            peered_data(w, peered)?;
         }
-        Msg::Vote { tx } => head(&mut w, VOTE, *tx),
-        Msg::Commit { tx } => head(&mut w, COMMIT, *tx),
-        Msg::Abort { tx } => head(&mut w, ABORT, *tx),
+        Msg::Vote { tx } => head(w, VOTE, *tx),
+        Msg::Commit { tx } => head(w, COMMIT, *tx),
+        Msg::Abort { tx } => head(w, ABORT, *tx),
         Msg::Rollback { tx, mark } => {
-            head(&mut w, ROLLBACK, *tx);
+            head(w, ROLLBACK, *tx);
             w.varint(*mark);
         }
-        Msg::WoundMe { tx } => head(&mut w, WOUND_ME, *tx),
+        Msg::WoundMe { tx } => head(w, WOUND_ME, *tx),
     }
-    Ok(w.finish())
+    Ok(())
 }
 
 fn head(w: &mut Writer, tag: u8, tx: TxId) {

@@ -82,6 +82,7 @@ where
     F: FnMut(Tx) -> Fut,
     Fut: Future<Output = Flow<T>>,
 {
+    let _call = core.life.enter()?;
     let priority = Priority::next();
     // A deadline too far away to represent is no deadline.
     let deadline = options.deadline.and_then(|d| Instant::now().checked_add(d));

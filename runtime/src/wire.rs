@@ -138,6 +138,11 @@ impl Writer {
         Self::default()
     }
 
+    /// A writer appending to `buf`.
+    pub fn appending(buf: Vec<u8>) -> Self {
+        Writer { buf, seen: HashMap::new() }
+    }
+
     /// The bytes written so far.
     pub fn finish(self) -> Vec<u8> {
         self.buf
@@ -498,6 +503,11 @@ impl FrameDecoder {
     /// A decoder refusing frames longer than `max` bytes.
     pub fn new(max: usize) -> Self {
         FrameDecoder { max, buf: Vec::new(), start: 0 }
+    }
+
+    /// Changes the largest frame accepted from now on.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
     }
 
     /// Adds received bytes.

@@ -689,6 +689,8 @@ impl Transport for Queued {
         self.queue.lock().push_back(msg);
     }
 
+    fn control(&self, _control: Control) {}
+
     fn close(&self, _error: &Error) {}
 }
 

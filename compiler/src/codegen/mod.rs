@@ -103,6 +103,8 @@ struct Gen<'p> {
     /// Rust names, chosen once so that they never collide: endpoint handles and structs
     /// (one namespace), endpoint modules, and per endpoint its functions and blocks.
     handles: Vec<Ident>,
+    /// The listener type of each endpoint of a pair.
+    listeners: Vec<Ident>,
     structs: Vec<Ident>,
     modules: Vec<Ident>,
     functions: Vec<Vec<Ident>>,
@@ -113,10 +115,12 @@ impl<'p> Gen<'p> {
     fn new(p: &'p Protocol) -> Self {
         let mut types: Vec<String> = p.endpoints.iter().map(|e| names::type_name(&e.name)).collect();
         types.extend(p.structs.iter().map(|s| names::type_name(&s.name)));
+        types.extend(p.endpoints.iter().map(|e| format!("{}Listener", names::type_name(&e.name))));
         let types = names::unique_types(types);
         let n = p.endpoints.len();
         let handles = types[..n].iter().map(|t| names::ident(t)).collect();
-        let structs = types[n..].iter().map(|t| names::ident(t)).collect();
+        let structs = types[n..n + p.structs.len()].iter().map(|t| names::ident(t)).collect();
+        let listeners = types[n + p.structs.len()..].iter().map(|t| names::ident(t)).collect();
         let protocol_module = module_name(p);
         let modules = names::unique(
             p.endpoints
@@ -168,7 +172,7 @@ impl<'p> Gen<'p> {
                 keys.into_iter().zip(names).map(|(k, n)| (k, format_ident!("{}", n))).collect()
             })
             .collect();
-        Gen { p, handles, structs, modules, functions, blocks }
+        Gen { p, handles, listeners, structs, modules, functions, blocks }
     }
 }
 
@@ -187,15 +191,21 @@ impl Gen<'_> {
             .map(|&e| {
                 let m = &self.modules[e];
                 let h = &self.handles[e];
-                quote!(pub use #m::#h;)
+                if self.pair() {
+                    let l = &self.listeners[e];
+                    quote!(pub use #m::{#h, #l};)
+                } else {
+                    quote!(pub use #m::#h;)
+                }
             })
             .collect();
         let fingerprint = self.p.fingerprint();
         let fp_doc =
             " The protocol's fingerprint: both sides of a connection must have the same.".to_string();
         let sequences = if self.pair() { self.sequence_table() } else { quote!() };
+        let spec = if self.pair() { self.pair_spec() } else { quote!() };
         let pair = if self.pair() && emit.len() == 2 { self.in_process_pair() } else { quote!() };
-        let own = quote!(#structs #sequences #pair);
+        let own = quote!(#structs #sequences #spec #pair);
         let use_rt = if mentions(&own, "rt") {
             quote!(
                 use ::waldo::__rt as rt;
@@ -215,6 +225,7 @@ impl Gen<'_> {
                 pub const FINGERPRINT: u64 = #fingerprint;
                 #structs
                 #sequences
+                #spec
                 #endpoints
                 #uses
                 #pair
@@ -800,7 +811,7 @@ impl Gen<'_> {
         // Names the generated bodies use are taken first, so a parameter never shadows one.
         const RESERVED: &[&str] = &[
             "args", "inner", "out", "options", "results", "a", "b", "args_a", "args_b", "la", "lb",
-            "ready_a", "ready_b",
+            "ready_a", "ready_b", "addr", "tcp", "listener", "pending", "program", "stream",
         ];
         let mut all: Vec<String> = RESERVED.iter().map(|r| (*r).to_owned()).collect();
         all.extend(f.locals[..f.params].iter().map(|v| format!("{prefix}{}", names::snake(&v.name))));
@@ -864,6 +875,13 @@ impl Gen<'_> {
             "endpoint".into(),
             "new".into(),
             "from_inner".into(),
+            "stop".into(),
+            "on_stop".into(),
+            "connect".into(),
+            "connect_with".into(),
+            "connect_args".into(),
+            "listen".into(),
+            "listen_with".into(),
         ];
         for (fid, f) in ep.functions.iter().enumerate().filter(|(_, f)| f.public) {
             let mut name = names::snake(&f.name);
@@ -895,6 +913,9 @@ impl Gen<'_> {
             });
         }
         let constructor = if self.pair() { quote!() } else { self.constructor(e) };
+        let tcp = if self.pair() { self.tcp_constructors(e) } else { quote!() };
+        let listener = if self.pair() { self.listener(e) } else { quote!() };
+        let stop_link = if self.pair() { quote!(self.inner.link.get()) } else { quote!(None) };
         let ep_name = &ep.name;
         quote! {
             impl #handle {
@@ -903,6 +924,21 @@ impl Gen<'_> {
                 /// A handle on `inner`.
                 pub(super) fn from_inner(inner: ::std::sync::Arc<Inner>, options: ::waldo::CallOptions) -> Self {
                     #handle { inner, options }
+                }
+
+                #tcp
+
+                /// Stops the endpoint gracefully: no new calls, running ones finish, the
+                /// partner (if any) is told and stops too, then the stop listeners run.
+                /// Later calls return `waldo::Error::Stopped`.
+                pub async fn stop(&self) {
+                    #rt::stop(&self.inner.core, #stop_link).await;
+                }
+
+                /// Adds a listener that runs once when the endpoint stops (by its own
+                /// `stop` or its partner's); at once if it already has.
+                pub fn on_stop(&self, listener: impl FnOnce() + Send + 'static) {
+                    self.inner.core.on_stop(listener);
                 }
 
                 /// The endpoint's unique id (`id()` in Waldo).
@@ -931,6 +967,143 @@ impl Gen<'_> {
             impl ::std::fmt::Debug for #handle {
                 fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                     f.debug_struct(#ep_name).field("id", &self.id()).finish()
+                }
+            }
+
+            #listener
+        }
+    }
+
+    /// What both sides of a TCP connection check in the handshake.
+    fn pair_spec(&self) -> TokenStream {
+        let rt = rt();
+        let protocol = &self.p.name;
+        let (a, b) = (&self.p.endpoints[0].name, &self.p.endpoints[1].name);
+        quote! {
+            /// What both sides of a connection check in the handshake.
+            static PAIR: #rt::PairSpec = #rt::PairSpec {
+                protocol: #protocol,
+                fingerprint: FINGERPRINT,
+                endpoints: [#a, #b],
+                sequences,
+            };
+        }
+    }
+
+    /// `connect`, `connect_with`, `listen` and `listen_with` for endpoint `e` of a pair.
+    fn tcp_constructors(&self, e: EndpointId) -> TokenStream {
+        let rt = rt();
+        let ep = &self.p.endpoints[e];
+        let partner = &self.p.endpoints[1 - e].name;
+        let listener = &self.listeners[e];
+        let side = e as u8;
+        let (decls, values) = match &ep.on_create {
+            Some(f) => self.host_params(f, "", false),
+            None => (Vec::new(), Vec::new()),
+        };
+        let connect_doc = format!(
+            " Connects to a `{partner}` listening at `addr`: the handshake, then both sides' `onCreate` (this side's with the arguments given); returns once both sides are ready."
+        );
+        let listen_doc = format!(
+            " Listens at `addr` for `{partner}` endpoints; each connection that completes the handshake waits in the listener until [`{listener}::accept`] takes it."
+        );
+        quote! {
+            #[doc = #connect_doc]
+            pub async fn connect(addr: impl ::waldo::ToSocketAddrs, #(#decls),*) -> Result<Self, ::waldo::Error> {
+                let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
+                Self::connect_args(addr, &::waldo::TcpOptions::default(), args).await
+            }
+
+            /// Like `connect`, with connection options (heartbeats, frame size, handshake time limit).
+            pub async fn connect_with(addr: impl ::waldo::ToSocketAddrs, tcp: &::waldo::TcpOptions, #(#decls),*) -> Result<Self, ::waldo::Error> {
+                let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
+                Self::connect_args(addr, tcp, args).await
+            }
+
+            async fn connect_args(addr: impl ::waldo::ToSocketAddrs, tcp: &::waldo::TcpOptions, args: Vec<#rt::Value>) -> Result<Self, ::waldo::Error> {
+                let inner = Inner::new_arc();
+                let options = ::waldo::CallOptions::default();
+                inner.start(&options).await?;
+                let program = inner.clone() as ::std::sync::Arc<dyn #rt::Program>;
+                let pending = #rt::tcp_connect(addr, &super::PAIR, #side, inner.core_arc(), program, tcp, |link| inner.connect(link)).await?;
+                pending.ready(inner.ready(&options, args)).await?;
+                Ok(Self::from_inner(inner, options))
+            }
+
+            #[doc = #listen_doc]
+            pub async fn listen(addr: impl ::waldo::ToSocketAddrs) -> Result<#listener, ::waldo::Error> {
+                Self::listen_with(addr, ::waldo::TcpOptions::default()).await
+            }
+
+            /// Like `listen`, with the options of every accepted connection.
+            pub async fn listen_with(addr: impl ::waldo::ToSocketAddrs, tcp: ::waldo::TcpOptions) -> Result<#listener, ::waldo::Error> {
+                let listener = ::waldo::Listener::bind(addr, move |stream: #rt::TcpStream| {
+                    let tcp = tcp.clone();
+                    async move {
+                        let inner = Inner::new_arc();
+                        inner.start(&::waldo::CallOptions::default()).await?;
+                        let program = inner.clone() as ::std::sync::Arc<dyn #rt::Program>;
+                        let pending = #rt::tcp_establish(stream, &super::PAIR, #side, inner.core_arc(), program, &tcp, |link| inner.connect(link)).await?;
+                        Ok((inner, pending))
+                    }
+                })
+                .await?;
+                Ok(#listener { listener })
+            }
+        }
+    }
+
+    /// The listener type of endpoint `e` of a pair.
+    fn listener(&self, e: EndpointId) -> TokenStream {
+        let rt = rt();
+        let ep = &self.p.endpoints[e];
+        let handle = &self.handles[e];
+        let listener = &self.listeners[e];
+        let (decls, values) = match &ep.on_create {
+            Some(f) => self.host_params(f, "", false),
+            None => (Vec::new(), Vec::new()),
+        };
+        let doc = format!(" A TCP listener that makes a `{}` for each partner that connects.", ep.name);
+        let listener_name = listener.to_string();
+        quote! {
+            #[doc = #doc]
+            pub struct #listener {
+                listener: ::waldo::Listener<(::std::sync::Arc<Inner>, #rt::Pending)>,
+            }
+
+            impl #listener {
+                /// The address the listener is bound to (with the port chosen for port 0).
+                pub fn local_addr(&self) -> ::std::net::SocketAddr {
+                    self.listener.local_addr()
+                }
+
+                /// Takes the next partner that completed the handshake, runs this side's
+                /// `onCreate` with the arguments given, and returns the endpoint once both
+                /// sides are ready. A connection that fails at this point returns its error;
+                /// the listener goes on serving the others.
+                pub async fn accept(&self, #(#decls),*) -> Result<#handle, ::waldo::Error> {
+                    let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
+                    let (inner, pending) = self.listener.next().await?;
+                    let options = ::waldo::CallOptions::default();
+                    pending.ready(inner.ready(&options, args)).await?;
+                    Ok(#handle::from_inner(inner, options))
+                }
+
+                /// The error of the next connection that failed before `accept` could take
+                /// it (a refused handshake, a peer that went away); `None` once stopped.
+                pub async fn next_failure(&self) -> Option<::waldo::Error> {
+                    self.listener.next_failure().await
+                }
+
+                /// Stops accepting connections; endpoints already accepted go on.
+                pub fn stop(&self) {
+                    self.listener.stop();
+                }
+            }
+
+            impl ::std::fmt::Debug for #listener {
+                fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                    f.debug_struct(#listener_name).field("addr", &self.local_addr()).finish()
                 }
             }
         }

@@ -1,15 +1,20 @@
-//! The Bank protocol end to end: a Branch and a Vault, each transfer one transaction that
-//! debits on one side and credits on the other, or does neither.
+//! The Bank protocol end to end over TCP: a Branch and a Vault, each transfer one transaction
+//! that debits on the Branch and credits on the Vault, or does neither.
+//!
+//! With no arguments both sides run in this process, joined by a loopback TCP connection.
+//! To run them in two terminals:
+//!
+//! ```text
+//! cargo run -p bank-example -- vault 127.0.0.1:7878     # waits for a Branch
+//! cargo run -p bank-example -- branch 127.0.0.1:7878    # connects, runs the transfers
+//! ```
 
 waldo::include_protocol!("bank");
 
 use bank::{Branch, Vault};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), waldo::Error> {
-    let (branch, vault): (Branch, Vault) = bank::in_process_pair().await?;
-    println!("Branch {} and Vault {} are paired", branch.id(), vault.id());
-
+/// The Branch's part: opens an account and moves money to the Vault.
+async fn run_branch(branch: &Branch) -> Result<(), waldo::Error> {
     branch.open("alice".into(), 100.0).await?;
     println!("open(alice, 100)");
     let ok = branch.send("alice".into(), "bob".into(), 30.0).await?;
@@ -17,11 +22,66 @@ async fn main() -> Result<(), waldo::Error> {
     let ok = branch.send("alice".into(), "bob".into(), 500.0).await?;
     println!("send(alice -> bob, 500) = {ok}  (not enough money: nothing moves)");
     println!("balance(alice) = {}", branch.balance("alice".into()).await?);
-    println!("holding(bob) = {}", vault.holding("bob".into()).await?);
-
     match branch.balance("carol".into()).await {
         Err(e) => println!("balance(carol) fails: {e}"),
         Ok(n) => println!("balance(carol) = {n}"),
     }
     Ok(())
+}
+
+async fn both_sides() -> Result<(), waldo::Error> {
+    let listener = Vault::listen("127.0.0.1:0").await?;
+    let addr = listener.local_addr();
+    println!("Vault listening on {addr}");
+    let (branch, vault) = tokio::try_join!(Branch::connect(addr), listener.accept())?;
+    println!("Branch {} and Vault {} are connected over TCP", branch.id(), vault.id());
+
+    run_branch(&branch).await?;
+    println!("holding(bob) = {}  (read on the Vault)", vault.holding("bob".into()).await?);
+
+    branch.stop().await;
+    println!("stopped; a later call returns: {}", vault.holding("bob".into()).await.unwrap_err());
+    Ok(())
+}
+
+async fn vault_side(addr: &str) -> Result<(), waldo::Error> {
+    let listener = Vault::listen(addr).await?;
+    let at = listener.local_addr();
+    println!("Vault listening on {at}; run `cargo run -p bank-example -- branch {at}`");
+    let vault = listener.accept().await?;
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+    vault.on_stop(move || {
+        let _ = stopped_tx.send(());
+    });
+    println!("a Branch connected; serving until it stops");
+    let _ = stopped_rx.await;
+    println!("the Branch stopped, and the Vault with it");
+    Ok(())
+}
+
+async fn branch_side(addr: &str) -> Result<(), waldo::Error> {
+    let branch = Branch::connect(addr).await?;
+    println!("connected to the Vault at {addr}");
+    run_branch(&branch).await?;
+    branch.stop().await;
+    println!("stopped");
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => both_sides().await,
+        ["vault", addr] => vault_side(addr).await,
+        ["branch", addr] => branch_side(addr).await,
+        _ => {
+            eprintln!("usage: bank-example [vault ADDR | branch ADDR]");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
 }
