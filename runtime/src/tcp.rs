@@ -220,6 +220,19 @@ async fn refuse(stream: &mut TcpStream, error: Error) -> Error {
         let _ = stream.write_all(&text_frame(kind::REFUSE, reason)).await;
     }
     let _ = stream.shutdown().await;
+    // Read what the peer still sends for a moment: closing a socket with unread input resets
+    // the connection, and the peer could lose the reason before reading it.
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < 1 << 20 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
     error
 }
 

@@ -1,4 +1,5 @@
-//! Generates Rust for every valid corpus program and every example protocol, each into its
+//! Generates Rust for every valid corpus program, every example protocol and the protocols
+//! of the end-to-end tests (`protocols/`), each into its
 //! own directory under `OUT_DIR` (protocol names repeat across the corpus), and writes
 //! `all.rs`, which includes each one inside a module named after its file.
 
@@ -9,7 +10,7 @@ fn main() {
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("run by cargo"));
     let mut files: Vec<PathBuf> = Vec::new();
-    for dir in [root.join("../corpus/valid"), root.join("../../examples/protocols")] {
+    for dir in [root.join("../corpus/valid"), root.join("../../examples/protocols"), root.join("protocols")] {
         println!("cargo:rerun-if-changed={}", dir.display());
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))

@@ -1,0 +1,32 @@
+//! The Helper side of `protocols/stall.wld` in a process of its own, for the test that kills
+//! a peer in the middle of a sequence: connects to the Starter at the address it is given,
+//! prints `connected`, and prints `paused` when its block's host function runs, which then
+//! never returns.
+
+use std::io::Write as _;
+
+use waldo_e2e::corpus_stall::stall::Helper;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Some(addr) = std::env::args().nth(1) else {
+        eprintln!("usage: stall_helper ADDR");
+        std::process::exit(2);
+    };
+    let pause = || {
+        println!("paused");
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    };
+    match Helper::connect(addr.as_str(), pause).await {
+        Ok(helper) => {
+            println!("connected as {}", helper.id());
+            let _ = std::io::stdout().flush();
+            std::future::pending::<()>().await;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Generated endpoints over real loopback TCP: results, stop, every handshake refusal (on
+//! both sides, with the listener serving on), deviations after the handshake, a silent
+//! partner, a partner process killed mid-sequence, a deadline mid-sequence, and a thousand
+//! connections to one listener.
+//!
+//! The raw clients here speak the wire format byte by byte, as documented in the runtime's
+//! `tcp` module, so these tests also pin that format down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use waldo::net::{MAGIC, WIRE_VERSION, kind};
+use waldo::{Error, TcpOptions};
+use waldo_e2e::corpus_bank::bank::{self, Branch, Vault};
+use waldo_e2e::corpus_ping_pong::ping_pong::Pinger;
+use waldo_e2e::corpus_stall::stall::{Helper, Starter};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f).await.unwrap_or_else(|_| panic!("{what} took more than {WAIT:?}"))
+}
+
+fn refused(e: &Error, needle: &str) -> bool {
+    matches!(e, Error::HandshakeRefused { reason } if reason.contains(needle))
+}
+
+// ---------------------------------------------------------------- the wire, by hand
+
+fn varint(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn text(out: &mut Vec<u8>, s: &str) {
+    varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn preamble() -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&WIRE_VERSION.to_le_bytes());
+    out
+}
+
+fn hello(protocol: &str, fingerprint: u64, side: u64, endpoint: &str, nonce: u64) -> Vec<u8> {
+    let mut p = vec![kind::HELLO];
+    text(&mut p, protocol);
+    varint(&mut p, fingerprint);
+    varint(&mut p, side);
+    text(&mut p, endpoint);
+    varint(&mut p, nonce);
+    frame(&p)
+}
+
+fn ack(nonce: u64) -> Vec<u8> {
+    let mut p = vec![kind::ACK];
+    varint(&mut p, nonce);
+    frame(&p)
+}
+
+/// Reads one frame; `None` at the end of the stream.
+async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.ok()?;
+    let mut payload = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut payload).await.ok()?;
+    Some(payload)
+}
+
+/// The text after the kind byte of a Refuse or Close frame.
+fn frame_text(payload: &[u8]) -> String {
+    let mut i = 1;
+    let len = read_varint(payload, &mut i) as usize;
+    String::from_utf8_lossy(&payload[i..i + len]).into_owned()
+}
+
+/// Reads a varint at `*i`.
+fn read_varint(payload: &[u8], i: &mut usize) -> u64 {
+    let (mut n, mut shift) = (0u64, 0);
+    loop {
+        let b = payload[*i];
+        *i += 1;
+        n |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            return n;
+        }
+    }
+}
+
+/// The nonce at the end of a Hello frame (after the protocol, fingerprint, side, endpoint).
+fn hello_nonce(payload: &[u8]) -> u64 {
+    let mut i = 1;
+    let protocol = read_varint(payload, &mut i) as usize;
+    i += protocol;
+    read_varint(payload, &mut i); // fingerprint
+    read_varint(payload, &mut i); // side
+    let endpoint = read_varint(payload, &mut i) as usize;
+    i += endpoint;
+    read_varint(payload, &mut i)
+}
+
+/// A raw Branch that completes the handshake with the Vault listening at `addr`.
+async fn raw_branch(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut first = preamble();
+    first.extend(hello("Bank", bank::FINGERPRINT, 0, "Branch", 42));
+    s.write_all(&first).await.expect("write the hello");
+    let mut pre = [0u8; 8];
+    s.read_exact(&mut pre).await.expect("the listener's preamble");
+    assert_eq!(pre.to_vec(), preamble());
+    let theirs = read_frame(&mut s).await.expect("the listener's hello");
+    assert_eq!(theirs[0], kind::HELLO);
+    s.write_all(&ack(hello_nonce(&theirs))).await.expect("write the ack");
+    let echoed = read_frame(&mut s).await.expect("the listener's ack");
+    assert_eq!(echoed, ack(42)[4..].to_vec(), "the listener echoes our nonce");
+    s
+}
+
+/// Reads the listener's preamble.
+async fn skip_preamble(s: &mut TcpStream) {
+    let mut pre = [0u8; 8];
+    within("the preamble", s.read_exact(&mut pre)).await.expect("the listener's preamble");
+    assert_eq!(pre.to_vec(), preamble());
+}
+
+/// Reads frames until a Refuse or Close frame; its kind and text.
+async fn last_word(s: &mut TcpStream) -> (u8, String) {
+    while let Some(f) = within("a frame", read_frame(s)).await {
+        if f[0] == kind::REFUSE || f[0] == kind::CLOSE {
+            return (f[0], frame_text(&f));
+        }
+    }
+    panic!("the connection ended without a Refuse or Close frame");
+}
+
+/// A good Branch connects through `listener` and commits a transfer.
+async fn serves(listener: &bank::VaultListener) {
+    let addr = listener.local_addr();
+    let (branch, vault) =
+        within("a good client", async { tokio::try_join!(Branch::connect(addr), listener.accept()) })
+            .await
+            .expect("a good client is served");
+    branch.open("a".into(), 10.0).await.expect("open");
+    assert!(branch.send("a".into(), "b".into(), 4.0).await.expect("send"));
+    assert_eq!(vault.holding("b".into()).await.expect("holding"), 4.0);
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_over_tcp_gives_the_documented_results_and_stops_both_sides() {
+    let listener = Vault::listen("127.0.0.1:0").await.expect("listen");
+    let addr = listener.local_addr();
+    let (branch, vault) = tokio::try_join!(Branch::connect(addr), listener.accept()).expect("a pair");
+    branch.open("a".into(), 100.0).await.expect("open");
+    assert!(branch.send("a".into(), "b".into(), 30.0).await.expect("send"));
+    assert!(!branch.send("a".into(), "b".into(), 500.0).await.expect("send"));
+    assert_eq!(branch.balance("a".into()).await.expect("balance"), 70.0);
+    assert_eq!(vault.holding("b".into()).await.expect("holding"), 30.0);
+    let err = branch.balance("nobody".into()).await.expect_err("no such account");
+    assert!(matches!(err, Error::Application { ref message } if message.contains("nobody")), "{err}");
+
+    let stops = Arc::new(AtomicUsize::new(0));
+    let s = stops.clone();
+    branch.on_stop(move || {
+        s.fetch_add(1, Ordering::SeqCst);
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let s = stops.clone();
+    vault.on_stop(move || {
+        s.fetch_add(10, Ordering::SeqCst);
+        let _ = tx.send(());
+    });
+    within("stop", branch.stop()).await;
+    within("the partner's stop listener", rx).await.expect("the Vault's listener ran");
+    assert_eq!(stops.load(Ordering::SeqCst), 11, "each side's listener ran once");
+    assert_eq!(branch.balance("a".into()).await, Err(Error::Stopped));
+    assert_eq!(vault.holding("b".into()).await, Err(Error::Stopped));
+    // Stopping again returns at once.
+    within("a second stop", vault.stop()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_names_its_cause_on_both_sides_and_the_listener_serves_on() {
+    let listener = Vault::listen("127.0.0.1:0").await.expect("listen");
+    let addr = listener.local_addr();
+    serves(&listener).await;
+
+    // A different protocol.
+    let err = within("ping-pong", Pinger::connect(addr)).await.expect_err("refused");
+    assert!(refused(&err, "different protocols: the peer speaks `Bank`, this side `PingPong`"), "{err}");
+    let theirs = within("a failure", listener.next_failure()).await.expect("a failure");
+    assert!(
+        refused(&theirs, "different protocols: the peer speaks `PingPong`, this side `Bank`"),
+        "{theirs}"
+    );
+    serves(&listener).await;
+
+    // The same role twice.
+    let err = within("a second vault", Vault::connect(addr)).await.expect_err("refused");
+    assert!(refused(&err, "same role twice: both sides play `Vault`"), "{err}");
+    let theirs = within("a failure", listener.next_failure()).await.expect("a failure");
+    assert!(refused(&theirs, "same role twice"), "{theirs}");
+    serves(&listener).await;
+
+    // Garbage instead of a handshake: refused, and told so.
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    skip_preamble(&mut raw).await;
+    let (k, reason) = last_word(&mut raw).await;
+    assert_eq!(k, kind::REFUSE);
+    assert!(reason.contains("not a Waldo endpoint"), "{reason}");
+    let theirs = within("a failure", listener.next_failure()).await.expect("a failure");
+    assert!(refused(&theirs, "not a Waldo endpoint: it sent the bytes 47 45 54 20"), "{theirs}");
+    serves(&listener).await;
+
+    // A wrong wire version.
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&99u16.to_le_bytes());
+    raw.write_all(&bytes).await.expect("write");
+    skip_preamble(&mut raw).await;
+    let (_, reason) = last_word(&mut raw).await;
+    assert!(reason.contains("wrong wire version: the peer speaks version 99"), "{reason}");
+    let theirs = within("a failure", listener.next_failure()).await.expect("a failure");
+    assert!(refused(&theirs, "wrong wire version"), "{theirs}");
+    serves(&listener).await;
+
+    // A truncated handshake frame.
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    let mut bytes = preamble();
+    bytes.extend_from_slice(&100u32.to_le_bytes());
+    bytes.extend_from_slice(&[kind::HELLO, 1, 2, 3]);
+    raw.write_all(&bytes).await.expect("write");
+    raw.shutdown().await.expect("shutdown");
+    let theirs = within("a failure", listener.next_failure()).await.expect("a failure");
+    assert!(refused(&theirs, "inside a handshake frame (8 bytes of it arrived)"), "{theirs}");
+    serves(&listener).await;
+
+    // A handshake frame over the limit: refused before any of it is read.
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    let mut bytes = preamble();
+    bytes.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    raw.write_all(&bytes).await.expect("write");
+    skip_preamble(&mut raw).await;
+    let (_, reason) = last_word(&mut raw).await;
+    assert!(reason.contains("a frame of 1073741824 bytes is larger than the maximum of 65536"), "{reason}");
+    let theirs = within("a failure", listener.next_failure()).await.expect("a failure");
+    assert!(refused(&theirs, "larger than the maximum"), "{theirs}");
+    serves(&listener).await;
+
+    // A bad nonce echo.
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    let mut first = preamble();
+    first.extend(hello("Bank", bank::FINGERPRINT, 0, "Branch", 7));
+    raw.write_all(&first).await.expect("write");
+    let mut pre = [0u8; 8];
+    raw.read_exact(&mut pre).await.expect("preamble");
+    let theirs = read_frame(&mut raw).await.expect("hello");
+    raw.write_all(&ack(hello_nonce(&theirs) ^ 1)).await.expect("write");
+    let (k, reason) = last_word(&mut raw).await;
+    assert_eq!(k, kind::REFUSE);
+    assert!(reason.contains("bad nonce"), "{reason}");
+    let theirs = within("a failure", listener.next_failure()).await.expect("a failure");
+    assert!(refused(&theirs, "bad nonce"), "{theirs}");
+    serves(&listener).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deviations_after_the_handshake_close_the_connection_with_the_reason() {
+    let options = TcpOptions::default().with_max_frame(1024);
+    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let addr = listener.local_addr();
+    let cases: [(&[u8], &str); 4] = [
+        (&4096u32.to_le_bytes(), "a frame of 4096 bytes is larger than the maximum of 1024"),
+        (&[10, 0, 0, 0, 1, 2, 3], "the connection ended inside a frame (7 bytes of it arrived)"),
+        (&[2, 0, 0, 0, 0x77, 0], "a frame of unknown kind 0x77"),
+        (&[3, 0, 0, 0, 1, 0xff, 0xff], "a malformed message"),
+    ];
+    for (bytes, expected) in cases {
+        let mut raw = raw_branch(addr).await;
+        raw.write_all(bytes).await.expect("write");
+        raw.shutdown().await.expect("shutdown");
+        let err = within("accept", listener.accept()).await.expect_err("the connection is closed");
+        assert!(matches!(&err, Error::ProtocolDeviation { message } if message.contains(expected)), "{err}");
+        if !expected.contains("ended inside") {
+            let (k, reason) = last_word(&mut raw).await;
+            assert_eq!(k, kind::CLOSE);
+            assert!(reason.contains(expected), "{reason}");
+        }
+        serves(&listener).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_partner_is_lost_after_the_timeout() {
+    let options = TcpOptions::default().with_heartbeat(Duration::from_millis(50), Duration::from_millis(300));
+    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let _raw = raw_branch(listener.local_addr()).await;
+    let started = std::time::Instant::now();
+    let err = within("accept", listener.accept()).await.expect_err("the partner is lost");
+    assert!(matches!(&err, Error::Network { message } if message.contains("not even a heartbeat")), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3), "noticed after {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_process_killed_mid_sequence_fails_the_call_and_leaves_no_trace() {
+    use std::io::BufRead as _;
+    let listener = Starter::listen("127.0.0.1:0").await.expect("listen");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stall_helper"))
+        .arg(listener.local_addr().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the helper process");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let next_line = move || lines.recv_timeout(WAIT).expect("a line from the helper");
+
+    let starter = within("accept", listener.accept()).await.expect("the helper connects");
+    assert!(next_line().starts_with("connected"));
+    let work = tokio::spawn({
+        let starter = starter.clone();
+        async move { starter.work().await }
+    });
+    let line = tokio::task::spawn_blocking(next_line).await.expect("read");
+    assert_eq!(line, "paused", "the helper is inside its block");
+    child.kill().expect("kill the helper");
+    let _ = child.wait();
+
+    let err = within("the call", work).await.expect("join").expect_err("the partner died");
+    assert!(matches!(err, Error::Network { .. }), "{err}");
+    // Nothing of the transaction is committed here; the pair is broken but local work goes on.
+    assert_eq!(starter.count().await.expect("peered data stays readable"), 0.0);
+    assert_eq!(starter.bump().await.expect("a local transaction"), 1.0);
+    assert_eq!(starter.bump().await.expect("a local transaction"), 2.0);
+    let err = starter.write().await.expect_err("writes to peered data fail");
+    assert!(matches!(err, Error::Network { .. }), "{err}");
+    let err = starter.work().await.expect_err("sequences fail");
+    assert!(matches!(err, Error::Network { .. }), "{err}");
+    assert_eq!(starter.count().await.expect("read"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_passing_mid_sequence_aborts_on_both_sides() {
+    let listener = Starter::listen("127.0.0.1:0").await.expect("listen");
+    let addr = listener.local_addr();
+    let first = Arc::new(AtomicBool::new(true));
+    // A host function that blocks tells tokio so, or it would hold up the tasks queued on
+    // its worker thread.
+    let pause = move || {
+        if first.swap(false, Ordering::SeqCst) {
+            tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(600)));
+        }
+    };
+    let (starter, helper) =
+        tokio::try_join!(listener.accept(), Helper::connect(addr, pause)).expect("a pair");
+    let hurried =
+        starter.with_options(waldo::CallOptions::default().with_deadline(Duration::from_millis(150)));
+    let started = std::time::Instant::now();
+    assert_eq!(hurried.work().await, Err(Error::Timeout));
+    assert!(started.elapsed() < Duration::from_millis(550), "the call returned at its deadline");
+    // Once the Helper's block is over, its part is aborted too: nothing committed anywhere.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(starter.count().await.expect("count"), 0.0);
+    assert_eq!(helper.count().await.expect("count"), 0.0);
+    // The pair goes on.
+    assert_eq!(starter.work().await.expect("work"), 11.0);
+    assert_eq!(starter.count().await.expect("count"), 111.0);
+    assert_eq!(helper.count().await.expect("count"), 111.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_connections_to_one_listener_each_commit() {
+    const N: usize = 1000;
+    let listener = Arc::new(Vault::listen("127.0.0.1:0").await.expect("listen"));
+    let addr = listener.local_addr();
+    let acceptor = tokio::spawn({
+        let listener = listener.clone();
+        async move {
+            let mut vaults = Vec::with_capacity(N);
+            for _ in 0..N {
+                vaults.push(listener.accept().await.expect("accept"));
+            }
+            vaults
+        }
+    });
+    let mut clients = Vec::with_capacity(N);
+    for i in 0..N {
+        clients.push(tokio::spawn(async move {
+            let branch = Branch::connect(addr).await.expect("connect");
+            let acct = format!("a{i}");
+            branch.open(acct.clone(), 10.0).await.expect("open");
+            assert!(branch.send(acct.clone(), "b".into(), 4.0).await.expect("send"));
+            assert_eq!(branch.balance(acct).await.expect("balance"), 6.0);
+            branch
+        }));
+    }
+    let mut branches = Vec::with_capacity(N);
+    for c in clients {
+        branches.push(
+            tokio::time::timeout(Duration::from_secs(120), c).await.expect("in time").expect("a client"),
+        );
+    }
+    let vaults = acceptor.await.expect("the acceptor");
+    assert_eq!(vaults.len(), N);
+    for v in &vaults {
+        assert_eq!(v.holding("b".into()).await.expect("holding"), 4.0, "each pair committed its transfer");
+    }
+    drop(branches);
+}
