@@ -13,6 +13,8 @@ pub mod diagnostics;
 pub mod explain;
 pub mod graph;
 pub mod ir;
+#[doc(hidden)]
+pub mod sample;
 
 pub use build::{Config, compile, compile_or_exit};
 pub use diagnostics::{Color, Diagnostic, Label, Severity, SourceMap};

@@ -33,7 +33,7 @@ pub use convert::NumberKey;
 pub use endpoint::EndpointRef;
 pub use error::{Error, Exception, ExceptionKind};
 pub use external::External;
-pub use run::CallOptions;
+pub use run::{CallOptions, Counters, counters};
 pub use tcp::{Listener, TcpOptions};
 pub use tokio::net::ToSocketAddrs;
 

@@ -48,6 +48,28 @@ impl CallOptions {
     }
 }
 
+/// Process-wide transaction counts (see [`counters`]).
+static COMMITTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ABORTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many host calls committed, and how many attempts were aborted by conflicts and
+/// retried, in this process so far (for monitoring and benchmarks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Host calls that committed.
+    pub committed: u64,
+    /// Attempts undone because a conflicting transaction wounded them.
+    pub retried: u64,
+}
+
+/// The process-wide transaction counts.
+pub fn counters() -> Counters {
+    Counters {
+        committed: COMMITTED.load(std::sync::atomic::Ordering::Relaxed),
+        retried: ABORTED.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
 /// What a transaction did, for tests and statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Attempts {
@@ -109,8 +131,10 @@ where
         match outcome {
             Ok(value) => {
                 if tx.commit().is_ok() {
+                    COMMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Ok((value, Attempts { attempts }));
                 }
+                ABORTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Err(Raise::Exception(e)) => {
                 tx.abort();
@@ -120,7 +144,10 @@ where
                 tx.abort();
                 return Err(Error::Timeout);
             }
-            Err(Raise::Abort(Abort::Wounded)) => tx.abort(),
+            Err(Raise::Abort(Abort::Wounded)) => {
+                ABORTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tx.abort();
+            }
         }
         if attempts >= options.max_attempts {
             return Err(Error::ConflictRetriesExhausted { attempts });

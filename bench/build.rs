@@ -1,0 +1,3 @@
+fn main() {
+    waldo_compiler::compile_or_exit(&["protocols/bench.wld"]);
+}

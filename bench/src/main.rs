@@ -1,0 +1,537 @@
+//! Waldo against raw TCP and the other baselines, side by side in one run.
+//!
+//! `cargo run --release -p waldo-bench` (full, about a minute) or `-- --quick` (a few
+//! seconds). Every figure is measured in this run on this machine: the baselines (a raw tokio
+//! TCP ping-pong, a tokio channel round trip) and Waldo (2- and 7-block sequence transactions
+//! over loopback TCP and on an in-process pair, a local transaction, throughput with 1, 8
+//! and 32 callers on one connection, four clients contending for one peered counter, and the
+//! compiler). Prints a table, then one `name: value` line per figure, and writes an SVG chart
+//! of the latency distributions (`--svg PATH`, default `target/waldo-bench/latency.svg`).
+//!
+//! Each side of a TCP connection runs on its own thread with a current-thread tokio runtime,
+//! for the baseline and for Waldo alike.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod chart;
+
+waldo::include_protocol!("bench");
+
+use bench::{Client, Server};
+
+/// How much to measure.
+struct Plan {
+    latency_samples: usize,
+    seven_samples: usize,
+    throughput_for: Duration,
+    contention_for: Duration,
+    compiler_runs: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                latency_samples: 3_000,
+                seven_samples: 1_000,
+                throughput_for: Duration::from_millis(300),
+                contention_for: Duration::from_millis(500),
+                compiler_runs: 5,
+            }
+        } else {
+            Plan {
+                latency_samples: 30_000,
+                seven_samples: 10_000,
+                throughput_for: Duration::from_secs(2),
+                contention_for: Duration::from_secs(3),
+                compiler_runs: 21,
+            }
+        }
+    }
+}
+
+/// A latency distribution, in nanoseconds, sorted.
+struct Dist {
+    name: &'static str,
+    ns: Vec<f64>,
+}
+
+impl Dist {
+    fn new(name: &'static str, mut ns: Vec<f64>) -> Dist {
+        ns.sort_by(f64::total_cmp);
+        Dist { name, ns }
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        let i = ((self.ns.len() - 1) as f64 * p).round() as usize;
+        self.ns[i]
+    }
+
+    fn p50(&self) -> f64 {
+        self.pct(0.5)
+    }
+
+    fn p99(&self) -> f64 {
+        self.pct(0.99)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
+}
+
+/// Times `n` runs of `op` after `n / 10` unmeasured ones.
+async fn sample<F, Fut>(n: usize, mut op: F) -> Vec<f64>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for i in 0..n / 10 {
+        op(i).await;
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = Instant::now();
+        op(i).await;
+        out.push(start.elapsed().as_nanos() as f64);
+    }
+    out
+}
+
+// ---------------------------------------------------------------- baselines
+
+/// A tokio channel round trip between two tasks.
+fn channel_rtt(plan: &Plan) -> Dist {
+    let rt = runtime();
+    let ns = rt.block_on(async {
+        let (to_server, mut requests) =
+            tokio::sync::mpsc::unbounded_channel::<(u64, tokio::sync::oneshot::Sender<u64>)>();
+        tokio::spawn(async move {
+            while let Some((n, answer)) = requests.recv().await {
+                let _ = answer.send(n + 1);
+            }
+        });
+        sample(plan.latency_samples, |i| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            to_server.send((i as u64, tx)).expect("server");
+            async move {
+                black_box(rx.await.expect("answer"));
+            }
+        })
+        .await
+    });
+    Dist::new("channel round trip", ns)
+}
+
+/// A 64-byte ping-pong over loopback TCP, each side on its own thread.
+fn raw_tcp(plan: &Plan) -> Dist {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let (mut s, _) = listener.accept().await.expect("accept");
+            s.set_nodelay(true).expect("nodelay");
+            let mut buf = [0u8; 64];
+            while s.read_exact(&mut buf).await.is_ok() {
+                if s.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        });
+    });
+    let ns = runtime().block_on(async {
+        let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        let s = tokio::sync::Mutex::new(s);
+        sample(plan.latency_samples, |i| {
+            let s = &s;
+            async move {
+                let mut s = s.lock().await;
+                let mut buf = [i as u8; 64];
+                s.write_all(&buf).await.expect("write");
+                s.read_exact(&mut buf).await.expect("read");
+                black_box(buf);
+            }
+        })
+        .await
+    });
+    server.join().expect("the server thread");
+    Dist::new("raw TCP round trip", ns)
+}
+
+// ---------------------------------------------------------------- Waldo over TCP
+
+/// What the server thread is asked to do.
+enum Job {
+    /// Run `callers` tasks calling `bump` until the flag is set; answer with their counts.
+    Bump { callers: usize, stop: Arc<AtomicBool>, done: tokio::sync::oneshot::Sender<Vec<u64>> },
+    /// The server's committed counter.
+    Count(tokio::sync::oneshot::Sender<f64>),
+}
+
+/// A Server on a thread of its own, and a Client connected to it.
+struct TcpPair {
+    client_rt: tokio::runtime::Runtime,
+    client: Client,
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    server: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TcpPair {
+    fn new() -> TcpPair {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let (jobs, mut job_rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        let server = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let listener = Server::listen("127.0.0.1:0").await.expect("listen");
+                addr_tx.send(listener.local_addr()).expect("send the address");
+                let server = listener.accept().await.expect("accept");
+                while let Some(job) = job_rx.recv().await {
+                    match job {
+                        Job::Bump { callers, stop, done } => {
+                            let server = server.clone();
+                            let counts = self::callers(callers, stop, move || {
+                                let server = server.clone();
+                                async move { server.bump().await.is_ok() }
+                            })
+                            .await;
+                            let _ = done.send(counts);
+                        }
+                        Job::Count(answer) => {
+                            let _ = answer.send(server.count().await.expect("count"));
+                        }
+                    }
+                }
+                server.stop().await;
+            });
+        });
+        let addr = addr_rx.recv().expect("the server's address");
+        let client_rt = runtime();
+        let client = client_rt.block_on(Client::connect(addr)).expect("connect");
+        TcpPair { client_rt, client, jobs, server: Some(server) }
+    }
+}
+
+impl Drop for TcpPair {
+    fn drop(&mut self) {
+        self.client_rt.block_on(self.client.stop());
+        if let Some(server) = self.server.take() {
+            let (jobs, _) = tokio::sync::mpsc::unbounded_channel();
+            drop(std::mem::replace(&mut self.jobs, jobs));
+            server.join().expect("the server thread");
+        }
+    }
+}
+
+/// Runs `n` tasks, each calling `op` until `stop` is set; how many calls each got through.
+async fn callers<F, Fut>(n: usize, stop: Arc<AtomicBool>, op: F) -> Vec<u64>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (op, stop) = (op.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if op().await {
+                        done += 1;
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.push(h.await.expect("a caller"));
+    }
+    out
+}
+
+/// Sets `stop` after `d`.
+fn stop_after(d: Duration) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(d);
+        flag.store(true, Ordering::Relaxed);
+    });
+    stop
+}
+
+/// Latencies of `two` and `seven` over TCP, a local transaction, and throughput.
+struct TcpFigures {
+    two: Dist,
+    seven: Dist,
+    local: Dist,
+    /// (callers, transactions per second)
+    throughput: Vec<(usize, f64)>,
+}
+
+fn waldo_tcp(plan: &Plan) -> TcpFigures {
+    let pair = TcpPair::new();
+    let client = pair.client.clone();
+    let (two, seven, local) = pair.client_rt.block_on(async {
+        let two = sample(plan.latency_samples, |i| {
+            let client = &client;
+            async move {
+                let y = client.two(i as f64).await.expect("two");
+                assert_eq!(y, (i as f64 + 1.0) * 2.0);
+            }
+        })
+        .await;
+        let seven = sample(plan.seven_samples, |i| {
+            let client = &client;
+            async move {
+                assert_eq!(client.seven(i as f64).await.expect("seven"), i as f64 + 6.0);
+            }
+        })
+        .await;
+        let local = sample(plan.latency_samples, |_| {
+            let client = &client;
+            async move {
+                black_box(client.tick().await.expect("tick"));
+            }
+        })
+        .await;
+        (two, seven, local)
+    });
+    let mut throughput = Vec::new();
+    for n in [1, 8, 32] {
+        let client = client.clone();
+        let start = Instant::now();
+        let stop = stop_after(plan.throughput_for);
+        let counts = pair.client_rt.block_on(callers(n, stop, move || {
+            let client = client.clone();
+            async move { client.two(1.0).await.is_ok() }
+        }));
+        let total: u64 = counts.iter().sum();
+        throughput.push((n, total as f64 / start.elapsed().as_secs_f64()));
+    }
+    TcpFigures {
+        two: Dist::new("Waldo 2-block, TCP", two),
+        seven: Dist::new("Waldo 7-block, TCP", seven),
+        local: Dist::new("Waldo local transaction", local),
+        throughput,
+    }
+}
+
+/// Four clients, two per side, incrementing one peered counter over TCP.
+struct Contention {
+    commits_per_s: f64,
+    retries_per_commit: f64,
+    /// Commits of the least and the most successful client.
+    spread: (u64, u64),
+    exact: bool,
+}
+
+fn contention(plan: &Plan) -> Contention {
+    let pair = TcpPair::new();
+    let before = waldo::counters();
+    let start = Instant::now();
+    let stop = stop_after(plan.contention_for);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let _ = pair.jobs.send(Job::Bump { callers: 2, stop: stop.clone(), done: done_tx });
+    let client = pair.client.clone();
+    let mut counts = pair.client_rt.block_on(callers(2, stop, move || {
+        let client = client.clone();
+        async move { client.bump().await.is_ok() }
+    }));
+    counts.extend(pair.client_rt.block_on(done_rx).expect("the server's counts"));
+    let elapsed = start.elapsed().as_secs_f64();
+    let after = waldo::counters();
+    let total: u64 = counts.iter().sum();
+    let (count_tx, count_rx) = tokio::sync::oneshot::channel();
+    let _ = pair.jobs.send(Job::Count(count_tx));
+    let server_count = pair.client_rt.block_on(count_rx).expect("the server's count");
+    let client_count = pair.client_rt.block_on(pair.client.count()).expect("count");
+    Contention {
+        commits_per_s: total as f64 / elapsed,
+        retries_per_commit: (after.retried - before.retried) as f64 / total.max(1) as f64,
+        spread: (*counts.iter().min().unwrap_or(&0), *counts.iter().max().unwrap_or(&0)),
+        exact: server_count == total as f64 && client_count == total as f64,
+    }
+}
+
+// ---------------------------------------------------------------- in process
+
+fn in_process(plan: &Plan) -> (Dist, Dist) {
+    runtime().block_on(async {
+        let (client, _server) = bench::in_process_pair().await.expect("a pair");
+        let two = sample(plan.latency_samples, |i| {
+            let client = &client;
+            async move {
+                black_box(client.two(i as f64).await.expect("two"));
+            }
+        })
+        .await;
+        let seven = sample(plan.seven_samples, |i| {
+            let client = &client;
+            async move {
+                black_box(client.seven(i as f64).await.expect("seven"));
+            }
+        })
+        .await;
+        (Dist::new("Waldo 2-block, in process", two), Dist::new("Waldo 7-block, in process", seven))
+    })
+}
+
+// ---------------------------------------------------------------- the compiler
+
+/// Median milliseconds to parse, check and generate `source`.
+fn compile_ms(source: &str, runs: usize) -> (f64, f64, f64) {
+    let mut times = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..runs {
+        let start = Instant::now();
+        let (tree, errors) = waldo_grammar::parse(source, waldo_grammar::FileId(0));
+        let parsed = start.elapsed();
+        assert!(errors.is_empty(), "the protocol parses");
+        let start = Instant::now();
+        let (protocol, diagnostics) = waldo_compiler::check::check(&tree);
+        let checked = start.elapsed();
+        assert!(
+            diagnostics.iter().all(|d| d.severity != waldo_compiler::Severity::Error),
+            "the protocol checks"
+        );
+        let start = Instant::now();
+        let code = waldo_compiler::codegen::generate(&protocol, &waldo_compiler::codegen::Options::default())
+            .expect("generates");
+        let generated = start.elapsed();
+        black_box(code);
+        for (t, d) in times.iter_mut().zip([parsed, checked, generated]) {
+            t.push(d.as_secs_f64() * 1e3);
+        }
+    }
+    let median = |t: &mut Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let [a, b, c] = &mut times;
+    (median(a), median(b), median(c))
+}
+
+// ---------------------------------------------------------------- report
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let svg = args
+        .iter()
+        .position(|a| a == "--svg")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| PathBuf::from("target/waldo-bench/latency.svg"), PathBuf::from);
+    let plan = Plan::new(quick);
+    let run_started = Instant::now();
+
+    let chan = channel_rtt(&plan);
+    let raw = raw_tcp(&plan);
+    let tcp = waldo_tcp(&plan);
+    let (in_two, in_seven) = in_process(&plan);
+    let fight = contention(&plan);
+    let examples: Vec<(&str, &str)> = vec![
+        ("bank", include_str!("../../examples/protocols/bank.wld")),
+        ("chat", include_str!("../../examples/protocols/chat.wld")),
+        ("ping_pong", include_str!("../../examples/protocols/ping_pong.wld")),
+    ];
+    let mut compiled: Vec<(String, usize, (f64, f64, f64))> = examples
+        .iter()
+        .map(|(name, src)| ((*name).to_owned(), src.lines().count(), compile_ms(src, plan.compiler_runs)))
+        .collect();
+    let big = waldo_compiler::sample::protocol(10_000);
+    compiled.push(("generated".into(), big.lines().count(), compile_ms(&big, plan.compiler_runs.min(7))));
+
+    let us = |ns: f64| ns / 1e3;
+    println!("waldo-bench{}: every figure measured in this run", if quick { " --quick" } else { "" });
+    println!();
+    println!("{:<30} {:>10} {:>10} {:>12}", "latency", "p50 µs", "p99 µs", "p50 ratio");
+    let rows: [(&Dist, f64, &str); 7] = [
+        (&raw, raw.p50(), "raw RTT"),
+        (&tcp.two, raw.p50(), "raw RTT"),
+        (&tcp.seven, 4.0 * raw.p50(), "4 raw RTT"),
+        (&chan, chan.p50(), "chan RTT"),
+        (&in_two, chan.p50(), "chan RTT"),
+        (&in_seven, chan.p50(), "chan RTT"),
+        (&tcp.local, chan.p50(), "chan RTT"),
+    ];
+    for (d, base, of) in rows {
+        println!("{:<30} {:>10.2} {:>10.2} {:>7.2}× {of}", d.name, us(d.p50()), us(d.p99()), d.p50() / base);
+    }
+    println!();
+    println!("{:<30} {:>14}", "throughput, one TCP connection", "tx/s");
+    for (n, tps) in &tcp.throughput {
+        println!("{:<30} {:>14.0}", format!("{n} concurrent callers"), tps);
+    }
+    println!();
+    println!(
+        "contention, 4 clients on one peered counter: {:.0} commits/s, {:.3} retries per commit,          commits per client from {} to {}, every increment exactly once: {}",
+        fight.commits_per_s, fight.retries_per_commit, fight.spread.0, fight.spread.1, fight.exact
+    );
+    println!();
+    println!(
+        "{:<30} {:>8} {:>10} {:>10} {:>10}",
+        "compiler (median ms)", "lines", "parse", "check", "generate"
+    );
+    for (name, lines, (p, c, g)) in &compiled {
+        println!("{name:<30} {lines:>8} {p:>10.3} {c:>10.3} {g:>10.3}");
+    }
+    println!();
+
+    let line = |name: &str, value: f64| println!("{name}: {value:.3}");
+    line("baseline.tcp_rtt_p50_us", us(raw.p50()));
+    line("baseline.tcp_rtt_p99_us", us(raw.p99()));
+    line("baseline.chan_rtt_p50_us", us(chan.p50()));
+    line("tcp.2block_p50_us", us(tcp.two.p50()));
+    line("tcp.2block_p99_us", us(tcp.two.p99()));
+    line("tcp.7block_p50_us", us(tcp.seven.p50()));
+    line("tcp.7block_p99_us", us(tcp.seven.p99()));
+    line("inproc.2block_p50_us", us(in_two.p50()));
+    line("inproc.2block_p99_us", us(in_two.p99()));
+    line("inproc.7block_p50_us", us(in_seven.p50()));
+    line("inproc.7block_p99_us", us(in_seven.p99()));
+    line("local.tx_p50_us", us(tcp.local.p50()));
+    for (n, tps) in &tcp.throughput {
+        line(&format!("throughput.tcp_{n}_callers_tx_per_s"), *tps);
+    }
+    line("contention.commits_per_s", fight.commits_per_s);
+    line("contention.retries_per_commit", fight.retries_per_commit);
+    line("contention.min_client_commits", fight.spread.0 as f64);
+    line("contention.max_client_commits", fight.spread.1 as f64);
+    println!("contention.exactly_once: {}", fight.exact);
+    for (name, lines, (p, c, g)) in &compiled {
+        line(&format!("compiler.{name}.lines"), *lines as f64);
+        line(&format!("compiler.{name}.parse_ms"), *p);
+        line(&format!("compiler.{name}.check_ms"), *c);
+        line(&format!("compiler.{name}.generate_ms"), *g);
+    }
+    line("ratio.tcp_2block_p50_vs_raw_rtt", tcp.two.p50() / raw.p50());
+    line("ratio.tcp_7block_p50_vs_raw_4rtt", tcp.seven.p50() / (4.0 * raw.p50()));
+    line("ratio.inproc_2block_p50_vs_chan_rtt", in_two.p50() / chan.p50());
+    let t32 = tcp.throughput.iter().find(|(n, _)| *n == 32).map_or(0.0, |(_, t)| *t);
+    line("throughput.tcp_32_callers_tx_per_s", t32);
+    println!("goal.tcp_2block_within_1.3x_raw: {}", tcp.two.p50() <= 1.3 * raw.p50());
+    println!("goal.tcp_7block_within_1.3x_4raw: {}", tcp.seven.p50() <= 1.3 * 4.0 * raw.p50());
+    println!("goal.inproc_2block_under_3us: {}", in_two.p50() <= 3_000.0);
+    println!("goal.tcp_32_callers_300k: {}", t32 >= 300_000.0);
+
+    let chart = chart::latency_svg(&[&raw, &tcp.two, &tcp.seven, &chan, &in_two, &in_seven]);
+    if let Some(dir) = svg.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(&svg, chart) {
+        Ok(()) => println!("chart: {}", svg.display()),
+        Err(e) => eprintln!("could not write the chart to {}: {e}", svg.display()),
+    }
+    println!("run.seconds: {:.1}", run_started.elapsed().as_secs_f64());
+}
