@@ -149,22 +149,26 @@ fn raw_tcp(plan: &Plan) -> Dist {
             }
         });
     });
-    let ns = runtime().block_on(async {
-        let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        let s = tokio::sync::Mutex::new(s);
-        sample(plan.latency_samples, |i| {
-            let s = &s;
-            async move {
-                let mut s = s.lock().await;
-                let mut buf = [i as u8; 64];
-                s.write_all(&buf).await.expect("write");
-                s.read_exact(&mut buf).await.expect("read");
-                black_box(buf);
-            }
-        })
-        .await
-    });
+    let n = plan.latency_samples;
+    let rt = runtime();
+    let ns = rt
+        .block_on(rt.spawn(async move {
+            let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            let s = tokio::sync::Mutex::new(s);
+            sample(n, |i| {
+                let s = &s;
+                async move {
+                    let mut s = s.lock().await;
+                    let mut buf = [i as u8; 64];
+                    s.write_all(&buf).await.expect("write");
+                    s.read_exact(&mut buf).await.expect("read");
+                    black_box(buf);
+                }
+            })
+            .await
+        }))
+        .expect("the measuring task");
     server.join().expect("the server thread");
     Dist::new("raw TCP round trip", ns)
 }
@@ -283,8 +287,11 @@ struct TcpFigures {
 fn waldo_tcp(plan: &Plan) -> TcpFigures {
     let pair = TcpPair::new();
     let client = pair.client.clone();
-    let (two, seven, local) = pair.client_rt.block_on(async {
-        let two = sample(plan.latency_samples, |i| {
+    let samples = (plan.latency_samples, plan.seven_samples);
+    // The calls run in a task, as in a server; the raw baseline reads in its own task too.
+    let task = pair.client_rt.spawn(async move {
+        let (latency_samples, seven_samples) = samples;
+        let two = sample(latency_samples, |i| {
             let client = &client;
             async move {
                 let y = client.two(i as f64).await.expect("two");
@@ -292,14 +299,14 @@ fn waldo_tcp(plan: &Plan) -> TcpFigures {
             }
         })
         .await;
-        let seven = sample(plan.seven_samples, |i| {
+        let seven = sample(seven_samples, |i| {
             let client = &client;
             async move {
                 assert_eq!(client.seven(i as f64).await.expect("seven"), i as f64 + 6.0);
             }
         })
         .await;
-        let local = sample(plan.latency_samples, |_| {
+        let local = sample(latency_samples, |_| {
             let client = &client;
             async move {
                 black_box(client.tick().await.expect("tick"));
@@ -308,6 +315,8 @@ fn waldo_tcp(plan: &Plan) -> TcpFigures {
         .await;
         (two, seven, local)
     });
+    let (two, seven, local) = pair.client_rt.block_on(task).expect("the measuring task");
+    let client = pair.client.clone();
     let mut throughput = Vec::new();
     for n in [1, 8, 32] {
         let client = client.clone();
@@ -368,16 +377,19 @@ fn contention(plan: &Plan) -> Contention {
 // ---------------------------------------------------------------- in process
 
 fn in_process(plan: &Plan) -> (Dist, Dist) {
-    runtime().block_on(async {
+    let samples = (plan.latency_samples, plan.seven_samples);
+    let rt = runtime();
+    rt.block_on(rt.spawn(async move {
+        let (latency_samples, seven_samples) = samples;
         let (client, _server) = bench::in_process_pair().await.expect("a pair");
-        let two = sample(plan.latency_samples, |i| {
+        let two = sample(latency_samples, |i| {
             let client = &client;
             async move {
                 black_box(client.two(i as f64).await.expect("two"));
             }
         })
         .await;
-        let seven = sample(plan.seven_samples, |i| {
+        let seven = sample(seven_samples, |i| {
             let client = &client;
             async move {
                 black_box(client.seven(i as f64).await.expect("seven"));
@@ -385,7 +397,8 @@ fn in_process(plan: &Plan) -> (Dist, Dist) {
         })
         .await;
         (Dist::new("Waldo 2-block, in process", two), Dist::new("Waldo 7-block, in process", seven))
-    })
+    }))
+    .expect("the measuring task")
 }
 
 // ---------------------------------------------------------------- the compiler

@@ -43,7 +43,11 @@ pub trait Transport: Send + Sync {
     /// until the next [`Transport::flush`].
     fn send(&self, msg: Msg);
     /// Sends what [`Transport::send`] buffered; messages sent together may share one write.
-    fn flush(&self) {}
+    /// `busy` says that several transactions are in flight over the connection: the
+    /// transport may then wait a moment to gather more messages into one write.
+    fn flush(&self, busy: bool) {
+        let _ = busy;
+    }
     /// Sends a control message of the graceful stop.
     fn control(&self, control: Control);
     /// Closes the connection because of `error`.
@@ -77,6 +81,8 @@ pub(crate) struct LinkShared {
     queued: std::sync::atomic::AtomicUsize,
     /// Set when the partner acknowledged our stop, or the connection is gone.
     stop_done: tokio::sync::watch::Sender<bool>,
+    /// Whether several transactions were in flight at the last engine visit.
+    busy: std::sync::atomic::AtomicBool,
 }
 
 /// A handle on one side of a pair's connection (cheap to clone).
@@ -114,6 +120,7 @@ impl Link {
             draining: std::sync::atomic::AtomicBool::new(false),
             queued: std::sync::atomic::AtomicUsize::new(0),
             stop_done: tokio::sync::watch::Sender::new(false),
+            busy: std::sync::atomic::AtomicBool::new(false),
         });
         let as_link: Arc<dyn TxLink> = shared.clone();
         crate::endpoint::attach_link(core.serial, Arc::downgrade(&as_link));
@@ -172,7 +179,7 @@ impl Link {
                     me.core.life.idle().await;
                     if let Some(t) = me.transport.get() {
                         t.control(Control::StopAck);
-                        t.flush();
+                        t.flush(false);
                     }
                     me.lost(Error::Stopped);
                     if first {
@@ -194,7 +201,7 @@ impl Link {
             && let Some(t) = self.0.transport.get()
         {
             t.control(Control::Stop);
-            t.flush();
+            t.flush(false);
             let _ = done.wait_for(|d| *d).await;
         }
         self.0.lost(Error::Stopped);
@@ -232,6 +239,7 @@ impl LinkShared {
         let result = {
             let mut engine = self.engine.lock();
             let result = f(&mut engine, &mut out);
+            self.busy.store(engine.in_flight() > 1, AtomicOrdering::Relaxed);
             if out.iter().any(|o| matches!(o, Out::Send(_))) {
                 let mut outbox = self.outbox.lock();
                 out.retain_mut(|o| match o {
@@ -269,7 +277,7 @@ impl LinkShared {
                 }
             }
             if let Some(t) = self.transport.get() {
-                t.flush();
+                t.flush(self.busy.load(AtomicOrdering::Relaxed));
             }
             self.draining.store(false, AtomicOrdering::SeqCst);
         }

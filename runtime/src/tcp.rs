@@ -26,11 +26,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
@@ -380,6 +381,8 @@ enum Partner {
 struct Outgoing {
     /// Encoded frames not yet written.
     bytes: Vec<u8>,
+    /// They include a message someone waits for (not just a commit or an abort).
+    urgent: bool,
     /// The writer task is finishing a write: others only append.
     writing: bool,
     /// A close frame was queued: nothing more is sent.
@@ -388,7 +391,8 @@ struct Outgoing {
 
 /// One TCP connection of a pair.
 struct Conn {
-    stream: TcpStream,
+    me: Weak<Conn>,
+    write: OwnedWriteHalf,
     max_frame: usize,
     out: Mutex<Outgoing>,
     wake_writer: Notify,
@@ -396,6 +400,8 @@ struct Conn {
     partner: watch::Sender<Partner>,
     /// Set when the connection is finished: the tasks end.
     closed: watch::Sender<bool>,
+    /// The reader task, stopped when the connection is finished.
+    reader: OnceLock<tokio::task::AbortHandle>,
     /// Reads that returned data, and writes that sent some (for liveness).
     received: AtomicU64,
     sent: AtomicU64,
@@ -412,6 +418,38 @@ impl Conn {
         if !out.closing {
             out.bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             out.bytes.extend_from_slice(payload);
+            out.urgent = true;
+        }
+    }
+
+    /// Writes the outgoing bytes now if someone waits for them and the connection is not
+    /// busy; otherwise lets the writer task gather more first. Inside the reader's handling
+    /// of one read, waits for the end of it.
+    fn flush_soon(&self, busy: bool) {
+        let deferred = BATCH.with(|b| match &mut *b.borrow_mut() {
+            Some(list) => {
+                if !list.iter().any(|c| std::ptr::eq(Arc::as_ptr(c), self)) {
+                    if let Some(me) = self.me.upgrade() {
+                        list.push(me);
+                    }
+                }
+                true
+            }
+            None => false,
+        });
+        if deferred {
+            return;
+        }
+        let (urgent, size) = {
+            let mut out = self.out.lock();
+            (std::mem::take(&mut out.urgent), out.bytes.len())
+        };
+        // A busy connection gathers messages into larger writes, but not so many that the
+        // partner sits idle while this side produces them.
+        if (urgent && !busy) || size >= EARLY_WRITE {
+            self.write_now();
+        } else {
+            self.wake_writer.notify_one();
         }
     }
 
@@ -421,7 +459,8 @@ impl Conn {
         if out.writing || out.bytes.is_empty() {
             return;
         }
-        match self.stream.try_write(&out.bytes) {
+        out.urgent = false;
+        match self.write.try_write(&out.bytes) {
             Ok(n) => {
                 self.sent.fetch_add(1, Ordering::Relaxed);
                 if n == out.bytes.len() {
@@ -485,8 +524,16 @@ impl Conn {
         if let Some(link) = self.link() {
             link.lost(error);
         }
+        self.finished();
+    }
+
+    /// Ends both tasks.
+    fn finished(&self) {
         self.closed.send_replace(true);
         self.wake_writer.notify_one();
+        if let Some(reader) = self.reader.get() {
+            reader.abort();
+        }
     }
 
     /// The peer broke the protocol: tell it why, close, break the pair.
@@ -566,6 +613,9 @@ impl Transport for Conn {
         if out.closing {
             return;
         }
+        if !matches!(msg, Msg::Commit { .. } | Msg::Abort { .. }) {
+            out.urgent = true;
+        }
         let start = out.bytes.len();
         out.bytes.extend_from_slice(&[0; 4]);
         let result = crate::proto::encode_msg_into(&msg, &mut out.bytes);
@@ -590,8 +640,8 @@ impl Transport for Conn {
         }
     }
 
-    fn flush(&self) {
-        self.write_now();
+    fn flush(&self, busy: bool) {
+        self.flush_soon(busy);
     }
 
     fn control(&self, control: Control) {
@@ -606,25 +656,54 @@ impl Transport for Conn {
     }
 }
 
-async fn read_loop(conn: Arc<Conn>, mut dec: FrameDecoder) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut closed = conn.closed.subscribe();
+/// A gathered write starts once this many bytes are waiting.
+const EARLY_WRITE: usize = 512;
+
+thread_local! {
+    /// While a reader handles the frames of one read: the connections that have messages to
+    /// write at the end of it (blocks run inline answer in the same write).
+    static BATCH: std::cell::RefCell<Option<Vec<Arc<Conn>>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Handles every complete frame in `dec`, writing what they produce at the end; false when
+/// the connection is finished.
+fn handle_frames(conn: &Conn, dec: &mut FrameDecoder) -> bool {
+    let outer = BATCH.with(|b| b.borrow_mut().replace(Vec::new()));
+    let mut going = true;
     loop {
-        loop {
-            match dec.next_frame() {
-                Ok(Some(payload)) => {
-                    if !conn.frame(&payload) {
-                        return;
-                    }
+        match dec.next_frame_ref() {
+            Ok(Some(payload)) => {
+                if !conn.frame(payload) {
+                    going = false;
+                    break;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    conn.deviated(e.to_string());
-                    return;
+                if conn.out.lock().bytes.len() >= EARLY_WRITE {
+                    conn.write_now();
                 }
             }
+            Ok(None) => break,
+            Err(e) => {
+                conn.deviated(e.to_string());
+                going = false;
+                break;
+            }
         }
-        match conn.stream.try_read(&mut buf) {
+    }
+    let batch = BATCH.with(|b| std::mem::replace(&mut *b.borrow_mut(), outer)).unwrap_or_default();
+    for c in batch {
+        c.write_now();
+    }
+    going
+}
+
+/// Reads until the connection ends; aborted when it is closed from this side.
+async fn read_loop(conn: Arc<Conn>, mut read: OwnedReadHalf, mut dec: FrameDecoder) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if !handle_frames(&conn, &mut dec) {
+            return;
+        }
+        match read.read(&mut buf).await {
             Ok(0) => {
                 let error = if dec.pending() > 0 {
                     deviation(format!(
@@ -640,17 +719,6 @@ async fn read_loop(conn: Arc<Conn>, mut dec: FrameDecoder) {
             Ok(n) => {
                 conn.received.fetch_add(1, Ordering::Relaxed);
                 dec.feed(&buf[..n]);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::select! {
-                    ready = conn.stream.readable() => {
-                        if let Err(e) = ready {
-                            conn.broken(network(format!("reading from the partner failed: {e}")));
-                            return;
-                        }
-                    }
-                    _ = closed.wait_for(|c| *c) => return,
-                }
             }
             Err(e) => {
                 conn.broken(network(format!("reading from the partner failed: {e}")));
@@ -701,7 +769,7 @@ async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Durat
                     // The peer closes its side when it reads the close frame; give it a
                     // moment, then let go of the socket.
                     let _ = tokio::time::timeout(partner_timeout, closed.wait_for(|c| *c)).await;
-                    conn.closed.send_replace(true);
+                    conn.finished();
                     return;
                 }
                 Step::Failed(e) => {
@@ -710,7 +778,7 @@ async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Durat
                 }
             }
             tokio::select! {
-                ready = conn.stream.writable() => {
+                ready = conn.write.writable() => {
                     if let Err(e) = ready {
                         conn.broken(network(format!("writing to the partner failed: {e}")));
                         return;
@@ -745,15 +813,13 @@ fn finish_write(conn: &Conn) -> Step {
     if out.bytes.is_empty() {
         out.writing = false;
         if out.closing {
-            let _ = socket2::SockRef::from(&conn.stream).shutdown(std::net::Shutdown::Write);
+            let _ = socket2::SockRef::from(conn.write.as_ref()).shutdown(std::net::Shutdown::Write);
             return Step::Closed;
         }
         return Step::Done;
     }
-    if !out.writing {
-        return Step::Done;
-    }
-    match conn.stream.try_write(&out.bytes) {
+    out.urgent = false;
+    match conn.write.try_write(&out.bytes) {
         Ok(n) => {
             conn.sent.fetch_add(1, Ordering::Relaxed);
             out.bytes.drain(..n);
@@ -776,7 +842,7 @@ pub struct Pending {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("peer", &self.conn.stream.peer_addr().ok()).finish()
+        f.debug_struct("Pending").field("peer", &self.conn.write.peer_addr().ok()).finish()
     }
 }
 
@@ -834,21 +900,29 @@ pub async fn establish(
     // Frames after the handshake may be as large as the connection allows.
     dec.set_max(options.max_frame);
     let link = Link::new(core, side, (spec.sequences)(), program);
-    let conn = Arc::new(Conn {
-        stream,
+    let (read, write) = stream.into_split();
+    let conn = Arc::new_cyclic(|me| Conn {
+        me: me.clone(),
+        write,
         max_frame: options.max_frame,
-        out: Mutex::new(Outgoing { bytes: Vec::with_capacity(4096), writing: false, closing: false }),
+        out: Mutex::new(Outgoing {
+            bytes: Vec::with_capacity(4096),
+            urgent: false,
+            writing: false,
+            closing: false,
+        }),
         wake_writer: Notify::new(),
         link: OnceLock::new(),
         partner: watch::Sender::new(Partner::Waiting),
         closed: watch::Sender::new(false),
+        reader: OnceLock::new(),
         received: AtomicU64::new(0),
         sent: AtomicU64::new(0),
     });
     let _ = conn.link.set(link.downgrade());
     link.attach(conn.clone());
     attach(link.clone());
-    tokio::spawn(read_loop(conn.clone(), dec));
+    let _ = conn.reader.set(tokio::spawn(read_loop(conn.clone(), read, dec)).abort_handle());
     tokio::spawn(write_loop(conn.clone(), options.heartbeat, options.partner_timeout));
     Ok(Pending { conn, link })
 }

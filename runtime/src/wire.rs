@@ -515,6 +515,9 @@ impl FrameDecoder {
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+        } else if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
     }
@@ -522,20 +525,23 @@ impl FrameDecoder {
     /// The next complete frame's payload, `None` if more bytes are needed, or an error if
     /// the next frame announces a length over the maximum (the stream is then unusable).
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        Ok(self.next_frame_ref()?.map(<[u8]>::to_vec))
+    }
+
+    /// Like [`FrameDecoder::next_frame`], without copying the payload out of the buffer.
+    pub fn next_frame_ref(&mut self) -> Result<Option<&[u8]>, WireError> {
         let available = &self.buf[self.start..];
         let Some(header) = available.get(..4) else { return Ok(None) };
         let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         if length > self.max {
             return Err(WireError::FrameTooLarge { length, max: self.max });
         }
-        let Some(payload) = available.get(4..4 + length) else { return Ok(None) };
-        let frame = payload.to_vec();
-        self.start += 4 + length;
-        if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        if available.len() < 4 + length {
+            return Ok(None);
         }
-        Ok(Some(frame))
+        let at = self.start + 4;
+        self.start = at + length;
+        Ok(Some(&self.buf[at..at + length]))
     }
 
     /// How many bytes are buffered but not yet returned as frames (a partial frame when the
