@@ -428,10 +428,10 @@ impl Conn {
     fn flush_soon(&self, busy: bool) {
         let deferred = BATCH.with(|b| match &mut *b.borrow_mut() {
             Some(list) => {
-                if !list.iter().any(|c| std::ptr::eq(Arc::as_ptr(c), self)) {
-                    if let Some(me) = self.me.upgrade() {
-                        list.push(me);
-                    }
+                if !list.iter().any(|c| std::ptr::eq(Arc::as_ptr(c), self))
+                    && let Some(me) = self.me.upgrade()
+                {
+                    list.push(me);
                 }
                 true
             }
