@@ -9,10 +9,13 @@
 //! cargo run -p bank-example -- branch 127.0.0.1:7878    # connects, runs the transfers
 //! ```
 
+// ANCHOR: include
 waldo::include_protocol!("bank");
 
 use bank::{Branch, Vault};
+// ANCHOR_END: include
 
+// ANCHOR: calls
 /// The Branch's part: opens an account and moves money to the Vault.
 async fn run_branch(branch: &Branch) -> Result<(), waldo::Error> {
     branch.open("alice".into(), 100.0).await?;
@@ -28,7 +31,9 @@ async fn run_branch(branch: &Branch) -> Result<(), waldo::Error> {
     }
     Ok(())
 }
+// ANCHOR_END: calls
 
+// ANCHOR: both
 async fn both_sides() -> Result<(), waldo::Error> {
     let listener = Vault::listen("127.0.0.1:0").await?;
     let addr = listener.local_addr();
@@ -43,7 +48,9 @@ async fn both_sides() -> Result<(), waldo::Error> {
     println!("stopped; a later call returns: {}", vault.holding("bob".into()).await.unwrap_err());
     Ok(())
 }
+// ANCHOR_END: both
 
+// ANCHOR: sides
 async fn vault_side(addr: &str) -> Result<(), waldo::Error> {
     let listener = Vault::listen(addr).await?;
     let at = listener.local_addr();
@@ -67,6 +74,7 @@ async fn branch_side(addr: &str) -> Result<(), waldo::Error> {
     println!("stopped");
     Ok(())
 }
+// ANCHOR_END: sides
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
