@@ -43,6 +43,9 @@ use crate::value::Value;
 /// Which endpoint of the protocol a side plays: its index in the protocol's declaration.
 pub type Side = u8;
 
+/// The outputs of one engine step (rarely more than a few: kept inline).
+pub type Outs = smallvec::SmallVec<[Out; 4]>;
+
 /// Peered variables carried by a message: (peered slot, value).
 pub type PeeredData = Vec<(u32, Value)>;
 
@@ -283,6 +286,33 @@ pub enum BlockResult {
     Aborted,
 }
 
+/// The runs of sequences started here that wait for their end (usually one).
+#[derive(Default)]
+struct Waiters(smallvec::SmallVec<[(u64, Waiter); 1]>);
+
+impl Waiters {
+    fn insert(&mut self, frame: u64, w: Waiter) {
+        self.0.push((frame, w));
+    }
+
+    fn remove(&mut self, frame: &u64) -> Option<Waiter> {
+        let i = self.0.iter().position(|(f, _)| f == frame)?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn get(&self, frame: &u64) -> Option<&Waiter> {
+        self.0.iter().find(|(f, _)| f == frame).map(|(_, w)| w)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (u64, Waiter)> + '_ {
+        self.0.drain(..)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A sequence run started here, waiting for its end.
 struct Waiter {
     seq: u32,
@@ -300,13 +330,13 @@ struct Entry {
     child_aborted: bool,
     /// The savepoint at the arrival of each message from the other side (the other side's
     /// rollback marks count those messages).
-    arrivals: Vec<Savepoint>,
+    arrivals: smallvec::SmallVec<[Savepoint; 2]>,
     /// Child role: the transaction must abort once its running jobs stop.
     abort_requested: bool,
     /// Jobs running here for this transaction.
     jobs: u32,
     /// Frames started here, waiting for their sequence to end.
-    waiters: HashMap<u64, Waiter>,
+    waiters: Waiters,
     /// Parent role: waiting for the child's vote.
     vote_waiter: Option<oneshot::Sender<Reply>>,
 }
@@ -319,10 +349,10 @@ impl Entry {
             sent: Arc::new(AtomicU64::new(0)),
             child_voted: false,
             child_aborted: false,
-            arrivals: Vec::new(),
+            arrivals: smallvec::SmallVec::new(),
             abort_requested: false,
             jobs: 0,
-            waiters: HashMap::default(),
+            waiters: Waiters::default(),
             vote_waiter: None,
         }
     }
@@ -413,7 +443,7 @@ impl Engine {
         self.sequences.get(seq as usize).copied()
     }
 
-    fn send(&mut self, out: &mut Vec<Out>, msg: Msg) {
+    fn send(&mut self, out: &mut Outs, msg: Msg) {
         self.stats.sent += 1;
         if matches!(msg, Msg::Abort { .. } | Msg::Aborted { .. } | Msg::WoundMe { .. }) {
             self.stats.conflicts += 1;
@@ -452,7 +482,7 @@ impl Engine {
 
     /// A local transaction wrote peered data or starts a sequence: it joins the connection,
     /// as its parent unless it is already known here.
-    pub fn enlist(&mut self, tx: &Tx, out: &mut Vec<Out>) {
+    pub fn enlist(&mut self, tx: &Tx, out: &mut Outs) {
         if self.txs.contains_key(&tx.id()) {
             return;
         }
@@ -470,7 +500,7 @@ impl Engine {
         seq: u32,
         locals: Vec<Value>,
         peered: PeeredData,
-        out: &mut Vec<Out>,
+        out: &mut Outs,
     ) -> Result<oneshot::Receiver<Reply>, String> {
         if let Some(reason) = &self.closed {
             return Err(reason.clone());
@@ -499,7 +529,7 @@ impl Engine {
 
     /// Aborts the local part of child transaction `id` now if no job of it runs, else once
     /// the last one stops.
-    fn abort_child(&mut self, id: TxId, out: &mut Vec<Out>) {
+    fn abort_child(&mut self, id: TxId, out: &mut Outs) {
         let Some(entry) = self.txs.get_mut(&id) else { return };
         for (_, w) in entry.waiters.drain() {
             out.push(Out::Answer(w.answer, Reply::Aborted));
@@ -521,7 +551,7 @@ impl Engine {
         seq: u32,
         block: u32,
         result: BlockResult,
-        out: &mut Vec<Out>,
+        out: &mut Outs,
     ) {
         let Some(entry) = self.txs.get_mut(&id) else { return };
         entry.jobs = entry.jobs.saturating_sub(1);
@@ -601,7 +631,7 @@ impl Engine {
     }
 
     /// A prepare job ended: vote, or abort alone if the transaction was wounded first.
-    pub fn prepare_finished(&mut self, id: TxId, ok: bool, out: &mut Vec<Out>) {
+    pub fn prepare_finished(&mut self, id: TxId, ok: bool, out: &mut Outs) {
         let Some(entry) = self.txs.get_mut(&id) else { return };
         entry.jobs = entry.jobs.saturating_sub(1);
         if entry.abort_requested {
@@ -626,7 +656,7 @@ impl Engine {
         &mut self,
         tx: &Tx,
         peered: PeeredData,
-        out: &mut Vec<Out>,
+        out: &mut Outs,
     ) -> Result<Option<oneshot::Receiver<Reply>>, Reply> {
         let id = tx.id();
         if let Some(reason) = &self.closed {
@@ -649,7 +679,7 @@ impl Engine {
     }
 
     /// Parent role: the transaction committed or aborted here; tell the child.
-    pub fn finish(&mut self, id: TxId, committed: bool, out: &mut Vec<Out>) {
+    pub fn finish(&mut self, id: TxId, committed: bool, out: &mut Outs) {
         let Some(entry) = self.txs.get(&id) else { return };
         if !entry.parent {
             return;
@@ -671,7 +701,7 @@ impl Engine {
     }
 
     /// Undoes on the other side everything done since this side's `mark`-th message.
-    pub fn rollback(&mut self, id: TxId, mark: u64, out: &mut Vec<Out>) {
+    pub fn rollback(&mut self, id: TxId, mark: u64, out: &mut Outs) {
         if self.closed.is_none() && self.txs.get(&id).is_some_and(|e| e.sent.load(Ordering::Acquire) > mark) {
             // A rollback message is not itself counted: marks count messages that did work.
             self.stats.sent += 1;
@@ -680,14 +710,14 @@ impl Engine {
     }
 
     /// Child role: an older transaction wounded this prepared child: ask the parent.
-    pub fn wound_requested(&mut self, id: TxId, out: &mut Vec<Out>) {
+    pub fn wound_requested(&mut self, id: TxId, out: &mut Outs) {
         if self.closed.is_none() && self.txs.get(&id).is_some_and(|e| !e.parent) {
             self.send(out, Msg::WoundMe { tx: id });
         }
     }
 
     /// The connection is gone (`reason` says why): every transaction over it fails.
-    pub fn lost(&mut self, reason: &str, out: &mut Vec<Out>) {
+    pub fn lost(&mut self, reason: &str, out: &mut Outs) {
         if self.closed.is_none() {
             self.closed = Some(reason.to_owned());
         }
@@ -711,7 +741,7 @@ impl Engine {
     }
 
     /// A message arrived from the other side.
-    pub fn received(&mut self, msg: Msg, out: &mut Vec<Out>) {
+    pub fn received(&mut self, msg: Msg, out: &mut Outs) {
         if self.closed.is_some() {
             return;
         }
@@ -837,7 +867,7 @@ impl Engine {
         prio: Priority,
         from_parent: bool,
         starts: bool,
-        out: &mut Vec<Out>,
+        out: &mut Outs,
     ) -> Option<&mut Entry> {
         if !self.txs.contains_key(&id) {
             if !starts || self.ended.contains(&id) {
@@ -868,7 +898,7 @@ impl Engine {
         locals: Option<Vec<Value>>,
         peered: PeeredData,
         raised: Option<Exception>,
-        out: &mut Vec<Out>,
+        out: &mut Outs,
     ) {
         if let Err(why) = self.check_peered(&peered) {
             out.push(deviation(why));
@@ -981,7 +1011,7 @@ mod tests {
             .collect()
     }
 
-    fn one_send(out: Vec<Out>) -> Msg {
+    fn one_send(out: Outs) -> Msg {
         let mut s = sends(&out);
         assert_eq!(s.len(), 1, "expected one message, got {s:?}");
         s.remove(0)
@@ -998,8 +1028,8 @@ mod tests {
     type BlockJob = (TxId, u64, u32, u32);
 
     /// Delivers `msg` to `to`; returns the block job it starts, if any, and all outputs.
-    fn deliver(to: &mut Engine, msg: Msg) -> (Option<BlockJob>, Vec<Out>) {
-        let mut out = Vec::new();
+    fn deliver(to: &mut Engine, msg: Msg) -> (Option<BlockJob>, Outs) {
+        let mut out = Outs::new();
         to.received(msg, &mut out);
         let job = out.iter().find_map(|o| match o {
             Out::Run(Job::Block { tx, frame, seq, block, .. }) => Some((tx.id(), *frame, *seq, *block)),
@@ -1013,7 +1043,7 @@ mod tests {
         for (seq, k) in [(0u32, 2u32), (1, 4)] {
             let (mut a, mut b) = pair();
             let root = Tx::begin(Priority::next());
-            let mut out = Vec::new();
+            let mut out = Outs::new();
             let locals = vec![Value::Nothing; seqs()[seq as usize].locals as usize];
             let mut waiter = a.start_frame(&root, seq, locals, vec![], &mut out).expect("open");
             let mut msg = one_send(out);
@@ -1024,7 +1054,7 @@ mod tests {
                 let (engine, _other) = if at_b { (&mut b, &mut a) } else { (&mut a, &mut b) };
                 let (job, out) = deliver(engine, msg.clone());
                 if let Some((tx, frame, s, block)) = job {
-                    let mut out = Vec::new();
+                    let mut out = Outs::new();
                     let locals = vec![Value::Nothing; seqs()[s as usize].locals as usize];
                     engine.block_finished(tx, frame, s, block, BlockResult::Ok(locals, vec![]), &mut out);
                     let s = sends(&out);
@@ -1046,7 +1076,7 @@ mod tests {
             }
             assert!(matches!(waiter.try_recv(), Ok(Reply::Done(..))));
             // The child's last message carried its vote: no prepare round.
-            let mut out = Vec::new();
+            let mut out = Outs::new();
             assert!(matches!(a.prepare(&root, vec![], &mut out), Ok(None)));
             a.finish(root.id(), true, &mut out);
             let commit = one_send(out);
@@ -1063,15 +1093,15 @@ mod tests {
     fn peered_changes_after_the_vote_need_a_prepare_round() {
         let (mut a, mut b) = pair();
         let root = Tx::begin(Priority::next());
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         a.enlist(&root, &mut out);
         assert!(matches!(out.as_slice(), [Out::Joined { parent: true, .. }]));
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         let rx = a.prepare(&root, vec![(1, Value::Number(5.0))], &mut out).expect("open").expect("a round");
         let prepare = one_send(out);
         let (_, out) = deliver(&mut b, prepare);
         assert!(out.iter().any(|o| matches!(o, Out::Run(Job::Prepare { peered, .. }) if peered.len() == 1)));
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         b.prepare_finished(root.id(), true, &mut out);
         let vote = one_send(out);
         assert!(matches!(vote, Msg::Vote { .. }));
@@ -1138,12 +1168,12 @@ mod tests {
     fn an_idle_child_asks_its_parent_to_wound_it_and_a_busy_one_aborts_alone() {
         let (mut a, mut b) = pair();
         let root = Tx::begin(Priority::next());
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         let (id, frame, seq, block) = job.expect("a block job");
         // Busy: wounded while running block 1 → aborts alone and says so.
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         b.block_finished(id, frame, seq, block, BlockResult::Aborted, &mut out);
         assert!(out.iter().any(|o| matches!(o, Out::Abort(_))));
         let aborted = one_send(out);
@@ -1155,21 +1185,21 @@ mod tests {
         // Idle after its vote: asks.
         let (mut a, mut b) = pair();
         let root = Tx::begin(Priority::next());
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         let (id, frame, seq, block) = job.expect("a block job");
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         b.block_finished(id, frame, seq, block, BlockResult::Ok(vec![], vec![]), &mut out);
         assert!(matches!(one_send(out), Msg::Work { vote: true, block: 2, .. }));
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         b.wound_requested(id, &mut out);
         let ask = one_send(out);
         assert!(matches!(ask, Msg::WoundMe { .. }));
         let (_, out) = deliver(&mut a, ask);
         assert!(out.iter().any(|o| matches!(o, Out::Wound(_))));
         // The root aborts: the child is told.
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         a.finish(root.id(), false, &mut out);
         let (_, out) = deliver(&mut b, one_send(out));
         assert!(out.iter().any(|o| matches!(o, Out::Abort(_))));
@@ -1180,16 +1210,16 @@ mod tests {
     fn an_abort_while_the_child_works_waits_for_its_block_to_stop() {
         let (mut a, mut b) = pair();
         let root = Tx::begin(Priority::next());
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         let _w = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         let (id, frame, seq, block) = job.expect("a block job");
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         a.finish(root.id(), false, &mut out);
         let (_, out) = deliver(&mut b, one_send(out));
         assert!(out.iter().any(|o| matches!(o, Out::ForceWound(_))));
         assert!(!out.iter().any(|o| matches!(o, Out::Abort(_))), "not while its block runs");
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         b.block_finished(id, frame, seq, block, BlockResult::Aborted, &mut out);
         assert!(out.iter().any(|o| matches!(o, Out::Abort(_))));
         assert!(sends(&out).is_empty(), "the parent already knows");
@@ -1199,11 +1229,11 @@ mod tests {
     fn losing_the_connection_fails_waiting_calls_and_presumes_abort() {
         let (mut a, mut b) = pair();
         let root = Tx::begin(Priority::next());
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         let mut waiter = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         assert!(job.is_some());
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         a.lost("partner gone", &mut out);
         for o in out {
             if let Out::Answer(w, r) = o {
@@ -1211,18 +1241,18 @@ mod tests {
             }
         }
         assert!(matches!(waiter.try_recv(), Ok(Reply::Lost(r)) if r == "partner gone"));
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         b.lost("partner gone", &mut out);
         // The child's block still runs: it is stopped, and undone once it has stopped.
         assert!(out.iter().any(|o| matches!(o, Out::ForceWound(_))));
         assert!(!out.iter().any(|o| matches!(o, Out::Abort(_))));
         let (id, frame, seq, block) = job.expect("a block job");
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         b.block_finished(id, frame, seq, block, BlockResult::Aborted, &mut out);
         assert!(out.iter().any(|o| matches!(o, Out::Abort(_))));
         assert!(sends(&out).is_empty());
         // Later sequences fail at once.
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         assert!(a.start_frame(&Tx::begin(Priority::next()), 0, vec![], vec![], &mut out).is_err());
     }
 
@@ -1230,12 +1260,12 @@ mod tests {
     fn late_work_for_a_transaction_that_aborted_here_does_not_bring_it_back() {
         let (mut a, mut b) = pair();
         let root = Tx::begin(Priority::next());
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
         let first = one_send(out);
         let (job, _) = deliver(&mut b, first);
         let (id, frame, seq, block) = job.expect("a block job");
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         b.block_finished(id, frame, seq, block, BlockResult::Aborted, &mut out);
         assert_eq!(b.in_flight(), 0);
         // A later block of the same run, sent before the parent heard of the abort.
@@ -1273,7 +1303,7 @@ mod tests {
     fn a_sequence_end_with_the_wrong_amount_of_data_is_a_deviation() {
         let (mut a, mut b) = pair();
         let root = Tx::begin(Priority::next());
-        let mut out = Vec::new();
+        let mut out = Outs::new();
         let _w = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         let (id, frame, _, _) = job.expect("a block job");

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use parking_lot::Mutex;
 
 use crate::endpoint::EndpointCore;
-use crate::engine::{BlockResult, Engine, Job, Msg, Out, PeeredData, Reply, SequenceInfo, Side, Stats};
+use crate::engine::{BlockResult, Engine, Job, Msg, Out, Outs, PeeredData, Reply, SequenceInfo, Side, Stats};
 use crate::error::{Abort, Error, Exception, Flow, Raise};
 use crate::tx::{Tx, TxId, TxLink};
 use crate::value::Value;
@@ -234,8 +234,8 @@ impl LinkShared {
     /// Runs `f` on the engine, then carries out its outputs. Messages go into the outbox
     /// while the engine is still locked, so they leave in the order the engine made them
     /// whatever thread carries them; everything else runs after the lock is released.
-    fn with_engine<T>(&self, f: impl FnOnce(&mut Engine, &mut Vec<Out>) -> T) -> T {
-        let mut out = Vec::new();
+    fn with_engine<T>(&self, f: impl FnOnce(&mut Engine, &mut Outs) -> T) -> T {
+        let mut out = Outs::new();
         let result = {
             let mut engine = self.engine.lock();
             let result = f(&mut engine, &mut out);
@@ -283,7 +283,7 @@ impl LinkShared {
         }
     }
 
-    fn run(&self, out: Vec<Out>) {
+    fn run(&self, out: Outs) {
         for o in out {
             match o {
                 Out::Send(msg) => {
@@ -363,13 +363,18 @@ impl LinkShared {
     }
 
     async fn sequence(&self, tx: &Tx, seq: u32, mut locals: Vec<Value>) -> Flow<Vec<Value>> {
-        let Some(info) = self.engine.lock().sequence(seq) else {
+        let info = {
+            let engine = self.engine.lock();
+            if let Some(reason) = engine.closed() {
+                return Err(lost_exception(reason));
+            }
+            engine.sequence(seq)
+        };
+        let Some(info) = info else {
             return Err(Exception::application(format!("no sequence number {seq}")).into());
         };
-        if let Some(reason) = self.engine.lock().closed() {
-            return Err(lost_exception(reason));
-        }
-        self.join(tx);
+        // The transaction joins the connection when it first sends over it (or writes peered
+        // data, which enlists it at once).
         self.program()?.run_block(tx, seq, 0, &mut locals).await?;
         if info.blocks <= 1 {
             return Ok(locals);

@@ -378,15 +378,13 @@ pub fn endpoint_id(target: &Value) -> Flow<Value> {
 }
 
 /// Deep copies of `values` (results leaving a transaction for the host).
-pub async fn copy_all(tx: &Tx, values: Vec<Value>) -> Flow<Vec<Value>> {
-    let mut out = Vec::with_capacity(values.len());
-    for v in &values {
-        out.push(match v {
-            Value::List(_) | Value::Map(_) | Value::Struct(_) => tx.deep_copy(v).await?,
-            other => other.clone(),
-        });
+pub async fn copy_all(tx: &Tx, mut values: Vec<Value>) -> Flow<Vec<Value>> {
+    for v in &mut values {
+        if matches!(v, Value::List(_) | Value::Map(_) | Value::Struct(_)) {
+            *v = tx.deep_copy(v).await?;
+        }
     }
-    Ok(out)
+    Ok(values)
 }
 
 /// The `n` fields of a Struct value nobody else can reach (for host conversions).

@@ -170,33 +170,36 @@ pub(crate) fn guarded<T, F: Future<Output = Flow<T>>>(
     tx: Tx,
     future: F,
 ) -> Attempt<F> {
-    Attempt { what, core, tx, inner: Box::pin(future) }
+    Attempt { what, core, tx, inner: future }
 }
 
-/// One attempt of a host call (or one block run for a partner). Each poll: publishes the
-/// task's waker to the transaction (so a wound wakes it whatever it waits for) and stops if
-/// it was wounded; holds the endpoint's gate (one logical task per endpoint); and runs under
-/// the watchdog's eye.
-pub(crate) struct Attempt<F> {
-    what: &'static str,
-    core: Arc<EndpointCore>,
-    tx: Tx,
-    inner: std::pin::Pin<Box<F>>,
+pin_project_lite::pin_project! {
+    /// One attempt of a host call (or one block run for a partner). Each poll: publishes the
+    /// task's waker to the transaction (so a wound wakes it whatever it waits for) and stops
+    /// if it was wounded; holds the endpoint's gate (one logical task per endpoint); and runs
+    /// under the watchdog's eye.
+    pub(crate) struct Attempt<F> {
+        what: &'static str,
+        core: Arc<EndpointCore>,
+        tx: Tx,
+        #[pin]
+        inner: F,
+    }
 }
 
 impl<T, F: Future<Output = Flow<T>>> Future for Attempt<F> {
     type Output = Flow<T>;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow<T>> {
-        let this = &mut *self;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow<T>> {
+        let this = self.project();
         this.tx.wake_on_wound(cx.waker());
         if this.tx.is_wounded() {
             return std::task::Poll::Ready(Err(Raise::Abort(Abort::Wounded)));
         }
-        let Some(_leave) = crate::gate::enter(&this.core, cx, &this.tx) else {
+        let Some(_leave) = crate::gate::enter(this.core, cx, this.tx) else {
             return std::task::Poll::Pending;
         };
-        let inner = &mut this.inner;
-        crate::watchdog::during(this.what, || inner.as_mut().poll(cx))
+        let inner = this.inner;
+        crate::watchdog::during(this.what, || inner.poll(cx))
     }
 }

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 use crate::effects::{self, Effect};
 use crate::endpoint::EndpointCore;
@@ -149,19 +150,20 @@ enum Held {
 }
 
 #[derive(Default)]
+/// (The small vectors keep a typical transaction's log in one allocation.)
 struct TxLog {
-    undo: Vec<Undo>,
-    held: Vec<Held>,
+    undo: SmallVec<[Undo; 4]>,
+    held: SmallVec<[Held; 4]>,
     effects: Vec<Effect>,
     /// Links this transaction spread over, as parent or child.
-    links: Vec<LinkReg>,
+    links: SmallVec<[LinkReg; 1]>,
     /// Peered variables written here and not yet sent to the other replica.
-    dirty: Vec<PeeredTag>,
+    dirty: SmallVec<[PeeredTag; 2]>,
     /// Peered variables sent, in order: a savepoint rollback makes those sent after it dirty
     /// again, since the other side undoes what it received.
-    shipped: Vec<PeeredTag>,
+    shipped: SmallVec<[PeeredTag; 2]>,
     /// Endpoints whose link this transaction has joined for their peered data.
-    enlisted: Vec<u64>,
+    enlisted: SmallVec<[u64; 1]>,
 }
 
 /// A link a transaction is on.
@@ -229,7 +231,7 @@ pub struct Savepoint {
     undo: usize,
     effects: usize,
     shipped: usize,
-    links: Vec<u64>,
+    links: SmallVec<[u64; 2]>,
 }
 
 /// A running transaction attempt. Cheap to clone: clones are the same transaction (endpoint
@@ -1016,13 +1018,14 @@ impl Tx {
             let mut log = self.inner.log.lock();
             log.effects.truncate(sp.effects);
             let shipped_at = sp.shipped.min(log.shipped.len());
-            for t in log.shipped.split_off(shipped_at) {
+            let resent: SmallVec<[PeeredTag; 2]> = log.shipped.drain(shipped_at..).collect();
+            for t in resent {
                 if !log.dirty.contains(&t) {
                     log.dirty.push(t);
                 }
             }
             let at = sp.undo.min(log.undo.len());
-            (log.undo.split_off(at), log.links.clone())
+            (log.undo.drain(at..).collect::<SmallVec<[Undo; 4]>>(), log.links.clone())
         };
         replay(undo);
         for (i, reg) in links.iter().enumerate() {
@@ -1111,7 +1114,7 @@ fn abort_inner(inner: &Arc<TxInner>) {
 }
 
 /// Puts back the writes of `undo`, newest first.
-fn replay(undo: Vec<Undo>) {
+fn replay(undo: SmallVec<[Undo; 4]>) {
     for entry in undo.into_iter().rev() {
         match entry {
             Undo::Slot { ep, slot, old } => {
@@ -1161,7 +1164,7 @@ fn replay(undo: Vec<Undo>) {
 
 /// Releases every lock in `held` and wakes their waiters; a committing transaction also
 /// installs its pending External values.
-fn release(inner: &Arc<TxInner>, held: Vec<Held>) {
+fn release(inner: &Arc<TxInner>, held: SmallVec<[Held; 4]>) {
     // Install every External value first, so the host never sees one of this transaction's
     // cells updated and another not.
     if inner.state.load(Ordering::Acquire) == COMMITTING {
