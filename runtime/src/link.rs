@@ -76,6 +76,8 @@ pub(crate) struct LinkShared {
     error: Mutex<Option<Error>>,
     /// Messages made by the engine, waiting to be handed to the transport in order.
     outbox: Mutex<std::collections::VecDeque<Msg>>,
+    /// The drainer's second queue.
+    spare: Mutex<std::collections::VecDeque<Msg>>,
     draining: std::sync::atomic::AtomicBool,
     /// How many messages the outbox holds (read without its lock).
     queued: std::sync::atomic::AtomicUsize,
@@ -117,6 +119,7 @@ impl Link {
             transport: OnceLock::new(),
             error: Mutex::new(None),
             outbox: Mutex::new(std::collections::VecDeque::new()),
+            spare: Mutex::new(std::collections::VecDeque::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
             queued: std::sync::atomic::AtomicUsize::new(0),
             stop_done: tokio::sync::watch::Sender::new(false),
@@ -269,13 +272,21 @@ impl LinkShared {
             if self.draining.swap(true, AtomicOrdering::SeqCst) {
                 return; // another thread is draining and will see our messages
             }
+            // The messages queued so far, taken in one go (the drainer alone uses the
+            // spare queue, so its capacity is kept from one drain to the next).
+            let mut batch = std::mem::take(&mut *self.spare.lock());
             loop {
-                let Some(msg) = self.outbox.lock().pop_front() else { break };
-                self.queued.fetch_sub(1, AtomicOrdering::SeqCst);
-                if let Some(t) = self.transport.get() {
-                    t.send(msg);
+                std::mem::swap(&mut *self.outbox.lock(), &mut batch);
+                if batch.is_empty() {
+                    break;
+                }
+                self.queued.fetch_sub(batch.len(), AtomicOrdering::SeqCst);
+                match self.transport.get() {
+                    Some(t) => batch.drain(..).for_each(|msg| t.send(msg)),
+                    None => batch.clear(),
                 }
             }
+            *self.spare.lock() = batch;
             if let Some(t) = self.transport.get() {
                 t.flush(self.busy.load(AtomicOrdering::Relaxed));
             }
