@@ -1,0 +1,226 @@
+//! The conformance suite: for each feature area, a protocol in `protocols/conf_*.wld` and
+//! the exact values its generated code must give, checked on an in-process pair and over
+//! loopback TCP (each scenario below is one module with an `in_process` and an `over_tcp`
+//! test).
+
+use std::sync::{Arc, Mutex};
+
+use waldo::Error;
+
+/// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
+/// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process
+/// and over TCP. `setup` statements run first in each test; `left` are the Left's
+/// `onCreate` arguments.
+macro_rules! scenarios {
+    ($(
+        $name:ident: $file:ident::$proto:ident,
+        $(setup { $($setup:stmt;)* })?
+        $(left($($arg:expr),*))?
+        |$l:ident, $r:ident| $body:block
+    )*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use waldo_e2e::$file::$proto as m;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn in_process() {
+                $($($setup;)*)?
+                let ($l, $r) = m::in_process_pair($($($arg),*)?).await.expect("a pair");
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_tcp() {
+                $($($setup;)*)?
+                let listener = m::Right::listen("127.0.0.1:0").await.expect("listen");
+                let ($l, $r) = tokio::try_join!(
+                    m::Left::connect(listener.local_addr(), $($($arg),*)?),
+                    listener.accept()
+                )
+                .expect("a pair");
+                $body
+            }
+        }
+    )*};
+}
+
+fn app_error(result: Result<impl std::fmt::Debug, Error>, needle: &str) {
+    match result {
+        Err(Error::Application { message }) => {
+            assert!(message.contains(needle), "{message:?} lacks {needle:?}")
+        }
+        other => panic!("expected an application exception with {needle:?}, got {other:?}"),
+    }
+}
+
+scenarios! {
+    // ------------------------------------------------------------ values and control flow
+
+    operators_and_precedence: corpus_conf_values::conf_values, |l, _r| {
+        assert_eq!(l.arithmetic().await.expect("arithmetic"), (5.0, 9.0, 1.0, 6.0, -5.0));
+        assert_eq!(l.logic().await.expect("logic"), (true, true, true, true));
+        assert_eq!(l.texts().await.expect("texts"), ("abcd32.5".to_owned(), 5.0, true, "True".to_owned()));
+    }
+
+    runtime_errors_are_application_exceptions: corpus_conf_values::conf_values, |l, _r| {
+        app_error(l.divide(1.0, 0.0).await, "division by zero");
+        assert_eq!(l.divide(1.0, 4.0).await.expect("divide"), 0.25);
+        assert_eq!(l.index(1.0).await.expect("index"), 20.0);
+        app_error(l.index(3.0).await, "3");
+        app_error(l.index(1.5).await, "1.5");
+        assert_eq!(l.lookup("a".into()).await.expect("lookup"), 1.0);
+        app_error(l.lookup("z".into()).await, "z");
+    }
+
+    control_flow_and_function_wide_scope: corpus_conf_values::conf_values, |l, _r| {
+        assert_eq!(l.loops().await.expect("loops"), (19.0, 5.0, "abc".to_owned()));
+        assert_eq!(l.scope(3.0).await.expect("scope"), 6.0);
+        assert_eq!(l.scope(-1.0).await.expect("scope"), 0.0);
+        for (x, want) in [(-5.0, "neg"), (0.0, "zero"), (3.0, "small"), (50.0, "big")] {
+            assert_eq!(l.branches(x).await.expect("branches"), want);
+        }
+    }
+
+    containers_alias_inside_and_copy_across: corpus_conf_values::conf_values, |l, _r| {
+        assert_eq!(l.aliasing().await.expect("aliasing"), (3.0, 3.0, 3.0));
+        // The partner changed its copies of the list and the struct; ours are untouched.
+        assert_eq!(l.across().await.expect("across"), (2.0, 3.0, 1.0, 101.0, 1.0));
+    }
+
+    structs_and_deep_equality: corpus_conf_values::conf_values, |l, _r| {
+        assert_eq!(l.structs().await.expect("structs"), (7.0, 5.0, true));
+    }
+
+    // ------------------------------------------------------------ the pair
+
+    seven_block_sequence_with_sequence_data: corpus_conf_pair::conf_pair, |l, r| {
+        assert_eq!(l.seven("w".into()).await.expect("seven"), ("w1234567".to_owned(), 7.0));
+        let expected = (2.0, 1.0, "nobody".to_owned());
+        assert_eq!(l.state().await.expect("state"), expected);
+        assert_eq!(r.state().await.expect("state"), expected);
+    }
+
+    peered_writes_outside_sequences_replicate: corpus_conf_pair::conf_pair, |l, r| {
+        l.bump(5.0).await.expect("bump");
+        assert_eq!(r.state().await.expect("state").0, 5.0);
+        r.bump(2.0).await.expect("bump");
+        assert_eq!(l.state().await.expect("state").0, 7.0);
+        // `Left controls owner`: Left writes it, Right reads the same value.
+        l.name("ann".into()).await.expect("name");
+        assert_eq!(r.state().await.expect("state"), (7.0, 0.0, "ann".to_owned()));
+        assert_eq!(l.touch("a".into()).await.expect("touch"), 1.0);
+        assert_eq!(r.state().await.expect("state").1, 1.0);
+    }
+
+    a_partner_exception_reaches_the_caller_and_rolls_back_both_sides: corpus_conf_pair::conf_pair, |l, r| {
+        app_error(l.fail(0.0).await, "division by zero");
+        let untouched = (0.0, 0.0, "nobody".to_owned());
+        assert_eq!(l.state().await.expect("state"), untouched);
+        assert_eq!(r.state().await.expect("state"), untouched);
+        // An uncaught exception on the partner's own call rolls back its peered writes too.
+        app_error(r.raise_after_write().await, "division by zero");
+        assert_eq!(l.state().await.expect("state"), untouched);
+        assert_eq!(r.state().await.expect("state"), untouched);
+    }
+
+    try_catch_finally_undoes_across_the_pair: corpus_conf_pair::conf_pair, |l, r| {
+        let (seen, total, log) = l.guarded(0.0).await.expect("guarded");
+        assert!(seen.contains("division by zero"), "{seen}");
+        // The try body's writes on both sides are undone; the code before it and `finally` stay.
+        assert_eq!((total, log), (1.0, 1.0));
+        assert_eq!(r.state().await.expect("state"), (1.0, 1.0, "nobody".to_owned()));
+        let (seen, total, log) = l.guarded(1.0).await.expect("guarded");
+        assert_eq!((seen.as_str(), total, log), ("no error", 1002.0, 4.0));
+        assert_eq!(r.state().await.expect("state"), (1002.0, 4.0, "nobody".to_owned()));
+    }
+
+    nested_try_undoes_only_its_own_part: corpus_conf_pair::conf_pair, |l, r| {
+        assert_eq!(l.nested().await.expect("nested"), 10001.0);
+        assert_eq!(r.state().await.expect("state").0, 10001.0);
+        assert_eq!(l.state().await.expect("state").1, 0.0);
+    }
+
+    ids_and_self: corpus_conf_pair::conf_pair, |l, r| {
+        assert_eq!(l.me().await.expect("me"), l.id());
+        assert_eq!(l.self_id().await.expect("self"), l.id());
+        assert_eq!(r.me().await.expect("me"), r.id());
+        assert_ne!(l.id(), r.id());
+    }
+
+    stop_and_stop_listeners: corpus_conf_pair::conf_pair, |l, r| {
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let (a, b) = (ran.clone(), ran.clone());
+        l.on_stop(move || a.lock().expect("ran").push("left"));
+        r.on_stop(move || b.lock().expect("ran").push("right"));
+        l.bump(1.0).await.expect("bump");
+        l.stop().await;
+        for _ in 0..500 {
+            if ran.lock().expect("ran").len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let mut sides = ran.lock().expect("ran").clone();
+        sides.sort_unstable();
+        assert_eq!(sides, ["left", "right"], "each side's listener ran once");
+        assert_eq!(l.state().await, Err(Error::Stopped));
+        assert_eq!(r.state().await, Err(Error::Stopped));
+        // A listener added after the stop runs at once.
+        let late = Arc::new(Mutex::new(false));
+        let flag = late.clone();
+        r.on_stop(move || *flag.lock().expect("late") = true);
+        assert!(*late.lock().expect("late"));
+    }
+
+    // ------------------------------------------------------------ calls, host functions, contention
+
+    endpoint_calls_and_an_unknown_function: corpus_conf_calls::conf_calls,
+        setup { let told = Arc::new(Mutex::new(Vec::<String>::new())); let log = told.clone(); }
+        left(|x: f64| x * 2.0, move |s: String| log.lock().expect("log").push(s))
+        |l, r| {
+        assert_eq!(l.call(l.endpoint(), 10.0).await.expect("call"), 11.0);
+        assert_eq!(l.calls_made().await.expect("calls"), 1.0);
+        let seen = l.call_unknown(r.endpoint()).await.expect("call_unknown");
+        assert!(seen.contains("nosuch"), "{seen}");
+        assert!(told.lock().expect("told").is_empty());
+    }
+
+    host_functions_and_signals_after_commit: corpus_conf_calls::conf_calls,
+        setup { let told = Arc::new(Mutex::new(Vec::<String>::new())); let log = told.clone(); }
+        left(|x: f64| x * 2.0, move |s: String| log.lock().expect("log").push(s))
+        |l, _r| {
+        assert_eq!(l.host(4.0).await.expect("host"), 8.0);
+        assert_eq!(*told.lock().expect("told"), vec!["host 4".to_owned()]);
+        app_error(l.host_then_fail(3.0).await, "division by zero");
+        assert_eq!(*told.lock().expect("told"), vec!["host 4".to_owned()], "no signal from an aborted call");
+    }
+
+    contention_from_both_sides_commits_each_increment_once: corpus_conf_calls::conf_calls,
+        left(|x: f64| x, |_s: String| ())
+        |l, r| {
+        const EACH: usize = 150;
+        let mut tasks = Vec::new();
+        for k in 0..4 {
+            let (l, r) = (l.clone(), r.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut seen = Vec::with_capacity(EACH);
+                for _ in 0..EACH {
+                    seen.push(if k % 2 == 0 { l.inc().await } else { r.inc().await }.expect("an increment"));
+                }
+                seen
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            let seen = t.await.expect("a client");
+            assert_eq!(seen.len(), EACH, "every client finished: no starvation");
+            all.extend(seen);
+        }
+        all.sort_by(f64::total_cmp);
+        let expected: Vec<f64> = (1..=4 * EACH).map(|n| n as f64).collect();
+        assert_eq!(all, expected, "each increment saw a distinct count: serializable, exactly once");
+        assert_eq!(l.count().await.expect("count"), (4 * EACH) as f64);
+        assert_eq!(r.count().await.expect("count"), (4 * EACH) as f64);
+    }
+}
