@@ -216,8 +216,11 @@ impl Gen<'_> {
         quote! {
             #[doc = #doc]
             // A program uses part of its protocol's API, and Waldo code may store values it
-            // never reads: neither is a mistake in the generated code.
-            #[allow(dead_code, unused_assignments)]
+            // never reads: neither is a mistake in the generated code. Assigning one local
+            // to another clones a shared reference, which is redundant at the source's last
+            // use (the nursery lint `redundant_clone`); telling which use is the last would
+            // take a liveness analysis for no gain.
+            #[allow(dead_code, unused_assignments, clippy::redundant_clone)]
             pub mod #name {
                 #use_rt
 

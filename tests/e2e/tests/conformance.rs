@@ -48,7 +48,7 @@ macro_rules! scenarios {
 fn app_error(result: Result<impl std::fmt::Debug, Error>, needle: &str) {
     match result {
         Err(Error::Application { message }) => {
-            assert!(message.contains(needle), "{message:?} lacks {needle:?}")
+            assert!(message.contains(needle), "{message:?} lacks {needle:?}");
         }
         other => panic!("expected an application exception with {needle:?}, got {other:?}"),
     }
