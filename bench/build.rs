@@ -1,3 +1,3 @@
 fn main() {
-    waldo_compiler::compile_or_exit(&["protocols/bench.wld"]);
+    waldo_compiler::compile_or_exit(&["protocols/bench.wld", "protocols/solo.wld"]);
 }

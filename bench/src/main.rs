@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod chart;
 
 waldo::include_protocol!("bench");
+waldo::include_protocol!("solo");
 
 use bench::{Client, Server};
 
@@ -275,11 +276,10 @@ fn stop_after(d: Duration) -> Arc<AtomicBool> {
     stop
 }
 
-/// Latencies of `two` and `seven` over TCP, a local transaction, and throughput.
+/// Latencies of `two` and `seven` over TCP, and throughput.
 struct TcpFigures {
     two: Dist,
     seven: Dist,
-    local: Dist,
     /// (callers, transactions per second)
     throughput: Vec<(usize, f64)>,
 }
@@ -306,16 +306,9 @@ fn waldo_tcp(plan: &Plan) -> TcpFigures {
             }
         })
         .await;
-        let local = sample(latency_samples, |_| {
-            let client = &client;
-            async move {
-                black_box(client.tick().await.expect("tick"));
-            }
-        })
-        .await;
-        (two, seven, local)
+        (two, seven)
     });
-    let (two, seven, local) = pair.client_rt.block_on(task).expect("the measuring task");
+    let (two, seven) = pair.client_rt.block_on(task).expect("the measuring task");
     let client = pair.client.clone();
     let mut throughput = Vec::new();
     for n in [1, 8, 32] {
@@ -332,7 +325,6 @@ fn waldo_tcp(plan: &Plan) -> TcpFigures {
     TcpFigures {
         two: Dist::new("Waldo 2-block, TCP", two),
         seven: Dist::new("Waldo 7-block, TCP", seven),
-        local: Dist::new("Waldo local transaction", local),
         throughput,
     }
 }
@@ -401,6 +393,31 @@ fn in_process(plan: &Plan) -> (Dist, Dist) {
     .expect("the measuring task")
 }
 
+/// A local transaction on an endpoint with no partner (`solo.wld`).
+fn local(plan: &Plan) -> Dist {
+    let n = plan.latency_samples;
+    let rt = runtime();
+    let ns = rt
+        .block_on(rt.spawn(async move {
+            let counter = solo::Counter::new().await.expect("a Counter");
+            let ns = sample(n, |_| {
+                let counter = &counter;
+                async move {
+                    black_box(counter.tick().await.expect("tick"));
+                }
+            })
+            .await;
+            assert_eq!(
+                counter.tick().await.expect("tick"),
+                (n + n / 10 + 1) as f64,
+                "every tick committed once"
+            );
+            ns
+        }))
+        .expect("the measuring task");
+    Dist::new("Waldo local transaction", ns)
+}
+
 // ---------------------------------------------------------------- the compiler
 
 /// Median milliseconds to parse, check and generate `source`.
@@ -452,6 +469,7 @@ fn main() {
     let raw = raw_tcp(&plan);
     let tcp = waldo_tcp(&plan);
     let (in_two, in_seven) = in_process(&plan);
+    let local = local(&plan);
     let fight = contention(&plan);
     let examples: Vec<(&str, &str)> = vec![
         ("bank", include_str!("../../examples/protocols/bank.wld")),
@@ -476,7 +494,7 @@ fn main() {
         (&chan, chan.p50(), "chan RTT"),
         (&in_two, chan.p50(), "chan RTT"),
         (&in_seven, chan.p50(), "chan RTT"),
-        (&tcp.local, chan.p50(), "chan RTT"),
+        (&local, chan.p50(), "chan RTT"),
     ];
     for (d, base, of) in rows {
         println!("{:<30} {:>10.2} {:>10.2} {:>7.2}× {of}", d.name, us(d.p50()), us(d.p99()), d.p50() / base);
@@ -488,7 +506,8 @@ fn main() {
     }
     println!();
     println!(
-        "contention, 4 clients on one peered counter: {:.0} commits/s, {:.3} retries per commit,          commits per client from {} to {}, every increment exactly once: {}",
+        "contention, 4 clients on one peered counter: {:.0} commits/s, {:.3} retries per commit;\n\
+         commits per client from {} to {}; every increment exactly once: {}",
         fight.commits_per_s, fight.retries_per_commit, fight.spread.0, fight.spread.1, fight.exact
     );
     println!();
@@ -513,7 +532,7 @@ fn main() {
     line("inproc.2block_p99_us", us(in_two.p99()));
     line("inproc.7block_p50_us", us(in_seven.p50()));
     line("inproc.7block_p99_us", us(in_seven.p99()));
-    line("local.tx_p50_us", us(tcp.local.p50()));
+    line("local.tx_p50_us", us(local.p50()));
     for (n, tps) in &tcp.throughput {
         line(&format!("throughput.tcp_{n}_callers_tx_per_s"), *tps);
     }

@@ -488,6 +488,71 @@ fn every_wld_block_in_the_book_parses() {
     assert!(blocks >= 4, "expected the book to hold Waldo examples, found {blocks}");
 }
 
+/// The book's Rust is included from code that is built and run (`{{#include path:anchor}}`
+/// or `path:from:to`): every include names a file that exists and an anchor or lines in it,
+/// and no Rust block is written inline.
+#[test]
+fn the_books_rust_comes_from_tested_code() {
+    let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src");
+    let mut includes = 0;
+    for entry in std::fs::read_dir(&book).expect("book/src exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable chapter");
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("```rust") {
+            let body = &rest[start..];
+            let open_end = body.find('\n').expect("a code block line");
+            let inner = &body[open_end + 1..];
+            let end = inner.find("```").expect("closed code block");
+            let code = inner[..end].trim();
+            assert!(
+                code.starts_with("{{#include ") && code.ends_with("}}") && !code.contains('\n'),
+                "a Rust block in {} is written inline; include it from an example instead:\n{code}",
+                path.display()
+            );
+            rest = &inner[end + 3..];
+        }
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("{{#include ") {
+            let body = &rest[start + 11..];
+            let end = body.find("}}").expect("a closed include");
+            let spec = &body[..end];
+            let mut parts = spec.splitn(2, ':');
+            let file = book.join(parts.next().expect("a path"));
+            let source = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+                panic!("{}: the include {spec} names {}: {e}", path.display(), file.display())
+            });
+            if let Some(selector) = parts.next() {
+                let first = selector.split(':').next().unwrap_or("");
+                if first.parse::<usize>().is_err() {
+                    assert!(
+                        source.contains(&format!("ANCHOR: {first}"))
+                            && source.contains(&format!("ANCHOR_END: {first}")),
+                        "{}: the include {spec} names an anchor that {} lacks",
+                        path.display(),
+                        file.display()
+                    );
+                } else {
+                    for n in selector.split(':').filter(|n| !n.is_empty()) {
+                        let line: usize = n.parse().expect("a line number");
+                        assert!(
+                            line <= source.lines().count(),
+                            "{}: {spec} is past the end of the file",
+                            path.display()
+                        );
+                    }
+                }
+            }
+            includes += 1;
+            rest = &body[end..];
+        }
+    }
+    assert!(includes >= 5, "expected the book to include tested code, found {includes} includes");
+}
+
 /// Codes that no corpus file can carry, and the test that covers each instead.
 const COVERED_ELSEWHERE: &[(&str, &str)] = &[
     ("E0018", "waldo-compiler tests/file_errors.rs (a 64 MiB file has no place in the corpus)"),

@@ -56,12 +56,14 @@ async fn vault_side(addr: &str) -> Result<(), waldo::Error> {
     let at = listener.local_addr();
     println!("Vault listening on {at}; run `cargo run -p bank-example -- branch {at}`");
     let vault = listener.accept().await?;
+    // ANCHOR: on_stop
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     vault.on_stop(move || {
         let _ = stopped_tx.send(());
     });
     println!("a Branch connected; serving until it stops");
     let _ = stopped_rx.await;
+    // ANCHOR_END: on_stop
     println!("the Branch stopped, and the Vault with it");
     Ok(())
 }
