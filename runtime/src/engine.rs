@@ -433,6 +433,25 @@ impl Engine {
         self.closed.as_deref()
     }
 
+    /// One line per transaction in flight, for diagnostics.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (id, e) in &self.txs {
+            out.push_str(&format!(
+                "{id:?} {} parent={} voted={} child_aborted={} abort_requested={} jobs={} waiters={} vote_waiter={}\n",
+                e.tx.state_name(),
+                e.parent,
+                e.child_voted,
+                e.child_aborted,
+                e.abort_requested,
+                e.jobs,
+                e.waiters.0.len(),
+                e.vote_waiter.is_some()
+            ));
+        }
+        out
+    }
+
     /// How many transactions are in flight over the connection.
     pub fn in_flight(&self) -> usize {
         self.txs.len()

@@ -149,6 +149,11 @@ impl Link {
         self.0.engine.lock().stats()
     }
 
+    /// The engine's transactions in flight, one line each (for diagnostics).
+    pub fn describe(&self) -> String {
+        self.0.engine.lock().describe()
+    }
+
     /// How many transactions are in flight over the connection.
     pub fn in_flight(&self) -> usize {
         self.0.engine.lock().in_flight()

@@ -216,7 +216,17 @@ impl TxInner {
                 if !self.hook_fired.swap(true, Ordering::AcqRel) {
                     let hook = self.hook.lock().as_ref().and_then(std::sync::Weak::upgrade);
                     if let Some(link) = hook {
-                        link.wound_requested(self.id);
+                        // The wounder may hold the lock of the item it waits for (an
+                        // endpoint's slots, an object); asking the root runs the link's
+                        // engine, which may commit a transaction that needs that same lock.
+                        // So the request goes from a task of its own.
+                        let id = self.id;
+                        match tokio::runtime::Handle::try_current() {
+                            Ok(runtime) => {
+                                runtime.spawn(async move { link.wound_requested(id) });
+                            }
+                            Err(_) => link.wound_requested(id),
+                        }
                     }
                 }
             }
@@ -406,6 +416,18 @@ impl Tx {
         let mut wakers = self.inner.wakers.lock();
         if !wakers.iter().any(|w| w.will_wake(waker)) {
             wakers.push(waker.clone());
+        }
+    }
+
+    /// The transaction's state, for diagnostics.
+    pub fn state_name(&self) -> &'static str {
+        match self.inner.state.load(Ordering::Acquire) {
+            ACTIVE => "active",
+            WOUNDED => "wounded",
+            COMMITTING => "committing",
+            FINISHED => "finished",
+            PREPARED => "prepared",
+            _ => "aborting",
         }
     }
 
