@@ -58,7 +58,7 @@ pub mod __rt {
     pub use crate::link::{BlockFuture, Control, Link, Program, Transport, in_process_pair};
     pub use crate::ops;
     pub use crate::run::{Attempts, transact, transact_counted};
-    pub use crate::tcp::{PairSpec, Pending, connect as tcp_connect, establish as tcp_establish};
+    pub use crate::tcp::{PairEnd, PairSpec, Pending, connect as tcp_connect, establish as tcp_establish};
     pub use crate::tx::{Priority, Savepoint, Tx, TxId};
     pub use crate::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
     pub use tokio::net::TcpStream;

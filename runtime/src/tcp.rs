@@ -873,18 +873,27 @@ impl Pending {
     }
 }
 
-/// Runs the handshake on `stream` as `side` of `spec`, then starts the connection's link for
-/// endpoint `core` (with code `program`); `attach` receives the link before any message is
-/// read from the partner.
+/// The endpoint that plays one side of a connection: generated code fills it in.
+pub struct PairEnd {
+    /// The protocol.
+    pub spec: &'static PairSpec,
+    /// The side this endpoint plays (its index among the protocol's endpoints).
+    pub side: Side,
+    /// The endpoint's data.
+    pub core: Arc<EndpointCore>,
+    /// The endpoint's code.
+    pub program: Arc<dyn Program>,
+}
+
+/// Runs the handshake on `stream` for `end`, then starts the connection's link; `attach`
+/// receives the link before any message is read from the partner.
 pub async fn establish(
     mut stream: TcpStream,
-    spec: &'static PairSpec,
-    side: Side,
-    core: Arc<EndpointCore>,
-    program: Arc<dyn Program>,
+    end: PairEnd,
     options: &TcpOptions,
     attach: impl FnOnce(Link),
 ) -> Result<Pending, Error> {
+    let PairEnd { spec, side, core, program } = end;
     stream.set_nodelay(true).map_err(|e| network(format!("could not set TCP_NODELAY: {e}")))?;
     let dec = match tokio::time::timeout(options.handshake_timeout, handshake(&mut stream, spec, side)).await
     {
@@ -930,17 +939,14 @@ pub async fn establish(
 /// Connects to `addr` and runs [`establish`].
 pub async fn connect(
     addr: impl ToSocketAddrs,
-    spec: &'static PairSpec,
-    side: Side,
-    core: Arc<EndpointCore>,
-    program: Arc<dyn Program>,
+    end: PairEnd,
     options: &TcpOptions,
     attach: impl FnOnce(Link),
 ) -> Result<Pending, Error> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| network(format!("could not connect to the partner: {e}")))?;
-    establish(stream, spec, side, core, program, options, attach).await
+    establish(stream, end, options, attach).await
 }
 
 // ---------------------------------------------------------------- listening

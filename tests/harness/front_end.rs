@@ -461,16 +461,24 @@ fn every_snapshot_belongs_to_a_test() {
     }
 }
 
-#[test]
-fn every_wld_block_in_the_book_parses() {
+/// The book's source folder and its chapters: (path, text).
+fn book_chapters() -> (std::path::PathBuf, Vec<(std::path::PathBuf, String)>) {
     let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src");
-    let mut blocks = 0;
+    let mut chapters = Vec::new();
     for entry in std::fs::read_dir(&book).expect("book/src exists") {
         let path = entry.expect("readable entry").path();
-        if path.extension().is_none_or(|e| e != "md") {
-            continue;
+        if path.extension().is_some_and(|e| e == "md") {
+            let text = std::fs::read_to_string(&path).expect("readable chapter");
+            chapters.push((path, text));
         }
-        let text = std::fs::read_to_string(&path).expect("readable chapter");
+    }
+    (book, chapters)
+}
+
+#[test]
+fn every_wld_block_in_the_book_parses() {
+    let mut blocks = 0;
+    for (path, text) in book_chapters().1 {
         let mut rest = text.as_str();
         while let Some(start) = rest.find("```wld\n") {
             let body = &rest[start + 7..];
@@ -493,14 +501,9 @@ fn every_wld_block_in_the_book_parses() {
 /// and no Rust block is written inline.
 #[test]
 fn the_books_rust_comes_from_tested_code() {
-    let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src");
+    let (book, chapters) = book_chapters();
     let mut includes = 0;
-    for entry in std::fs::read_dir(&book).expect("book/src exists") {
-        let path = entry.expect("readable entry").path();
-        if path.extension().is_none_or(|e| e != "md") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("readable chapter");
+    for (path, text) in chapters {
         let mut rest = text.as_str();
         while let Some(start) = rest.find("```rust") {
             let body = &rest[start..];

@@ -814,7 +814,7 @@ impl Gen<'_> {
         // Names the generated bodies use are taken first, so a parameter never shadows one.
         const RESERVED: &[&str] = &[
             "args", "inner", "out", "options", "results", "a", "b", "args_a", "args_b", "la", "lb",
-            "ready_a", "ready_b", "addr", "tcp", "listener", "pending", "program", "stream",
+            "ready_a", "ready_b", "addr", "tcp", "listener", "pending", "program", "stream", "end",
         ];
         let mut all: Vec<String> = RESERVED.iter().map(|r| (*r).to_owned()).collect();
         all.extend(f.locals[..f.params].iter().map(|v| format!("{prefix}{}", names::snake(&v.name))));
@@ -1028,7 +1028,8 @@ impl Gen<'_> {
                 let options = ::waldo::CallOptions::default();
                 inner.start(&options).await?;
                 let program = inner.clone() as ::std::sync::Arc<dyn #rt::Program>;
-                let pending = #rt::tcp_connect(addr, &super::PAIR, #side, inner.core_arc(), program, tcp, |link| inner.connect(link)).await?;
+                let end = #rt::PairEnd { spec: &super::PAIR, side: #side, core: inner.core_arc(), program };
+                let pending = #rt::tcp_connect(addr, end, tcp, |link| inner.connect(link)).await?;
                 pending.ready(inner.ready(&options, args)).await?;
                 Ok(Self::from_inner(inner, options))
             }
@@ -1046,7 +1047,8 @@ impl Gen<'_> {
                         let inner = Inner::new_arc();
                         inner.start(&::waldo::CallOptions::default()).await?;
                         let program = inner.clone() as ::std::sync::Arc<dyn #rt::Program>;
-                        let pending = #rt::tcp_establish(stream, &super::PAIR, #side, inner.core_arc(), program, &tcp, |link| inner.connect(link)).await?;
+                        let end = #rt::PairEnd { spec: &super::PAIR, side: #side, core: inner.core_arc(), program };
+                        let pending = #rt::tcp_establish(stream, end, &tcp, |link| inner.connect(link)).await?;
                         Ok((inner, pending))
                     }
                 })
