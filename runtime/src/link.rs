@@ -521,6 +521,10 @@ impl TxLink for LinkShared {
     fn wound_requested(&self, tx: TxId) {
         self.with_engine(|e, out| e.wound_requested(tx, out));
     }
+
+    fn closed(&self) -> bool {
+        self.engine.lock().closed().is_some()
+    }
 }
 
 thread_local! {

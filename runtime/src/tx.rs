@@ -120,6 +120,8 @@ pub(crate) trait TxLink: Send + Sync {
     fn enlist(&self, tx: &Tx);
     /// A transaction that is a prepared child on this link was wounded: ask its parent.
     fn wound_requested(&self, tx: TxId);
+    /// Whether the connection is closed (lost, stopped or broken).
+    fn closed(&self) -> bool;
 }
 
 /// The mark of an object that belongs to a peered variable: writes through any reference to
@@ -176,6 +178,9 @@ struct LinkReg {
     /// Messages this side sent over it in this transaction (kept by the link's engine):
     /// savepoints record it, so that a rollback knows what the other side must undo.
     sent: Arc<AtomicU64>,
+    /// The value of `sent` when a rollback last undid everything sent over the link
+    /// (`u64::MAX`: never). While `sent` still equals it, the transaction has no work there.
+    void_at: Arc<AtomicU64>,
 }
 
 /// The shared part of a transaction, referenced by the locks it holds.
@@ -333,7 +338,7 @@ impl Tx {
     pub(crate) fn add_link(&self, link: Arc<dyn TxLink>, parent: bool, sent: Arc<AtomicU64>) {
         let mut log = self.inner.log.lock();
         if !log.links.iter().any(|l| l.link.same(&*link)) {
-            log.links.push(LinkReg { link, parent, sent });
+            log.links.push(LinkReg { link, parent, sent, void_at: Arc::new(AtomicU64::new(u64::MAX)) });
         }
     }
 
@@ -391,7 +396,10 @@ impl Tx {
                     None => return Ok(()),
                 }
             };
-            if link.parent {
+            // A partner that is gone needs no vote when everything this transaction did there
+            // was undone (a `try` caught the NetworkException, say).
+            let void = link.void_at.load(Ordering::Acquire) == link.sent.load(Ordering::Acquire);
+            if link.parent && !(void && link.link.closed()) {
                 link.link.prepare(self).await?;
             }
             done += 1;
@@ -1055,7 +1063,11 @@ impl Tx {
             if from.is_some_and(|f| reg.link.same(f)) {
                 continue;
             }
-            if reg.sent.load(Ordering::Acquire) > then {
+            let sent = reg.sent.load(Ordering::Acquire);
+            if then == 0 {
+                reg.void_at.store(sent, Ordering::Release);
+            }
+            if sent > then {
                 reg.link.rollback(self.inner.id, then);
             }
         }

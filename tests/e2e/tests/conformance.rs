@@ -173,6 +173,49 @@ scenarios! {
         assert!(*late.lock().expect("late"));
     }
 
+    symmetric_sequences_run_in_both_directions: corpus_conf_symmetric::conf_symmetric, |l, r| {
+        assert_eq!(l.tell("a".into()).await.expect("tell"), 1.0);
+        assert_eq!(r.tell("b".into()).await.expect("tell"), 2.0);
+        assert_eq!(l.tell("c".into()).await.expect("tell"), 3.0);
+        assert_eq!(l.all().await.expect("all"), "abc");
+        assert_eq!(r.all().await.expect("all"), "abc");
+    }
+
+    externals_commit_with_their_transaction: corpus_conf_externals::conf_externals,
+        setup { let stock = waldo::External::new(std::collections::BTreeMap::<String, f64>::new()); }
+        left(stock.clone())
+        |l, r| {
+        assert_eq!(l.count("apple".into()).await.expect("count"), 1.0);
+        assert_eq!(l.count("pear".into()).await.expect("count"), 2.0);
+        assert_eq!(r.rounds_seen().await.expect("rounds"), 2.0);
+        // The failed try body's write is undone; the catch's write commits.
+        assert_eq!(l.failing("plum".into()).await.expect("failing"), 3.0);
+        let held: Vec<(String, f64)> = stock.get().into_iter().collect();
+        assert_eq!(held, [("apple".to_owned(), 1.0), ("caught".to_owned(), 1.0), ("pear".to_owned(), 2.0)]);
+    }
+
+    a_lost_partner_is_a_network_exception_in_waldo_code: corpus_conf_externals::conf_externals,
+        setup { let stock = waldo::External::new(std::collections::BTreeMap::<String, f64>::new()); }
+        left(stock.clone())
+        |l, r| {
+        assert_eq!(l.count("apple".into()).await.expect("count"), 1.0);
+        // The last handle on the Right endpoint goes: its connection closes.
+        drop(r);
+        let mut seen = String::new();
+        for _ in 0..500 {
+            seen = l.lost().await.expect("lost");
+            if seen == "network" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(seen, "network");
+        // The caught exception undid the sequence's part: only the first count is in the stock.
+        assert_eq!(stock.get().len(), 1);
+        let err = l.count("pear".into()).await.expect_err("the pair is broken");
+        assert!(matches!(err, Error::Network { .. }), "{err}");
+    }
+
     // ------------------------------------------------------------ calls, host functions, contention
 
     endpoint_calls_and_an_unknown_function: corpus_conf_calls::conf_calls,
