@@ -1,5 +1,10 @@
-//! Runs 2-block transactions over loopback TCP in a loop, each side on its own thread, for a
-//! profiler to look at: `cargo run --release -p waldo-bench --example tcp_loop -- SECONDS [CALLERS]`.
+//! Runs 2-block transactions in a loop for a profiler to look at:
+//! `cargo run --release -p waldo-bench --example tcp_loop -- SECONDS [CALLERS] [raw|inproc]`.
+//!
+//! By default over loopback TCP, each side on its own thread; `raw` runs the baseline
+//! ping-pong instead, and `inproc` an in-process pair (one caller). Under
+//! `valgrind --tool=callgrind` the instruction count per transaction is a measure that the
+//! noise of a shared machine does not blur.
 
 waldo::include_protocol!("bench");
 
@@ -13,9 +18,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let callers: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
-    if args.next().as_deref() == Some("raw") {
-        raw(seconds);
-        return;
+    match args.next().as_deref() {
+        Some("raw") => return raw(seconds),
+        Some("inproc") => return inproc(seconds),
+        _ => {}
     }
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -89,4 +95,22 @@ fn raw(seconds: f64) {
         println!("{n} round trips in {seconds} s: {:.2} µs each", seconds * 1e6 / n as f64);
     }))
     .expect("the client");
+}
+
+/// 2-block transactions on an in-process pair, one caller, one current-thread runtime.
+fn inproc(seconds: f64) {
+    let rt = runtime();
+    rt.block_on(rt.spawn(async move {
+        let (client, _server) = bench::in_process_pair().await.expect("a pair");
+        let until = Instant::now() + Duration::from_secs_f64(seconds);
+        let mut n = 0u64;
+        while Instant::now() < until {
+            for _ in 0..100 {
+                client.two(1.0).await.expect("two");
+            }
+            n += 100;
+        }
+        println!("{n} in-process transactions in {seconds} s: {:.2} µs each", seconds * 1e6 / n as f64);
+    }))
+    .expect("the loop");
 }

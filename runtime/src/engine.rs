@@ -388,7 +388,7 @@ pub struct Engine {
     side: Side,
     sequences: Vec<SequenceInfo>,
     peered: u32,
-    txs: HashMap<TxId, Box<Entry>>,
+    txs: HashMap<TxId, Entry>,
     /// Transactions that ended here, most recent last (bounded).
     ended: HashSet<TxId>,
     ended_order: VecDeque<TxId>,
@@ -482,7 +482,7 @@ impl Engine {
 
     /// Removes transaction `id`, remembering that it aborted (late messages about it are
     /// then stale; a committed transaction has none).
-    fn end(&mut self, id: TxId) -> Option<Box<Entry>> {
+    fn end(&mut self, id: TxId) -> Option<Entry> {
         let entry = self.txs.remove(&id)?;
         self.remember(id);
         Some(entry)
@@ -506,7 +506,7 @@ impl Engine {
             return;
         }
         // The engine's handle must not keep a dropped host call from aborting.
-        let entry = Box::new(Entry::new(tx.unguarded(), true));
+        let entry = Entry::new(tx.unguarded(), true);
         out.push(Out::Joined { tx: tx.clone(), parent: true, sent: entry.sent.clone() });
         self.txs.insert(tx.id(), entry);
     }
@@ -695,6 +695,14 @@ impl Engine {
         entry.vote_waiter = Some(sender);
         self.send(out, Msg::Prepare { tx: id, prio: tx.priority(), peered });
         Ok(Some(receiver))
+    }
+
+    /// Whether [`Engine::prepare`] with no peered data would have nothing to do for `id`:
+    /// the connection is open and the transaction is not a parent here, or its child voted
+    /// and nothing was sent since.
+    pub fn voted(&self, id: TxId) -> bool {
+        self.closed.is_none()
+            && self.txs.get(&id).is_none_or(|e| !e.parent || (!e.child_aborted && e.child_voted))
     }
 
     /// Parent role: the transaction committed or aborted here; tell the child.
@@ -895,7 +903,7 @@ impl Engine {
             }
             self.stats.child_txs += 1;
             let tx = Tx::with_id(id, prio);
-            let entry = Box::new(Entry::new(tx.clone(), false));
+            let entry = Entry::new(tx.clone(), false);
             out.push(Out::Joined { tx, parent: false, sent: entry.sent.clone() });
             self.txs.insert(id, entry);
         }

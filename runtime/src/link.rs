@@ -483,6 +483,10 @@ impl Drop for LinkShared {
 }
 
 impl TxLink for LinkShared {
+    fn prepared(&self, tx: &Tx) -> bool {
+        !tx.has_dirty(self.core.serial) && self.engine.lock().voted(tx.id())
+    }
+
     fn prepare<'a>(&'a self, tx: &'a Tx) -> Pin<Box<dyn Future<Output = Flow<()>> + Send + 'a>> {
         Box::pin(async move {
             let peered = self.take_dirty(tx).await?;

@@ -1,7 +1,8 @@
 //! The engine's messages on the wire: one message per frame payload, in the compact binary
 //! encoding of [`crate::wire`].
 //!
-//! A message is a tag byte, the transaction (origin and number as varints), then the fields
+//! A message is a tag byte, the transaction (its origin, a random process tag, as 8
+//! little-endian bytes, and its number as a varint), then the fields
 //! of its kind in a fixed order. Counts are checked against what the rest of the input could
 //! hold before anything is allocated; every failure is a [`WireError`], never a panic.
 //! Decoding checks only the encoding: whether a message fits the protocol and the
@@ -102,14 +103,14 @@ fn encode(w: &mut Writer, msg: &Msg) -> Result<(), WireError> {
 
 fn head(w: &mut Writer, tag: u8, tx: TxId) {
     w.byte(tag);
-    w.varint(tx.origin);
+    w.fixed_u64(tx.origin);
     w.varint(tx.n);
 }
 
 fn priority(w: &mut Writer, p: Priority) {
     let (clock, origin) = p.parts();
     w.varint(clock);
-    w.varint(origin);
+    w.fixed_u64(origin);
 }
 
 fn values(w: &mut Writer, vs: &[Value]) -> Result<(), WireError> {
@@ -133,7 +134,7 @@ fn peered_data(w: &mut Writer, peered: &PeeredData) -> Result<(), WireError> {
 pub fn decode_msg(bytes: &[u8]) -> Result<Msg, WireError> {
     let mut r = Reader::new(bytes);
     let tag = r.byte("a message tag")?;
-    let tx = TxId { origin: r.varint()?, n: r.varint()? };
+    let tx = TxId { origin: r.fixed_u64("a transaction")?, n: r.varint()? };
     let msg = match tag {
         WORK => {
             let prio = read_priority(&mut r)?;
@@ -193,7 +194,7 @@ pub fn decode_msg(bytes: &[u8]) -> Result<Msg, WireError> {
 }
 
 fn read_priority(r: &mut Reader<'_>) -> Result<Priority, WireError> {
-    Ok(Priority::from_parts(r.varint()?, r.varint()?))
+    Ok(Priority::from_parts(r.varint()?, r.fixed_u64("a priority")?))
 }
 
 fn small(r: &mut Reader<'_>) -> Result<u32, WireError> {

@@ -45,7 +45,7 @@ use crate::wire::{FrameDecoder, Reader, WireError, Writer};
 /// The first bytes each side sends.
 pub const MAGIC: [u8; 6] = *b"WALDO\0";
 /// The version of the wire format this runtime speaks.
-pub const WIRE_VERSION: u16 = 1;
+pub const WIRE_VERSION: u16 = 2;
 /// The largest handshake frame accepted.
 pub const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
 

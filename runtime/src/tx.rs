@@ -107,6 +107,9 @@ impl TxId {
 /// sent the first message of the transaction over a link is that link's parent, and drives
 /// its prepare, commit, abort and savepoint rollback.
 pub(crate) trait TxLink: Send + Sync {
+    /// Whether the other side already holds all of this transaction's changes and voted to
+    /// commit (so [`TxLink::prepare`] would have nothing to do).
+    fn prepared(&self, tx: &Tx) -> bool;
     /// Makes sure the other side holds this transaction's changes and voted to commit.
     fn prepare<'a>(&'a self, tx: &'a Tx) -> std::pin::Pin<Box<dyn Future<Output = Flow<()>> + Send + 'a>>;
     /// The decision: tells the other side to commit or abort.
@@ -180,7 +183,7 @@ struct LinkReg {
     sent: Arc<AtomicU64>,
     /// The value of `sent` when a rollback last undid everything sent over the link
     /// (`u64::MAX`: never). While `sent` still equals it, the transaction has no work there.
-    void_at: Arc<AtomicU64>,
+    void_at: u64,
 }
 
 /// The shared part of a transaction, referenced by the locks it holds.
@@ -190,7 +193,10 @@ pub(crate) struct TxInner {
     state: AtomicU8,
     /// The tasks running this transaction's code here (the root's, and blocks run for a
     /// partner): a wound wakes them all.
-    wakers: Mutex<Vec<Waker>>,
+    wakers: Mutex<SmallVec<[Waker; 1]>>,
+    /// How many guarded handles ([`Tx`] clones that abort the attempt when the last one
+    /// goes) exist.
+    guards: std::sync::atomic::AtomicUsize,
     log: Mutex<TxLog>,
     /// For a child: the link to ask its parent through when wounded while prepared.
     hook: Mutex<Option<std::sync::Weak<dyn TxLink>>>,
@@ -251,22 +257,31 @@ pub struct Savepoint {
 
 /// A running transaction attempt. Cheap to clone: clones are the same transaction (endpoint
 /// calls pass it along). Dropping the last clone without committing aborts it.
-#[derive(Clone)]
 pub struct Tx {
     inner: Arc<TxInner>,
-    /// Aborts the attempt when the last guarded handle goes; the handles a connection's
-    /// engine keeps for a transaction it is parent of are unguarded, so that a host call
-    /// that is dropped (cancelled, timed out) still aborts.
-    _guard: Option<Arc<AbortOnDrop>>,
+    /// Whether this handle is counted in `inner.guards`: the attempt aborts when the last
+    /// guarded handle goes. The handles a connection's engine keeps for a transaction it is
+    /// parent of are unguarded, so that a host call that is dropped (cancelled, timed out)
+    /// still aborts.
+    guarded: bool,
 }
 
-struct AbortOnDrop(Arc<TxInner>);
+impl Clone for Tx {
+    fn clone(&self) -> Tx {
+        if self.guarded {
+            self.inner.guards.fetch_add(1, Ordering::Relaxed);
+        }
+        Tx { inner: self.inner.clone(), guarded: self.guarded }
+    }
+}
 
-impl Drop for AbortOnDrop {
+impl Drop for Tx {
     fn drop(&mut self) {
-        let state = self.0.state.load(Ordering::Acquire);
-        if state == ACTIVE || state == WOUNDED || state == PREPARED {
-            abort_inner(&self.0);
+        if self.guarded && self.inner.guards.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let state = self.inner.state.load(Ordering::Acquire);
+            if state == ACTIVE || state == WOUNDED || state == PREPARED {
+                abort_inner(&self.inner);
+            }
         }
     }
 }
@@ -283,12 +298,13 @@ impl Tx {
             id,
             priority,
             state: AtomicU8::new(ACTIVE),
-            wakers: Mutex::new(Vec::new()),
+            wakers: Mutex::new(SmallVec::new()),
+            guards: std::sync::atomic::AtomicUsize::new(1),
             log: Mutex::new(TxLog::default()),
             hook: Mutex::new(None),
             hook_fired: std::sync::atomic::AtomicBool::new(false),
         });
-        Tx { _guard: Some(Arc::new(AbortOnDrop(inner.clone()))), inner }
+        Tx { inner, guarded: true }
     }
 
     /// The attempt's identity.
@@ -298,7 +314,7 @@ impl Tx {
 
     /// A handle that does not keep the attempt from aborting when the others are dropped.
     pub(crate) fn unguarded(&self) -> Tx {
-        Tx { inner: self.inner.clone(), _guard: None }
+        Tx { inner: self.inner.clone(), guarded: false }
     }
 
     /// Whether this participant voted and waits for the decision.
@@ -338,7 +354,7 @@ impl Tx {
     pub(crate) fn add_link(&self, link: Arc<dyn TxLink>, parent: bool, sent: Arc<AtomicU64>) {
         let mut log = self.inner.log.lock();
         if !log.links.iter().any(|l| l.link.same(&*link)) {
-            log.links.push(LinkReg { link, parent, sent, void_at: Arc::new(AtomicU64::new(u64::MAX)) });
+            log.links.push(LinkReg { link, parent, sent, void_at: u64::MAX });
         }
     }
 
@@ -358,6 +374,11 @@ impl Tx {
         });
         log.shipped.extend(shipped);
         out
+    }
+
+    /// Whether peered variables of endpoint `core` were written and not yet sent.
+    pub(crate) fn has_dirty(&self, core: u64) -> bool {
+        self.inner.log.lock().dirty.iter().any(|t| t.core == core)
     }
 
     fn mark_dirty(&self, tags: &[PeeredTag]) {
@@ -398,8 +419,8 @@ impl Tx {
             };
             // A partner that is gone needs no vote when everything this transaction did there
             // was undone (a `try` caught the NetworkException, say).
-            let void = link.void_at.load(Ordering::Acquire) == link.sent.load(Ordering::Acquire);
-            if link.parent && !(void && link.link.closed()) {
+            let void = link.void_at == link.sent.load(Ordering::Acquire);
+            if link.parent && !(void && link.link.closed()) && !link.link.prepared(self) {
                 link.link.prepare(self).await?;
             }
             done += 1;
@@ -1065,7 +1086,8 @@ impl Tx {
             }
             let sent = reg.sent.load(Ordering::Acquire);
             if then == 0 {
-                reg.void_at.store(sent, Ordering::Release);
+                // Links are only ever appended: `i` still names this one.
+                self.inner.log.lock().links[i].void_at = sent;
             }
             if sent > then {
                 reg.link.rollback(self.inner.id, then);

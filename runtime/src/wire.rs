@@ -161,6 +161,12 @@ impl Writer {
         }
     }
 
+    /// Writes a u64 as 8 little-endian bytes (for numbers that are usually large, like
+    /// random tags, where a varint would take 10).
+    pub fn fixed_u64(&mut self, n: u64) {
+        self.buf.extend_from_slice(&n.to_le_bytes());
+    }
+
     /// Writes one byte.
     pub fn byte(&mut self, b: u8) {
         self.buf.push(b);
@@ -179,6 +185,9 @@ impl Writer {
             Value(Value),
             Key(Key),
         }
+        if self.scalar(value) {
+            return Ok(()); // most values: no stack needed
+        }
         // An explicit stack: deep values never recurse.
         let mut stack = vec![Task::Value(value.clone())];
         while let Some(task) = stack.pop() {
@@ -189,17 +198,11 @@ impl Writer {
                 }
                 Task::Value(v) => v,
             };
+            if self.scalar(&v) {
+                continue;
+            }
             match &v {
-                Value::Nothing => self.buf.push(NOTHING),
-                Value::Number(n) => {
-                    self.buf.push(NUMBER);
-                    self.buf.extend_from_slice(&n.to_le_bytes());
-                }
-                Value::Text(t) => {
-                    self.buf.push(TEXT);
-                    self.text(t);
-                }
-                Value::Bool(b) => self.buf.push(if *b { TRUE } else { FALSE }),
+                Value::Nothing | Value::Number(_) | Value::Text(_) | Value::Bool(_) => {}
                 Value::List(o) | Value::Map(o) | Value::Struct(o) => {
                     if let Some(&index) = self.seen.get(&o.addr()) {
                         self.buf.push(SEEN);
@@ -230,6 +233,24 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Writes `value` if it is a scalar (no object inside); false otherwise.
+    fn scalar(&mut self, value: &Value) -> bool {
+        match value {
+            Value::Nothing => self.buf.push(NOTHING),
+            Value::Number(n) => {
+                self.buf.push(NUMBER);
+                self.buf.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Text(t) => {
+                self.buf.push(TEXT);
+                self.text(t);
+            }
+            Value::Bool(b) => self.buf.push(if *b { TRUE } else { FALSE }),
+            _ => return false,
+        }
+        true
     }
 
     fn key(&mut self, key: &Key) {
@@ -315,18 +336,29 @@ impl<'a> Reader<'a> {
 
     /// Reads a LEB128 varint.
     pub fn varint(&mut self) -> Result<u64, WireError> {
+        if let Some(&b) = self.input.get(self.at)
+            && b < 0x80
+        {
+            self.at += 1;
+            return Ok(u64::from(b)); // one byte: most lengths, counts and tags
+        }
         let start = self.at;
         let mut n: u64 = 0;
-        for shift in (0..70).step_by(7) {
-            let b = self.byte("a length")?;
+        let rest = self.input.get(start..).unwrap_or_default();
+        for (i, &b) in rest.iter().take(10).enumerate() {
             let part = u64::from(b & 0x7f);
-            if shift == 63 && part > 1 || shift > 63 {
+            if i == 9 && part > 1 {
                 return Err(WireError::BadVarint { at: start });
             }
-            n |= part << shift;
+            n |= part << (7 * i);
             if b & 0x80 == 0 {
+                self.at = start + i + 1;
                 return Ok(n);
             }
+        }
+        if rest.len() < 10 {
+            self.at = self.input.len();
+            return Err(WireError::Truncated { reading: "a length" });
         }
         Err(WireError::BadVarint { at: start })
     }
@@ -344,17 +376,53 @@ impl<'a> Reader<'a> {
 
     /// Reads a string.
     pub fn text(&mut self) -> Result<String, WireError> {
+        self.text_ref().map(str::to_owned)
+    }
+
+    /// Reads a string in place.
+    fn text_ref(&mut self) -> Result<&'a str, WireError> {
         let len = self.count(1)?;
         let at = self.at;
         let bytes = self.bytes(len as usize, "a text")?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| WireError::BadText { at })
+        std::str::from_utf8(bytes).map_err(|_| WireError::BadText { at })
+    }
+
+    /// Reads a scalar value (no object inside) if one comes next; `None` otherwise, with
+    /// nothing consumed.
+    fn scalar(&mut self) -> Result<Option<Value>, WireError> {
+        let Some(&tag) = self.input.get(self.at) else { return Ok(None) };
+        let value = match tag {
+            NOTHING => Value::Nothing,
+            FALSE => Value::Bool(false),
+            TRUE => Value::Bool(true),
+            NUMBER => {
+                self.at += 1;
+                return self.number().map(|n| Some(Value::Number(n)));
+            }
+            TEXT => {
+                self.at += 1;
+                return self.text_ref().map(|t| Some(Value::text(t)));
+            }
+            _ => return Ok(None),
+        };
+        self.at += 1;
+        Ok(Some(value))
     }
 
     fn number(&mut self) -> Result<f64, WireError> {
-        let bytes = self.bytes(8, "a number")?;
+        self.fixed_raw("a number").map(f64::from_le_bytes)
+    }
+
+    /// Reads a u64 written by [`Writer::fixed_u64`].
+    pub fn fixed_u64(&mut self, reading: &'static str) -> Result<u64, WireError> {
+        self.fixed_raw(reading).map(u64::from_le_bytes)
+    }
+
+    fn fixed_raw(&mut self, reading: &'static str) -> Result<[u8; 8], WireError> {
+        let bytes = self.bytes(8, reading)?;
         let mut raw = [0u8; 8];
         raw.copy_from_slice(bytes);
-        Ok(f64::from_le_bytes(raw))
+        Ok(raw)
     }
 
     fn key(&mut self) -> Result<Key, WireError> {
@@ -370,6 +438,9 @@ impl<'a> Reader<'a> {
 
     /// Reads one value. Objects are fresh, private to the caller.
     pub fn value(&mut self) -> Result<Value, WireError> {
+        if let Some(value) = self.scalar()? {
+            return Ok(value); // most values: no stack needed
+        }
         let mut stack: Vec<Fill> = Vec::new();
         loop {
             // A map in progress reads its next key first.
@@ -407,7 +478,7 @@ impl<'a> Reader<'a> {
                 match self.byte("a value")? {
                     NOTHING => Value::Nothing,
                     NUMBER => Value::Number(self.number()?),
-                    TEXT => Value::text(self.text()?),
+                    TEXT => Value::text(self.text_ref()?),
                     FALSE => Value::Bool(false),
                     TRUE => Value::Bool(true),
                     tag @ (LIST | STRUCT | MAP) => {
