@@ -737,8 +737,15 @@ async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Durat
     let mut last_received = conn.received.load(Ordering::Relaxed);
     let mut heard = Instant::now();
     loop {
+        // `finished` wakes the writer after marking the connection closed, so the closed
+        // flag is read on each wake rather than watched in its own branch (a cheaper poll:
+        // the writer wakes about once per transaction, for a lazy commit).
         tokio::select! {
-            _ = conn.wake_writer.notified() => {}
+            _ = conn.wake_writer.notified() => {
+                if *closed.borrow() {
+                    return;
+                }
+            }
             _ = tick.tick() => {
                 let received = conn.received.load(Ordering::Relaxed);
                 if received != last_received {
@@ -757,7 +764,6 @@ async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Durat
                 }
                 last_sent = conn.sent.load(Ordering::Relaxed);
             }
-            _ = closed.wait_for(|c| *c) => return,
         }
         // Finish the write the producers could not complete.
         loop {
