@@ -261,7 +261,7 @@ impl LinkShared {
             }
             result
         };
-        self.run(out);
+        self.run(&mut out);
         self.flush();
         result
     }
@@ -299,8 +299,10 @@ impl LinkShared {
         }
     }
 
-    fn run(&self, out: Outs) {
-        for o in out {
+    /// Carries out the engine's outputs (taken from `out`, which stays in place: moving the
+    /// whole inline vector costs more than draining it).
+    fn run(&self, out: &mut Outs) {
+        for o in out.drain(..) {
             match o {
                 Out::Send(msg) => {
                     self.outbox.lock().push_back(msg);

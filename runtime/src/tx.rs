@@ -1086,8 +1086,11 @@ impl Tx {
             }
             let sent = reg.sent.load(Ordering::Acquire);
             if then == 0 {
-                // Links are only ever appended: `i` still names this one.
-                self.inner.log.lock().links[i].void_at = sent;
+                // Links are only ever appended: `i` still names this one (unless the
+                // transaction ended meanwhile and its log was taken).
+                if let Some(reg) = self.inner.log.lock().links.get_mut(i) {
+                    reg.void_at = sent;
+                }
             }
             if sent > then {
                 reg.link.rollback(self.inner.id, then);
