@@ -55,6 +55,29 @@ pub fn check_source(map: &mut SourceMap, name: &str, source: &str) -> Checked {
     Checked { file, tree, protocol: Some(protocol), diagnostics }
 }
 
+/// Why [`format_source`] did not format a file.
+#[derive(Debug)]
+pub enum FormatFailure {
+    /// The file does not parse: its syntax errors. Only a file that parses is formatted.
+    Syntax(Vec<Diagnostic>),
+    /// A bug in the formatter, caught before anything was written.
+    Internal(String),
+}
+
+/// Formats `source` (`waldoc fmt`): the formatted text, or why not.
+///
+/// The checker does not run: a file with type errors but no syntax errors is formatted.
+pub fn format_source(map: &mut SourceMap, name: &str, source: &str) -> Result<String, FormatFailure> {
+    let file = map.add(name, source);
+    let (_, errors) = waldo_grammar::parse(source, file);
+    if !errors.is_empty() {
+        return Err(FormatFailure::Syntax(
+            errors.iter().map(|e| diagnostics::from_parse_error(e, source)).collect(),
+        ));
+    }
+    waldo_grammar::format::format(source).map_err(|e| FormatFailure::Internal(e.to_string()))
+}
+
 /// Reads the file at `path` into `map` and checks it. A file that is not UTF-8 gives a
 /// diagnostic (`E0019`) pointing at the first bad byte; a file that cannot be read is an
 /// `io::Error` for the caller to report.

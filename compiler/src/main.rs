@@ -52,6 +52,19 @@ enum Command {
         #[arg(long = "endpoint", value_name = "NAME")]
         endpoints: Vec<String>,
     },
+    /// Format `.wld` files in place: spacing, indentation and blank lines (line breaks and
+    /// comments are kept). Exits with 1 if a file could not be formatted.
+    Fmt {
+        /// The files to format.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing: print the diff of each file that is not formatted and exit with 1
+        /// if there is any (for CI).
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Print the syntax tree of a `.wld` file (for debugging the compiler).
     Ast {
         /// The file to parse.
@@ -115,6 +128,7 @@ fn main() -> ExitCode {
         Command::Explain { code } => explain(&code),
         Command::Graph { file, format, output } => graph(&file, format, &output),
         Command::Build { files, out_dir, endpoints } => build(&files, out_dir, endpoints),
+        Command::Fmt { files, check, output } => fmt(&files, check, &output),
     }
 }
 
@@ -136,6 +150,72 @@ fn build(files: &[PathBuf], out_dir: PathBuf, endpoints: Vec<String>) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// Formats every file in place, or with `check` prints the diff of each unformatted one.
+fn fmt(files: &[PathBuf], check: bool, output: &OutputArgs) -> ExitCode {
+    let mut map = SourceMap::new();
+    let (mut failed, mut unformatted, mut changed) = (false, 0usize, 0usize);
+    for path in files {
+        let source = match std::fs::read(path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(source) => source,
+                Err(_) => {
+                    // `check` renders the precise diagnostic (the first bad byte).
+                    if let Ok(checked) = waldo_compiler::check_path(&mut map, path) {
+                        report(&map, &checked.diagnostics, output);
+                    }
+                    failed = true;
+                    continue;
+                }
+            },
+            Err(err) => {
+                eprintln!("error: cannot read `{}`: {err}", path.display());
+                failed = true;
+                continue;
+            }
+        };
+        let name = path.display().to_string();
+        let formatted = match waldo_compiler::format_source(&mut map, &name, &source) {
+            Ok(formatted) => formatted,
+            Err(waldo_compiler::FormatFailure::Syntax(diagnostics)) => {
+                report(&map, &diagnostics, output);
+                eprintln!("error: `{name}` has syntax errors; fix them to format it");
+                failed = true;
+                continue;
+            }
+            Err(waldo_compiler::FormatFailure::Internal(why)) => {
+                eprintln!("error: `{name}` was left as it is: {why}");
+                eprintln!("help: this is a bug in waldoc; please report it with the file attached");
+                failed = true;
+                continue;
+            }
+        };
+        if formatted == source {
+            continue;
+        }
+        if check {
+            unformatted += 1;
+            let diff = similar::TextDiff::from_lines(&source, &formatted);
+            let header = (format!("{name} (as it is)"), format!("{name} (formatted)"));
+            print!("{}", diff.unified_diff().context_radius(2).header(&header.0, &header.1));
+        } else if let Err(err) = std::fs::write(path, &formatted) {
+            eprintln!("error: cannot write `{name}`: {err}");
+            failed = true;
+        } else {
+            changed += 1;
+            eprintln!("formatted {name}");
+        }
+    }
+    if check && unformatted > 0 {
+        let plural = if unformatted == 1 { "" } else { "s" };
+        eprintln!("{unformatted} file{plural} not formatted; run `waldoc fmt` on them");
+        failed = true;
+    } else if !check && !failed {
+        let plural = if files.len() == 1 { "" } else { "s" };
+        eprintln!("{} file{plural}: {changed} reformatted", files.len());
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 /// Checks every file, printing diagnostics as they come; returns 1 if any had an error.

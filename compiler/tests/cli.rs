@@ -181,3 +181,53 @@ fn build_of_a_file_with_errors_prints_them_and_writes_nothing() {
     assert!(stderr.contains("error[E"), "{stderr}");
     assert!(!out_dir.join("broken.rs").exists());
 }
+
+#[test]
+fn fmt_rewrites_a_file_in_place_and_leaves_a_formatted_one_alone() {
+    let messy = temp_file("messy.wld", b"P\nEndpoint  A ;\nA {\n      Number n=1;   // one\n\n\n  Public Function f( )returns Number{return -n*2;}\n}");
+    let (code, stdout, stderr) = waldoc(&["fmt", messy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("formatted ") && stderr.contains("1 file: 1 reformatted"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&messy).unwrap(),
+        "P\nEndpoint A;\nA {\n  Number n = 1; // one\n\n  Public Function f() returns Number { return -n * 2; }\n}\n"
+    );
+    let (code, _, stderr) = waldoc(&["fmt", "--check", messy.to_str().unwrap(), EXAMPLE]);
+    assert_eq!(code, 0, "formatted files pass the check: {stderr}");
+}
+
+#[test]
+fn fmt_check_prints_the_diff_changes_nothing_and_fails() {
+    let dir = temp_file("unused", b"").parent().unwrap().to_owned();
+    std::fs::write(dir.join("check.wld"), "P\nEndpoint A;\nA {\n  Number n=1;\n}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_waldoc"))
+        .args(["fmt", "--check", "check.wld"])
+        .current_dir(&dir)
+        .output()
+        .expect("waldoc runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "--- check.wld (as it is)\n+++ check.wld (formatted)\n@@ -2,4 +2,4 @@\n Endpoint A;\n A {\n-  Number n=1;\n+  Number n = 1;\n }\n"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 file not formatted; run `waldoc fmt` on them"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("check.wld")).unwrap(),
+        "P\nEndpoint A;\nA {\n  Number n=1;\n}\n"
+    );
+}
+
+#[test]
+fn fmt_refuses_a_file_with_syntax_errors_and_leaves_it_alone() {
+    let source = b"P\nEndpoint A;\nA {\n  Number n = ;\n}\n";
+    let bad = temp_file("syntax.wld", source);
+    let (code, _, stderr) = waldoc(&["fmt", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("error[E0001]"), "{stderr}");
+    assert!(stderr.contains("has syntax errors; fix them to format it"), "{stderr}");
+    assert_eq!(std::fs::read(&bad).unwrap(), source);
+    let (code, _, stderr) = waldoc(&["fmt", "/nonexistent/x.wld"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot read `/nonexistent/x.wld`"), "{stderr}");
+}

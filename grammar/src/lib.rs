@@ -14,6 +14,7 @@
 
 mod ast;
 mod error;
+pub mod format;
 pub mod lexer;
 mod parse;
 mod print;

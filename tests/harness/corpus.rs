@@ -4,9 +4,30 @@
 //!   on the `// warning:` line if there is one.
 //! - `corpus/invalid/*.wld`: exactly the codes on the `// error:` line, in order, and the
 //!   rendered diagnostics match the insta snapshot `harness/snapshots/invalid__<name>.snap`.
+//! - every file that lexes: `waldoc fmt` gives an idempotent result that is the same protocol
+//!   (fingerprint) with the same diagnostics.
 
 use datatest_stable::Utf8Path;
+use waldo_compiler::SourceMap;
 use waldo_tests::{diagnose, expected_codes, expected_warnings};
+
+/// `waldoc fmt` on a program that checks: idempotent, and the same protocol (fingerprint)
+/// with the same diagnostics afterwards.
+fn formats_to_the_same_protocol(path: &Utf8Path, source: &str) -> datatest_stable::Result<()> {
+    let formatted = waldo_grammar::format::format(source).map_err(|e| format!("{path}: {e}"))?;
+    if waldo_grammar::format::format(&formatted).as_deref() != Ok(formatted.as_str()) {
+        return Err(format!("{path}: formatting is not idempotent").into());
+    }
+    let fingerprint = |text: &str| {
+        let checked = waldo_compiler::check_source(&mut SourceMap::new(), path.as_str(), text);
+        let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code).collect();
+        (checked.protocol.map(|p| p.fingerprint()), codes)
+    };
+    if fingerprint(source) != fingerprint(&formatted) {
+        return Err(format!("{path}: the formatted program is another protocol:\n{formatted}").into());
+    }
+    Ok(())
+}
 
 fn valid(path: &Utf8Path, source: String) -> datatest_stable::Result<()> {
     if let Some(codes) = expected_codes(&source) {
@@ -19,7 +40,7 @@ fn valid(path: &Utf8Path, source: String) -> datatest_stable::Result<()> {
             format!("{path} should have no diagnostics but its expected warnings, got:\n{rendered}").into()
         );
     }
-    Ok(())
+    formats_to_the_same_protocol(path, &source)
 }
 
 fn invalid(path: &Utf8Path, source: String) -> datatest_stable::Result<()> {
@@ -39,6 +60,10 @@ fn invalid(path: &Utf8Path, source: String) -> datatest_stable::Result<()> {
     }, {
         insta::assert_snapshot!(name, rendered);
     });
+    // A program with mistakes formats too (if it lexes), keeping its mistakes.
+    if waldo_grammar::lexer::lex(&source).1.is_empty() {
+        formats_to_the_same_protocol(path, &source)?;
+    }
     Ok(())
 }
 

@@ -194,6 +194,19 @@ fn front_end_survives(src: &str) {
         }
     }
     assert_eq!(rendered.is_empty(), diagnostics.is_empty());
+    // Any source that lexes formats: the same tokens and comments (checked inside `format`),
+    // idempotent, and with the same diagnostics.
+    if waldo_grammar::lexer::lex(src).1.is_empty() {
+        let formatted = waldo_grammar::format::format(src).unwrap_or_else(|e| panic!("{e}: {src:?}"));
+        assert_eq!(
+            waldo_grammar::format::format(&formatted).as_ref(),
+            Ok(&formatted),
+            "not idempotent: {src:?}"
+        );
+        let codes = |ds: &[waldo_compiler::Diagnostic]| ds.iter().map(|d| d.code).collect::<Vec<_>>();
+        let (after, _) = waldo_tests::diagnose("fuzz.wld", &formatted);
+        assert_eq!(codes(&after), codes(&diagnostics), "formatting changed the diagnostics of {src:?}");
+    }
 }
 
 /// Replaces token `which` of `src` by another token of the same kind (a name by a name, a
