@@ -475,6 +475,9 @@ fn main() {
         ("bank", include_str!("../../examples/protocols/bank.wld")),
         ("chat", include_str!("../../examples/protocols/chat.wld")),
         ("ping_pong", include_str!("../../examples/protocols/ping_pong.wld")),
+        ("inventory", include_str!("../../examples/protocols/inventory.wld")),
+        ("gossip", include_str!("../../examples/protocols/gossip.wld")),
+        ("relay", include_str!("../../examples/protocols/relay.wld")),
     ];
     let mut compiled: Vec<(String, usize, (f64, f64, f64))> = examples
         .iter()
@@ -533,7 +536,8 @@ fn main() {
     line("inproc.7block_p50_us", us(in_seven.p50()));
     line("inproc.7block_p99_us", us(in_seven.p99()));
     line("local.tx_p50_us", us(local.p50()));
-    for (n, tps) in &tcp.throughput {
+    // The 32-caller line comes once, with the ratio lines below.
+    for (n, tps) in tcp.throughput.iter().filter(|(n, _)| *n != 32) {
         line(&format!("throughput.tcp_{n}_callers_tx_per_s"), *tps);
     }
     line("contention.commits_per_s", fight.commits_per_s);

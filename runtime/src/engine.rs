@@ -10,6 +10,12 @@
 //! calls, and decisions for local transactions (commit, abort, wound, roll back). It owns no
 //! socket, spawns nothing, reads no clock and never runs Waldo code itself.
 //!
+//! **Time.** The engine's protocol needs no timer: a deadline is the host call's (it aborts
+//! the transaction, and the engine hears of it through [`Engine::finish`]), and a lost
+//! connection reaches it as [`Engine::lost`]. The timers of a connection, heartbeats and the
+//! partner timeout, are the sans-io [`Liveness`](crate::liveness::Liveness) beside it: the
+//! driver passes the time in when its timer fires and sets the timer it is told to.
+//!
 //! **Commit protocol.** Every message a child sends while it becomes idle carries its vote
 //! (`vote: true`): it holds all its locks, has applied every peered change it was sent, and
 //! has sent every peered change it made. When the root's work ends, a child whose vote is

@@ -121,7 +121,8 @@ impl fmt::Display for Error {
             Error::Network { message } => write!(f, "network error: {message}"),
             Error::Timeout => write!(f, "the call's deadline passed before it could commit"),
             Error::ConflictRetriesExhausted { attempts } => {
-                write!(f, "gave up after {attempts} attempts aborted by conflicting transactions")
+                let s = if *attempts == 1 { "" } else { "s" };
+                write!(f, "gave up after {attempts} attempt{s} aborted by conflicting transactions")
             }
             Error::Stopped => write!(f, "the endpoint is stopped"),
             Error::HandshakeRefused { reason } => write!(f, "handshake refused: {reason}"),

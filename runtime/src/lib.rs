@@ -19,6 +19,7 @@ mod external;
 mod gate;
 mod lifecycle;
 mod link;
+pub mod liveness;
 mod lock;
 pub mod ops;
 pub mod proto;

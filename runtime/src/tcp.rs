@@ -40,6 +40,7 @@ use crate::endpoint::EndpointCore;
 use crate::engine::{Msg, SequenceInfo, Side};
 use crate::error::Error;
 use crate::link::{Control, Link, Program, Transport, WeakLink};
+use crate::liveness::{Beat, Liveness};
 use crate::wire::{FrameDecoder, Reader, WireError, Writer};
 
 /// The first bytes each side sends.
@@ -730,12 +731,9 @@ async fn read_loop(conn: Arc<Conn>, mut read: OwnedReadHalf, mut dec: FrameDecod
 
 async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Duration) {
     let mut closed = conn.closed.subscribe();
-    let mut tick = tokio::time::interval(heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    let mut last_sent = conn.sent.load(Ordering::Relaxed);
-    let mut last_received = conn.received.load(Ordering::Relaxed);
-    let mut heard = Instant::now();
+    let mut liveness = Liveness::new(Instant::now(), heartbeat, partner_timeout);
+    let timer = tokio::time::sleep_until(liveness.next_timer());
+    tokio::pin!(timer);
     loop {
         // `finished` wakes the writer after marking the connection closed, so the closed
         // flag is read on each wake rather than watched in its own branch (a cheaper poll:
@@ -746,23 +744,23 @@ async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Durat
                     return;
                 }
             }
-            _ = tick.tick() => {
-                let received = conn.received.load(Ordering::Relaxed);
-                if received != last_received {
-                    last_received = received;
-                    heard = Instant::now();
-                } else if heard.elapsed() >= partner_timeout {
-                    conn.broken(network(format!(
-                        "the partner sent nothing, not even a heartbeat, for {partner_timeout:?}"
-                    )));
-                    return;
+            () = &mut timer => {
+                let (sent, received) = (conn.sent.load(Ordering::Relaxed), conn.received.load(Ordering::Relaxed));
+                match liveness.timer(Instant::now(), sent, received) {
+                    Beat::Quiet => {}
+                    Beat::Heartbeat => {
+                        conn.push(&[kind::HEARTBEAT]);
+                        conn.write_now();
+                        liveness.sent(conn.sent.load(Ordering::Relaxed));
+                    }
+                    Beat::Lost(silence) => {
+                        conn.broken(network(format!(
+                            "the partner sent nothing, not even a heartbeat, for {silence:?}"
+                        )));
+                        return;
+                    }
                 }
-                let sent = conn.sent.load(Ordering::Relaxed);
-                if sent == last_sent {
-                    conn.push(&[kind::HEARTBEAT]);
-                    conn.write_now();
-                }
-                last_sent = conn.sent.load(Ordering::Relaxed);
+                timer.as_mut().reset(liveness.next_timer());
             }
         }
         // Finish the write the producers could not complete.

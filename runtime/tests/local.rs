@@ -372,6 +372,53 @@ async fn an_old_transaction_is_not_starved_by_younger_ones() {
     assert!(attempts.attempts <= 5, "an old transaction needed {} attempts", attempts.attempts);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_wounded_more_often_than_it_may_retry_gives_up_without_trace() {
+    let counter = Arc::new(Counter::new());
+    let (older_started_tx, older_started) = tokio::sync::oneshot::channel();
+    let younger_holds = Arc::new(tokio::sync::Notify::new());
+    // The older transaction starts first, waits until the younger one holds the counter,
+    // then writes it: it wounds the younger one.
+    let older = {
+        let (counter, younger_holds) = (counter.clone(), younger_holds.clone());
+        tokio::spawn(async move {
+            let mut started = Some(older_started_tx);
+            transact("Counter.older", &counter.core, &CallOptions::default(), |tx| {
+                let (core, younger_holds, started) =
+                    (counter.core.clone(), younger_holds.clone(), started.take());
+                async move {
+                    if let Some(s) = started {
+                        let _ = s.send(());
+                        younger_holds.notified().await;
+                    }
+                    tx.write(&core, COUNT, Value::Number(7.0)).await?;
+                    Ok(())
+                }
+            })
+            .await
+        })
+    };
+    older_started.await.expect("the older transaction started");
+    let once = CallOptions { max_attempts: 1, ..CallOptions::default() };
+    let younger = transact("Counter.younger", &counter.core, &once, |tx| {
+        let (core, younger_holds) = (counter.core.clone(), younger_holds.clone());
+        async move {
+            tx.write(&core, COUNT, Value::Number(1.0)).await?;
+            younger_holds.notify_one();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        }
+    })
+    .await;
+    assert_eq!(younger, Err(Error::ConflictRetriesExhausted { attempts: 1 }));
+    assert_eq!(
+        younger.unwrap_err().to_string(),
+        "gave up after 1 attempt aborted by conflicting transactions"
+    );
+    older.await.expect("the older call finished").expect("the older call commits");
+    assert_eq!(counter.get().await.expect("read"), 7.0, "nothing of the younger call remains");
+}
+
 #[tokio::test]
 async fn a_deadline_aborts_a_blocked_call_without_trace() {
     let counter = Arc::new(Counter::new());

@@ -283,8 +283,15 @@ async fn a_two_block_sequence_runs_on_both_sides_and_replicates() {
 }
 
 #[tokio::test]
-async fn message_count_is_k_plus_one_for_even_k_and_k_for_odd_k() {
+async fn message_counts_follow_the_commit_protocol() {
     let p = pair();
+    // A k-block sequence sends k - 1 block messages. Ending on the partner (even k), its last
+    // message also carries the return values and the partner's vote: k messages, plus one
+    // Commit. Ending on the starter (odd k), the partner voted on the message that started
+    // the last block: k - 1 messages plus the Commit, so k. If that last block writes
+    // peered data, the change must reach the partner and be voted on before the decision:
+    // Prepare and Vote, k + 2. A one-block sequence writing peered data is that case with
+    // no block message at all: Prepare, Vote, Commit.
     let cases = [(INC2, 2, 3), (WALK4, 4, 5), (WALK7, 7, 7), (WALK7W, 7, 9), (ONE, 1, 3)];
     for (seq, k, expected) in cases {
         let before = p.messages();

@@ -1,7 +1,8 @@
 //! Generated endpoints over real loopback TCP: results, stop, every handshake refusal (on
 //! both sides, with the listener serving on), deviations after the handshake, a silent
-//! partner, a partner process killed mid-sequence, a deadline mid-sequence, and a thousand
-//! connections to one listener.
+//! partner, a partner process killed mid-sequence and one frozen mid-sequence (lost by its
+//! silence), the ready barrier and a failing `onCreate`, a deadline mid-sequence, and a
+//! thousand connections to one listener.
 //!
 //! The raw clients here speak the wire format byte by byte, as documented in the runtime's
 //! `tcp` module, so these tests also pin that format down.
@@ -16,6 +17,7 @@ use waldo::net::{MAGIC, WIRE_VERSION, kind};
 use waldo::{Error, TcpOptions};
 use waldo_e2e::corpus_bank::bank::{self, Branch, Vault};
 use waldo_e2e::corpus_ping_pong::ping_pong::Pinger;
+use waldo_e2e::corpus_ready::ready::{Guest, Host};
 use waldo_e2e::corpus_stall::stall::{Helper, Starter};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -214,6 +216,25 @@ async fn every_refusal_names_its_cause_on_both_sides_and_the_listener_serves_on(
     );
     serves(&listener).await;
 
+    // Another version of the same protocol (another fingerprint).
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    let mut first = preamble();
+    first.extend(hello("Bank", bank::FINGERPRINT ^ 1, 0, "Branch", 42));
+    raw.write_all(&first).await.expect("write the hello");
+    skip_preamble(&mut raw).await;
+    let (k, reason) = last_word(&mut raw).await;
+    assert_eq!(k, kind::REFUSE);
+    let expected = format!(
+        "different versions of protocol `Bank`: the peer's fingerprint is {:016x}, this side's {:016x} \
+         (build both sides from the same .wld file)",
+        bank::FINGERPRINT ^ 1,
+        bank::FINGERPRINT
+    );
+    assert!(reason.contains(&expected), "{reason}");
+    let theirs = within("a failure", listener.next_failure()).await.expect("a failure");
+    assert!(refused(&theirs, "different versions of protocol `Bank`"), "{theirs}");
+    serves(&listener).await;
+
     // The same role twice.
     let err = within("a second vault", Vault::connect(addr)).await.expect_err("refused");
     assert!(refused(&err, "same role twice: both sides play `Vault`"), "{err}");
@@ -323,22 +344,8 @@ async fn a_silent_partner_is_lost_after_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_process_killed_mid_sequence_fails_the_call_and_leaves_no_trace() {
-    use std::io::BufRead as _;
     let listener = Starter::listen("127.0.0.1:0").await.expect("listen");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stall_helper"))
-        .arg(listener.local_addr().to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the helper process");
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let stdout = child.stdout.take().expect("piped stdout");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let next_line = move || lines.recv_timeout(WAIT).expect("a line from the helper");
-
+    let (mut child, mut next_line) = start_helper(listener.local_addr());
     let starter = within("accept", listener.accept()).await.expect("the helper connects");
     assert!(next_line().starts_with("connected"));
     let work = tokio::spawn({
@@ -361,6 +368,101 @@ async fn a_partner_process_killed_mid_sequence_fails_the_call_and_leaves_no_trac
     let err = starter.work().await.expect_err("sequences fail");
     assert!(matches!(err, Error::Network { .. }), "{err}");
     assert_eq!(starter.count().await.expect("read"), 0.0);
+}
+
+/// Starts `stall_helper` connecting to `listener`; returns the process and a reader of the
+/// lines it prints.
+fn start_helper(
+    addr: std::net::SocketAddr,
+) -> (std::process::Child, impl FnMut() -> String + Send + 'static) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stall_helper"))
+        .arg(addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the helper process");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    (child, move || lines.recv_timeout(WAIT).expect("a line from the helper"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_process_frozen_mid_sequence_is_lost_by_its_silence() {
+    // The helper's heartbeats come every second (its default); this side gives up after 1.5 s
+    // of silence, well before the default 5 s.
+    let options =
+        TcpOptions::default().with_heartbeat(Duration::from_millis(100), Duration::from_millis(1500));
+    let listener = Starter::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let (mut child, mut next_line) = start_helper(listener.local_addr());
+    let starter = within("accept", listener.accept()).await.expect("the helper connects");
+    assert!(next_line().starts_with("connected"));
+    let work = tokio::spawn({
+        let starter = starter.clone();
+        async move { starter.work().await }
+    });
+    let line = tokio::task::spawn_blocking(next_line).await.expect("read");
+    assert_eq!(line, "paused", "the helper is inside its block");
+    // Frozen, not killed: the socket stays open and only the silence tells.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(stopped.success());
+    let frozen_at = std::time::Instant::now();
+
+    let err = within("the call", work).await.expect("join").expect_err("the partner went silent");
+    let waited = frozen_at.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        matches!(&err, Error::Network { message } if message.contains("not even a heartbeat, for 1.5s")),
+        "{err}"
+    );
+    assert!(waited < Duration::from_secs(4), "lost after {waited:?}");
+    assert_eq!(starter.count().await.expect("peered data stays readable"), 0.0);
+    assert_eq!(starter.bump().await.expect("a local transaction"), 1.0);
+    let err = starter.work().await.expect_err("sequences fail");
+    assert!(matches!(err, Error::Network { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_on_creates_commit_before_the_first_call_and_a_failing_one_fails_both_sides() {
+    let listener = Host::listen("127.0.0.1:0").await.expect("listen");
+    let addr = listener.local_addr();
+    let (host, guest) =
+        within("a pair", async { tokio::try_join!(listener.accept(2.0), Guest::connect(addr)) })
+            .await
+            .expect("a pair");
+    // The first call on either side already sees both onCreates, replicated.
+    assert_eq!(guest.seen().await.expect("seen"), ("welcome 5".to_owned(), 1.0));
+    assert_eq!(host.seen().await.expect("seen"), ("welcome 5".to_owned(), 1.0));
+
+    let (accepted, connected) =
+        within("a failing pair", async { tokio::join!(listener.accept(0.0), Guest::connect(addr)) }).await;
+    let accepted = accepted.expect_err("the Host's onCreate raised");
+    assert!(
+        matches!(&accepted, Error::Application { message } if message.contains("division by zero")),
+        "{accepted}"
+    );
+    let connected = connected.expect_err("the partner's onCreate raised");
+    assert!(
+        matches!(&connected, Error::Network { message }
+            if message.contains("onCreate failed on the partner") && message.contains("division by zero")),
+        "{connected}"
+    );
+
+    // The listener serves on.
+    let (host, guest) =
+        within("another pair", async { tokio::try_join!(listener.accept(5.0), Guest::connect(addr)) })
+            .await
+            .expect("another pair");
+    assert_eq!(host.seen().await.expect("seen"), ("welcome 2".to_owned(), 1.0));
+    assert_eq!(guest.seen().await.expect("seen"), ("welcome 2".to_owned(), 1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
