@@ -43,6 +43,9 @@ const GRID_FAIL: u32 = 11;
 const TRY_NEST: u32 = 12;
 const NET_BOOM: u32 = 13;
 const GRID: usize = 3;
+/// Peered: a record of every committed transaction that touched the counters, in commit
+/// order: `[kind, amount, counter before, other before]` each (see `record`).
+const HISTORY: usize = 4;
 
 fn sequences() -> Vec<SequenceInfo> {
     let s = |name, blocks, locals| SequenceInfo { name, blocks, locals, starters: [true, true] };
@@ -70,6 +73,25 @@ struct End {
     link: OnceLock<Link>,
     /// An endpoint of another pair on this host that `Relay` calls into (as `e.f()` would).
     relay: OnceLock<Arc<End>>,
+    /// Whether transactions record themselves in `HISTORY` (the whole list travels with
+    /// every change, so only the short random runs do).
+    record: std::sync::atomic::AtomicBool,
+}
+
+/// Appends to `HISTORY` what transaction `kind` (moving `amount`) saw of the counters before
+/// it changed them; the log is peered data, so it commits (or not) with the transaction,
+/// and its order is the commit order of the transactions it records.
+async fn record(end: &End, tx: &Tx, kind: u32, amount: f64) -> Flow<()> {
+    if !end.record.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let core = &end.core;
+    let (counter, other) = (tx.read(core, COUNTER).await?, tx.read(core, OTHER).await?);
+    let history = tx.read(core, HISTORY).await?;
+    for v in [Value::Number(f64::from(kind)), Value::Number(amount), counter, other] {
+        tx.list_append(history.as_obj()?, v).await?;
+    }
+    Ok(())
 }
 
 async fn add(tx: &Tx, core: &Arc<EndpointCore>, slot: usize, by: f64) -> Flow<f64> {
@@ -91,10 +113,14 @@ impl Program for End {
             match (seq, block) {
                 (INC2, 0) => {
                     locals[0] = tx.read(core, COUNTER).await?;
+                    record(self, tx, INC2, 1.0).await?;
                     add(tx, core, COUNTER, 1.0).await?;
                 }
                 (INC2, 1) => locals[1] = tx.read(core, COUNTER).await?,
-                (WALK4, _) | (WALK7W, _) => {
+                (WALK4, b) | (WALK7W, b) => {
+                    if seq == WALK4 && b == 0 {
+                        record(self, tx, WALK4, 4.0).await?;
+                    }
                     add(tx, core, COUNTER, 1.0).await?;
                 }
                 (WALK7, b) if b < 6 => {
@@ -126,6 +152,7 @@ impl Program for End {
                 }
                 (MOVE, 0) => {
                     let amount = locals[0].as_number()?;
+                    record(self, tx, MOVE, amount).await?;
                     add(tx, core, COUNTER, -amount).await?;
                 }
                 (MOVE, _) => {
@@ -180,10 +207,12 @@ struct Pair {
 
 fn end(name: &str) -> Arc<End> {
     let grid = Value::new_list(vec![Value::new_list(vec![]), Value::new_list(vec![])]);
-    let core =
-        EndpointCore::new(name, vec![Value::Number(0.0), Value::Number(0.0), Value::new_list(vec![]), grid]);
-    core.set_peered(4);
-    Arc::new(End { core, link: OnceLock::new(), relay: OnceLock::new() })
+    let core = EndpointCore::new(
+        name,
+        vec![Value::Number(0.0), Value::Number(0.0), Value::new_list(vec![]), grid, Value::new_list(vec![])],
+    );
+    core.set_peered(5);
+    Arc::new(End { core, link: OnceLock::new(), relay: OnceLock::new(), record: Default::default() })
 }
 
 fn pair() -> Pair {
@@ -251,6 +280,32 @@ impl Pair {
         assert_eq!(self.left.number(COUNTER), self.right.number(COUNTER), "counter replicas differ");
         assert_eq!(self.left.number(OTHER), self.right.number(OTHER), "other replicas differ");
         assert_eq!(self.left.list(LOG), self.right.list(LOG), "log replicas differ");
+        assert_eq!(self.left.list(HISTORY), self.right.list(HISTORY), "history replicas differ");
+    }
+
+    /// Checks that the committed transactions are serializable in the order of `HISTORY`:
+    /// replayed one after the other from the initial state, each saw exactly the state the
+    /// ones before it left, and together they lead to the final state. Returns how many
+    /// there were.
+    fn assert_serial_history(&self, seed: u64) -> usize {
+        let history = self.left.list(HISTORY);
+        let (mut counter, mut other) = (0.0, 0.0);
+        for (i, r) in history.chunks(4).enumerate() {
+            let (kind, amount, seen) = (r[0] as u32, r[1], (r[2], r[3]));
+            assert_eq!(
+                seen,
+                (counter, other),
+                "transaction {i} (sequence {kind}) saw a state that no serial order gives (seed {seed})"
+            );
+            match kind {
+                INC2 => counter += 1.0,
+                WALK4 => counter += 4.0,
+                MOVE => (counter, other) = (counter - amount, other + amount),
+                _ => panic!("unexpected record {r:?}"),
+            }
+        }
+        assert_eq!((counter, other), (self.left.number(COUNTER), self.left.number(OTHER)), "seed {seed}");
+        history.len() / 4
     }
 }
 
@@ -681,6 +736,9 @@ impl Transport for Queued {
 
 fn queued_pair() -> (Pair, [Arc<parking_lot::Mutex<std::collections::VecDeque<Msg>>>; 2]) {
     let (left, right) = (end("Left"), end("Right"));
+    for e in [&left, &right] {
+        e.record.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let ll = Link::new(left.core.clone(), 0, sequences(), left.clone() as Arc<dyn Program>);
     let rl = Link::new(right.core.clone(), 1, sequences(), right.clone() as Arc<dyn Program>);
     let to_right = Arc::new(parking_lot::Mutex::new(Default::default()));
@@ -716,9 +774,11 @@ async fn random_run(seed: u64) -> u64 {
             }
         })
     };
+    // Committed transactions that record themselves in `HISTORY`.
+    let recorded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for client in 0..4u64 {
-        let p = p.clone();
+        let (p, recorded) = (p.clone(), recorded.clone());
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed * 31 + client);
         tasks.push(tokio::spawn(async move {
             let end = if client % 2 == 0 { &p.left } else { &p.right };
@@ -738,17 +798,20 @@ async fn random_run(seed: u64) -> u64 {
                     }
                     0 => {
                         let out = end.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
+                        recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let (before, seen) = (out[0].as_number().unwrap(), out[1].as_number().unwrap());
                         assert_eq!(seen, before + 1.0, "the partner saw another state (seed {seed})");
                         added += 1.0;
                     }
                     1 => {
                         end.run(WALK4, vec![]).await.expect("commits");
+                        recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         added += 4.0;
                     }
                     2 => {
                         let amount = f64::from(rng.random_range(1..5u8));
                         end.run(MOVE, vec![Value::Number(amount)]).await.expect("commits");
+                        recorded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                     _ => {
                         end.run(BOOM, vec![]).await.expect_err("raises");
@@ -772,6 +835,11 @@ async fn random_run(seed: u64) -> u64 {
     pump.await.expect("pump");
     assert_eq!(p.left.number(COUNTER) + p.left.number(OTHER), added, "lost or doubled updates (seed {seed})");
     p.assert_agree();
+    assert_eq!(
+        p.assert_serial_history(seed),
+        recorded.load(std::sync::atomic::Ordering::SeqCst),
+        "seed {seed}"
+    );
     p.left.link().stats().conflicts + p.right.link().stats().conflicts
 }
 
