@@ -18,7 +18,7 @@ use waldo::{Error, TcpOptions};
 use waldo_e2e::corpus_bank::bank::{self, Branch, Vault};
 use waldo_e2e::corpus_ping_pong::ping_pong::Pinger;
 use waldo_e2e::corpus_ready::ready::{Guest, Host};
-use waldo_e2e::corpus_stall::stall::{Helper, Starter};
+use waldo_e2e::corpus_stall::stall::{Helper, Starter, StarterListener};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -345,15 +345,7 @@ async fn a_silent_partner_is_lost_after_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_process_killed_mid_sequence_fails_the_call_and_leaves_no_trace() {
     let listener = Starter::listen("127.0.0.1:0").await.expect("listen");
-    let (mut child, mut next_line) = start_helper(listener.local_addr());
-    let starter = within("accept", listener.accept()).await.expect("the helper connects");
-    assert!(next_line().starts_with("connected"));
-    let work = tokio::spawn({
-        let starter = starter.clone();
-        async move { starter.work().await }
-    });
-    let line = tokio::task::spawn_blocking(next_line).await.expect("read");
-    assert_eq!(line, "paused", "the helper is inside its block");
+    let (mut child, starter, work) = helper_paused_mid_sequence(&listener).await;
     child.kill().expect("kill the helper");
     let _ = child.wait();
 
@@ -370,14 +362,15 @@ async fn a_partner_process_killed_mid_sequence_fails_the_call_and_leaves_no_trac
     assert_eq!(starter.count().await.expect("read"), 0.0);
 }
 
-/// Starts `stall_helper` connecting to `listener`; returns the process and a reader of the
-/// lines it prints.
-fn start_helper(
-    addr: std::net::SocketAddr,
-) -> (std::process::Child, impl FnMut() -> String + Send + 'static) {
+/// Starts `stall_helper` (a Helper in a process of its own) connecting to `listener`, and a
+/// `work()` call on the Starter; returns once the helper's process is inside its block,
+/// whose host function never returns.
+async fn helper_paused_mid_sequence(
+    listener: &StarterListener,
+) -> (std::process::Child, Starter, tokio::task::JoinHandle<Result<f64, Error>>) {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stall_helper"))
-        .arg(addr.to_string())
+        .arg(listener.local_addr().to_string())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start the helper process");
@@ -388,7 +381,23 @@ fn start_helper(
             let _ = lines_tx.send(line);
         }
     });
-    (child, move || lines.recv_timeout(WAIT).expect("a line from the helper"))
+    let lines = Arc::new(std::sync::Mutex::new(lines));
+    let next_line = move || lines.lock().expect("lines").recv_timeout(WAIT).expect("a line from the helper");
+    let starter = within("accept", listener.accept()).await.expect("the helper connects");
+    let line = tokio::task::spawn_blocking({
+        let next_line = next_line.clone();
+        move || next_line()
+    })
+    .await
+    .expect("read");
+    assert!(line.starts_with("connected"), "{line}");
+    let work = tokio::spawn({
+        let starter = starter.clone();
+        async move { starter.work().await }
+    });
+    let line = tokio::task::spawn_blocking(next_line).await.expect("read");
+    assert_eq!(line, "paused", "the helper is inside its block");
+    (child, starter, work)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,15 +407,7 @@ async fn a_partner_process_frozen_mid_sequence_is_lost_by_its_silence() {
     let options =
         TcpOptions::default().with_heartbeat(Duration::from_millis(100), Duration::from_millis(1500));
     let listener = Starter::listen_with("127.0.0.1:0", options).await.expect("listen");
-    let (mut child, mut next_line) = start_helper(listener.local_addr());
-    let starter = within("accept", listener.accept()).await.expect("the helper connects");
-    assert!(next_line().starts_with("connected"));
-    let work = tokio::spawn({
-        let starter = starter.clone();
-        async move { starter.work().await }
-    });
-    let line = tokio::task::spawn_blocking(next_line).await.expect("read");
-    assert_eq!(line, "paused", "the helper is inside its block");
+    let (mut child, starter, work) = helper_paused_mid_sequence(&listener).await;
     // Frozen, not killed: the socket stays open and only the silence tells.
     let stopped = std::process::Command::new("kill")
         .args(["-STOP", &child.id().to_string()])
