@@ -162,6 +162,39 @@ fn error_expr(span: Span) -> TExpr {
     texpr(TExprKind::Error, Ty::Error, span)
 }
 
+/// Whether `te` calls a function of an endpoint the checker could not identify (its results
+/// are known only at run time).
+fn is_dynamic_call(te: &TExpr) -> bool {
+    te.ty == Ty::Any
+        && matches!(&te.kind, TExprKind::Call(c, _) if matches!(**c, Callee::Endpoint { resolved: None, .. }))
+}
+
+/// A dynamic call whose results the caller takes back as values of types `tys`: the runtime
+/// checks them, and the expression has those types from here on. Any other `te` as it is.
+fn expect_results(mut te: TExpr, tys: &[Ty]) -> TExpr {
+    if !is_dynamic_call(&te) {
+        return te;
+    }
+    let tys: Vec<Ty> = tys.iter().map(|t| t.value().clone()).collect();
+    if let TExprKind::Call(c, _) = &mut te.kind
+        && let Callee::Endpoint { results, .. } = &mut **c
+    {
+        *results = Some(tys.clone());
+    }
+    te.ty = match tys.as_slice() {
+        [] => Ty::Nothing,
+        [one] => one.clone(),
+        many => Ty::Tuple(many.to_vec()),
+    };
+    te
+}
+
+/// Whether `e` is an empty `[]` or `{}`, whose type must come from elsewhere.
+fn is_empty_literal(e: &ast::Expr) -> bool {
+    matches!(&e.kind, ExprKind::List(items) if items.is_empty())
+        || matches!(&e.kind, ExprKind::Map(entries) if entries.is_empty())
+}
+
 impl<'a> Checker<'a> {
     fn new(ast: &'a ast::File) -> Self {
         Checker {
@@ -369,6 +402,7 @@ impl<'a> Checker<'a> {
     fn collect_endpoints(&mut self) {
         let names = self.ast.endpoints.names.clone();
         for name in names.iter().take(2) {
+            self.builtin_declared(name);
             if let Some(previous) = self.endpoints.iter().find(|e| e.name == name.as_str()).map(|e| e.span) {
                 self.duplicate("endpoint", &name.name, name.span, previous);
             }
@@ -726,10 +760,24 @@ impl<'a> Checker<'a> {
             self.sequence_names.insert(def.name.name.to_string(), (self.sequences.len(), def.name.span));
             self.sequences.push(info);
         }
-        // The `Sequences` section must agree with the definitions.
+        // The `Sequences` section must agree with the definitions, and list each once.
+        let mut entries: HashMap<&str, Span> = HashMap::new();
         for item in &self.ast.items {
             let ast::Item::Sequences(section) = item else { continue };
             for entry in &section.entries {
+                if let Some(&previous) = entries.get(entry.name.as_str()) {
+                    self.error(
+                        E_DUPLICATE,
+                        format!("sequence `{}` is listed twice in `Sequences`", entry.name.name),
+                        entry.name.span,
+                        "listed again here",
+                    )
+                    .with_secondary_mut(Label::new(previous, "first listed here"))
+                    .help
+                    .push("list each sequence once: remove this entry".into());
+                    continue;
+                }
+                entries.insert(entry.name.as_str(), entry.name.span);
                 let listed: Vec<(Option<EndpointId>, &str)> = entry
                     .blocks
                     .iter()
@@ -1154,6 +1202,11 @@ impl<'a> Checker<'a> {
                 "`{wanted}` is {what} of `{owner}`, and this code runs on `{}`: reach the other side with a sequence, or declare the data as Peered",
                 self.endpoints.get(cx.endpoint).map_or("", |e| e.name.as_str())
             ),
+            None if cx.endpoint < self.endpoints.len() && self.ep(cx.endpoint).global_names.contains_key(wanted) => {
+                format!(
+                    "`{wanted}` is declared further down: an initializer can use only the data declared before it"
+                )
+            }
             None => match self.similar_name(cx, wanted) {
                 Some(similar) => format!("a name with a similar spelling is visible here: `{similar}`"),
                 None => "declare it before this use (locals are visible from their declaration to the end of the function)".to_owned(),
@@ -1282,7 +1335,24 @@ impl<'a> Checker<'a> {
                 TStmtKind::While { cond, body }
             }
             StmtKind::For { ty, var, iter, body } => {
-                let iter_t = self.expr(cx, iter, None);
+                let declared = ty.as_ref().map(|t| self.resolve_ty(t, false));
+                // `for (Number i in [])`: the empty literal's type comes from the variable.
+                let hint = if is_empty_literal(iter) {
+                    let var_ty = match &declared {
+                        Some(d) => Some(d.clone()),
+                        None => match self.lookup(cx, var.as_str()) {
+                            Some(Binding::Var(v)) => Some(self.var_ty(cx, v)),
+                            _ => None,
+                        },
+                    };
+                    var_ty.map(|t| match &iter.kind {
+                        ExprKind::Map(_) => Ty::Map(Box::new(t), Box::new(Ty::Any)),
+                        _ => Ty::List(Box::new(t)),
+                    })
+                } else {
+                    None
+                };
+                let iter_t = self.expr(cx, iter, hint.as_ref());
                 let elem = match iter_t.ty.value() {
                     Ty::List(t) => (**t).clone(),
                     Ty::Map(k, _) => (**k).clone(),
@@ -1305,9 +1375,8 @@ impl<'a> Checker<'a> {
                     }
                 };
                 let iter_t = self.deref(iter_t);
-                let var_ref = match ty {
-                    Some(t) => {
-                        let declared = self.resolve_ty(t, false);
+                let var_ref = match (ty, declared) {
+                    (Some(t), Some(declared)) => {
                         if !elem.fits(&declared) {
                             let (e, d) = (self.ty_name(&elem), self.ty_name(&declared));
                             self.error(
@@ -1323,7 +1392,7 @@ impl<'a> Checker<'a> {
                         cx.used[id] = true;
                         VarRef::Local(id)
                     }
-                    None => match self.lookup(cx, var.as_str()) {
+                    _ => match self.lookup(cx, var.as_str()) {
                         Some(Binding::Var(v)) => {
                             let vt = self.var_ty(cx, v);
                             if !elem.fits(&vt) {
@@ -1333,7 +1402,11 @@ impl<'a> Checker<'a> {
                                     format!("mismatched types: the loop yields {e}, `{}` is {d}", var.name),
                                     var.span,
                                     format!("expected {e}"),
-                                );
+                                )
+                                .help
+                                .push(format!(
+                                    "loop with a new variable of that type instead: `for ({e} item in ...)`"
+                                ));
                             }
                             self.check_write(cx, v, var.span);
                             v
@@ -1377,8 +1450,9 @@ impl<'a> Checker<'a> {
                 let mut handlers = Vec::new();
                 for c in catches {
                     let kind = c.kind().unwrap_or(ExceptionKind::Any);
-                    // The caught message is visible only inside its clause.
-                    let shadowed = cx.scope.remove(c.var.as_str());
+                    // The caught message is visible only inside its clause; like any
+                    // variable, it may not redeclare a name that is visible there.
+                    let shadowed = cx.scope.get(c.var.as_str()).copied();
                     let id = self.declare_local(cx, &c.var, Ty::Text, false);
                     cx.used[id] = true;
                     let stmts = self.block(cx, &c.body.stmts);
@@ -1494,6 +1568,24 @@ impl<'a> Checker<'a> {
             }
             checked.push(te);
         }
+        // A call on an Endpoint the checker cannot identify gives as many values as the
+        // list needs (the runtime checks them), when it is the only such call in the list.
+        let dynamic: Vec<usize> = (0..checked.len()).filter(|&i| is_dynamic_call(&checked[i])).collect();
+        if let [i] = dynamic[..]
+            && count != expected.len()
+            && count - 1 <= expected.len()
+        {
+            let slot: usize =
+                checked[..i].iter().map(|t| if let Ty::Tuple(ts) = &t.ty { ts.len() } else { 1 }).sum();
+            let n = expected.len() - (count - 1);
+            let call = std::mem::replace(&mut checked[i], error_expr(span));
+            checked[i] = expect_results(call, &expected[slot..slot + n]);
+            if n == 0 {
+                // No value at all: a list of none, not a value-less call.
+                checked[i].ty = Ty::Tuple(Vec::new());
+            }
+            count = expected.len();
+        }
         if count != expected.len() {
             let what = if expected.is_empty() {
                 "this function returns nothing".to_owned()
@@ -1565,6 +1657,12 @@ impl<'a> Checker<'a> {
         }
         let tgts: Vec<TExpr> = targets.iter().map(|t| self.place(cx, t, false)).collect();
         let val = self.expr(cx, value, None);
+        let val = if is_dynamic_call(&val) {
+            let tys: Vec<Ty> = tgts.iter().map(|t| t.ty.clone()).collect();
+            expect_results(val, &tys)
+        } else {
+            val
+        };
         match &val.ty {
             Ty::Tuple(ts) if ts.len() == tgts.len() => {
                 for (i, (t, want)) in ts.iter().zip(&tgts).enumerate() {
@@ -1707,6 +1805,10 @@ impl<'a> Checker<'a> {
     /// Adapts `te` to `expected` (reading Externals as values) or reports a mismatch.
     fn coerce(&mut self, te: TExpr, expected: &Ty, what: &str) -> TExpr {
         let te = if matches!(expected, Ty::External(_)) { te } else { self.deref(te) };
+        let te = match expected {
+            Ty::External(_) | Ty::Error | Ty::Any => te,
+            _ => expect_results(te, std::slice::from_ref(expected)),
+        };
         if matches!(te.ty, Ty::Nothing) {
             self.error(E_NO_VALUE, "this call returns nothing", te.loc.0, "no value")
                 .help
@@ -1891,13 +1993,25 @@ impl<'a> Checker<'a> {
                 texpr(TExprKind::Unary(*op, Box::new(inner)), want, span)
             }
             ExprKind::Binary { op, op_span, lhs, rhs } => {
-                let l = self.expr(cx, lhs, None);
-                let l = self.deref(l);
-                let rhint = match op {
-                    BinOp::In | BinOp::NotIn => None,
-                    _ => Some(l.ty.clone()),
+                let membership = matches!(op, BinOp::In | BinOp::NotIn);
+                // An empty `[]` or `{}` takes its type from the other operand, on either side.
+                let (l, r) = if is_empty_literal(lhs) && !is_empty_literal(rhs) && !membership {
+                    let r = self.expr(cx, rhs, None);
+                    let r = self.deref(r);
+                    let l = self.expr(cx, lhs, Some(&r.ty));
+                    (l, r)
+                } else {
+                    let l = self.expr(cx, lhs, None);
+                    let l = self.deref(l);
+                    let rhint = match (&rhs.kind, membership) {
+                        (_, false) => Some(l.ty.clone()),
+                        (ExprKind::List(_), true) => Some(Ty::List(Box::new(l.ty.clone()))),
+                        (ExprKind::Map(_), true) => Some(Ty::Map(Box::new(l.ty.clone()), Box::new(Ty::Any))),
+                        (_, true) => None,
+                    };
+                    let r = self.expr(cx, rhs, rhint.as_ref());
+                    (l, r)
                 };
-                let r = self.expr(cx, rhs, rhint.as_ref());
                 let r = self.deref(r);
                 let ty = self.binary_type(*op, &l.ty, &r.ty, *op_span, span);
                 texpr(TExprKind::Binary(*op, Box::new(l), Box::new(r)), ty, span)
@@ -2373,18 +2487,28 @@ impl<'a> Checker<'a> {
             let resolved = (public.len() == 1).then(|| public[0]);
             let what = format!("`{}`", name.name);
             let args = self.args(cx, args, &params, &what, span);
-            let callee = Callee::Endpoint { target, function: name.name.to_string(), resolved };
+            let callee =
+                Callee::Endpoint { target, function: name.name.to_string(), resolved, results: None };
             return texpr(TExprKind::Call(Box::new(callee), args), Self::result_ty(&returns), span);
         }
-        // Unknown here: the runtime checks the function and its arguments.
+        // Unknown here: the runtime checks the function and its arguments (an empty `[]` or
+        // `{}` goes as an empty container of any element type).
         let args = args
             .iter()
             .map(|a| {
-                let t = self.expr(cx, a, None);
+                let hint = match &a.kind {
+                    ExprKind::List(items) if items.is_empty() => Some(Ty::List(Box::new(Ty::Any))),
+                    ExprKind::Map(entries) if entries.is_empty() => {
+                        Some(Ty::Map(Box::new(Ty::Any), Box::new(Ty::Any)))
+                    }
+                    _ => None,
+                };
+                let t = self.expr(cx, a, hint.as_ref());
                 self.deref(t)
             })
             .collect();
-        let callee = Callee::Endpoint { target, function: name.name.to_string(), resolved: None };
+        let callee =
+            Callee::Endpoint { target, function: name.name.to_string(), resolved: None, results: None };
         texpr(TExprKind::Call(Box::new(callee), args), Ty::Any, span)
     }
 

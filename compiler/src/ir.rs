@@ -465,6 +465,10 @@ pub enum Callee {
         function: String,
         /// The function, when known.
         resolved: Option<(EndpointId, FunctionId)>,
+        /// When the function is not known: the types of the values the caller takes back
+        /// (one per value), which the runtime checks; `None` when the results are not used
+        /// as typed values.
+        results: Option<Vec<Ty>>,
     },
     /// A method on a container or endpoint.
     Method(TExpr, Method),

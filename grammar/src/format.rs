@@ -141,9 +141,7 @@ fn kind(token: &Token<'_>) -> Kind {
         | Token::True
         | Token::False
         | Token::Nothing
-        | Token::SelfKw
-        | Token::ExtAssign
-        | Token::ExtCopy => Kind::Operand,
+        | Token::SelfKw => Kind::Operand,
         Token::List | Token::Map | Token::External | Token::OnCreate => Kind::Callee,
         _ => Kind::Keyword,
     }
@@ -376,6 +374,8 @@ fn keyword_text(text: &str) -> &'static str {
         "and" => "and",
         "or" => "or",
         "not" => "not",
+        "extCopy" => "extCopy",
+        "extAssign" => "extAssign",
         _ => "",
     }
 }
@@ -464,6 +464,18 @@ mod tests {
         check(
             "P\nEndpoint A;\nEndpoint B;\nSequences {\n  S:  A.a  ->  B.b;\n}\nA { Function (in: Text, Text; returns: Nothing) cb; List(element: Number) xs = [1, 2]; }\n",
             "P\nEndpoint A;\nEndpoint B;\nSequences {\n  S: A.a -> B.b;\n}\nA { Function (in: Text, Text; returns: Nothing) cb; List(element: Number) xs = [1, 2]; }\n",
+        );
+    }
+
+    #[test]
+    fn ext_statements_take_an_expression() {
+        check(
+            "P\nEndpoint A;\nA { Public Function f() { extCopy [1, 2] to xs; extCopy (3 + 4) to n; extCopy -1 to n; extCopy {'a': 1} to m; extAssign (e) to x; } }\n",
+            "P\nEndpoint A;\nA { Public Function f() { extCopy [1, 2] to xs; extCopy (3 + 4) to n; extCopy -1 to n; extCopy {'a': 1} to m; extAssign (e) to x; } }\n",
+        );
+        check(
+            "P Endpoint A; A { Public Function f() { extCopy[1] to xs; } }",
+            "P Endpoint A; A { Public Function f() { extCopy [1] to xs; } }\n",
         );
     }
 

@@ -20,6 +20,8 @@ pub(crate) struct Slot {
     pub(crate) lock: LockState,
     /// A peered variable: its writes go to the other replica too.
     pub(crate) peered: bool,
+    /// A peered variable that the other endpoint controls.
+    pub(crate) foreign: Option<crate::tx::Foreign>,
 }
 
 /// The data of one running endpoint: its global (and peered) variables, by slot number.
@@ -69,7 +71,7 @@ impl EndpointCore {
             slots: Mutex::new(
                 initial
                     .into_iter()
-                    .map(|value| Slot { value, lock: LockState::default(), peered: false })
+                    .map(|value| Slot { value, lock: LockState::default(), peered: false, foreign: None })
                     .collect(),
             ),
             printer,
@@ -81,7 +83,7 @@ impl EndpointCore {
     /// Appends a slot (used while initializing globals in order).
     pub fn push_slot(&self, value: Value) -> usize {
         let mut slots = self.slots.lock();
-        slots.push(Slot { value, lock: LockState::default(), peered: false });
+        slots.push(Slot { value, lock: LockState::default(), peered: false, foreign: None });
         slots.len() - 1
     }
 
@@ -91,7 +93,17 @@ impl EndpointCore {
         let mut slots = self.slots.lock();
         for (i, s) in slots.iter_mut().enumerate().take(count) {
             s.peered = true;
-            crate::value::tag_value(&s.value, &[crate::tx::PeeredTag { core: self.serial, slot: i as u32 }]);
+            let tag = crate::tx::PeeredTag { core: self.serial, slot: i as u32, foreign: s.foreign };
+            crate::value::tag_value(&s.value, &[tag]);
+        }
+    }
+
+    /// Marks peered slot `slot` (variable `variable`) as controlled by the other endpoint,
+    /// `owner`: this endpoint's code may read it but not change it, directly or through any
+    /// reference to what it holds. Call it before [`EndpointCore::set_peered`].
+    pub fn set_controlled_by(&self, slot: usize, variable: &'static str, owner: &'static str) {
+        if let Some(s) = self.slots.lock().get_mut(slot) {
+            s.foreign = Some(crate::tx::Foreign { variable, owner });
         }
     }
 

@@ -528,10 +528,60 @@ pub fn check_args(function: &str, args: &[Value], kinds: &[Kind]) -> Flow<()> {
     Ok(())
 }
 
+/// Checks the results of a dynamic call of `function` against what the caller takes back
+/// (`Number n = e.f();`, `a, b = e.f();`, `return e.f();`): their number and kinds.
+pub fn check_results(function: &str, results: Vec<Value>, kinds: &[Kind]) -> Flow<Vec<Value>> {
+    if results.len() != kinds.len() {
+        let (n, got) = (kinds.len(), results.len());
+        return app_error(format!(
+            "`{function}` returned {got} value{} where {n} {} expected",
+            if got == 1 { "" } else { "s" },
+            if n == 1 { "is" } else { "are" }
+        ));
+    }
+    for (i, (r, k)) in results.iter().zip(kinds).enumerate() {
+        if !k.accepts(r) {
+            let which = if kinds.len() == 1 { String::new() } else { format!(" as value {}", i + 1) };
+            return app_error(format!(
+                "`{function}` returned {}{which} where {} is expected",
+                r.kind_name(),
+                k.name()
+            ));
+        }
+    }
+    Ok(results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::Raise;
+
+    #[test]
+    fn dynamic_results_are_checked_for_number_and_kind() {
+        let ok = check_results("f", vec![Value::Number(1.0), Value::text("a")], &[Kind::Number, Kind::Text]);
+        assert_eq!(ok.map(|v| v.len()).ok(), Some(2));
+        assert_eq!(
+            message(check_results("f", vec![], &[Kind::Number])),
+            "`f` returned 0 values where 1 is expected"
+        );
+        assert_eq!(
+            message(check_results("f", vec![Value::Number(1.0)], &[Kind::Number, Kind::Text])),
+            "`f` returned 1 value where 2 are expected"
+        );
+        assert_eq!(
+            message(check_results("f", vec![Value::text("x")], &[Kind::Number])),
+            "`f` returned a Text where a Number is expected"
+        );
+        assert_eq!(
+            message(check_results(
+                "g",
+                vec![Value::Number(1.0), Value::Number(2.0)],
+                &[Kind::Number, Kind::Text]
+            )),
+            "`g` returned a Number as value 2 where a Text is expected"
+        );
+    }
 
     fn message<T: std::fmt::Debug>(r: Flow<T>) -> String {
         match r {

@@ -133,6 +133,28 @@ pub(crate) trait TxLink: Send + Sync {
 pub(crate) struct PeeredTag {
     pub(crate) core: u64,
     pub(crate) slot: u32,
+    /// Set when the other endpoint `controls` the variable: this one may not change it.
+    pub(crate) foreign: Option<Foreign>,
+}
+
+/// A peered variable that the other endpoint of the pair controls (`B controls T x` seen
+/// from A).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Foreign {
+    /// The variable's name.
+    pub(crate) variable: &'static str,
+    /// The endpoint that controls it.
+    pub(crate) owner: &'static str,
+}
+
+impl Foreign {
+    /// The exception of a write to the variable by the other endpoint's code.
+    fn refuse<T>(self) -> Flow<T> {
+        crate::error::app_error(format!(
+            "`{}` is controlled by `{}`: only code running on `{}` can change it (through any reference to it)",
+            self.variable, self.owner, self.owner
+        ))
+    }
 }
 
 /// What a write changed, to be put back on abort or savepoint rollback.
@@ -555,6 +577,26 @@ impl Tx {
     /// Writes `value` into slot `slot` of `ep`. A peered variable becomes dirty: the
     /// transaction will send it to the other replica before it commits.
     pub async fn write(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
+        self.write_slot(ep, slot, value, true).await
+    }
+
+    /// Like [`Tx::write`], for the initializers of peered variables, which run on both
+    /// replicas whoever controls the variable.
+    pub async fn write_initial(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
+        self.write_slot(ep, slot, value, false).await
+    }
+
+    async fn write_slot(
+        &self,
+        ep: &Arc<EndpointCore>,
+        slot: usize,
+        value: Value,
+        controls: bool,
+    ) -> Flow<()> {
+        let (peered, foreign) = ep.slots.lock().get(slot).map_or((false, None), |s| (s.peered, s.foreign));
+        if let Some(f) = foreign.filter(|_| controls) {
+            return f.refuse();
+        }
         let new = value.clone();
         let mut value = Some(value);
         let old = self
@@ -563,9 +605,8 @@ impl Tx {
             })
             .await?;
         self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
-        let peered = ep.slots.lock().get(slot).is_some_and(|s| s.peered);
         if peered {
-            let tag = PeeredTag { core: ep.serial, slot: slot as u32 };
+            let tag = PeeredTag { core: ep.serial, slot: slot as u32, foreign };
             crate::value::tag_value(&new, &[tag]);
             self.mark_dirty(&[tag]);
         }
@@ -576,7 +617,8 @@ impl Tx {
     /// writing and replaces its contents in place (references to the old container keep
     /// seeing the variable), recording the undo. It does not make the variable dirty.
     pub(crate) async fn apply_peered(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
-        let tag = PeeredTag { core: ep.serial, slot: slot as u32 };
+        let foreign = ep.slots.lock().get(slot).and_then(|s| s.foreign);
+        let tag = PeeredTag { core: ep.serial, slot: slot as u32, foreign };
         let current = self.with_slot(ep, slot, Mode::Write, |v| v.clone()).await?;
         let same_kind = matches!(
             (&current, &value),
@@ -657,14 +699,23 @@ impl Tx {
             let mut inner = obj.0.lock();
             match self.poll_grant(cx, &mut inner.lock, mode) {
                 Poll::Ready(Ok(new)) => {
-                    let out = f(&mut inner.data);
                     let tags = if mode == Mode::Write { inner.peered.clone() } else { Vec::new() };
+                    // A container of a peered variable the other endpoint controls, reached
+                    // through an alias or an argument: refused before anything changes.
+                    let foreign = tags.iter().find_map(|t| t.foreign);
+                    let out = if foreign.is_none() { Some(f(&mut inner.data)) } else { None };
                     drop(inner);
                     if new {
                         self.hold(Held::Obj(obj.clone()));
                     }
-                    self.mark_dirty(&tags);
-                    Poll::Ready(out)
+                    match (out, foreign) {
+                        (Some(out), _) => {
+                            self.mark_dirty(&tags);
+                            Poll::Ready(out)
+                        }
+                        (None, Some(f)) => Poll::Ready(f.refuse()),
+                        (None, None) => unreachable!("a write is either refused or done"),
+                    }
                 }
                 Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
                 Poll::Pending => Poll::Pending,

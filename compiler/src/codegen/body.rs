@@ -520,6 +520,11 @@ impl<'p> Lower<'p> {
             }
             TStmtKind::Break => self.jump(Jump::Break),
             TStmtKind::Continue => self.jump(Jump::Continue),
+            TStmtKind::Return(values)
+                if values.is_empty() && self.kind == BodyKind::Block && !self.inside_try() =>
+            {
+                quote!(return Ok(());)
+            }
             TStmtKind::Return(values) => {
                 let v = self.value_list(values);
                 self.ret(v)
@@ -966,6 +971,10 @@ impl<'p> Lower<'p> {
                     return v;
                 }
                 let vs = self.call_values(callee, args);
+                if let Callee::Endpoint { resolved: None, results: None, function, .. } = &**callee {
+                    // An unknown function's one value, of a kind the operation will check.
+                    return quote!(#rt::ops::first(#rt::ops::check_results(#function, #vs, &[#rt::ops::Kind::Any])?));
+                }
                 quote!(#rt::ops::first(#vs))
             }
             TExprKind::Error => quote!(#rt::Value::Nothing),
@@ -1126,10 +1135,19 @@ impl<'p> Lower<'p> {
                 let a = self.args(args);
                 quote!(#rt::ops::call_function(tx, &#f, Vec::from([#(#a),*])).await?)
             }
-            Callee::Endpoint { target, function, .. } => {
+            Callee::Endpoint { target, function, results, .. } => {
                 let t = self.r(target);
                 let a = self.args(args);
-                quote!(#rt::ops::call_endpoint(tx, &#t, #function, Vec::from([#(#a),*])).await?)
+                let call = quote!(#rt::ops::call_endpoint(tx, &#t, #function, Vec::from([#(#a),*])).await?);
+                match results {
+                    // The function was not known to the checker: the runtime checks what it
+                    // gives back against what the caller takes.
+                    Some(tys) => {
+                        let kinds = tys.iter().map(super::kind_of);
+                        quote!(#rt::ops::check_results(#function, #call, &[#(#rt::ops::Kind::#kinds),*])?)
+                    }
+                    None => call,
+                }
             }
             other => {
                 // Builtins and methods with one value or none.

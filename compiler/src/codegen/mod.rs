@@ -219,8 +219,16 @@ impl Gen<'_> {
             // never reads: neither is a mistake in the generated code. Assigning one local
             // to another clones a shared reference, which is redundant at the source's last
             // use (the nursery lint `redundant_clone`); telling which use is the last would
-            // take a liveness analysis for no gain.
-            #[allow(dead_code, unused_assignments, clippy::redundant_clone)]
+            // take a liveness analysis for no gain. The Waldo program decides how many
+            // parameters a function has, and every function takes the transaction, even one
+            // that only passes it on to itself.
+            #[allow(
+                dead_code,
+                unused_assignments,
+                clippy::redundant_clone,
+                clippy::too_many_arguments,
+                clippy::only_used_in_recursion
+            )]
             pub mod #name {
                 #use_rt
 
@@ -375,7 +383,21 @@ impl Gen<'_> {
         } else {
             quote!(::std::sync::Arc::new(Inner { core, #link_init }))
         };
-        let set_peered = if peered > 0 { quote!(core.set_peered(#peered);) } else { quote!() };
+        // Peered variables the other endpoint controls: the runtime refuses writes to them
+        // through any reference (the checker refuses the direct ones).
+        let controlled: Vec<TokenStream> = self
+            .p
+            .peered
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, v)| {
+                let owner = v.owner.filter(|&o| o != e)?;
+                let (name, owner) = (&v.var.name, &self.p.endpoints[owner].name);
+                Some(quote!(core.set_controlled_by(#slot, #name, #owner);))
+            })
+            .collect();
+        let set_peered =
+            if peered > 0 { quote!(#(#controlled)* core.set_peered(#peered);) } else { quote!() };
 
         let functions: TokenStream = reachable
             .iter()
@@ -649,7 +671,7 @@ impl Gen<'_> {
         for (i, v) in self.p.peered.iter().enumerate() {
             if let Some(init) = &v.var.init {
                 let x = lower.expr(init);
-                code.extend(quote!(tx.write(&self.core, #i, #x).await?;));
+                code.extend(quote!(tx.write_initial(&self.core, #i, #x).await?;));
             }
         }
         let tx = if mentions(&code, "tx") { quote!(tx) } else { quote!(_tx) };
@@ -1273,7 +1295,7 @@ impl syn::visit_mut::VisitMut for Tidy {
 }
 
 /// The kind of value a parameter of type `ty` takes, for checking dynamic endpoint calls.
-fn kind_of(ty: &Ty) -> TokenStream {
+pub(super) fn kind_of(ty: &Ty) -> TokenStream {
     match ty {
         Ty::Number => quote!(Number),
         Ty::Text => quote!(Text),

@@ -16,8 +16,13 @@ const KEYWORDS: &[&str] = &[
 /// Keywords that cannot be raw identifiers.
 const NOT_RAW: &[&str] = &["crate", "self", "Self", "super", "_"];
 
-/// `getBalance` → `get_balance`; `HTTPServer` → `http_server`; `_x` stays.
+/// `getBalance` → `get_balance`; `HTTPServer` → `http_server`; `_x` stays. A name of only
+/// underscores and digits (`_`, `__`, `_1`), which Rust reserves or lints against, gets a
+/// `v` in front (`v_`, `v__`, `v_1`).
 pub fn snake(name: &str) -> String {
+    if name.chars().all(|c| c == '_' || c.is_ascii_digit()) {
+        return format!("v{name}");
+    }
     let chars: Vec<char> = name.chars().collect();
     let mut out = String::with_capacity(name.len() + 4);
     for (i, &c) in chars.iter().enumerate() {
@@ -145,6 +150,9 @@ mod tests {
         assert_eq!(snake("already_snake"), "already_snake");
         assert_eq!(snake("_private"), "_private");
         assert_eq!(snake("x2Y"), "x2_y");
+        assert_eq!(snake("_"), "v_");
+        assert_eq!(snake("__"), "v__");
+        assert_eq!(snake("_1"), "v_1");
         assert_eq!(camel("account_info"), "AccountInfo");
         assert_eq!(camel("Account"), "Account");
         assert_eq!(ident("type").to_string(), "r#type");

@@ -113,6 +113,18 @@ scenarios! {
         assert_eq!(r.state().await.expect("state").1, 1.0);
     }
 
+    controls_hold_through_aliases_and_arguments: corpus_conf_pair::conf_pair, |l, r| {
+        l.score(5.0).await.expect("the controlling side writes");
+        assert_eq!(r.scores_seen().await.expect("scores"), vec![1.0, 5.0]);
+        app_error(r.sneak_alias().await, "`scores` is controlled by `Left`: only code running on `Left` can change it");
+        app_error(r.sneak_arg().await, "`scores` is controlled by `Left`");
+        // Refused before anything changed, and the whole call (its `total += 1`) undone.
+        assert_eq!(r.scores_seen().await.expect("scores"), vec![1.0, 5.0]);
+        assert_eq!(l.state().await.expect("state").0, 0.0);
+        l.score(6.0).await.expect("the controlling side writes");
+        assert_eq!(r.scores_seen().await.expect("scores"), vec![1.0, 5.0, 6.0]);
+    }
+
     a_partner_exception_reaches_the_caller_and_rolls_back_both_sides: corpus_conf_pair::conf_pair, |l, r| {
         app_error(l.fail(0.0).await, "division by zero");
         let untouched = (0.0, 0.0, "nobody".to_owned());
@@ -227,6 +239,13 @@ scenarios! {
         let seen = l.call_unknown(r.endpoint()).await.expect("call_unknown");
         assert!(seen.contains("nosuch"), "{seen}");
         assert!(told.lock().expect("told").is_empty());
+        // Results of a function the checker could not identify are checked when they arrive.
+        assert_eq!(l.info_of(l.endpoint()).await.expect("info_of"), 7.0);
+        app_error(l.info_of(r.endpoint()).await, "`info` returned a Text where a Number is expected");
+        assert_eq!(l.pair_of(l.endpoint()).await.expect("pair_of"), (2.0, "two".to_owned()));
+        app_error(l.pair_of(r.endpoint()).await, "`pair` returned 1 value where 2 are expected");
+        assert_eq!(l.split_of(l.endpoint()).await.expect("split_of"), "2two");
+        app_error(l.split_of(r.endpoint()).await, "`pair` returned 1 value where 2 are expected");
     }
 
     host_functions_and_signals_after_commit: corpus_conf_calls::conf_calls,
