@@ -1450,6 +1450,26 @@ impl<'a> Checker<'a> {
                 let mut handlers = Vec::new();
                 for c in catches {
                     let kind = c.kind().unwrap_or(ExceptionKind::Any);
+                    // A clause that an earlier one always takes first never runs.
+                    let earlier = catches.iter().take_while(|other| !std::ptr::eq(*other, c)).find(|other| {
+                        let k = other.kind().unwrap_or(ExceptionKind::Any);
+                        k == ExceptionKind::Any || k == kind
+                    });
+                    let dead = earlier.is_some();
+                    if let Some(earlier) = earlier {
+                        self.warning(
+                            W_UNREACHABLE_CATCH,
+                            format!("this `catch ({} ...)` never runs", c.kind_name.name),
+                            c.kind_name.span,
+                            "never reached",
+                        )
+                        .with_secondary_mut(Label::new(
+                            earlier.kind_name.span,
+                            "this earlier clause catches it first",
+                        ))
+                        .help
+                        .push("remove it, or move it before the clause that catches more".into());
+                    }
                     // The caught message is visible only inside its clause; like any
                     // variable, it may not redeclare a name that is visible there.
                     let shadowed = cx.scope.get(c.var.as_str()).copied();
@@ -1460,7 +1480,9 @@ impl<'a> Checker<'a> {
                     if let Some(prev) = shadowed {
                         cx.scope.insert(c.var.name.to_string(), prev);
                     }
-                    handlers.push((kind, id, stmts));
+                    if !dead {
+                        handlers.push((kind, id, stmts));
+                    }
                 }
                 let finally = finally.as_ref().map(|f| self.block(cx, &f.stmts));
                 TStmtKind::Try { body, catches: handlers, finally }

@@ -127,6 +127,8 @@ pub const E_NOT_PUBLIC: &str = "E0153";
 pub const W_UNREACHABLE: &str = "W0001";
 /// A local variable that is never read.
 pub const W_UNUSED_VARIABLE: &str = "W0002";
+/// A `catch` clause that an earlier clause always takes first.
+pub const W_UNREACHABLE_CATCH: &str = "W0003";
 
 /// Every code with a one-line summary, in order.
 pub const ALL: &[(&str, &str)] = &[
@@ -192,4 +194,5 @@ pub const ALL: &[(&str, &str)] = &[
     (E_NOT_PUBLIC, "an endpoint call of a function that is not public there"),
     (W_UNREACHABLE, "code after `return`, `break` or `continue` that never runs"),
     (W_UNUSED_VARIABLE, "a local variable that is never read"),
+    (W_UNREACHABLE_CATCH, "a `catch` clause that an earlier clause always takes first"),
 ];

@@ -395,7 +395,8 @@ impl LinkShared {
         // data, which enlists it at once).
         self.program()?.run_block(tx, seq, 0, &mut locals).await?;
         if info.blocks <= 1 {
-            return Ok(locals);
+            // The results go back as copies, as from a longer sequence.
+            return crate::ops::copy_all(tx, locals).await;
         }
         let locals = crate::ops::copy_all(tx, locals).await?;
         let peered = self.take_dirty(tx).await?;
