@@ -7,52 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use waldo::Error;
 
-/// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
-/// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process
-/// and over TCP. `setup` statements run first in each test; `left` are the Left's
-/// `onCreate` arguments.
-macro_rules! scenarios {
-    ($(
-        $name:ident: $file:ident::$proto:ident,
-        $(setup { $($setup:stmt;)* })?
-        $(left($($arg:expr),*))?
-        |$l:ident, $r:ident| $body:block
-    )*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            use waldo_e2e::$file::$proto as m;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn in_process() {
-                $($($setup;)*)?
-                let ($l, $r) = m::in_process_pair($($($arg),*)?).await.expect("a pair");
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn over_tcp() {
-                $($($setup;)*)?
-                let listener = m::Right::listen("127.0.0.1:0").await.expect("listen");
-                let ($l, $r) = tokio::try_join!(
-                    m::Left::connect(listener.local_addr(), $($($arg),*)?),
-                    listener.accept()
-                )
-                .expect("a pair");
-                $body
-            }
-        }
-    )*};
-}
-
-fn app_error(result: Result<impl std::fmt::Debug, Error>, needle: &str) {
-    match result {
-        Err(Error::Application { message }) => {
-            assert!(message.contains(needle), "{message:?} lacks {needle:?}");
-        }
-        other => panic!("expected an application exception with {needle:?}, got {other:?}"),
-    }
-}
+use waldo_e2e::{app_error, scenarios};
 
 scenarios! {
     // ------------------------------------------------------------ values and control flow

@@ -12,9 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use waldo::Error;
-
-use waldo_e2e::{corpus_name_collisions::clash, corpus_scope_and_undo::scoping};
+use waldo_e2e::{app_error, corpus_name_collisions::clash, corpus_scope_and_undo::scoping, scenarios};
 
 async fn keeper() -> (scoping::Keeper, waldo::External<BTreeMap<String, Vec<f64>>>) {
     let shelves = waldo::External::new(BTreeMap::from([("a".to_owned(), vec![1.0])]));
@@ -82,53 +80,6 @@ async fn a_dynamic_call_with_wrong_arguments_is_an_application_exception() {
 // The scenarios below run on the protocols `protocols/sem_*.wld`, each on an in-process pair
 // and over loopback TCP, and check the exact values that LANGUAGE.md (sections 3 to 7) and
 // RUNTIME.md (sections 2 and 6) give.
-
-/// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
-/// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process
-/// and over TCP. `setup` statements run first in each test; `left` are the Left's
-/// `onCreate` arguments.
-macro_rules! scenarios {
-    ($(
-        $name:ident: $file:ident::$proto:ident,
-        $(setup { $($setup:stmt;)* })?
-        $(left($($arg:expr),*))?
-        |$l:ident, $r:ident| $body:block
-    )*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            use waldo_e2e::$file::$proto as m;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn in_process() {
-                $($($setup;)*)?
-                let ($l, $r) = m::in_process_pair($($($arg),*)?).await.expect("a pair");
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn over_tcp() {
-                $($($setup;)*)?
-                let listener = m::Right::listen("127.0.0.1:0").await.expect("listen");
-                let ($l, $r) = tokio::try_join!(
-                    m::Left::connect(listener.local_addr(), $($($arg),*)?),
-                    listener.accept()
-                )
-                .expect("a pair");
-                $body
-            }
-        }
-    )*};
-}
-
-fn app_error(result: Result<impl std::fmt::Debug, Error>, needle: &str) {
-    match result {
-        Err(Error::Application { message }) => {
-            assert!(message.contains(needle), "{message:?} lacks {needle:?}");
-        }
-        other => panic!("expected an application exception with {needle:?}, got {other:?}"),
-    }
-}
 
 fn texts(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
