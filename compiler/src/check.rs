@@ -273,6 +273,21 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Reports using the result of a call on an endpoint the checker could not identify
+    /// where its type must be known (a field, an index, a method, a call of it).
+    fn unknown_result(&mut self, te: &TExpr, span: Span) {
+        if te.ty == Ty::Any {
+            self.error(
+                E_CANNOT_INFER,
+                "the type of this result cannot be known here",
+                span,
+                "a call on an endpoint the checker cannot identify",
+            )
+            .help
+            .push("store it in a variable of the type you expect first (`Struct S s = e.f();`): the runtime checks it there".into());
+        }
+    }
+
     fn ty_name(&self, ty: &Ty) -> String {
         match ty {
             Ty::Number => "Number".into(),
@@ -592,6 +607,18 @@ impl<'a> Checker<'a> {
                 )
                 .help
                 .push("External cells, Function values and Endpoint references belong to one host; keep them in an endpoint's own data".into());
+            }
+            if self.symmetric
+                && let Some(ast::Owner::Nothing(span)) = &pv.owner
+            {
+                self.error(
+                    E_CONTROLS_IN_SYMMETRIC,
+                    "`controls` in a symmetric protocol",
+                    *span,
+                    "the endpoints of a symmetric protocol are alike",
+                )
+                .help
+                .push("remove `Nothing controls`: in a symmetric protocol either side may write".into());
             }
             let owner = match &pv.owner {
                 Some(ast::Owner::Endpoint(e)) => {
@@ -2064,7 +2091,10 @@ impl<'a> Checker<'a> {
                             }
                         }
                     }
-                    Ty::Error | Ty::Any => error_expr(span),
+                    Ty::Error | Ty::Any => {
+                        self.unknown_result(&b, base.span);
+                        error_expr(span)
+                    }
                     other => {
                         let shown = self.ty_name(&other);
                         self.error(E_UNKNOWN_FIELD, format!("{shown} has no field `{}`", name.name), name.span, "no such field")
@@ -2080,7 +2110,10 @@ impl<'a> Checker<'a> {
                     Ty::List(t) => (Ty::Number, (**t).clone()),
                     Ty::Map(k, v) => ((**k).clone(), (**v).clone()),
                     Ty::Text => (Ty::Number, Ty::Text),
-                    Ty::Error | Ty::Any => (Ty::Error, Ty::Error),
+                    Ty::Error | Ty::Any => {
+                        self.unknown_result(&b, base.span);
+                        (Ty::Error, Ty::Error)
+                    }
                     other => {
                         let shown = self.ty_name(other);
                         self.error(
@@ -2311,6 +2344,7 @@ impl<'a> Checker<'a> {
                 texpr(TExprKind::Call(Box::new(Callee::Value(target)), args), ret, span)
             }
             Ty::Error | Ty::Any => {
+                self.unknown_result(&target, target.loc.0);
                 for a in args {
                     self.expr(cx, a, None);
                 }
@@ -2391,6 +2425,7 @@ impl<'a> Checker<'a> {
                 }
             }
             Ty::Error | Ty::Any => {
+                self.unknown_result(&recv, recv.loc.0);
                 for a in args {
                     self.expr(cx, a, None);
                 }
@@ -2623,6 +2658,7 @@ impl<'a> Checker<'a> {
                         out.extend(self.args(cx, rest, &sig.params, "the signalled function", span));
                     }
                     Ty::Error | Ty::Any => {
+                        self.unknown_result(&f, first.span);
                         out.push(f);
                         for a in rest {
                             out.push(self.expr(cx, a, None));

@@ -178,6 +178,16 @@ impl EndpointRef {
     /// `e.f(args)`: calls public function `function` of the endpoint in the caller's
     /// transaction. Arguments and results are deep-copied across the boundary.
     pub async fn call(&self, tx: &Tx, function: &str, args: Vec<Value>) -> Flow<Vec<Value>> {
+        // Like a host call, an endpoint call counts as running on the endpoint (its stop
+        // waits for it), and a stopped endpoint takes none.
+        let core = self.0.core();
+        let entered = if core.gate.held_by(tx.addr()) { core.life.enter_nested() } else { core.life.enter() };
+        let _running = entered.map_err(|_| {
+            crate::error::Exception::network(format!(
+                "cannot call `{function}`: endpoint `{}` is stopped",
+                core.id()
+            ))
+        })?;
         let mut copied = Vec::with_capacity(args.len());
         for a in &args {
             copied.push(tx.deep_copy(a).await?);

@@ -60,6 +60,12 @@ impl Gate {
         }
     }
 
+    /// Whether transaction `tx` is running code of this endpoint on this thread right now
+    /// (so a call into the endpoint is part of that code: `self.f()`, or a call back).
+    pub(crate) fn held_by(&self, tx: usize) -> bool {
+        self.0.lock().owner == Some((THREAD_NUMBER.with(|n| *n), tx))
+    }
+
     fn leave(&self) {
         let waiters = {
             let mut state = self.0.lock();

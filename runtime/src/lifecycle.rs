@@ -59,6 +59,17 @@ impl Lifecycle {
         Ok(call)
     }
 
+    /// Enters a call that code running inside the endpoint makes into it (`self.f()`, a call
+    /// back): it finishes what a running call started, so only a completed stop refuses it.
+    pub(crate) fn enter_nested(&self) -> Result<Call<'_>, Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let call = Call(self);
+        if *self.stopped.borrow() {
+            return Err(Error::Stopped);
+        }
+        Ok(call)
+    }
+
     /// Refuses new calls from now on. True for the first caller (who must finish the stop).
     pub(crate) fn begin_stop(&self) -> bool {
         !self.stopping.swap(true, Ordering::SeqCst)

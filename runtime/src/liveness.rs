@@ -51,9 +51,11 @@ impl Liveness {
     }
 
     /// The timer fired at `now`; `sent` and `received` count the connection's writes and
-    /// reads so far.
-    pub fn timer(&mut self, now: Instant, sent: u64, received: u64) -> Beat {
-        if received != self.received {
+    /// reads so far; `reading_paused` says that this side is not reading at the moment (its
+    /// reader is busy with what it read), so the partner's silence cannot be told and
+    /// counts as heard.
+    pub fn timer(&mut self, now: Instant, sent: u64, received: u64, reading_paused: bool) -> Beat {
+        if received != self.received || reading_paused {
             self.received = received;
             self.heard = now;
         } else if now.saturating_duration_since(self.heard) >= self.timeout {
@@ -91,7 +93,7 @@ mod tests {
             let now = live.next_timer();
             assert_eq!(now, start + PERIOD * i, "one timer per period");
             received += 1; // the partner's heartbeat
-            assert_eq!(live.timer(now, sent, received), Beat::Heartbeat);
+            assert_eq!(live.timer(now, sent, received, false), Beat::Heartbeat);
             sent += 1;
             live.sent(sent);
         }
@@ -101,10 +103,10 @@ mod tests {
     fn a_side_that_sends_anyway_needs_no_heartbeat() {
         let start = Instant::now();
         let mut live = Liveness::new(start, PERIOD, TIMEOUT);
-        assert_eq!(live.timer(start + PERIOD, 3, 1), Beat::Quiet);
-        assert_eq!(live.timer(start + PERIOD * 2, 7, 2), Beat::Quiet);
+        assert_eq!(live.timer(start + PERIOD, 3, 1, false), Beat::Quiet);
+        assert_eq!(live.timer(start + PERIOD * 2, 7, 2, false), Beat::Quiet);
         // A period without writes: a heartbeat.
-        assert_eq!(live.timer(start + PERIOD * 3, 7, 3), Beat::Heartbeat);
+        assert_eq!(live.timer(start + PERIOD * 3, 7, 3, false), Beat::Heartbeat);
     }
 
     #[test]
@@ -112,13 +114,28 @@ mod tests {
         let start = Instant::now();
         let mut live = Liveness::new(start, PERIOD, TIMEOUT);
         // Heard at 2 s; then silence.
-        assert_eq!(live.timer(start + PERIOD * 2, 0, 1), Beat::Heartbeat);
+        assert_eq!(live.timer(start + PERIOD * 2, 0, 1, false), Beat::Heartbeat);
         live.sent(1);
         for i in 3..7u32 {
-            let beat = live.timer(start + PERIOD * i, i.into(), 1);
+            let beat = live.timer(start + PERIOD * i, i.into(), 1, false);
             assert_ne!(beat, Beat::Lost(TIMEOUT), "only {} s of silence", i - 2);
         }
-        assert_eq!(live.timer(start + PERIOD * 7, 7, 1), Beat::Lost(TIMEOUT), "5 s of silence");
+        assert_eq!(live.timer(start + PERIOD * 7, 7, 1, false), Beat::Lost(TIMEOUT), "5 s of silence");
+    }
+
+    #[test]
+    fn silence_while_this_side_is_not_reading_does_not_count() {
+        let start = Instant::now();
+        let mut live = Liveness::new(start, PERIOD, TIMEOUT);
+        // Ten seconds in which the reader is busy (a block blocking in a host function).
+        for i in 1..=10u32 {
+            assert_ne!(live.timer(start + PERIOD * i, i.into(), 0, true), Beat::Lost(TIMEOUT), "at {i} s");
+        }
+        // Reading again: the timeout counts from the last busy tick.
+        for i in 11..15u32 {
+            assert_ne!(live.timer(start + PERIOD * i, i.into(), 0, false), Beat::Lost(TIMEOUT), "at {i} s");
+        }
+        assert_eq!(live.timer(start + PERIOD * 15, 15, 0, false), Beat::Lost(TIMEOUT));
     }
 
     #[test]
@@ -130,7 +147,11 @@ mod tests {
             if i % 4 == 0 {
                 received += 1; // heard every 4 s: under the 5 s timeout
             }
-            assert_ne!(live.timer(start + PERIOD * i, i.into(), received), Beat::Lost(TIMEOUT), "at {i} s");
+            assert_ne!(
+                live.timer(start + PERIOD * i, i.into(), received, false),
+                Beat::Lost(TIMEOUT),
+                "at {i} s"
+            );
         }
     }
 }

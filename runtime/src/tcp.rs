@@ -406,6 +406,9 @@ struct Conn {
     /// Reads that returned data, and writes that sent some (for liveness).
     received: AtomicU64,
     sent: AtomicU64,
+    /// The reader task is handling frames (running a block inline, which may block on a
+    /// host function) rather than waiting for bytes: the partner's silence cannot be told.
+    reader_busy: std::sync::atomic::AtomicBool,
 }
 
 impl Conn {
@@ -701,9 +704,11 @@ fn handle_frames(conn: &Conn, dec: &mut FrameDecoder) -> bool {
 async fn read_loop(conn: Arc<Conn>, mut read: OwnedReadHalf, mut dec: FrameDecoder) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        conn.reader_busy.store(true, Ordering::Relaxed);
         if !handle_frames(&conn, &mut dec) {
             return;
         }
+        conn.reader_busy.store(false, Ordering::Relaxed);
         match read.read(&mut buf).await {
             Ok(0) => {
                 let error = if dec.pending() > 0 {
@@ -746,7 +751,8 @@ async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Durat
             }
             () = &mut timer => {
                 let (sent, received) = (conn.sent.load(Ordering::Relaxed), conn.received.load(Ordering::Relaxed));
-                match liveness.timer(Instant::now(), sent, received) {
+                let busy = conn.reader_busy.load(Ordering::Relaxed);
+                match liveness.timer(Instant::now(), sent, received, busy) {
                     Beat::Quiet => {}
                     Beat::Heartbeat => {
                         conn.push(&[kind::HEARTBEAT]);
@@ -930,6 +936,7 @@ pub async fn establish(
         closed: watch::Sender::new(false),
         reader: OnceLock::new(),
         received: AtomicU64::new(0),
+        reader_busy: std::sync::atomic::AtomicBool::new(false),
         sent: AtomicU64::new(0),
     });
     let _ = conn.link.set(link.downgrade());

@@ -837,6 +837,22 @@ impl<'p> Lower<'p> {
         };
         let handled =
             if catches.is_empty() { quote!(#done) } else { quote!(match #done { #arms other => other }) };
+        if finally.is_some_and(diverges) {
+            // A `finally` that always leaves decides how the statement ends, whatever the
+            // body or a catch did (an exception included).
+            return quote!({
+                #take_savepoint
+                let _ = async {
+                    let #done: #rt::Flow<#rt::ops::Ctl> = async {
+                        #body_code
+                    }
+                    .await;
+                    #handled
+                }
+                .await;
+                #fin
+            });
+        }
         quote!({
             #take_savepoint
             let #outcome: #rt::Flow<#rt::ops::Ctl> = async {
@@ -1258,6 +1274,8 @@ pub(super) fn diverges(stmts: &[TStmt]) -> bool {
             branches.iter().all(|(_, b)| diverges(b)) && diverges(o)
         }
         TStmtKind::Block(b) => diverges(b),
+        // Lowered to end with its `finally`, which always leaves.
+        TStmtKind::Try { finally: Some(f), .. } => diverges(f),
         _ => false,
     })
 }

@@ -221,13 +221,22 @@ impl Gen<'_> {
             // use (the nursery lint `redundant_clone`); telling which use is the last would
             // take a liveness analysis for no gain. The Waldo program decides how many
             // parameters a function has, and every function takes the transaction, even one
-            // that only passes it on to itself.
+            // that only passes it on to itself. The shape of the code (a loop that always
+            // leaves, nested ifs, alike branches, a `return` ending a `finally`), the nesting of
+            // its types and the case of its names are the program's, kept as written.
             #[allow(
                 dead_code,
                 unused_assignments,
                 clippy::redundant_clone,
                 clippy::too_many_arguments,
-                clippy::only_used_in_recursion
+                clippy::only_used_in_recursion,
+                clippy::never_loop,
+                clippy::collapsible_if,
+                clippy::collapsible_else_if,
+                clippy::if_same_then_else,
+                clippy::type_complexity,
+                clippy::upper_case_acronyms,
+                clippy::needless_return
             )]
             pub mod #name {
                 #use_rt
@@ -832,15 +841,30 @@ impl Gen<'_> {
         prefix: &str,
         in_protocol_module: bool,
     ) -> (Vec<TokenStream>, Vec<TokenStream>) {
+        let (decls, values, _) = self.host_params_avoiding(f, prefix, in_protocol_module, &[]);
+        (decls, values)
+    }
+
+    /// Like [`Gen::host_params`], with names clear of `taken` too (the other endpoint's
+    /// parameters of a constructor that takes both); also returns the names.
+    fn host_params_avoiding(
+        &self,
+        f: &Function,
+        prefix: &str,
+        in_protocol_module: bool,
+        taken: &[String],
+    ) -> (Vec<TokenStream>, Vec<TokenStream>, Vec<String>) {
         let rt = rt();
         // Names the generated bodies use are taken first, so a parameter never shadows one.
         const RESERVED: &[&str] = &[
             "args", "inner", "out", "options", "results", "a", "b", "args_a", "args_b", "la", "lb",
             "ready_a", "ready_b", "addr", "tcp", "listener", "pending", "program", "stream", "end",
         ];
-        let mut all: Vec<String> = RESERVED.iter().map(|r| (*r).to_owned()).collect();
+        let mut all: Vec<String> =
+            RESERVED.iter().map(|r| (*r).to_owned()).chain(taken.iter().cloned()).collect();
+        let skip = all.len();
         all.extend(f.locals[..f.params].iter().map(|v| format!("{prefix}{}", names::snake(&v.name))));
-        let names: Vec<String> = names::unique(all).split_off(RESERVED.len());
+        let names: Vec<String> = names::unique(all).split_off(skip);
         let host_ty = |t: &Ty| if in_protocol_module { self.field_ty(t) } else { self.host_ty(t) };
         let mut decls = Vec::new();
         let mut values = Vec::new();
@@ -885,7 +909,7 @@ impl Gen<'_> {
                 }
             }
         }
-        (decls, values)
+        (decls, values, names)
     }
 
     fn api(&self, e: EndpointId) -> TokenStream {
@@ -1237,8 +1261,11 @@ impl Gen<'_> {
         let (ha, hb) = (&self.handles[0], &self.handles[1]);
         let pa = format!("{}_", names::snake(&a.name));
         let pb = format!("{}_", names::snake(&b.name));
-        let (da, va) = a.on_create.as_ref().map(|f| self.host_params(f, &pa, true)).unwrap_or_default();
-        let (db, vb) = b.on_create.as_ref().map(|f| self.host_params(f, &pb, true)).unwrap_or_default();
+        let (da, va, taken) =
+            a.on_create.as_ref().map(|f| self.host_params_avoiding(f, &pa, true, &[])).unwrap_or_default();
+        // `Client(pool_size)` and `ClientPool(size)` both prefix to `client_pool_size`.
+        let (db, vb, _) =
+            b.on_create.as_ref().map(|f| self.host_params_avoiding(f, &pb, true, &taken)).unwrap_or_default();
         let doc = format!(
             " Creates a `{}` and a `{}` joined in this process (no sockets, same semantics as a connection), runs both `onCreate`s and returns once both are ready.",
             a.name, b.name

@@ -41,6 +41,9 @@ pub fn snake(name: &str) -> String {
                 out.push('_');
             }
             out.push(c.to_ascii_lowercase());
+        } else if c == '_' && out.ends_with('_') && out.chars().any(|o| o != '_') {
+            // `a__b` → `a_b` (Rust's snake case has no double underscore inside a name);
+            // leading underscores stay.
         } else {
             out.push(c);
         }
@@ -153,6 +156,8 @@ mod tests {
         assert_eq!(snake("_"), "v_");
         assert_eq!(snake("__"), "v__");
         assert_eq!(snake("_1"), "v_1");
+        assert_eq!(snake("a__b"), "a_b");
+        assert_eq!(snake("__lead"), "__lead");
         assert_eq!(camel("account_info"), "AccountInfo");
         assert_eq!(camel("Account"), "Account");
         assert_eq!(ident("type").to_string(), "r#type");
