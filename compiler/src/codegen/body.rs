@@ -837,32 +837,26 @@ impl<'p> Lower<'p> {
         };
         let handled =
             if catches.is_empty() { quote!(#done) } else { quote!(match #done { #arms other => other }) };
+        let attempt = quote!(async {
+            let #done: #rt::Flow<#rt::ops::Ctl> = async {
+                #body_code
+            }
+            .await;
+            #handled
+        }
+        .await);
         if finally.is_some_and(diverges) {
             // A `finally` that always leaves decides how the statement ends, whatever the
             // body or a catch did (an exception included).
             return quote!({
                 #take_savepoint
-                let _ = async {
-                    let #done: #rt::Flow<#rt::ops::Ctl> = async {
-                        #body_code
-                    }
-                    .await;
-                    #handled
-                }
-                .await;
+                let _ = #attempt;
                 #fin
             });
         }
         quote!({
             #take_savepoint
-            let #outcome: #rt::Flow<#rt::ops::Ctl> = async {
-                let #done: #rt::Flow<#rt::ops::Ctl> = async {
-                    #body_code
-                }
-                .await;
-                #handled
-            }
-            .await;
+            let #outcome: #rt::Flow<#rt::ops::Ctl> = #attempt;
             #fin
             match #outcome? {
                 #rt::ops::Ctl::Next => {}
