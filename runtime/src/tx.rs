@@ -702,19 +702,20 @@ impl Tx {
                     let tags = if mode == Mode::Write { inner.peered.clone() } else { Vec::new() };
                     // A container of a peered variable the other endpoint controls, reached
                     // through an alias or an argument: refused before anything changes.
-                    let foreign = tags.iter().find_map(|t| t.foreign);
-                    let out = if foreign.is_none() { Some(f(&mut inner.data)) } else { None };
+                    let done = match tags.iter().find_map(|t| t.foreign) {
+                        Some(foreign) => Err(foreign),
+                        None => Ok(f(&mut inner.data)),
+                    };
                     drop(inner);
                     if new {
                         self.hold(Held::Obj(obj.clone()));
                     }
-                    match (out, foreign) {
-                        (Some(out), _) => {
+                    match done {
+                        Ok(out) => {
                             self.mark_dirty(&tags);
                             Poll::Ready(out)
                         }
-                        (None, Some(f)) => Poll::Ready(f.refuse()),
-                        (None, None) => unreachable!("a write is either refused or done"),
+                        Err(foreign) => Poll::Ready(foreign.refuse()),
                     }
                 }
                 Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),

@@ -52,3 +52,33 @@ pub fn app_error(result: Result<impl std::fmt::Debug, waldo::Error>, needle: &st
         other => panic!("expected an application exception with {needle:?}, got {other:?}"),
     }
 }
+
+/// Runs `clients` tasks that each make `each` calls `call(client)` at once (a contention
+/// test); asserts every client finished all its calls, and returns every value they saw,
+/// sorted.
+pub async fn contend<F, Fut>(clients: usize, each: usize, call: F) -> Vec<f64>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<f64, waldo::Error>> + Send,
+{
+    let tasks: Vec<_> = (0..clients)
+        .map(|k| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::with_capacity(each);
+                for _ in 0..each {
+                    seen.push(call(k).await.expect("a contended call"));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        let seen = t.await.expect("a client");
+        assert_eq!(seen.len(), each, "every client finished: no starvation");
+        all.extend(seen);
+    }
+    all.sort_by(f64::total_cmp);
+    all
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use waldo::Error;
 
-use waldo_e2e::{app_error, scenarios};
+use waldo_e2e::{app_error, contend, scenarios};
 
 scenarios! {
     // ------------------------------------------------------------ values and control flow
@@ -217,24 +217,14 @@ scenarios! {
         left(|x: f64| x, |_s: String| ())
         |l, r| {
         const EACH: usize = 150;
-        let mut tasks = Vec::new();
-        for k in 0..4 {
+        let all = contend(4, EACH, {
             let (l, r) = (l.clone(), r.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut seen = Vec::with_capacity(EACH);
-                for _ in 0..EACH {
-                    seen.push(if k % 2 == 0 { l.inc().await } else { r.inc().await }.expect("an increment"));
-                }
-                seen
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            let seen = t.await.expect("a client");
-            assert_eq!(seen.len(), EACH, "every client finished: no starvation");
-            all.extend(seen);
-        }
-        all.sort_by(f64::total_cmp);
+            move |k| {
+                let (l, r) = (l.clone(), r.clone());
+                async move { if k % 2 == 0 { l.inc().await } else { r.inc().await } }
+            }
+        })
+        .await;
         let expected: Vec<f64> = (1..=4 * EACH).map(|n| n as f64).collect();
         assert_eq!(all, expected, "each increment saw a distinct count: serializable, exactly once");
         assert_eq!(l.count().await.expect("count"), (4 * EACH) as f64);

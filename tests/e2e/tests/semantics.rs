@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use waldo_e2e::{app_error, corpus_name_collisions::clash, corpus_scope_and_undo::scoping, scenarios};
+use waldo_e2e::{
+    app_error, contend, corpus_name_collisions::clash, corpus_scope_and_undo::scoping, scenarios,
+};
 
 async fn keeper() -> (scoping::Keeper, waldo::External<BTreeMap<String, Vec<f64>>>) {
     let shelves = waldo::External::new(BTreeMap::from([("a".to_owned(), vec![1.0])]));
@@ -340,22 +342,14 @@ scenarios! {
         left(h.note(), h.sig(), h.ext.clone(), h.extl.clone())
         |l, r| {
         const EACH: usize = 100;
-        let mut tasks = Vec::new();
-        for k in 0..4 {
+        let all = contend(4, EACH, {
             let (l, r) = (l.clone(), r.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut seen = Vec::with_capacity(EACH);
-                for _ in 0..EACH {
-                    seen.push(if k % 2 == 0 { l.inc().await } else { r.tick().await }.expect("an increment"));
-                }
-                seen
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.expect("a client"));
-        }
-        all.sort_by(f64::total_cmp);
+            move |k| {
+                let (l, r) = (l.clone(), r.clone());
+                async move { if k % 2 == 0 { l.inc().await } else { r.tick().await } }
+            }
+        })
+        .await;
         let expected: Vec<f64> = (1..=4 * EACH).map(|n| n as f64).collect();
         assert_eq!(all, expected);
         // One signal per committed transaction (none from retried attempts), in commit order.
