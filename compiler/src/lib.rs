@@ -45,14 +45,21 @@ impl Checked {
 /// The checker runs only on a file without syntax errors: on a partly recovered tree most of
 /// what it would say would be consequences of the syntax error.
 pub fn check_source(map: &mut SourceMap, name: &str, source: &str) -> Checked {
+    let parsed = parse_source(map, name, source);
+    if parsed.has_errors() {
+        return parsed;
+    }
+    let (protocol, diagnostics) = check::check(&parsed.tree);
+    Checked { protocol: Some(protocol), diagnostics, ..parsed }
+}
+
+/// Adds `source` to `map` under `name` and parses it, without checking (`waldoc ast`): the
+/// diagnostics are the syntax errors only, and `protocol` is `None`.
+pub fn parse_source(map: &mut SourceMap, name: &str, source: &str) -> Checked {
     let file = map.add(name, source);
     let (tree, errors) = waldo_grammar::parse(source, file);
-    if !errors.is_empty() {
-        let diagnostics = errors.iter().map(|e| diagnostics::from_parse_error(e, source)).collect();
-        return Checked { file, tree, protocol: None, diagnostics };
-    }
-    let (protocol, diagnostics) = check::check(&tree);
-    Checked { file, tree, protocol: Some(protocol), diagnostics }
+    let diagnostics = errors.iter().map(|e| diagnostics::from_parse_error(e, source)).collect();
+    Checked { file, tree, protocol: None, diagnostics }
 }
 
 /// Why [`format_source`] did not format a file.
@@ -82,10 +89,24 @@ pub fn format_source(map: &mut SourceMap, name: &str, source: &str) -> Result<St
 /// diagnostic (`E0019`) pointing at the first bad byte; a file that cannot be read is an
 /// `io::Error` for the caller to report.
 pub fn check_path(map: &mut SourceMap, path: &std::path::Path) -> std::io::Result<Checked> {
+    read_path(map, path, check_source)
+}
+
+/// Reads the file at `path` into `map` and parses it, without checking (see
+/// [`parse_source`]); a file that is not UTF-8 is reported as by [`check_path`].
+pub fn parse_path(map: &mut SourceMap, path: &std::path::Path) -> std::io::Result<Checked> {
+    read_path(map, path, parse_source)
+}
+
+fn read_path(
+    map: &mut SourceMap,
+    path: &std::path::Path,
+    then: fn(&mut SourceMap, &str, &str) -> Checked,
+) -> std::io::Result<Checked> {
     let bytes = std::fs::read(path)?;
     let name = path.display().to_string();
     match String::from_utf8(bytes) {
-        Ok(source) => Ok(check_source(map, &name, &source)),
+        Ok(source) => Ok(then(map, &name, &source)),
         Err(err) => {
             let valid = err.utf8_error().valid_up_to();
             let source = String::from_utf8_lossy(err.as_bytes()).into_owned();

@@ -274,7 +274,8 @@ fn report(map: &SourceMap, diagnostics: &[waldo_compiler::Diagnostic], output: &
 /// Prints the syntax tree; diagnostics (if any) go to standard error.
 fn ast(path: &std::path::Path, output: &OutputArgs) -> ExitCode {
     let mut map = SourceMap::new();
-    let checked = match waldo_compiler::check_path(&mut map, path) {
+    // Only the parse: type errors are `waldoc check`'s business.
+    let checked = match waldo_compiler::parse_path(&mut map, path) {
         Ok(checked) => checked,
         Err(err) => {
             eprintln!("error: cannot read `{}`: {err}", path.display());
@@ -282,10 +283,14 @@ fn ast(path: &std::path::Path, output: &OutputArgs) -> ExitCode {
         }
     };
     report(&map, &checked.diagnostics, output);
+    if checked.has_errors() {
+        // A tree with `Error` nodes where source was skipped is no use to anyone.
+        return ExitCode::FAILURE;
+    }
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`waldoc ast f | head`) is not an error worth reporting.
     let _ = writeln!(stdout, "{:#?}", checked.tree);
-    if checked.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    ExitCode::SUCCESS
 }
 
 /// Prints the explanation page of a code.

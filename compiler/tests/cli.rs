@@ -89,6 +89,31 @@ fn ast_prints_the_tree() {
 }
 
 #[test]
+fn ast_of_a_file_with_type_errors_prints_its_tree() {
+    let typed =
+        temp_file("typed.wld", b"P\nEndpoint A;\nA { Public Function f() returns Number { return 'x'; } }\n");
+    let (code, stdout, stderr) = waldoc(&["ast", typed.to_str().unwrap()]);
+    assert_eq!(code, 0, "type errors are `waldoc check`'s business: {stderr}");
+    assert!(stdout.contains("protocol: \"P\"@"), "{stdout}");
+    assert!(stdout.contains("Return"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // `check` still reports them.
+    let (code, _, stderr) = waldoc(&["check", typed.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("error[E0107]"), "{stderr}");
+}
+
+#[test]
+fn ast_of_a_file_that_does_not_parse_prints_the_syntax_errors_and_fails() {
+    let broken =
+        temp_file("broken.wld", b"P\nEndpoint A;\nA {\n  Number n = 1\n  Public Function f() { }\n}\n");
+    let (code, stdout, stderr) = waldoc(&["ast", broken.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty(), "no tree for a file that does not parse: {stdout}");
+    assert!(stderr.contains("error[E0020]") && stderr.contains("4:15"), "{stderr}");
+}
+
+#[test]
 fn usage_errors_exit_with_2() {
     let (code, _, stderr) = waldoc(&["check"]);
     assert_eq!(code, 2);

@@ -229,3 +229,29 @@ impl FromValue for crate::value::HostFn {
         }
     }
 }
+
+/// What a host function (a Rust closure passed where Waldo code takes a `Function`) may
+/// return: its results as they are (an infallible function), or a `Result` of them. An
+/// `Err` raises an `ApplicationException` in the Waldo code that called the function, with
+/// the error's text as its message; the code may catch it, and if it does not, the whole
+/// transaction rolls back on every side and the host call returns the error. (A panic in a
+/// host function raises the same exception, with the panic's message.)
+///
+/// `T` is the Rust form of the function's Waldo results: `()` for `returns: Nothing`, the
+/// one type, or a tuple of them.
+pub trait HostResult<T> {
+    /// The results, or the exception to raise.
+    fn into_host(self) -> Result<T, Exception>;
+}
+
+impl<T> HostResult<T> for T {
+    fn into_host(self) -> Result<T, Exception> {
+        Ok(self)
+    }
+}
+
+impl<T, E: std::fmt::Display> HostResult<T> for Result<T, E> {
+    fn into_host(self) -> Result<T, Exception> {
+        self.map_err(|e| Exception::application(e.to_string()))
+    }
+}

@@ -31,6 +31,8 @@ pub struct EndpointCore {
     pub(crate) serial: u64,
     pub(crate) slots: Mutex<Vec<Slot>>,
     pub(crate) printer: Printer,
+    /// The order this endpoint's `signal`/`print` effects are delivered in.
+    pub(crate) effects: Arc<crate::effects::EffectQueue>,
     pub(crate) gate: crate::gate::Gate,
     pub(crate) life: crate::lifecycle::Lifecycle,
 }
@@ -75,6 +77,7 @@ impl EndpointCore {
                     .collect(),
             ),
             printer,
+            effects: Arc::default(),
             gate: crate::gate::Gate::default(),
             life: crate::lifecycle::Lifecycle::default(),
         })

@@ -30,7 +30,7 @@ mod value;
 pub mod watchdog;
 pub mod wire;
 
-pub use convert::NumberKey;
+pub use convert::{HostResult, NumberKey};
 pub use endpoint::EndpointRef;
 pub use error::{Error, Exception, ExceptionKind};
 pub use external::External;
@@ -49,7 +49,7 @@ pub mod __rt {
     use std::future::Future;
 
     pub use crate::CallOptions;
-    pub use crate::convert::{FromKey, FromValue, IntoKey, IntoValue};
+    pub use crate::convert::{FromKey, FromValue, HostResult, IntoKey, IntoValue};
     pub use crate::effects::{Printer, stdout_printer};
     pub use crate::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
     pub use crate::engine::SequenceInfo;

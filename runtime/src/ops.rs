@@ -346,10 +346,10 @@ pub async fn remove_key(tx: &Tx, map: &Value, k: &Value) -> Flow<()> {
     tx.map_remove(map.as_obj()?, &k.to_key()?).await
 }
 
-/// `signal(f, args...)`: `f(args)` once, after commit.
-pub async fn signal(tx: &Tx, f: &Value, args: Vec<Value>) -> Flow<()> {
+/// `signal(f, args...)` in code running on `ep`: `f(args)` once, after commit.
+pub async fn signal(tx: &Tx, ep: &crate::endpoint::EndpointCore, f: &Value, args: Vec<Value>) -> Flow<()> {
     match f {
-        Value::Function(host) => tx.signal(host.clone(), args).await,
+        Value::Function(host) => tx.signal(ep, host.clone(), args).await,
         Value::Nothing => app_error("signal: this Function variable was never given a function"),
         other => app_error(format!("signal: {} is not a Function", other.kind_name())),
     }

@@ -29,7 +29,7 @@ use std::task::{Context, Poll, Waker};
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
-use crate::effects::{self, Effect};
+use crate::effects::{self, Effect, Issued};
 use crate::endpoint::EndpointCore;
 use crate::error::{Abort, Exception, Flow};
 use crate::external::ExtCell;
@@ -181,7 +181,7 @@ enum Held {
 struct TxLog {
     undo: SmallVec<[Undo; 4]>,
     held: SmallVec<[Held; 4]>,
-    effects: Vec<Effect>,
+    effects: Issued,
     /// Links this transaction spread over, as parent or child.
     links: SmallVec<[LinkReg; 1]>,
     /// Peered variables written here and not yet sent to the other replica.
@@ -1077,20 +1077,21 @@ impl Tx {
 
     // ---------------------------------------------------------------- effects, savepoints
 
-    /// Queues `f(args)` to run once after commit (`signal`). The arguments are copied now:
-    /// the host gets the values as they were when `signal` ran.
-    pub async fn signal(&self, f: crate::value::HostFn, args: Vec<Value>) -> Flow<()> {
+    /// Queues `f(args)` to run once after `ep`'s part of the transaction commits (`signal`
+    /// in code running on `ep`). The arguments are copied now: the host gets the values as
+    /// they were when `signal` ran.
+    pub async fn signal(&self, ep: &EndpointCore, f: crate::value::HostFn, args: Vec<Value>) -> Flow<()> {
         let mut copied = Vec::with_capacity(args.len());
         for a in &args {
             copied.push(self.deep_copy(a).await?);
         }
-        self.inner.log.lock().effects.push(Effect::Signal(f, copied));
+        self.inner.log.lock().effects.push((ep.effects.clone(), Effect::Signal(f, copied)));
         Ok(())
     }
 
     /// Queues a line to print once after commit (`print`), through the endpoint's printer.
     pub fn print(&self, ep: &EndpointCore, text: String) {
-        self.inner.log.lock().effects.push(Effect::Print(ep.printer.clone(), text));
+        self.inner.log.lock().effects.push((ep.effects.clone(), Effect::Print(ep.printer.clone(), text)));
     }
 
     /// Marks the undo log for a `try` body.
@@ -1190,15 +1191,17 @@ impl Tx {
 
 fn commit_inner(inner: &Arc<TxInner>) {
     let log = std::mem::take(&mut *inner.log.lock());
-    // Reserve the place in commit order while still holding the locks.
-    let place = (!log.effects.is_empty()).then(effects::reserve);
+    // Take the places in each endpoint's commit order while still holding the locks.
+    let places = effects::reserve(log.effects);
     release(inner, log.held);
     inner.state.store(FINISHED, Ordering::Release);
+    // Deliver before telling the partners: a thread that waits for its turn then never
+    // holds a place of its own that others wait for (see `effects`).
+    if let Some(places) = places {
+        places.deliver();
+    }
     for reg in log.links.iter().filter(|l| l.parent) {
         reg.link.finish(inner.id, true);
-    }
-    if let Some(n) = place {
-        effects::fill_and_deliver(n, log.effects);
     }
 }
 

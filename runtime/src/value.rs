@@ -398,9 +398,28 @@ impl HostFn {
         HostFn(Arc::new(f))
     }
 
-    /// Calls it.
+    /// Calls it. A panic in the closure does not unwind into Waldo code: it becomes an
+    /// `ApplicationException` whose message says the host function panicked, with the
+    /// panic's own message.
     pub fn call(&self, args: Vec<Value>) -> Result<Vec<Value>, Exception> {
-        (self.0)(args)
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.0)(args))) {
+            Ok(result) => result,
+            Err(payload) => Err(Exception::application(format!(
+                "a host function panicked: {}",
+                panic_message(payload.as_ref())
+            ))),
+        }
+    }
+}
+
+/// The message of a panic's payload (`panic!("...")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic without a message)".to_owned()
     }
 }
 

@@ -266,7 +266,7 @@ async fn signals_fire_once_per_commit_and_host_functions_may_rerun() {
                             tokio::task::yield_now().await;
                             let n = host_fn.call(vec![Value::Number(n + 1.0)])?[0].as_number()?; // a host function
                             tx.write(&core, COUNT, Value::Number(n)).await?;
-                            tx.signal(signal_fn, vec![Value::Number(n)]).await?;
+                            tx.signal(&core, signal_fn, vec![Value::Number(n)]).await?;
                             Ok(())
                         }
                     })
@@ -314,7 +314,7 @@ async fn no_signal_or_print_for_an_aborted_transaction() {
         let (core, f) = (core.clone(), f.clone());
         async move {
             tx.print(&core, "never".into());
-            tx.signal(f, vec![]).await?;
+            tx.signal(&core, f, vec![]).await?;
             app_error::<()>("no")
         }
     })
@@ -876,11 +876,12 @@ async fn signals_run_after_every_lock_is_released_and_externals_installed() {
             Ok(vec![])
         })
     };
-    transact("ext", &scratch(), &CallOptions::default(), |tx| {
-        let (cell, f) = (cell.cell().clone(), f.clone());
+    let core = scratch();
+    transact("ext", &core, &CallOptions::default(), |tx| {
+        let (cell, f, core) = (cell.cell().clone(), f.clone(), core.clone());
         async move {
             tx.ext_write(&cell, Value::Number(42.0)).await?;
-            tx.signal(f, vec![]).await?;
+            tx.signal(&core, f, vec![]).await?;
             Ok(())
         }
     })
@@ -900,12 +901,13 @@ async fn a_panicking_signal_does_not_stop_other_effects() {
             Ok(vec![])
         })
     };
+    let core = scratch();
     for _ in 0..2 {
-        transact("effects", &scratch(), &CallOptions::default(), |tx| {
-            let (boom, count) = (boom.clone(), count.clone());
+        transact("effects", &core, &CallOptions::default(), |tx| {
+            let (boom, count, core) = (boom.clone(), count.clone(), core.clone());
             async move {
-                tx.signal(boom, vec![]).await?;
-                tx.signal(count, vec![]).await?;
+                tx.signal(&core, boom, vec![]).await?;
+                tx.signal(&core, count, vec![]).await?;
                 Ok(())
             }
         })

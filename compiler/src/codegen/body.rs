@@ -1052,7 +1052,7 @@ impl<'p> Lower<'p> {
                 let (first, rest) = args.split_first()?;
                 let f = self.r(first);
                 let rest = self.args(rest);
-                quote!(#rt::ops::signal(tx, &#f, Vec::from([#(#rest),*])).await?)
+                quote!(#rt::ops::signal(tx, &self.core, &#f, Vec::from([#(#rest),*])).await?)
             }
             Callee::Method(recv, m) => {
                 let r = match m {
@@ -1296,7 +1296,7 @@ fn number(n: f64) -> TokenStream {
     }
 }
 
-/// The default value of a variable of type `ty` (LANGUAGE.md §3).
+/// The default value of a variable of type `ty` (the book's language chapter, "Defaults").
 pub(super) fn default_value(protocol: &Protocol, ty: &Ty) -> TokenStream {
     default_in(protocol, ty, &mut Vec::new())
 }
@@ -1315,6 +1315,11 @@ fn default_in(protocol: &Protocol, ty: &Ty, structs: &mut Vec<usize>) -> TokenSt
                 protocol.structs[*id].fields.iter().map(|f| default_in(protocol, &f.ty, structs)).collect();
             structs.pop();
             quote!(#rt::Value::new_struct(Vec::from([#(#fields),*])))
+        }
+        // An External declared without a value starts bound to a fresh cell of its own.
+        Ty::External(inner) => {
+            let value = default_in(protocol, inner, structs);
+            quote!(#rt::Value::External(#rt::ExtCell::new(#value)))
         }
         _ => quote!(#rt::Value::Nothing),
     }

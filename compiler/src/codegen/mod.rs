@@ -833,27 +833,21 @@ impl Gen<'_> {
         format!("{kind}{}({}){returns}", f.name, params.join(", "))
     }
 
-    /// The parameters of a host-facing function: Rust names and types, and the code that
-    /// turns each into a `Value`.
-    fn host_params(
-        &self,
-        f: &Function,
-        prefix: &str,
-        in_protocol_module: bool,
-    ) -> (Vec<TokenStream>, Vec<TokenStream>) {
-        let (decls, values, _) = self.host_params_avoiding(f, prefix, in_protocol_module, &[]);
-        (decls, values)
+    /// The parameters of a host-facing function: Rust names and types, the code that turns
+    /// each into a `Value`, and the generic parameters the types use.
+    fn host_params(&self, f: &Function, prefix: &str, in_protocol_module: bool) -> HostParams {
+        self.host_params_avoiding(f, prefix, in_protocol_module, &[])
     }
 
     /// Like [`Gen::host_params`], with names clear of `taken` too (the other endpoint's
-    /// parameters of a constructor that takes both); also returns the names.
+    /// parameters of a constructor that takes both).
     fn host_params_avoiding(
         &self,
         f: &Function,
         prefix: &str,
         in_protocol_module: bool,
         taken: &[String],
-    ) -> (Vec<TokenStream>, Vec<TokenStream>, Vec<String>) {
+    ) -> HostParams {
         let rt = rt();
         // Names the generated bodies use are taken first, so a parameter never shadows one.
         const RESERVED: &[&str] = &[
@@ -866,50 +860,53 @@ impl Gen<'_> {
         all.extend(f.locals[..f.params].iter().map(|v| format!("{prefix}{}", names::snake(&v.name))));
         let names: Vec<String> = names::unique(all).split_off(skip);
         let host_ty = |t: &Ty| if in_protocol_module { self.field_ty(t) } else { self.host_ty(t) };
-        let mut decls = Vec::new();
-        let mut values = Vec::new();
+        let mut params = HostParams { names: names.clone(), ..HostParams::default() };
         for (v, n) in f.locals[..f.params].iter().zip(&names) {
             let id = names::ident(n);
             match &v.ty {
                 Ty::Function(sig) => {
                     let ins: Vec<TokenStream> = sig.params.iter().map(&host_ty).collect();
                     let out = match sig.returns.len() {
-                        0 => quote!(),
+                        0 => quote!(()),
                         1 => host_ty(&sig.returns[0]),
                         _ => {
                             let ts: Vec<TokenStream> = sig.returns.iter().map(&host_ty).collect();
                             quote!((#(#ts),*))
                         }
                     };
-                    let arrow = if sig.returns.is_empty() { quote!() } else { quote!(-> #out) };
-                    decls.push(quote!(#id: impl Fn(#(#ins),*) #arrow + Send + Sync + 'static));
+                    // The closure returns its results, or a `Result` of them whose error
+                    // becomes an `ApplicationException` (`waldo::HostResult`).
+                    let mut ret = format!("{}Out", names::camel(n));
+                    while self.handles.iter().chain(&self.structs).chain(&self.listeners).any(|t| *t == ret) {
+                        ret.push('_');
+                    }
+                    let ret = names::ident(&ret);
+                    params.generics.push(quote!(#ret: #rt::HostResult<#out>));
+                    params.decls.push(quote!(#id: impl Fn(#(#ins),*) -> #ret + Send + Sync + 'static));
                     let idx: Vec<usize> = (0..sig.params.len()).collect();
+                    let call = quote!(#rt::HostResult::into_host(#id(#(#rt::FromValue::from_committed(&#rt::ops::nth(&args, #idx))?),*))?);
                     let results = match sig.returns.len() {
-                        0 => {
-                            quote!({ #id(#(#rt::FromValue::from_committed(&#rt::ops::nth(&args, #idx))?),*); Ok(Vec::new()) })
-                        }
-                        1 => {
-                            quote!(Ok(Vec::from([#rt::IntoValue::into_value(#id(#(#rt::FromValue::from_committed(&#rt::ops::nth(&args, #idx))?),*))])))
-                        }
+                        0 => quote!({ #call; Ok(Vec::new()) }),
+                        1 => quote!(Ok(Vec::from([#rt::IntoValue::into_value(#call)]))),
                         k => {
                             let rs: Vec<Ident> = (0..k).map(|i| format_ident!("r{}", i)).collect();
                             quote!({
-                                let (#(#rs),*) = #id(#(#rt::FromValue::from_committed(&#rt::ops::nth(&args, #idx))?),*);
+                                let (#(#rs),*) = #call;
                                 Ok(Vec::from([#(#rt::IntoValue::into_value(#rs)),*]))
                             })
                         }
                     };
                     let args_name = if sig.params.is_empty() { quote!(_args) } else { quote!(args) };
-                    values.push(quote!(#rt::Value::Function(#rt::HostFn::new(move |#args_name: Vec<#rt::Value>| #results))));
+                    params.values.push(quote!(#rt::Value::Function(#rt::HostFn::new(move |#args_name: Vec<#rt::Value>| #results))));
                 }
                 other => {
                     let t = host_ty(other);
-                    decls.push(quote!(#id: #t));
-                    values.push(quote!(#rt::IntoValue::into_value(#id)));
+                    params.decls.push(quote!(#id: #t));
+                    params.values.push(quote!(#rt::IntoValue::into_value(#id)));
                 }
             }
         }
-        (decls, values, names)
+        params
     }
 
     fn api(&self, e: EndpointId) -> TokenStream {
@@ -940,13 +937,14 @@ impl Gen<'_> {
             taken.push(name.clone());
             let method = names::ident(&name);
             let ident = &self.functions[e][fid];
-            let (decls, values) = self.host_params(f, "", false);
+            let params = self.host_params(f, "", false);
+            let (decls, values, generics) = (&params.decls, &params.values, params.generics());
             let what = format!("{}.{}", ep.name, f.name);
             let (ret_ty, convert) = self.results(&f.returns);
             let doc = format!(" `{}`, as one transaction.", self.signature(f));
             methods.extend(quote! {
                 #[doc = #doc]
-                pub async fn #method(&self, #(#decls),*) -> Result<#ret_ty, ::waldo::Error> {
+                pub async fn #method #generics(&self, #(#decls),*) -> Result<#ret_ty, ::waldo::Error> {
                     let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
                     let inner = &self.inner;
                     let out = #rt::transact(#what, &inner.core, &self.options, |tx| {
@@ -1046,10 +1044,8 @@ impl Gen<'_> {
         let partner = &self.p.endpoints[1 - e].name;
         let listener = &self.listeners[e];
         let side = e as u8;
-        let (decls, values) = match &ep.on_create {
-            Some(f) => self.host_params(f, "", false),
-            None => (Vec::new(), Vec::new()),
-        };
+        let params = ep.on_create.as_ref().map(|f| self.host_params(f, "", false)).unwrap_or_default();
+        let (decls, values, generics) = (&params.decls, &params.values, params.generics());
         let connect_doc = format!(
             " Connects to a `{partner}` listening at `addr`: the handshake, then both sides' `onCreate` (this side's with the arguments given); returns once both sides are ready."
         );
@@ -1058,13 +1054,13 @@ impl Gen<'_> {
         );
         quote! {
             #[doc = #connect_doc]
-            pub async fn connect(addr: impl ::waldo::ToSocketAddrs, #(#decls),*) -> Result<Self, ::waldo::Error> {
+            pub async fn connect #generics(addr: impl ::waldo::ToSocketAddrs, #(#decls),*) -> Result<Self, ::waldo::Error> {
                 let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
                 Self::connect_args(addr, &::waldo::TcpOptions::default(), args).await
             }
 
             /// Like `connect`, with connection options (heartbeats, frame size, handshake time limit).
-            pub async fn connect_with(addr: impl ::waldo::ToSocketAddrs, tcp: &::waldo::TcpOptions, #(#decls),*) -> Result<Self, ::waldo::Error> {
+            pub async fn connect_with #generics(addr: impl ::waldo::ToSocketAddrs, tcp: &::waldo::TcpOptions, #(#decls),*) -> Result<Self, ::waldo::Error> {
                 let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
                 Self::connect_args(addr, tcp, args).await
             }
@@ -1110,10 +1106,8 @@ impl Gen<'_> {
         let ep = &self.p.endpoints[e];
         let handle = &self.handles[e];
         let listener = &self.listeners[e];
-        let (decls, values) = match &ep.on_create {
-            Some(f) => self.host_params(f, "", false),
-            None => (Vec::new(), Vec::new()),
-        };
+        let params = ep.on_create.as_ref().map(|f| self.host_params(f, "", false)).unwrap_or_default();
+        let (decls, values, generics) = (&params.decls, &params.values, params.generics());
         let doc = format!(" A TCP listener that makes a `{}` for each partner that connects.", ep.name);
         let listener_name = listener.to_string();
         quote! {
@@ -1132,7 +1126,7 @@ impl Gen<'_> {
                 /// `onCreate` with the arguments given, and returns the endpoint once both
                 /// sides are ready. A connection that fails at this point returns its error;
                 /// the listener goes on serving the others.
-                pub async fn accept(&self, #(#decls),*) -> Result<#handle, ::waldo::Error> {
+                pub async fn accept #generics(&self, #(#decls),*) -> Result<#handle, ::waldo::Error> {
                     let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
                     let (inner, pending) = self.listener.next().await?;
                     let options = ::waldo::CallOptions::default();
@@ -1237,13 +1231,11 @@ impl Gen<'_> {
         let rt = rt();
         let ep = &self.p.endpoints[e];
         let handle = &self.handles[e];
-        let (decls, values) = match &ep.on_create {
-            Some(f) => self.host_params(f, "", false),
-            None => (Vec::new(), Vec::new()),
-        };
+        let params = ep.on_create.as_ref().map(|f| self.host_params(f, "", false)).unwrap_or_default();
+        let (decls, values, generics) = (&params.decls, &params.values, params.generics());
         quote! {
             /// Creates the endpoint: its initializers, then `onCreate`.
-            pub async fn new(#(#decls),*) -> Result<Self, ::waldo::Error> {
+            pub async fn new #generics(#(#decls),*) -> Result<Self, ::waldo::Error> {
                 let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
                 let inner = Inner::new_arc();
                 let options = ::waldo::CallOptions::default();
@@ -1261,18 +1253,24 @@ impl Gen<'_> {
         let (ha, hb) = (&self.handles[0], &self.handles[1]);
         let pa = format!("{}_", names::snake(&a.name));
         let pb = format!("{}_", names::snake(&b.name));
-        let (da, va, taken) =
+        let pa =
             a.on_create.as_ref().map(|f| self.host_params_avoiding(f, &pa, true, &[])).unwrap_or_default();
         // `Client(pool_size)` and `ClientPool(size)` both prefix to `client_pool_size`.
-        let (db, vb, _) =
-            b.on_create.as_ref().map(|f| self.host_params_avoiding(f, &pb, true, &taken)).unwrap_or_default();
+        let pb = b
+            .on_create
+            .as_ref()
+            .map(|f| self.host_params_avoiding(f, &pb, true, &pa.names))
+            .unwrap_or_default();
+        let (da, va, db, vb) = (&pa.decls, &pa.values, &pb.decls, &pb.values);
+        let both: Vec<&TokenStream> = pa.generics.iter().chain(&pb.generics).collect();
+        let generics = if both.is_empty() { quote!() } else { quote!(<#(#both),*>) };
         let doc = format!(
             " Creates a `{}` and a `{}` joined in this process (no sockets, same semantics as a connection), runs both `onCreate`s and returns once both are ready.",
             a.name, b.name
         );
         quote! {
             #[doc = #doc]
-            pub async fn in_process_pair(#(#da,)* #(#db),*) -> Result<(#ha, #hb), ::waldo::Error> {
+            pub async fn in_process_pair #generics(#(#da,)* #(#db),*) -> Result<(#ha, #hb), ::waldo::Error> {
                 let args_a: Vec<#rt::Value> = Vec::from([#(#va),*]);
                 let args_b: Vec<#rt::Value> = Vec::from([#(#vb),*]);
                 let (a, b) = (#ma::Inner::new_arc(), #mb::Inner::new_arc());
@@ -1298,6 +1296,27 @@ impl Gen<'_> {
 /// Tidies the generated tree the way a person would write it: integer literals without a
 /// type suffix (`0`, not `0usize`), and `Vec::new()` for an empty `Vec::from([])`.
 struct Tidy;
+
+/// The parameters of a host-facing function (see [`Gen::host_params`]).
+#[derive(Default)]
+struct HostParams {
+    /// `name: Type` for each parameter.
+    decls: Vec<TokenStream>,
+    /// The code that turns each parameter into a `Value`.
+    values: Vec<TokenStream>,
+    /// `Out: HostResult<T>` for each host function parameter (its closure's return type).
+    generics: Vec<TokenStream>,
+    /// The Rust names of the parameters.
+    names: Vec<String>,
+}
+
+impl HostParams {
+    /// `<A: X, B: Y>`, or nothing when there are no generic parameters.
+    fn generics(&self) -> TokenStream {
+        let g = &self.generics;
+        if g.is_empty() { quote!() } else { quote!(<#(#g),*>) }
+    }
+}
 
 impl syn::visit_mut::VisitMut for Tidy {
     fn visit_lit_int_mut(&mut self, lit: &mut syn::LitInt) {

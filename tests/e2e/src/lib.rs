@@ -6,14 +6,15 @@ include!(concat!(env!("OUT_DIR"), "/all.rs"));
 
 /// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
 /// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process
-/// and over TCP. `setup` statements run first in each test; `left` are the Left's
-/// `onCreate` arguments. The conformance and semantics suites are written with it.
+/// and over TCP. `setup` statements run first in each test; `left` and `right` are the
+/// endpoints' `onCreate` arguments. The conformance and semantics suites are written with it.
 #[macro_export]
 macro_rules! scenarios {
     ($(
         $name:ident: $file:ident::$proto:ident,
         $(setup { $($setup:stmt;)* })?
         $(left($($arg:expr),*))?
+        $(right($($rarg:expr),*))?
         |$l:ident, $r:ident| $body:block
     )*) => {$(
         mod $name {
@@ -24,7 +25,8 @@ macro_rules! scenarios {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn in_process() {
                 $($($setup;)*)?
-                let ($l, $r) = m::in_process_pair($($($arg),*)?).await.expect("a pair");
+                let ($l, $r) =
+                    m::in_process_pair($($($arg,)*)? $($($rarg),*)?).await.expect("a pair");
                 $body
             }
 
@@ -34,7 +36,7 @@ macro_rules! scenarios {
                 let listener = m::Right::listen("127.0.0.1:0").await.expect("listen");
                 let ($l, $r) = tokio::try_join!(
                     m::Left::connect(listener.local_addr(), $($($arg),*)?),
-                    listener.accept()
+                    listener.accept($($($rarg),*)?)
                 )
                 .expect("a pair");
                 $body

@@ -230,4 +230,219 @@ scenarios! {
         assert_eq!(l.count().await.expect("count"), (4 * EACH) as f64);
         assert_eq!(r.count().await.expect("count"), (4 * EACH) as f64);
     }
+
+    // ------------------------------------------------------------ effects, failing host functions, Externals
+
+    effects_on_both_sides_of_one_sequence: corpus_fix_effects::fix_effects,
+        setup { let (left_seen, right_seen) = (Seen::default(), Seen::default()); }
+        left(left_seen.recorder())
+        right(right_seen.recorder())
+        |l, _r| {
+        // Each side signals after its own commit; neither waits for the other's effects.
+        tokio::time::timeout(LIMIT, l.exact()).await.expect("the call returns").expect("exact");
+        assert_eq!(left_seen.wait_for(1).await, [1.0]);
+        assert_eq!(right_seen.wait_for(1).await, [2.0]);
+        // And the process's other effects are not held up either.
+        tokio::time::timeout(LIMIT, l.exact()).await.expect("the call returns").expect("exact");
+        assert_eq!(left_seen.wait_for(2).await, [1.0, 1.0]);
+        assert_eq!(right_seen.wait_for(2).await, [2.0, 2.0]);
+    }
+
+    effects_are_delivered_once_in_each_endpoints_commit_order: corpus_fix_effects::fix_effects,
+        setup { let (left_seen, right_seen) = (Seen::default(), Seen::default()); }
+        left(left_seen.recorder())
+        right(right_seen.recorder())
+        |l, r| {
+        // Two concurrent callers, one on each side, each starting sequences that bump the
+        // peered `n` and signal it on both sides.
+        const EACH: usize = 500;
+        let from_left = tokio::spawn({
+            let l = l.clone();
+            async move {
+                for _ in 0..EACH {
+                    l.go().await.expect("go");
+                }
+            }
+        });
+        let from_right = tokio::spawn({
+            let r = r.clone();
+            async move {
+                for _ in 0..EACH {
+                    r.back().await.expect("back");
+                }
+            }
+        });
+        tokio::time::timeout(4 * LIMIT, async { from_left.await.and(from_right.await) })
+            .await
+            .expect("the callers finish")
+            .expect("no caller panicked");
+        assert_eq!(l.count().await.expect("count"), (2 * EACH) as f64);
+        let expected: Vec<f64> = (1..=2 * EACH).map(|n| n as f64).collect();
+        // Every transaction's signals, exactly once on each side, in commit order (the
+        // peered `n` numbers the commits, and each one locked it).
+        assert_eq!(left_seen.wait_for(2 * EACH).await, expected);
+        assert_eq!(right_seen.wait_for(2 * EACH).await, expected);
+    }
+
+    failing_host_functions_raise_where_they_are_called: corpus_fix_host_fns::fix_host_fns,
+        left(failing, 3.0, false)
+        right(failing)
+        |l, r| {
+        host_function_failures(&l, &r, true).await;
+    }
+
+    panicking_infallible_host_functions_raise_too: corpus_fix_host_fns::fix_host_fns,
+        left(panicking, 3.0, false)
+        right(panicking)
+        |l, r| {
+        host_function_failures(&l, &r, false).await;
+    }
+
+    externals_declared_in_waldo_start_with_a_fresh_cell: corpus_fix_externals::fix_externals,
+        left(35.0, 31.0)
+        |l, r| {
+        assert_eq!(l.get(31.0).await.expect("get"), (35.0, 35.0));
+        // `map_[31]` is the same cell as `num`.
+        l.set(7.0).await.expect("set");
+        assert_eq!(l.get(31.0).await.expect("get"), (7.0, 7.0));
+        assert_eq!(l.endpoints().await.expect("endpoints"), 1.0);
+        // A local and a struct field start with a cell holding their type's default.
+        assert_eq!(l.local_and_field(4.0).await.expect("local_and_field"), (0.0, 4.0, 5.0, 0.0));
+        // A local External gets a new cell at each declaration.
+        assert_eq!(l.fresh_each_call().await.expect("fresh_each_call"), 0.0);
+        assert_eq!(l.fresh_each_call().await.expect("fresh_each_call"), 0.0);
+        // The partner's own External global, written in its block.
+        assert_eq!(l.copy_to_partner(9.0).await.expect("copy_to_partner"), 10.0);
+        assert_eq!(r.mine_now().await.expect("mine_now"), 9.0);
+    }
+}
+
+/// How long a call that used to hang may take before the test says it hangs.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The Numbers a host function was signalled with, in order.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<f64>>>);
+
+impl Seen {
+    fn recorder(&self) -> impl Fn(f64) + Send + Sync + 'static {
+        let log = self.0.clone();
+        move |x| log.lock().expect("seen").push(x)
+    }
+
+    /// Waits (a bounded time) until `n` signals arrived (the partner of a TCP pair commits
+    /// after the call returns), and returns them.
+    async fn wait_for(&self, n: usize) -> Vec<f64> {
+        for _ in 0..2000 {
+            if self.0.lock().expect("seen").len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.0.lock().expect("seen").clone()
+    }
+}
+
+/// A fallible host function: panics for 1, refuses 2, multiplies anything else by 10.
+fn failing(x: f64) -> Result<f64, String> {
+    if x == 1.0 {
+        panic!("boom {x}");
+    }
+    if x == 2.0 { Err(format!("refused {x}")) } else { Ok(x * 10.0) }
+}
+
+/// An infallible host function that panics for 1 and 2, and multiplies anything else by 10.
+fn panicking(x: f64) -> f64 {
+    if x == 1.0 || x == 2.0 {
+        panic!("boom {x}");
+    }
+    x * 10.0
+}
+
+/// The checks of `fix_host_fns` with `failing` (`fallible`) or `panicking` on both sides.
+async fn host_function_failures(
+    l: &waldo_e2e::corpus_fix_host_fns::fix_host_fns::Left,
+    r: &waldo_e2e::corpus_fix_host_fns::fix_host_fns::Right,
+    fallible: bool,
+) {
+    let two = if fallible { "refused 2" } else { "a host function panicked: boom 2" };
+    assert_eq!(l.state().await.expect("state"), (0.0, 30.0, 0.0), "onCreate called the host function");
+    // In a function body: uncaught, the call fails and is undone (`calls += 1` with it).
+    app_error(l.local(1.0).await, "a host function panicked: boom 1");
+    app_error(l.local(2.0).await, two);
+    assert_eq!(l.state().await.expect("state").2, 0.0);
+    // Caught, the code goes on.
+    let seen = l.local_caught(1.0).await.expect("local_caught");
+    assert!(seen.starts_with("caught: ") && seen.contains("a host function panicked: boom 1"), "{seen}");
+    let seen = l.local_caught(2.0).await.expect("local_caught");
+    assert!(seen.starts_with("caught: ") && seen.contains(two), "{seen}");
+    assert_eq!(l.local(4.0).await.expect("local"), 40.0);
+    assert_eq!(l.state().await.expect("state").2, 3.0);
+    // In the partner's block: uncaught, the sequence is undone on both sides.
+    app_error(l.remote(1.0).await, "a host function panicked: boom 1");
+    app_error(l.remote(2.0).await, two);
+    assert_eq!(l.state().await.expect("state").0, 0.0);
+    assert_eq!(r.seen().await.expect("seen"), 0.0);
+    // Caught there, both sides' writes commit.
+    let seen = l.remote_caught(1.0).await.expect("remote_caught");
+    assert!(seen.starts_with("caught: ") && seen.contains("a host function panicked: boom 1"), "{seen}");
+    let seen = l.remote_caught(2.0).await.expect("remote_caught");
+    assert!(seen.starts_with("caught: ") && seen.contains(two), "{seen}");
+    assert_eq!(l.state().await.expect("state").0, 4.0);
+    assert_eq!(r.seen().await.expect("seen"), 4.0);
+    // Both endpoints go on serving.
+    assert_eq!(l.remote(5.0).await.expect("remote"), "50");
+    assert_eq!(r.seen().await.expect("seen"), 6.0);
+}
+
+/// `onCreate` calling a host function that fails: uncaught, the endpoint is not created (in
+/// process and over TCP, where the listener goes on serving); caught, it is, and serves calls.
+mod host_function_failing_in_on_create {
+    use super::*;
+    use waldo_e2e::corpus_fix_host_fns::fix_host_fns as m;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_process() {
+        app_error(m::in_process_pair(failing, 1.0, false, failing).await, "a host function panicked: boom 1");
+        app_error(m::in_process_pair(failing, 2.0, false, failing).await, "refused 2");
+        app_error(
+            m::in_process_pair(panicking, 2.0, false, panicking).await,
+            "a host function panicked: boom 2",
+        );
+        for (x, f) in [(1.0, failing as fn(f64) -> Result<f64, String>), (2.0, failing)] {
+            let (l, _r) = m::in_process_pair(f, x, true, failing).await.expect("a pair");
+            assert_eq!(l.state().await.expect("state").1, -1.0, "the catch ran");
+            assert_eq!(l.local(3.0).await.expect("local"), 30.0);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_tcp() {
+        let listener = m::Right::listen("127.0.0.1:0").await.expect("listen");
+        let addr = listener.local_addr();
+        for (x, needle) in [(1.0, "a host function panicked: boom 1"), (2.0, "refused 2")] {
+            let (left, right) =
+                tokio::join!(m::Left::connect(addr, failing, x, false), listener.accept(failing));
+            app_error(left, needle);
+            assert!(right.is_err(), "the partner of a failed onCreate is not ready: {right:?}");
+        }
+        for x in [1.0, 2.0] {
+            let (l, _r) =
+                tokio::try_join!(m::Left::connect(addr, failing, x, true), listener.accept(failing))
+                    .expect("the listener goes on serving");
+            assert_eq!(l.state().await.expect("state").1, -1.0, "the catch ran");
+            assert_eq!(l.remote(3.0).await.expect("remote"), "30");
+        }
+    }
+}
+
+/// The program from the original Waldo tests: `S::new(35, 31)`, then `get(31)`.
+#[tokio::test]
+async fn externals_declared_in_waldo_in_a_single_endpoint_protocol() {
+    use waldo_e2e::corpus_fix_solo_externals::x::S;
+    let s = S::new(35.0, 31.0).await.expect("new");
+    assert_eq!(s.get(31.0).await.expect("get"), (35.0, 35.0));
+    s.set(36.0).await.expect("set");
+    assert_eq!(s.get(31.0).await.expect("get"), (36.0, 36.0));
+    assert_eq!(s.endpoints().await.expect("endpoints"), 1.0);
 }
