@@ -881,7 +881,7 @@ impl Gen<'_> {
                         ret.push('_');
                     }
                     let ret = names::ident(&ret);
-                    params.generics.push(quote!(#ret: #rt::HostResult<#out>));
+                    params.generics.push(quote!(#ret: ::waldo::HostResult<#out>));
                     params.decls.push(quote!(#id: impl Fn(#(#ins),*) -> #ret + Send + Sync + 'static));
                     let idx: Vec<usize> = (0..sig.params.len()).collect();
                     let call = quote!(#rt::HostResult::into_host(#id(#(#rt::FromValue::from_committed(&#rt::ops::nth(&args, #idx))?),*))?);

@@ -343,6 +343,7 @@ impl Seen {
     }
 }
 
+// ANCHOR: host_functions
 /// A fallible host function: panics for 1, refuses 2, multiplies anything else by 10.
 fn failing(x: f64) -> Result<f64, String> {
     if x == 1.0 {
@@ -358,6 +359,7 @@ fn panicking(x: f64) -> f64 {
     }
     x * 10.0
 }
+// ANCHOR_END: host_functions
 
 /// The checks of `fix_host_fns` with `failing` (`fallible`) or `panicking` on both sides.
 async fn host_function_failures(

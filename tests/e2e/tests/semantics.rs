@@ -224,7 +224,8 @@ scenarios! {
         app_error(l.call_unbound(1.0).await, "Function variable was never given");
         app_error(l.call_unbound_endpoint().await, "this Endpoint variable was never given an endpoint");
         app_error(l.id_of_unbound_endpoint().await, "never given an endpoint");
-        app_error(l.read_unbound_external().await, "External was never given a cell");
+        // An External declared without a value has a fresh cell holding 0.
+        assert_eq!(l.read_fresh_external().await.expect("read_fresh_external"), 15.0);
         let want = (0.0, String::new(), false, 0.0, 0.0, String::new(), 0.0);
         assert_eq!(l.defaults().await.expect("defaults"), want);
     }
