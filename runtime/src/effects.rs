@@ -201,7 +201,7 @@ mod tests {
         let queue = Arc::new(EffectQueue::default());
         let log = Arc::new(Mutex::new(Vec::new()));
         let first = reserve(vec![(queue.clone(), recorder(&log, "first"))]).expect("a place");
-        let second = reserve(vec![(queue.clone(), recorder(&log, "second"))]).expect("a place");
+        let second = reserve(vec![(queue, recorder(&log, "second"))]).expect("a place");
         // The second is ready first: it waits for the first, on its own thread.
         let waiting = std::thread::spawn(move || second.deliver());
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -215,7 +215,7 @@ mod tests {
     fn queues_of_other_endpoints_do_not_wait_for_each_other() {
         let (a, b) = (Arc::new(EffectQueue::default()), Arc::new(EffectQueue::default()));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let held = reserve(vec![(a.clone(), recorder(&log, "a"))]).expect("a place");
+        let held = reserve(vec![(a, recorder(&log, "a"))]).expect("a place");
         // `a`'s place is not delivered, yet `b`'s runs at once.
         reserve(vec![(b, recorder(&log, "b"))]).expect("a place").deliver();
         assert_eq!(*log.lock(), ["b:"]);
@@ -229,7 +229,7 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let both = reserve(vec![
             (a.clone(), recorder(&log, "a1")),
-            (b.clone(), recorder(&log, "b1")),
+            (b, recorder(&log, "b1")),
             (a.clone(), recorder(&log, "a2")),
         ])
         .expect("places");

@@ -31,6 +31,9 @@ pub struct EndpointCore {
     pub(crate) serial: u64,
     pub(crate) slots: Mutex<Vec<Slot>>,
     pub(crate) printer: Printer,
+    /// The connection to the partner, once it has one: a write to the endpoint's peered data
+    /// enlists the transaction there. Weak: the generated endpoint owns its link.
+    pub(crate) link: std::sync::OnceLock<std::sync::Weak<dyn crate::tx::TxLink>>,
     /// The order this endpoint's `signal`/`print` effects are delivered in.
     pub(crate) effects: Arc<crate::effects::EffectQueue>,
     pub(crate) gate: crate::gate::Gate,
@@ -38,24 +41,6 @@ pub struct EndpointCore {
 }
 
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
-
-/// The link of each endpoint that has a partner, by endpoint serial number: a write to its
-/// peered data enlists the transaction there.
-type LinkTable = std::collections::HashMap<u64, std::sync::Weak<dyn crate::tx::TxLink>>;
-static LINKS: std::sync::LazyLock<parking_lot::RwLock<LinkTable>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// Attaches `link` to the endpoint with serial `core`.
-pub(crate) fn attach_link(core: u64, link: std::sync::Weak<dyn crate::tx::TxLink>) {
-    let mut links = LINKS.write();
-    links.retain(|_, l| l.strong_count() > 0);
-    links.insert(core, link);
-}
-
-/// The link of endpoint `core`, if it has a live one.
-pub(crate) fn link_of(core: u64) -> Option<Arc<dyn crate::tx::TxLink>> {
-    LINKS.read().get(&core).and_then(|l| l.upgrade())
-}
 
 impl EndpointCore {
     /// A new endpoint of kind `name` whose slots start with `initial` values.
@@ -77,6 +62,7 @@ impl EndpointCore {
                     .collect(),
             ),
             printer,
+            link: std::sync::OnceLock::new(),
             effects: Arc::default(),
             gate: crate::gate::Gate::default(),
             life: crate::lifecycle::Lifecycle::default(),

@@ -126,7 +126,8 @@ impl Link {
             busy: std::sync::atomic::AtomicBool::new(false),
         });
         let as_link: Arc<dyn TxLink> = shared.clone();
-        crate::endpoint::attach_link(core.serial, Arc::downgrade(&as_link));
+        // An endpoint joins one partner in its life (a later link is never attached).
+        let _ = core.link.set(Arc::downgrade(&as_link));
         Link(shared)
     }
 

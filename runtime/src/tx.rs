@@ -407,23 +407,30 @@ impl Tx {
         if tags.is_empty() {
             return;
         }
-        let mut fresh = Vec::new();
+        let mut fresh: SmallVec<[Arc<dyn TxLink>; 1]> = SmallVec::new();
         {
             let mut log = self.inner.log.lock();
+            let log = &mut *log;
             for t in tags {
                 if !log.dirty.contains(t) {
                     log.dirty.push(*t);
                     if !log.enlisted.contains(&t.core) {
                         log.enlisted.push(t.core);
-                        fresh.push(t.core);
+                        // Objects never cross endpoints (boundaries copy), so the
+                        // transaction reached this peered data by reading a slot of its
+                        // endpoint, whose lock it holds: that is where the link is found.
+                        let ep = log.held.iter().find_map(|h| match h {
+                            Held::Slot(ep, _) if ep.serial == t.core => Some(ep),
+                            _ => None,
+                        });
+                        debug_assert!(ep.is_some(), "peered data reached without a slot of its endpoint");
+                        fresh.extend(ep.and_then(|ep| ep.link.get()).and_then(std::sync::Weak::upgrade));
                     }
                 }
             }
         }
-        for core in fresh {
-            if let Some(link) = crate::endpoint::link_of(core) {
-                link.enlist(self);
-            }
+        for link in fresh {
+            link.enlist(self);
         }
     }
 
