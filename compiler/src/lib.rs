@@ -5,6 +5,8 @@
 //! checked [`ir::Protocol`] with its fingerprint, which the code generator consumes. The
 //! `waldoc` command is a thin layer over this.
 
+#![warn(missing_docs)]
+
 pub mod build;
 pub mod check;
 pub mod codegen;

@@ -348,7 +348,7 @@ pub struct Type {
     pub span: Span,
 }
 
-/// The types of LANGUAGE.md §3.
+/// The types (the book's language chapter, "Types").
 #[derive(Clone, Debug, PartialEq)]
 pub enum TypeKind {
     /// `Number`.
@@ -439,7 +439,7 @@ impl AssignOp {
     }
 }
 
-/// The statements of LANGUAGE.md §4.
+/// The statements (the book's language chapter, "Statements").
 #[derive(Clone, Debug, PartialEq)]
 pub enum StmtKind {
     /// `T x = e;`
@@ -598,7 +598,7 @@ impl UnaryOp {
     }
 }
 
-/// Binary operators, in the precedence levels of LANGUAGE.md §5.
+/// Binary operators, in the precedence levels of the book's language chapter ("Precedence").
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum BinOp {
     /// `or` (level 1)
@@ -656,7 +656,7 @@ impl BinOp {
     }
 }
 
-/// The expressions of LANGUAGE.md §5.
+/// The expressions (the book's language chapter, "Expressions").
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExprKind {
     /// A number literal.

@@ -75,7 +75,7 @@ impl Legacy {
     }
 }
 
-/// The tokens of LANGUAGE.md §1.
+/// The tokens (the book's language chapter, "Lexical structure").
 #[derive(Logos, Clone, Debug, PartialEq)]
 #[logos(error = LexError)]
 #[logos(skip r"[ \t\r\n\f]+")]

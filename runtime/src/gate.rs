@@ -1,4 +1,4 @@
-//! One logical task per endpoint (RUNTIME.md §3): the code of an endpoint never runs on two
+//! One logical task per endpoint (the book's runtime chapter, "One endpoint, one logical task"): the code of an endpoint never runs on two
 //! threads at once.
 //!
 //! Each endpoint has a gate. Every poll of code running on an endpoint holds that endpoint's

@@ -1,14 +1,15 @@
 //! The Waldo runtime: what code generated from a `.wld` protocol links against.
 //!
-//! Every host call of a public function is a **transaction** ([`RUNTIME.md` §2]): it commits
-//! atomically or leaves no trace, is isolated from concurrent calls (strict two-phase
-//! locking, wound-wait priorities, automatic retries), may undo a `try` body without
-//! aborting, and delivers `signal`/`print` effects once, after commit, in commit order.
+//! Every host call of a public function is a **transaction** (the book's runtime chapter,
+//! "Every call is a transaction"): it commits atomically or leaves no trace, is isolated
+//! from concurrent calls (strict two-phase locking, wound-wait priorities, automatic
+//! retries), may undo a `try` body without aborting, and delivers `signal`/`print` effects
+//! once, after commit, in each endpoint's commit order.
 //!
 //! The host-facing types are [`Error`], [`CallOptions`], [`External`] and the conversions in
 //! [`convert`]. Generated code reaches everything else through the hidden [`__rt`] module.
-//!
-//! [`RUNTIME.md` §2]: https://example.invalid/waldo/RUNTIME.md
+
+#![warn(missing_docs)]
 
 pub mod convert;
 mod effects;

@@ -1,4 +1,4 @@
-//! An endpoint's life after creation: running, stopping, stopped (RUNTIME.md §5, "Stop").
+//! An endpoint's life after creation: running, stopping, stopped (the book's runtime chapter, "Connections over TCP").
 //!
 //! Every host call enters the endpoint's [`Lifecycle`] for its whole length; once a stop has
 //! begun, new calls are refused with [`Error::Stopped`] and the stop waits for the calls

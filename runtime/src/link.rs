@@ -54,7 +54,7 @@ pub trait Transport: Send + Sync {
     fn close(&self, error: &Error);
 }
 
-/// The messages of the graceful stop handshake (RUNTIME.md §5, "Stop").
+/// The messages of the graceful stop handshake (the book's runtime chapter, "Connections over TCP").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
     /// The sender is stopping: stop taking host calls, finish the ones running, answer

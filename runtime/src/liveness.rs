@@ -1,4 +1,4 @@
-//! The liveness timers of a connection (RUNTIME.md §5, "Liveness"), sans-io.
+//! The liveness timers of a connection (the book's runtime chapter, "Connections over TCP"), sans-io.
 //!
 //! The partner must be heard from (any frame, a heartbeat at least) within the partner
 //! timeout; this side sends a heartbeat in every heartbeat period in which it sent nothing

@@ -2,7 +2,7 @@
 //!
 //! The checker guarantees operand types, so the type checks here are a second line of defence
 //! that raise an ApplicationException rather than panic. The errors a correct program can meet
-//! at run time are the ones LANGUAGE.md §5 lists: division or `%` by zero, a List index out of
+//! at run time are the ones the book's language chapter lists ("Runtime errors"): division or `%` by zero, a List index out of
 //! range or not whole, a missing Map key, removing what is not there, calling an unbound
 //! Function or Endpoint. Each raises an ApplicationException whose message names the problem.
 

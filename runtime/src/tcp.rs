@@ -1,4 +1,4 @@
-//! The TCP driver (RUNTIME.md §5): the handshake, framing, heartbeats and the graceful close
+//! The TCP driver (the book's runtime chapter, "Connections over TCP"): the handshake, framing, heartbeats and the graceful close
 //! around a pair's [`Engine`](crate::engine::Engine), which stays the same as in process.
 //!
 //! **Handshake.** Each side sends at once the 8-byte preamble (`WALDO\0` and the wire version,

@@ -2,7 +2,7 @@
 //!
 //! Scalars (`Number`, `Text`, `TrueFalse`) are plain values. Lists, Maps and Structs are
 //! heap objects ([`Obj`]) shared by reference: after `b = a;` both name the same object, as
-//! LANGUAGE.md §3 requires inside one endpoint. Each object carries its own transaction lock;
+//! the book's language chapter ("Types") requires inside one endpoint. Each object carries its own transaction lock;
 //! its contents are read and written only through a transaction ([`crate::Tx`]), which
 //! locks it, so concurrent transactions never see each other's uncommitted writes.
 //!

@@ -1,5 +1,5 @@
-//! The host-facing API of generated endpoints, end to end (TOOLING.md §2, RUNTIME.md §§2, 5,
-//! 6): handles (`Clone + Send + Sync`, clones share one endpoint, many tasks calling at
+//! The host-facing API of generated endpoints, end to end (the book's tooling and runtime
+//! chapters): handles (`Clone + Send + Sync`, clones share one endpoint, many tasks calling at
 //! once), `stop()` and stop listeners (from either side, twice, at once, during a running
 //! call, on a broken pair), dropping every handle of one side, per-call options (a deadline
 //! on a call waiting for a lock, an attempt limit, options per handle), `id()` and

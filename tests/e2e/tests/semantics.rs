@@ -2,7 +2,7 @@
 //! function-wide scope, `try` undoing locals, tail returns, External containers, names that
 //! would collide in Rust, and dynamic endpoint calls with wrong arguments.
 //!
-//! Then the runtime semantics of LANGUAGE.md sections 3 to 7, each scenario on the protocols
+//! Then the runtime semantics the book's language and runtime chapters give, each scenario on the protocols
 //! `protocols/sem_*.wld` and checked on an in-process pair and over loopback TCP: Text by
 //! character, `toText`, Map order, `in`, deep equality, `range` steps, container methods and
 //! their errors, unbound values, references inside an endpoint and copies across sequences
@@ -80,8 +80,8 @@ async fn a_dynamic_call_with_wrong_arguments_is_an_application_exception() {
 // ==================================================================== runtime semantics
 //
 // The scenarios below run on the protocols `protocols/sem_*.wld`, each on an in-process pair
-// and over loopback TCP, and check the exact values that LANGUAGE.md (sections 3 to 7) and
-// RUNTIME.md (sections 2 and 6) give.
+// and over loopback TCP, and check the exact values that the book's language chapter (types to
+// effects) and runtime chapter (transactions, values) give.
 
 fn texts(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
