@@ -289,32 +289,7 @@ impl<'a> Checker<'a> {
     }
 
     fn ty_name(&self, ty: &Ty) -> String {
-        match ty {
-            Ty::Number => "Number".into(),
-            Ty::Text => "Text".into(),
-            Ty::Bool => "TrueFalse".into(),
-            Ty::Nothing => "Nothing".into(),
-            Ty::List(t) => format!("List(element: {})", self.ty_name(t)),
-            Ty::Map(k, v) => format!("Map(from: {}, to: {})", self.ty_name(k), self.ty_name(v)),
-            Ty::Struct(id) => format!("Struct {}", self.structs.get(*id).map_or("?", |s| s.name.as_str())),
-            Ty::Function(sig) => {
-                let list = |ts: &[Ty]| {
-                    if ts.is_empty() {
-                        "Nothing".to_owned()
-                    } else {
-                        ts.iter().map(|t| self.ty_name(t)).collect::<Vec<_>>().join(", ")
-                    }
-                };
-                format!("Function(in: {}; returns: {})", list(&sig.params), list(&sig.returns))
-            }
-            Ty::Endpoint => "Endpoint".into(),
-            Ty::External(t) => format!("External {}", self.ty_name(t)),
-            Ty::Tuple(ts) => {
-                format!("({})", ts.iter().map(|t| self.ty_name(t)).collect::<Vec<_>>().join(", "))
-            }
-            Ty::Any => "a value known at run time".into(),
-            Ty::Error => "?".into(),
-        }
+        ty.name(&self.structs)
     }
 
     // ------------------------------------------------------------------ types

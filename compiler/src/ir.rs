@@ -85,6 +85,39 @@ pub struct FnSig {
 }
 
 impl Ty {
+    /// The type as the programmer writes it (`List(element: Number)`, `Struct S`...), for
+    /// diagnostics and documentation: the one printer of types. `structs` names the
+    /// protocol's structs. Several values print as `(A, B)`, a type only the runtime knows
+    /// as `a value known at run time`, and the type of an expression with an error as `?`.
+    pub fn name(&self, structs: &[StructDef]) -> String {
+        let list = |ts: &[Ty]| {
+            if ts.is_empty() {
+                "Nothing".to_owned()
+            } else {
+                ts.iter().map(|t| t.name(structs)).collect::<Vec<_>>().join(", ")
+            }
+        };
+        match self {
+            Ty::Number => "Number".into(),
+            Ty::Text => "Text".into(),
+            Ty::Bool => "TrueFalse".into(),
+            Ty::Nothing => "Nothing".into(),
+            Ty::List(t) => format!("List(element: {})", t.name(structs)),
+            Ty::Map(k, v) => format!("Map(from: {}, to: {})", k.name(structs), v.name(structs)),
+            Ty::Struct(id) => format!("Struct {}", structs.get(*id).map_or("?", |s| s.name.as_str())),
+            Ty::Function(sig) => {
+                format!("Function(in: {}; returns: {})", list(&sig.params), list(&sig.returns))
+            }
+            Ty::Endpoint => "Endpoint".into(),
+            Ty::External(t) => format!("External {}", t.name(structs)),
+            Ty::Tuple(ts) => {
+                format!("({})", ts.iter().map(|t| t.name(structs)).collect::<Vec<_>>().join(", "))
+            }
+            Ty::Any => "a value known at run time".into(),
+            Ty::Error => "?".into(),
+        }
+    }
+
     /// The type of the value an expression of this type reads as (`External T` reads as `T`).
     pub fn value(&self) -> &Ty {
         match self {

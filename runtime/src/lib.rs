@@ -11,37 +11,25 @@
 
 #![warn(missing_docs)]
 
-pub mod convert;
-mod effects;
-mod endpoint;
+mod core;
+mod driver;
 pub mod engine;
-mod error;
-mod external;
-mod gate;
-mod lifecycle;
-mod link;
-pub mod liveness;
-mod lock;
-pub mod ops;
-pub mod proto;
-mod run;
-mod tcp;
-mod tx;
-mod value;
-pub mod watchdog;
-pub mod wire;
+mod exec;
+mod host;
 
-pub use convert::{HostResult, NumberKey};
-pub use endpoint::EndpointRef;
-pub use error::{Error, Exception, ExceptionKind};
-pub use external::External;
-pub use run::{CallOptions, Counters, counters};
-pub use tcp::{Listener, TcpOptions};
+pub use crate::core::endpoint::EndpointRef;
+pub use crate::core::error::{Error, Exception, ExceptionKind};
+pub use driver::tcp::{Listener, TcpOptions};
+pub use engine::{liveness, proto, wire};
+pub use exec::run::{CallOptions, Counters, counters};
+pub use exec::{ops, watchdog};
+pub use host::convert::{self, HostResult, NumberKey};
+pub use host::external::External;
 pub use tokio::net::ToSocketAddrs;
 
 /// The wire-level constants of TCP connections (for tools and tests that speak the protocol).
 pub mod net {
-    pub use crate::tcp::{HANDSHAKE_MAX_FRAME, MAGIC, WIRE_VERSION, kind};
+    pub use crate::driver::tcp::{HANDSHAKE_MAX_FRAME, MAGIC, WIRE_VERSION, kind};
 }
 
 /// The API of generated code. Not for direct use: it may change with the code generator.
@@ -50,19 +38,20 @@ pub mod __rt {
     use std::future::Future;
 
     pub use crate::CallOptions;
-    pub use crate::convert::{FromKey, FromValue, HostResult, IntoKey, IntoValue};
-    pub use crate::effects::{Printer, stdout_printer};
-    pub use crate::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
+    pub use crate::core::effects::{Printer, stdout_printer};
+    pub use crate::core::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
+    pub use crate::core::error::{Abort, Exception, ExceptionKind, Flow, Raise, app_error};
+    pub use crate::core::tx::{Priority, Savepoint, Tx, TxId};
+    pub use crate::core::value::ExtCell;
+    pub use crate::core::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
+    pub use crate::driver::link::{BlockFuture, Control, Link, Program, Transport, in_process_pair, stop};
+    pub use crate::driver::tcp::{
+        PairEnd, PairSpec, Pending, connect as tcp_connect, establish as tcp_establish,
+    };
     pub use crate::engine::SequenceInfo;
-    pub use crate::error::{Abort, Exception, ExceptionKind, Flow, Raise, app_error};
-    pub use crate::external::ExtCell;
-    pub use crate::lifecycle::stop;
-    pub use crate::link::{BlockFuture, Control, Link, Program, Transport, in_process_pair};
-    pub use crate::ops;
-    pub use crate::run::{Attempts, transact, transact_counted};
-    pub use crate::tcp::{PairEnd, PairSpec, Pending, connect as tcp_connect, establish as tcp_establish};
-    pub use crate::tx::{Priority, Savepoint, Tx, TxId};
-    pub use crate::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
+    pub use crate::exec::ops;
+    pub use crate::exec::run::{Attempts, transact, transact_counted};
+    pub use crate::host::convert::{FromKey, FromValue, HostResult, IntoKey, IntoValue};
     pub use tokio::net::TcpStream;
 
     /// Runs two futures concurrently (both sides' `onCreate`).

@@ -1445,25 +1445,5 @@ fn walk_expr(e: &TExpr, f: &mut dyn FnMut(&TExpr)) {
 
 /// A Waldo type as the programmer wrote it (for doc comments).
 fn ty_name(p: &Protocol, ty: &Ty) -> String {
-    match ty {
-        Ty::Number => "Number".into(),
-        Ty::Text => "Text".into(),
-        Ty::Bool => "TrueFalse".into(),
-        Ty::Nothing | Ty::Error | Ty::Any => "Nothing".into(),
-        Ty::List(t) => format!("List(element: {})", ty_name(p, t)),
-        Ty::Map(k, v) => format!("Map(from: {}, to: {})", ty_name(p, k), ty_name(p, v)),
-        Ty::Struct(id) => format!("Struct {}", p.structs[*id].name),
-        Ty::Function(sig) => {
-            let ins: Vec<String> = sig.params.iter().map(|t| ty_name(p, t)).collect();
-            let outs: Vec<String> = sig.returns.iter().map(|t| ty_name(p, t)).collect();
-            let outs = if outs.is_empty() { "Nothing".to_owned() } else { outs.join(", ") };
-            format!(
-                "Function(in: {}; returns: {outs})",
-                if ins.is_empty() { "Nothing".to_owned() } else { ins.join(", ") }
-            )
-        }
-        Ty::Endpoint => "Endpoint".into(),
-        Ty::External(t) => format!("External {}", ty_name(p, t)),
-        Ty::Tuple(ts) => ts.iter().map(|t| ty_name(p, t)).collect::<Vec<_>>().join(", "),
-    }
+    ty.name(&p.structs)
 }

@@ -29,12 +29,11 @@ use std::task::{Context, Poll, Waker};
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
-use crate::effects::{self, Effect, Issued};
-use crate::endpoint::EndpointCore;
-use crate::error::{Abort, Exception, Flow};
-use crate::external::ExtCell;
-use crate::lock::{Grant, LockState, Mode};
-use crate::value::{Key, Obj, ObjData, Value};
+use crate::core::effects::{self, Effect, Issued};
+use crate::core::endpoint::EndpointCore;
+use crate::core::error::{Abort, Exception, Flow};
+use crate::core::lock::{Grant, Holder, LockState, Mode};
+use crate::core::value::{ExtCell, Key, Obj, ObjData, Value};
 
 const ACTIVE: u8 = 0;
 const WOUNDED: u8 = 1;
@@ -150,7 +149,7 @@ pub(crate) struct Foreign {
 impl Foreign {
     /// The exception of a write to the variable by the other endpoint's code.
     fn refuse<T>(self) -> Flow<T> {
-        crate::error::app_error(format!(
+        crate::core::error::app_error(format!(
             "`{}` is controlled by `{}`: only code running on `{}` can change it (through any reference to it)",
             self.variable, self.owner, self.owner
         ))
@@ -208,6 +207,21 @@ struct LinkReg {
     void_at: u64,
 }
 
+/// The lock of an item that transactions take.
+pub(crate) type TxLock = LockState<TxInner>;
+
+impl Holder for TxInner {
+    type Priority = Priority;
+
+    fn is_live(&self) -> bool {
+        TxInner::is_live(self)
+    }
+
+    fn priority(&self) -> Priority {
+        self.priority
+    }
+}
+
 /// The shared part of a transaction, referenced by the locks it holds.
 pub(crate) struct TxInner {
     id: TxId,
@@ -226,11 +240,6 @@ pub(crate) struct TxInner {
 }
 
 impl TxInner {
-    /// The transaction's priority.
-    pub(crate) fn priority(&self) -> Priority {
-        self.priority
-    }
-
     /// Whether the attempt is still running (not committed nor aborted).
     pub(crate) fn is_live(&self) -> bool {
         self.state.load(Ordering::Acquire) != FINISHED
@@ -504,12 +513,7 @@ impl Tx {
 
     /// One step of acquiring `lock` (which the caller has locked): grants, or wounds younger
     /// holders and parks the task until the next release.
-    fn poll_grant(
-        &self,
-        cx: &mut Context<'_>,
-        lock: &mut LockState,
-        mode: Mode,
-    ) -> Poll<Result<bool, Abort>> {
+    fn poll_grant(&self, cx: &mut Context<'_>, lock: &mut TxLock, mode: Mode) -> Poll<Result<bool, Abort>> {
         if let Err(abort) = self.check() {
             return Poll::Ready(Err(abort));
         }
@@ -614,7 +618,7 @@ impl Tx {
         self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
         if peered {
             let tag = PeeredTag { core: ep.serial, slot: slot as u32, foreign };
-            crate::value::tag_value(&new, &[tag]);
+            crate::core::value::tag_value(&new, &[tag]);
             self.mark_dirty(&[tag]);
         }
         Ok(())
@@ -645,9 +649,9 @@ impl Tx {
             let old = self.with_obj_untracked(o, |d| std::mem::replace(d, fresh.clone())).await?;
             self.log_undo(Undo::Contents { obj: o.clone(), old });
             // The objects inside are the received ones (shared with `value`): mark them.
-            crate::value::tag_value(&value, &[tag]);
+            crate::core::value::tag_value(&value, &[tag]);
         } else {
-            crate::value::tag_value(&value, &[tag]);
+            crate::core::value::tag_value(&value, &[tag]);
             let mut value = Some(value);
             let old = self
                 .with_slot(ep, slot, Mode::Write, |v| {
@@ -691,7 +695,7 @@ impl Tx {
     fn tag_like(&self, container: &Obj, stored: &Value) {
         if matches!(stored, Value::List(_) | Value::Map(_) | Value::Struct(_)) {
             let tags = container.0.lock().peered.clone();
-            crate::value::tag_value(stored, &tags);
+            crate::core::value::tag_value(stored, &tags);
         }
     }
 
@@ -1087,18 +1091,30 @@ impl Tx {
     /// Queues `f(args)` to run once after `ep`'s part of the transaction commits (`signal`
     /// in code running on `ep`). The arguments are copied now: the host gets the values as
     /// they were when `signal` ran.
-    pub async fn signal(&self, ep: &EndpointCore, f: crate::value::HostFn, args: Vec<Value>) -> Flow<()> {
+    pub async fn signal(
+        &self,
+        ep: &EndpointCore,
+        f: crate::core::value::HostFn,
+        args: Vec<Value>,
+    ) -> Flow<()> {
         let mut copied = Vec::with_capacity(args.len());
         for a in &args {
             copied.push(self.deep_copy(a).await?);
         }
-        self.inner.log.lock().effects.push((ep.effects.clone(), Effect::Signal(f, copied)));
+        let effect: Effect = Box::new(move || {
+            if let Err(e) = f.call(copied) {
+                tracing::warn!(message = %e.message, "a signalled host function raised after commit; the transaction stays committed");
+            }
+        });
+        self.inner.log.lock().effects.push((ep.effects.clone(), effect));
         Ok(())
     }
 
     /// Queues a line to print once after commit (`print`), through the endpoint's printer.
     pub fn print(&self, ep: &EndpointCore, text: String) {
-        self.inner.log.lock().effects.push((ep.effects.clone(), Effect::Print(ep.printer.clone(), text)));
+        let printer = ep.printer.clone();
+        let effect: Effect = Box::new(move || printer(&text));
+        self.inner.log.lock().effects.push((ep.effects.clone(), effect));
     }
 
     /// Marks the undo log for a `try` body.
@@ -1346,7 +1362,7 @@ fn list_index(index: f64, len: usize, inserting: bool) -> Flow<usize> {
     if index < 0.0 || index > limit as f64 || (!inserting && len == 0) {
         return Err(Exception::application(format!(
             "List index {} is out of range for a List of {len} element{}",
-            crate::value::number_to_text(index),
+            crate::core::value::number_to_text(index),
             if len == 1 { "" } else { "s" }
         ))
         .into());
@@ -1356,7 +1372,7 @@ fn list_index(index: f64, len: usize, inserting: bool) -> Flow<usize> {
 
 fn show_key(key: &Key) -> String {
     match key {
-        Key::Number(n) => crate::value::number_to_text(*n),
+        Key::Number(n) => crate::core::value::number_to_text(*n),
         Key::Text(t) => format!("'{t}'"),
         Key::Bool(b) => if *b { "True" } else { "False" }.to_owned(),
     }

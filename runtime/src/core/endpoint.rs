@@ -9,19 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::effects::{Printer, stdout_printer};
-use crate::error::Flow;
-use crate::lock::LockState;
-use crate::tx::Tx;
-use crate::value::Value;
+use crate::core::effects::{Printer, stdout_printer};
+use crate::core::error::Flow;
+use crate::core::tx::Tx;
+use crate::core::tx::TxLock;
+use crate::core::value::Value;
 
 pub(crate) struct Slot {
     pub(crate) value: Value,
-    pub(crate) lock: LockState,
+    pub(crate) lock: TxLock,
     /// A peered variable: its writes go to the other replica too.
     pub(crate) peered: bool,
     /// A peered variable that the other endpoint controls.
-    pub(crate) foreign: Option<crate::tx::Foreign>,
+    pub(crate) foreign: Option<crate::core::tx::Foreign>,
 }
 
 /// The data of one running endpoint: its global (and peered) variables, by slot number.
@@ -33,11 +33,11 @@ pub struct EndpointCore {
     pub(crate) printer: Printer,
     /// The connection to the partner, once it has one: a write to the endpoint's peered data
     /// enlists the transaction there. Weak: the generated endpoint owns its link.
-    pub(crate) link: std::sync::OnceLock<std::sync::Weak<dyn crate::tx::TxLink>>,
+    pub(crate) link: std::sync::OnceLock<std::sync::Weak<dyn crate::core::tx::TxLink>>,
     /// The order this endpoint's `signal`/`print` effects are delivered in.
-    pub(crate) effects: Arc<crate::effects::EffectQueue>,
-    pub(crate) gate: crate::gate::Gate,
-    pub(crate) life: crate::lifecycle::Lifecycle,
+    pub(crate) effects: Arc<crate::core::effects::EffectQueue>,
+    pub(crate) gate: crate::core::gate::Gate,
+    pub(crate) life: crate::core::lifecycle::Lifecycle,
 }
 
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
@@ -58,21 +58,21 @@ impl EndpointCore {
             slots: Mutex::new(
                 initial
                     .into_iter()
-                    .map(|value| Slot { value, lock: LockState::default(), peered: false, foreign: None })
+                    .map(|value| Slot { value, lock: TxLock::default(), peered: false, foreign: None })
                     .collect(),
             ),
             printer,
             link: std::sync::OnceLock::new(),
             effects: Arc::default(),
-            gate: crate::gate::Gate::default(),
-            life: crate::lifecycle::Lifecycle::default(),
+            gate: crate::core::gate::Gate::default(),
+            life: crate::core::lifecycle::Lifecycle::default(),
         })
     }
 
     /// Appends a slot (used while initializing globals in order).
     pub fn push_slot(&self, value: Value) -> usize {
         let mut slots = self.slots.lock();
-        slots.push(Slot { value, lock: LockState::default(), peered: false, foreign: None });
+        slots.push(Slot { value, lock: TxLock::default(), peered: false, foreign: None });
         slots.len() - 1
     }
 
@@ -82,8 +82,8 @@ impl EndpointCore {
         let mut slots = self.slots.lock();
         for (i, s) in slots.iter_mut().enumerate().take(count) {
             s.peered = true;
-            let tag = crate::tx::PeeredTag { core: self.serial, slot: i as u32, foreign: s.foreign };
-            crate::value::tag_value(&s.value, &[tag]);
+            let tag = crate::core::tx::PeeredTag { core: self.serial, slot: i as u32, foreign: s.foreign };
+            crate::core::value::tag_value(&s.value, &[tag]);
         }
     }
 
@@ -92,7 +92,7 @@ impl EndpointCore {
     /// reference to what it holds. Call it before [`EndpointCore::set_peered`].
     pub fn set_controlled_by(&self, slot: usize, variable: &'static str, owner: &'static str) {
         if let Some(s) = self.slots.lock().get_mut(slot) {
-            s.foreign = Some(crate::tx::Foreign { variable, owner });
+            s.foreign = Some(crate::core::tx::Foreign { variable, owner });
         }
     }
 
@@ -172,7 +172,7 @@ impl EndpointRef {
         let core = self.0.core();
         let entered = if core.gate.held_by(tx.addr()) { core.life.enter_nested() } else { core.life.enter() };
         let _running = entered.map_err(|_| {
-            crate::error::Exception::network(format!(
+            crate::core::error::Exception::network(format!(
                 "cannot call `{function}`: endpoint `{}` is stopped",
                 core.id()
             ))
@@ -182,12 +182,34 @@ impl EndpointRef {
             copied.push(tx.deep_copy(a).await?);
         }
         // The callee's code runs as code of the callee: under its gate.
-        let results =
-            crate::gate::gated(self.0.core().clone(), tx, self.0.call(tx, function, copied)).await?;
+        let results = Gated {
+            core: self.0.core().clone(),
+            tx: tx.clone(),
+            inner: Box::pin(self.0.call(tx, function, copied)),
+        }
+        .await?;
         let mut out = Vec::with_capacity(results.len());
         for r in &results {
             out.push(tx.deep_copy(r).await?);
         }
         Ok(out)
+    }
+}
+
+/// A future whose every poll holds an endpoint's gate: code of transaction `tx` running as
+/// code of endpoint `core`.
+struct Gated<F> {
+    core: Arc<EndpointCore>,
+    tx: Tx,
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Gated<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = &mut *self;
+        let Some(_leave) = this.core.gate.enter(cx, this.tx.addr()) else { return std::task::Poll::Pending };
+        this.inner.as_mut().poll(cx)
     }
 }

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use crate::value::{Key, Obj, ObjData, Value};
+use crate::core::value::{Key, Obj, ObjData, Value};
 
 /// The largest frame accepted by default: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -690,7 +690,7 @@ mod tests {
 
     #[test]
     fn host_bound_values_are_refused() {
-        let f = Value::Function(crate::value::HostFn::new(|_| Ok(vec![])));
+        let f = Value::Function(crate::core::value::HostFn::new(|_| Ok(vec![])));
         assert_eq!(encode_value(&f).map(|_| ()), Err(WireError::HostBound { kind: "a Function" }));
     }
 

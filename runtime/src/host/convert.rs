@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::Exception;
-use crate::value::{Key, ObjData, Value};
+use crate::core::error::Exception;
+use crate::core::value::{Key, ObjData, Value};
 
 /// A Number usable as a Map key on the host side: ordered totally (see [`Key`]).
 #[derive(Clone, Copy, Debug)]
@@ -181,30 +181,13 @@ impl<K: FromKey + Ord, V: FromValue> FromValue for BTreeMap<K, V> {
     }
 }
 
-impl<T> IntoValue for crate::external::External<T> {
-    fn into_value(self) -> Value {
-        Value::External(self.cell().clone())
-    }
-}
-
-impl<T> FromValue for crate::external::External<T> {
-    fn from_committed(value: &Value) -> Result<Self, Exception> {
-        match value {
-            Value::External(c) => Ok(crate::external::External::from_cell(c.clone())),
-            other => {
-                Err(Exception::application(format!("expected an External, found {}", other.kind_name())))
-            }
-        }
-    }
-}
-
-impl IntoValue for crate::endpoint::EndpointRef {
+impl IntoValue for crate::core::endpoint::EndpointRef {
     fn into_value(self) -> Value {
         Value::Endpoint(self)
     }
 }
 
-impl FromValue for crate::endpoint::EndpointRef {
+impl FromValue for crate::core::endpoint::EndpointRef {
     fn from_committed(value: &Value) -> Result<Self, Exception> {
         match value {
             Value::Endpoint(e) => Ok(e.clone()),
@@ -215,13 +198,13 @@ impl FromValue for crate::endpoint::EndpointRef {
     }
 }
 
-impl IntoValue for crate::value::HostFn {
+impl IntoValue for crate::core::value::HostFn {
     fn into_value(self) -> Value {
         Value::Function(self)
     }
 }
 
-impl FromValue for crate::value::HostFn {
+impl FromValue for crate::core::value::HostFn {
     fn from_committed(value: &Value) -> Result<Self, Exception> {
         match value {
             Value::Function(f) => Ok(f.clone()),

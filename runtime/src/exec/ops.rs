@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use crate::error::{Exception, Flow, app_error};
-use crate::tx::Tx;
-use crate::value::{Key, Value, number_to_text};
+use crate::core::error::{Exception, Flow, app_error};
+use crate::core::tx::Tx;
+use crate::core::value::{Key, Value, number_to_text};
 
 /// The longest List `range` builds (a bigger one is almost certainly a mistake).
 pub const MAX_RANGE: usize = 100_000_000;
@@ -272,7 +272,7 @@ pub fn nth(values: &[Value], i: usize) -> Value {
     values.get(i).cloned().unwrap_or(Value::Nothing)
 }
 
-fn cell(v: &Value) -> Flow<&crate::external::ExtCell> {
+fn cell(v: &Value) -> Flow<&crate::core::value::ExtCell> {
     match v {
         Value::External(c) => Ok(c),
         Value::Nothing => app_error("this External was never given a cell (use extCopy or extAssign first)"),
@@ -299,7 +299,7 @@ pub async fn ext_copy(tx: &Tx, current: &Value, value: Value) -> Flow<Option<Val
             Ok(None)
         }
         Value::Nothing => {
-            let fresh = crate::external::ExtCell::new(Value::Nothing);
+            let fresh = crate::core::value::ExtCell::new(Value::Nothing);
             tx.ext_write(&fresh, value).await?;
             Ok(Some(Value::External(fresh)))
         }
@@ -347,7 +347,12 @@ pub async fn remove_key(tx: &Tx, map: &Value, k: &Value) -> Flow<()> {
 }
 
 /// `signal(f, args...)` in code running on `ep`: `f(args)` once, after commit.
-pub async fn signal(tx: &Tx, ep: &crate::endpoint::EndpointCore, f: &Value, args: Vec<Value>) -> Flow<()> {
+pub async fn signal(
+    tx: &Tx,
+    ep: &crate::core::endpoint::EndpointCore,
+    f: &Value,
+    args: Vec<Value>,
+) -> Flow<()> {
     match f {
         Value::Function(host) => tx.signal(ep, host.clone(), args).await,
         Value::Nothing => app_error("signal: this Function variable was never given a function"),
@@ -391,7 +396,7 @@ pub async fn copy_all(tx: &Tx, mut values: Vec<Value>) -> Flow<Vec<Value>> {
 pub fn struct_fields(v: &Value, n: usize) -> Result<Vec<Value>, Exception> {
     match v {
         Value::Struct(o) => match o.snapshot() {
-            crate::value::ObjData::Struct(fields) if fields.len() == n => Ok(fields),
+            crate::core::value::ObjData::Struct(fields) if fields.len() == n => Ok(fields),
             _ => Err(Exception::application(format!("expected a Struct of {n} fields"))),
         },
         other => Err(Exception::application(format!("expected a Struct, found {}", other.kind_name()))),
@@ -409,7 +414,7 @@ pub async fn print_text(tx: &Tx, v: &Value) -> Flow<String> {
 }
 
 fn show(v: &Value, depth: usize) -> String {
-    use crate::value::ObjData;
+    use crate::core::value::ObjData;
     if depth > 32 {
         return "...".to_owned();
     }
@@ -555,7 +560,7 @@ pub fn check_results(function: &str, results: Vec<Value>, kinds: &[Kind]) -> Flo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Raise;
+    use crate::core::error::Raise;
 
     #[test]
     fn dynamic_results_are_checked_for_number_and_kind() {
@@ -596,7 +601,7 @@ mod tests {
 
     fn list_numbers(v: &Value) -> Vec<f64> {
         match v.as_obj().expect("a list").snapshot() {
-            crate::value::ObjData::List(items) => {
+            crate::core::value::ObjData::List(items) => {
                 items.iter().map(|i| i.as_number().expect("numbers")).collect()
             }
             _ => panic!("a List"),

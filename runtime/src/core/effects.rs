@@ -25,18 +25,12 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::value::{HostFn, Value};
-
 /// Where `print` writes: the endpoint's printer (standard output unless the host sets one).
 pub type Printer = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// One effect of a committed transaction.
-pub(crate) enum Effect {
-    /// `signal(f, args...)`, with arguments already copied.
-    Signal(HostFn, Vec<Value>),
-    /// `print(x)`.
-    Print(Printer, String),
-}
+/// One effect of a committed transaction: a `signal` call with its copied arguments, or a
+/// line to print, ready to run.
+pub(crate) type Effect = Box<dyn FnOnce() + Send>;
 
 /// The delivery order of one endpoint's effects.
 #[derive(Default)]
@@ -164,14 +158,7 @@ impl Drop for DeliveringGuard {
 fn run(effects: Vec<Effect>) {
     let _reset = DeliveringGuard(DELIVERING.with(|d| d.replace(true)));
     for effect in effects {
-        let outcome = catch_unwind(AssertUnwindSafe(|| match effect {
-            Effect::Signal(f, args) => {
-                if let Err(e) = f.call(args) {
-                    tracing::warn!(message = %e.message, "a signalled host function raised after commit; the transaction stays committed");
-                }
-            }
-            Effect::Print(printer, text) => printer(&text),
-        }));
+        let outcome = catch_unwind(AssertUnwindSafe(effect));
         if outcome.is_err() {
             tracing::error!(
                 "a signalled host function or printer panicked after commit; the transaction stays committed"
@@ -193,7 +180,7 @@ mod tests {
 
     fn recorder(log: &Arc<Mutex<Vec<String>>>, name: &str) -> Effect {
         let (log, name) = (log.clone(), name.to_owned());
-        Effect::Print(Arc::new(move |t: &str| log.lock().push(format!("{name}:{t}"))), String::new())
+        Box::new(move || log.lock().push(format!("{name}:")))
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The engine's messages on the wire: one message per frame payload, in the compact binary
-//! encoding of [`crate::wire`].
+//! encoding of [`crate::engine::wire`].
 //!
 //! A message is a tag byte, the transaction (its origin, a random process tag, as 8
 //! little-endian bytes, and its number as a varint), then the fields
@@ -8,11 +8,11 @@
 //! Decoding checks only the encoding: whether a message fits the protocol and the
 //! transaction's state is the engine's business (a misfit there is a protocol deviation).
 
+use crate::core::error::{Exception, ExceptionKind};
+use crate::core::tx::{Priority, TxId};
+use crate::core::value::Value;
+use crate::engine::wire::{Reader, WireError, Writer};
 use crate::engine::{Msg, PeeredData};
-use crate::error::{Exception, ExceptionKind};
-use crate::tx::{Priority, TxId};
-use crate::value::Value;
-use crate::wire::{Reader, WireError, Writer};
 
 const WORK: u8 = 1;
 const DONE: u8 = 2;

@@ -15,11 +15,11 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 
 use parking_lot::Mutex;
 
-use crate::endpoint::EndpointCore;
+use crate::core::endpoint::EndpointCore;
+use crate::core::error::{Abort, Error, Exception, Flow, Raise};
+use crate::core::tx::{Tx, TxId, TxLink};
+use crate::core::value::Value;
 use crate::engine::{BlockResult, Engine, Job, Msg, Out, Outs, PeeredData, Reply, SequenceInfo, Side, Stats};
-use crate::error::{Abort, Error, Exception, Flow, Raise};
-use crate::tx::{Tx, TxId, TxLink};
-use crate::value::Value;
 
 /// The future of one block of a sequence.
 pub type BlockFuture<'a> = Pin<Box<dyn Future<Output = Flow<()>> + Send + 'a>>;
@@ -397,9 +397,9 @@ impl LinkShared {
         self.program()?.run_block(tx, seq, 0, &mut locals).await?;
         if info.blocks <= 1 {
             // The results go back as copies, as from a longer sequence.
-            return crate::ops::copy_all(tx, locals).await;
+            return crate::exec::ops::copy_all(tx, locals).await;
         }
-        let locals = crate::ops::copy_all(tx, locals).await?;
+        let locals = crate::exec::ops::copy_all(tx, locals).await?;
         let peered = self.take_dirty(tx).await?;
         let waiter = self
             .with_engine(|e, out| e.start_frame(tx, seq, locals, peered, out))
@@ -447,11 +447,12 @@ impl LinkShared {
                         let dirty = if answered_here { Vec::new() } else { me.take_dirty(&tx).await? };
                         Ok(match raised {
                             Some(e) => BlockResult::Raised(e, dirty),
-                            None => BlockResult::Ok(crate::ops::copy_all(&tx, locals).await?, dirty),
+                            None => BlockResult::Ok(crate::exec::ops::copy_all(&tx, locals).await?, dirty),
                         })
                     }
                 };
-                let result = match crate::run::guarded(name, self.core.clone(), tx.clone(), work).await {
+                let result = match crate::exec::run::guarded(name, self.core.clone(), tx.clone(), work).await
+                {
                     Ok(result) => result,
                     Err(Raise::Exception(e)) => BlockResult::Raised(e, Vec::new()),
                     Err(Raise::Abort(_)) => BlockResult::Aborted,
@@ -468,7 +469,7 @@ impl LinkShared {
                         tx.prepare_links().await
                     }
                 };
-                let ok = crate::run::guarded("prepare", self.core.clone(), tx, work).await.is_ok();
+                let ok = crate::exec::run::guarded("prepare", self.core.clone(), tx, work).await.is_ok();
                 self.with_engine(|e, out| e.prepare_finished(id, ok, out));
             }
         }
@@ -603,4 +604,19 @@ pub fn in_process_pair(
     la.attach(Arc::new(Direct(Arc::downgrade(&lb.0))));
     lb.attach(Arc::new(Direct(Arc::downgrade(&la.0))));
     (la, lb)
+}
+
+/// `stop()` of endpoint `core` and its pair's `link` (if it has a partner): refuses new host
+/// calls, lets the running ones finish, tells the partner and waits for it to stop, closes
+/// the connection, then runs the stop listeners. Stopping twice waits for the first stop.
+pub async fn stop(core: &EndpointCore, link: Option<&Link>) {
+    if !core.life.begin_stop() {
+        core.life.stopped().await;
+        return;
+    }
+    core.life.idle().await;
+    if let Some(link) = link {
+        link.stop().await;
+    }
+    core.life.finish_stop();
 }

@@ -5,43 +5,10 @@
 //! the host share a cell by holding the same [`External`] (`extAssign`).
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use crate::lock::LockState;
-use crate::value::Value;
-
-pub(crate) struct ExtState {
-    pub(crate) committed: Value,
-    pub(crate) pending: Option<Value>,
-    pub(crate) lock: LockState,
-}
-
-/// An untyped External cell, as Waldo values hold it.
-#[derive(Clone)]
-pub struct ExtCell(pub(crate) Arc<Mutex<ExtState>>);
-
-impl ExtCell {
-    /// A cell holding `value`.
-    pub fn new(value: Value) -> ExtCell {
-        ExtCell(Arc::new(Mutex::new(ExtState {
-            committed: value,
-            pending: None,
-            lock: LockState::default(),
-        })))
-    }
-
-    /// Whether two handles name the same cell.
-    pub fn same(&self, other: &ExtCell) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-
-    /// The committed value (never one a transaction has not committed yet).
-    pub fn committed(&self) -> Value {
-        self.0.lock().committed.clone()
-    }
-}
+use crate::core::error::Exception;
+use crate::core::value::{ExtCell, Value};
+use crate::host::convert::{FromValue, IntoValue};
 
 /// A host-owned External cell holding a `T` (a Number, Text, TrueFalse, or a container of them).
 pub struct External<T> {
@@ -61,7 +28,7 @@ impl<T> Clone for External<T> {
     }
 }
 
-impl<T: crate::convert::FromValue + crate::convert::IntoValue> External<T> {
+impl<T: FromValue + IntoValue> External<T> {
     /// A cell holding `value`.
     pub fn new(value: T) -> Self {
         External { cell: ExtCell::new(value.into_value()), _t: PhantomData }
@@ -81,7 +48,7 @@ impl<T: crate::convert::FromValue + crate::convert::IntoValue> External<T> {
     }
 
     /// The committed value, or an error if the cell holds a value of another type.
-    pub fn try_get(&self) -> Result<T, crate::Exception> {
+    pub fn try_get(&self) -> Result<T, Exception> {
         T::from_committed(&self.cell.committed())
     }
 }
@@ -95,5 +62,22 @@ impl<T> External<T> {
     /// The typed view of a cell (generated code knows its type from the checker).
     pub(crate) fn from_cell(cell: ExtCell) -> Self {
         External { cell, _t: PhantomData }
+    }
+}
+
+impl<T> IntoValue for External<T> {
+    fn into_value(self) -> Value {
+        Value::External(self.cell().clone())
+    }
+}
+
+impl<T> FromValue for External<T> {
+    fn from_committed(value: &Value) -> Result<Self, Exception> {
+        match value {
+            Value::External(c) => Ok(External::from_cell(c.clone())),
+            other => {
+                Err(Exception::application(format!("expected an External, found {}", other.kind_name())))
+            }
+        }
     }
 }

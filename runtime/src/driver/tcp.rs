@@ -10,7 +10,7 @@
 //! handshake to [`TcpOptions::handshake_timeout`].
 //!
 //! **Frames.** After the handshake every frame is a 4-byte little-endian length and a payload
-//! whose first byte says what it is: an engine message ([`crate::proto`]), or one of the
+//! whose first byte says what it is: an engine message ([`crate::engine::proto`]), or one of the
 //! control frames below (ready, heartbeat, stop, stop acknowledged, close with a reason). A
 //! frame longer than [`TcpOptions::max_frame`], a malformed message or an unknown kind is a
 //! protocol deviation: the connection is closed with the reason and the pair is broken.
@@ -36,12 +36,12 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::endpoint::EndpointCore;
+use crate::core::endpoint::EndpointCore;
+use crate::core::error::Error;
+use crate::driver::link::{Control, Link, Program, Transport, WeakLink};
+use crate::engine::liveness::{Beat, Liveness};
+use crate::engine::wire::{FrameDecoder, Reader, WireError, Writer};
 use crate::engine::{Msg, SequenceInfo, Side};
-use crate::error::Error;
-use crate::link::{Control, Link, Program, Transport, WeakLink};
-use crate::liveness::{Beat, Liveness};
-use crate::wire::{FrameDecoder, Reader, WireError, Writer};
 
 /// The first bytes each side sends.
 pub const MAGIC: [u8; 6] = *b"WALDO\0";
@@ -50,7 +50,7 @@ pub const WIRE_VERSION: u16 = 2;
 /// The largest handshake frame accepted.
 pub const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
 
-/// Frame kinds (the first payload byte). Engine messages use 1 to 10 ([`crate::proto`]).
+/// Frame kinds (the first payload byte). Engine messages use 1 to 10 ([`crate::engine::proto`]).
 pub mod kind {
     /// Handshake: protocol, fingerprint, side, endpoint, nonce.
     pub const HELLO: u8 = 0x40;
@@ -62,9 +62,9 @@ pub mod kind {
     pub const READY: u8 = 0x50;
     /// Nothing to say, but alive.
     pub const HEARTBEAT: u8 = 0x51;
-    /// The sender is stopping ([`crate::link::Control::Stop`]).
+    /// The sender is stopping ([`crate::driver::link::Control::Stop`]).
     pub const STOP: u8 = 0x52;
-    /// The sender has stopped ([`crate::link::Control::StopAck`]).
+    /// The sender has stopped ([`crate::driver::link::Control::StopAck`]).
     pub const STOP_ACK: u8 = 0x53;
     /// The sender closes the connection: the reason, as text.
     pub const CLOSE: u8 = 0x54;
@@ -86,7 +86,7 @@ pub struct TcpOptions {
 impl Default for TcpOptions {
     fn default() -> Self {
         TcpOptions {
-            max_frame: crate::wire::DEFAULT_MAX_FRAME,
+            max_frame: crate::engine::wire::DEFAULT_MAX_FRAME,
             heartbeat: Duration::from_secs(1),
             partner_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
@@ -553,7 +553,7 @@ impl Conn {
     /// Handles one frame; false when the connection is finished.
     fn frame(&self, payload: &[u8]) -> bool {
         match payload.first().copied() {
-            Some(1..=10) => match crate::proto::decode_msg(payload) {
+            Some(1..=10) => match crate::engine::proto::decode_msg(payload) {
                 Ok(msg) => {
                     if let Some(link) = self.link() {
                         link.receive(msg);
@@ -622,7 +622,7 @@ impl Transport for Conn {
         }
         let start = out.bytes.len();
         out.bytes.extend_from_slice(&[0; 4]);
-        let result = crate::proto::encode_msg_into(&msg, &mut out.bytes);
+        let result = crate::engine::proto::encode_msg_into(&msg, &mut out.bytes);
         let length = out.bytes.len() - start - 4;
         let problem = match result {
             Ok(()) if length <= self.max_frame => None,

@@ -16,10 +16,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::endpoint::EndpointRef;
-use crate::error::Exception;
-use crate::external::ExtCell;
-use crate::lock::LockState;
+use crate::core::endpoint::EndpointRef;
+use crate::core::error::Exception;
+use crate::core::tx::TxLock;
 
 /// A Waldo value.
 #[derive(Clone)]
@@ -315,10 +314,10 @@ pub enum ObjData {
 }
 
 pub(crate) struct ObjInner {
-    pub(crate) lock: LockState,
+    pub(crate) lock: TxLock,
     pub(crate) data: ObjData,
     /// The peered variables this object is part of (usually none, at most a few).
-    pub(crate) peered: Vec<crate::tx::PeeredTag>,
+    pub(crate) peered: Vec<crate::core::tx::PeeredTag>,
 }
 
 /// A heap object (List, Map or Struct), shared by reference. Clone it to share it.
@@ -328,7 +327,7 @@ pub struct Obj(pub(crate) Arc<Mutex<ObjInner>>);
 impl Obj {
     /// A fresh object with `data`, private to whoever holds it until stored somewhere shared.
     pub fn new(data: ObjData) -> Obj {
-        Obj(Arc::new(Mutex::new(ObjInner { lock: LockState::default(), data, peered: Vec::new() })))
+        Obj(Arc::new(Mutex::new(ObjInner { lock: TxLock::default(), data, peered: Vec::new() })))
     }
 
     /// A copy of the contents, read without any transaction lock: only for objects nobody
@@ -349,7 +348,7 @@ impl Obj {
 
 /// Marks every object reachable from `value` as part of the peered variables `tags`, so that
 /// a write through any reference to it makes them dirty. Stops at objects already marked.
-pub(crate) fn tag_value(value: &Value, tags: &[crate::tx::PeeredTag]) {
+pub(crate) fn tag_value(value: &Value, tags: &[crate::core::tx::PeeredTag]) {
     if tags.is_empty() {
         return;
     }
@@ -426,6 +425,35 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Formats a Number the way `toText` does: integral values without `.0`.
 pub fn number_to_text(n: f64) -> String {
     if n.is_finite() && n == n.trunc() && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{n}") }
+}
+
+// ---------------------------------------------------------------- External cells
+
+pub(crate) struct ExtState {
+    pub(crate) committed: Value,
+    pub(crate) pending: Option<Value>,
+    pub(crate) lock: TxLock,
+}
+
+/// An untyped External cell, as Waldo values hold it.
+#[derive(Clone)]
+pub struct ExtCell(pub(crate) Arc<Mutex<ExtState>>);
+
+impl ExtCell {
+    /// A cell holding `value`.
+    pub fn new(value: Value) -> ExtCell {
+        ExtCell(Arc::new(Mutex::new(ExtState { committed: value, pending: None, lock: TxLock::default() })))
+    }
+
+    /// Whether two handles name the same cell.
+    pub fn same(&self, other: &ExtCell) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The committed value (never one a transaction has not committed yet).
+    pub fn committed(&self) -> Value {
+        self.0.lock().committed.clone()
+    }
 }
 
 #[cfg(test)]

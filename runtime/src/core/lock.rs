@@ -2,13 +2,22 @@
 //!
 //! Shared for reading, exclusive for writing, held until the transaction commits or aborts
 //! (strict two-phase locking). The lock only records holders and waiters; the decision to
-//! wound or wait belongs to [`crate::tx`]. Every `LockState` sits inside the mutex of the
+//! wound or wait belongs to the transactions. Every `LockState` sits inside the mutex of the
 //! item it protects, so checking, granting and releasing are atomic with the item's data.
+//! The lock knows its holders only through [`Holder`], so it depends on nothing else.
 
 use std::sync::Arc;
 use std::task::Waker;
 
-use crate::tx::TxInner;
+/// What the lock needs to know of a transaction that holds or requests it.
+pub(crate) trait Holder {
+    /// Comparable ages: smaller is older.
+    type Priority: Ord;
+    /// Whether the transaction is still running (not committed nor aborted).
+    fn is_live(&self) -> bool;
+    /// The transaction's priority.
+    fn priority(&self) -> Self::Priority;
+}
 
 /// Read or write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,35 +27,40 @@ pub(crate) enum Mode {
 }
 
 /// Holders and waiters of one item.
-#[derive(Default)]
-pub(crate) struct LockState {
-    writer: Option<Arc<TxInner>>,
-    readers: Vec<Arc<TxInner>>,
+pub(crate) struct LockState<H> {
+    writer: Option<Arc<H>>,
+    readers: Vec<Arc<H>>,
     waiters: Vec<Waker>,
     /// The oldest transaction waiting to write: younger readers queue behind it, so a stream
     /// of young readers cannot starve an old writer.
-    waiting_writer: Option<Arc<TxInner>>,
+    waiting_writer: Option<Arc<H>>,
+}
+
+impl<H> Default for LockState<H> {
+    fn default() -> Self {
+        LockState { writer: None, readers: Vec::new(), waiters: Vec::new(), waiting_writer: None }
+    }
 }
 
 /// The outcome of a request.
-pub(crate) enum Grant {
+pub(crate) enum Grant<H> {
     /// Granted; `true` when the transaction did not hold the item before (it must remember
     /// to release it).
     Granted(bool),
     /// Held by others in a conflicting mode.
-    Conflict(Vec<Arc<TxInner>>),
+    Conflict(Vec<Arc<H>>),
 }
 
-impl LockState {
+impl<H: Holder> LockState<H> {
     /// Grants `mode` to `tx` if nobody else holds the item in a conflicting mode.
-    pub(crate) fn try_acquire(&mut self, tx: &Arc<TxInner>, mode: Mode) -> Grant {
+    pub(crate) fn try_acquire(&mut self, tx: &Arc<H>, mode: Mode) -> Grant<H> {
         // A holder that ended without releasing (it cannot, but a leak must not wedge the
         // item forever) holds nothing.
         if self.writer.as_ref().is_some_and(|w| !w.is_live()) {
             self.writer = None;
         }
         self.readers.retain(|r| r.is_live());
-        let is_me = |t: &Arc<TxInner>| Arc::ptr_eq(t, tx);
+        let is_me = |t: &Arc<H>| Arc::ptr_eq(t, tx);
         let held_before = self.writer.as_ref().is_some_and(is_me) || self.readers.iter().any(is_me);
         if let Some(w) = &self.waiting_writer
             && !w.is_live()
@@ -83,7 +97,7 @@ impl LockState {
                     }
                     return Grant::Conflict(vec![w.clone()]);
                 }
-                let others: Vec<Arc<TxInner>> = self.readers.iter().filter(|r| !is_me(r)).cloned().collect();
+                let others: Vec<Arc<H>> = self.readers.iter().filter(|r| !is_me(r)).cloned().collect();
                 if !others.is_empty() {
                     if self.waiting_writer.as_ref().is_none_or(|w| tx.priority() < w.priority()) {
                         self.waiting_writer = Some(tx.clone());
@@ -101,7 +115,7 @@ impl LockState {
     }
 
     /// Whether `tx` holds the item for writing.
-    pub(crate) fn written_by(&self, tx: &Arc<TxInner>) -> bool {
+    pub(crate) fn written_by(&self, tx: &Arc<H>) -> bool {
         self.writer.as_ref().is_some_and(|w| Arc::ptr_eq(w, tx))
     }
 
@@ -113,7 +127,7 @@ impl LockState {
     }
 
     /// Releases whatever `tx` holds and returns the waiters to wake.
-    pub(crate) fn release(&mut self, tx: &Arc<TxInner>) -> Vec<Waker> {
+    pub(crate) fn release(&mut self, tx: &Arc<H>) -> Vec<Waker> {
         if self.writer.as_ref().is_some_and(|w| Arc::ptr_eq(w, tx)) {
             self.writer = None;
         }

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::endpoint::EndpointCore;
-use crate::error::{Abort, Error, Flow, Raise};
-use crate::tx::{Priority, Tx};
+use crate::core::endpoint::EndpointCore;
+use crate::core::error::{Abort, Error, Flow, Raise};
+use crate::core::tx::{Priority, Tx};
 
 /// Per-call options.
 #[derive(Clone, Debug)]
@@ -196,10 +196,10 @@ impl<T, F: Future<Output = Flow<T>>> Future for Attempt<F> {
         if this.tx.is_wounded() {
             return std::task::Poll::Ready(Err(Raise::Abort(Abort::Wounded)));
         }
-        let Some(_leave) = crate::gate::enter(this.core, cx, this.tx) else {
+        let Some(_leave) = this.core.gate.enter(cx, this.tx.addr()) else {
             return std::task::Poll::Pending;
         };
         let inner = this.inner;
-        crate::watchdog::during(this.what, || inner.poll(cx))
+        crate::exec::watchdog::during(this.what, || inner.poll(cx))
     }
 }

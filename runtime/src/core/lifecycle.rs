@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
-use crate::error::Error;
+use crate::core::error::Error;
 
 /// A stop listener: runs once when the endpoint has stopped.
 pub(crate) type StopListener = Box<dyn FnOnce() + Send>;
@@ -124,19 +124,4 @@ impl Lifecycle {
             listeners.push(listener);
         }
     }
-}
-
-/// `stop()` of endpoint `core` and its pair's `link` (if it has a partner): refuses new host
-/// calls, lets the running ones finish, tells the partner and waits for it to stop, closes
-/// the connection, then runs the stop listeners. Stopping twice waits for the first stop.
-pub async fn stop(core: &crate::endpoint::EndpointCore, link: Option<&crate::link::Link>) {
-    if !core.life.begin_stop() {
-        core.life.stopped().await;
-        return;
-    }
-    core.life.idle().await;
-    if let Some(link) = link {
-        link.stop().await;
-    }
-    core.life.finish_stop();
 }

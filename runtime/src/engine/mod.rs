@@ -13,7 +13,7 @@
 //! **Time.** The engine's protocol needs no timer: a deadline is the host call's (it aborts
 //! the transaction, and the engine hears of it through [`Engine::finish`]), and a lost
 //! connection reaches it as [`Engine::lost`]. The timers of a connection, heartbeats and the
-//! partner timeout, are the sans-io [`Liveness`](crate::liveness::Liveness) beside it: the
+//! partner timeout, are the sans-io [`Liveness`](crate::engine::liveness::Liveness) beside it: the
 //! driver passes the time in when its timer fires and sets the timer it is told to.
 //!
 //! **Commit protocol.** Every message a child sends while it becomes idle carries its vote
@@ -35,6 +35,10 @@
 //! the connection with [`Error::ProtocolDeviation`]; messages about transactions that ended
 //! here (aborted) are stale and ignored.
 
+pub mod liveness;
+pub mod proto;
+pub mod wire;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,9 +46,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tokio::sync::oneshot;
 
-use crate::error::{Error, Exception};
-use crate::tx::{Priority, Savepoint, Tx, TxId};
-use crate::value::Value;
+use crate::core::error::{Error, Exception};
+use crate::core::tx::{Priority, Savepoint, Tx, TxId};
+use crate::core::value::Value;
 
 /// Which endpoint of the protocol a side plays: its index in the protocol's declaration.
 pub type Side = u8;

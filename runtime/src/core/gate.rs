@@ -10,10 +10,7 @@
 //! the same logical step; another transaction never enters a gate mid-step. The gate is
 //! released even if the code panics.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 
 thread_local! {
     /// A number for this thread, cheaper to get than `std::thread::current().id()`.
@@ -60,6 +57,12 @@ impl Gate {
         }
     }
 
+    /// Enters the gate for one poll of the code of the transaction at address `tx`, or
+    /// parks the task (it is woken when the gate is free).
+    pub(crate) fn enter(&self, cx: &Context<'_>, tx: usize) -> Option<Leave<'_>> {
+        self.try_enter(cx, tx).then(|| Leave(self))
+    }
+
     /// Whether transaction `tx` is running code of this endpoint on this thread right now
     /// (so a call into the endpoint is part of that code: `self.f()`, or a call back).
     pub(crate) fn held_by(&self, tx: usize) -> bool {
@@ -88,40 +91,5 @@ pub(crate) struct Leave<'a>(&'a Gate);
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
         self.0.leave();
-    }
-}
-
-/// Enters `core`'s gate for one poll of transaction `tx`'s code, or parks the task.
-pub(crate) fn enter<'a>(
-    core: &'a crate::endpoint::EndpointCore,
-    cx: &Context<'_>,
-    tx: &crate::tx::Tx,
-) -> Option<Leave<'a>> {
-    core.gate.try_enter(cx, tx.addr()).then(|| Leave(&core.gate))
-}
-
-/// A future whose every poll holds a gate.
-pub(crate) struct Gated<F> {
-    core: Arc<crate::endpoint::EndpointCore>,
-    tx: crate::tx::Tx,
-    inner: Pin<Box<F>>,
-}
-
-/// Runs `future`, code of transaction `tx`, as code of the endpoint `core`.
-pub(crate) fn gated<F: Future>(
-    core: Arc<crate::endpoint::EndpointCore>,
-    tx: &crate::tx::Tx,
-    future: F,
-) -> Gated<F> {
-    Gated { core, tx: tx.clone(), inner: Box::pin(future) }
-}
-
-impl<F: Future> Future for Gated<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
-        let Some(_leave) = enter(&this.core, cx, &this.tx) else { return Poll::Pending };
-        this.inner.as_mut().poll(cx)
     }
 }
