@@ -515,7 +515,7 @@ async fn a_message_that_does_not_fit_closes_the_pair() {
     let p = pair();
     p.left.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
     settle(&p).await;
-    let tx = Tx::begin(Priority::next());
+    let tx = Tx::begin(Clock::default().next());
     p.right.link().receive(Msg::Work {
         tx: tx.id(),
         prio: tx.priority(),

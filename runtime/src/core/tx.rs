@@ -45,20 +45,17 @@ const PREPARED: u8 = 4;
 /// Undoing its writes and releasing its locks.
 const ABORTING: u8 = 5;
 
-/// The priority clock: a Lamport counter, advanced past every priority seen from a peer so
-/// that transactions started later here are younger than ones already seen.
-static CLOCK: AtomicU64 = AtomicU64::new(1);
 static NEXT_ATTEMPT: AtomicU64 = AtomicU64::new(1);
 
-/// A number that tells this process apart from its peers (tie-break of equal clocks).
+/// A number that tells this process apart from its peers (in transaction ids).
 fn process_tag() -> u64 {
     static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *TAG.get_or_init(rand::random)
 }
 
 /// A transaction's priority: smaller is older and wins conflicts. Fixed at the first attempt
-/// and kept across retries. Comparable across hosts: a Lamport clock, then the origin
-/// process as tie-break.
+/// and kept across retries. Comparable across endpoints and hosts: a Lamport clock, then the
+/// origin (the clock that handed it out) as tie-break.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Priority {
     clock: u64,
@@ -66,11 +63,6 @@ pub struct Priority {
 }
 
 impl Priority {
-    /// A priority younger than every one handed out or seen before.
-    pub fn next() -> Priority {
-        Priority { clock: CLOCK.fetch_add(1, Ordering::Relaxed), origin: process_tag() }
-    }
-
     /// The priority with these parts (from the wire).
     pub fn from_parts(clock: u64, origin: u64) -> Priority {
         Priority { clock, origin }
@@ -80,10 +72,38 @@ impl Priority {
     pub fn parts(self) -> (u64, u64) {
         (self.clock, self.origin)
     }
+}
 
-    /// Notes a priority seen from a peer: later local transactions will be younger.
-    pub fn observe(self) {
-        CLOCK.fetch_max(self.clock.saturating_add(1), Ordering::Relaxed);
+/// The priority clock of one endpoint: a Lamport counter, advanced past every priority the
+/// endpoint sees (from its partner, or of a transaction that calls into it), so that
+/// transactions it starts later are younger than every one it has met. Each clock has its
+/// own random origin, so two clocks never hand out the same priority.
+#[derive(Debug)]
+pub struct Clock {
+    now: AtomicU64,
+    origin: u64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::with_origin(rand::random())
+    }
+}
+
+impl Clock {
+    /// A clock whose priorities carry `origin` as their tie-break.
+    pub fn with_origin(origin: u64) -> Clock {
+        Clock { now: AtomicU64::new(1), origin }
+    }
+
+    /// A priority younger than every one this clock handed out or saw before.
+    pub fn next(&self) -> Priority {
+        Priority { clock: self.now.fetch_add(1, Ordering::Relaxed), origin: self.origin }
+    }
+
+    /// Notes a priority seen elsewhere: later priorities of this clock will be younger.
+    pub fn observe(&self, seen: Priority) {
+        self.now.fetch_max(seen.clock.saturating_add(1), Ordering::Relaxed);
     }
 }
 

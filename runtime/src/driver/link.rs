@@ -319,6 +319,7 @@ impl LinkShared {
                 Out::Commit(tx) => tx.commit_decided(),
                 Out::Abort(tx) => tx.abort_shared(),
                 Out::Wound(tx) => tx.wound(),
+                Out::Observe(priority) => self.core.clock.observe(priority),
                 Out::ForceWound(tx) => tx.force_wound(),
                 Out::Rollback(tx, sp) => tx.rollback_from(sp, self),
                 Out::Close(error) => {

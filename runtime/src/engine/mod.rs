@@ -273,6 +273,9 @@ pub enum Out {
     Rollback(Tx, Savepoint),
     /// Close the connection: the peer deviated from the protocol.
     Close(Error),
+    /// The other side sent a transaction of this priority: the endpoint's clock moves past
+    /// it, so the transactions the endpoint starts later are younger.
+    Observe(Priority),
     /// A transaction joined the connection here: the driver registers the link with it (as
     /// parent or child), with the counter of messages this side sends; for a child, it also
     /// arranges that a wound while prepared reaches [`Engine::wound_requested`].
@@ -790,7 +793,7 @@ impl Engine {
                     out.push(deviation(why));
                     return;
                 }
-                prio.observe();
+                out.push(Out::Observe(prio));
                 // Only the first block a parent sends can start a transaction here.
                 let starts = from_parent && block == 1 && frame & 1 != u64::from(self.side & 1);
                 let last = block + 1 >= self.sequences[seq as usize].blocks;
@@ -840,7 +843,7 @@ impl Engine {
                     out.push(deviation(why));
                     return;
                 }
-                prio.observe();
+                out.push(Out::Observe(prio));
                 let Some(entry) = self.entry_for(id, prio, true, true, out) else { return };
                 if entry.parent {
                     out.push(deviation("a Prepare from the child of a transaction".into()));
@@ -1028,6 +1031,13 @@ mod tests {
 
     use super::*;
 
+    /// Priorities from one clock shared by the tests (later is younger).
+    fn next_priority() -> Priority {
+        static CLOCK: std::sync::LazyLock<crate::core::tx::Clock> =
+            std::sync::LazyLock::new(Default::default);
+        CLOCK.next()
+    }
+
     fn seqs() -> Vec<SequenceInfo> {
         vec![
             SequenceInfo { name: "Two", blocks: 2, locals: 1, starters: [true, false] },
@@ -1079,7 +1089,7 @@ mod tests {
     fn a_k_block_sequence_costs_k_plus_one_messages_when_it_ends_on_the_partner() {
         for (seq, k) in [(0u32, 2u32), (1, 4)] {
             let (mut a, mut b) = pair();
-            let root = Tx::begin(Priority::next());
+            let root = Tx::begin(next_priority());
             let mut out = Outs::new();
             let locals = vec![Value::Nothing; seqs()[seq as usize].locals as usize];
             let mut waiter = a.start_frame(&root, seq, locals, vec![], &mut out).expect("open");
@@ -1129,7 +1139,7 @@ mod tests {
     #[test]
     fn peered_changes_after_the_vote_need_a_prepare_round() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(Priority::next());
+        let root = Tx::begin(next_priority());
         let mut out = Outs::new();
         a.enlist(&root, &mut out);
         assert!(matches!(out.as_slice(), [Out::Joined { parent: true, .. }]));
@@ -1149,7 +1159,7 @@ mod tests {
 
     #[test]
     fn messages_that_do_not_fit_close_the_connection() {
-        let tx = Tx::begin(Priority::next());
+        let tx = Tx::begin(next_priority());
         let work = |frame, seq, block, locals: usize, peered: PeeredData| Msg::Work {
             tx: tx.id(),
             prio: tx.priority(),
@@ -1181,7 +1191,7 @@ mod tests {
     #[test]
     fn stale_messages_about_ended_transactions_are_ignored() {
         let (mut a, _) = pair();
-        let tx = Tx::begin(Priority::next());
+        let tx = Tx::begin(next_priority());
         for msg in [
             Msg::Done {
                 tx: tx.id(),
@@ -1204,7 +1214,7 @@ mod tests {
     #[test]
     fn an_idle_child_asks_its_parent_to_wound_it_and_a_busy_one_aborts_alone() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(Priority::next());
+        let root = Tx::begin(next_priority());
         let mut out = Outs::new();
         let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
@@ -1221,7 +1231,7 @@ mod tests {
 
         // Idle after its vote: asks.
         let (mut a, mut b) = pair();
-        let root = Tx::begin(Priority::next());
+        let root = Tx::begin(next_priority());
         let mut out = Outs::new();
         let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
@@ -1246,7 +1256,7 @@ mod tests {
     #[test]
     fn an_abort_while_the_child_works_waits_for_its_block_to_stop() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(Priority::next());
+        let root = Tx::begin(next_priority());
         let mut out = Outs::new();
         let _w = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
@@ -1265,7 +1275,7 @@ mod tests {
     #[test]
     fn losing_the_connection_fails_waiting_calls_and_presumes_abort() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(Priority::next());
+        let root = Tx::begin(next_priority());
         let mut out = Outs::new();
         let mut waiter = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
@@ -1290,13 +1300,13 @@ mod tests {
         assert!(sends(&out).is_empty());
         // Later sequences fail at once.
         let mut out = Outs::new();
-        assert!(a.start_frame(&Tx::begin(Priority::next()), 0, vec![], vec![], &mut out).is_err());
+        assert!(a.start_frame(&Tx::begin(next_priority()), 0, vec![], vec![], &mut out).is_err());
     }
 
     #[test]
     fn late_work_for_a_transaction_that_aborted_here_does_not_bring_it_back() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(Priority::next());
+        let root = Tx::begin(next_priority());
         let mut out = Outs::new();
         let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
         let first = one_send(out);
@@ -1318,7 +1328,11 @@ mod tests {
             vote: false,
         };
         let (job, out) = deliver(&mut b, late);
-        assert!(job.is_none() && out.is_empty(), "a stale message started work");
+        // (Only its priority is noted, as of every message.)
+        assert!(
+            job.is_none() && out.iter().all(|o| matches!(o, Out::Observe(_))),
+            "a stale message started work"
+        );
         assert_eq!(b.in_flight(), 0);
         // And a first block can start a transaction only once.
         let again = Msg::Work {
@@ -1339,7 +1353,7 @@ mod tests {
     #[test]
     fn a_sequence_end_with_the_wrong_amount_of_data_is_a_deviation() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(Priority::next());
+        let root = Tx::begin(next_priority());
         let mut out = Outs::new();
         let _w = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
@@ -1353,7 +1367,7 @@ mod tests {
     #[test]
     fn a_block_for_a_run_this_side_did_not_start_is_a_deviation() {
         let (mut a, _) = pair();
-        let tx = Tx::begin(Priority::next());
+        let tx = Tx::begin(next_priority());
         // Side 0 is told to run block 2 of a run it supposedly started (frame parity 0).
         let forged = Msg::Work {
             tx: tx.id(),

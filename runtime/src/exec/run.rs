@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::core::endpoint::EndpointCore;
 use crate::core::error::{Abort, Error, Flow, Raise};
-use crate::core::tx::{Priority, Tx};
+use crate::core::tx::Tx;
 
 /// Per-call options.
 #[derive(Clone, Debug)]
@@ -105,7 +105,7 @@ where
     Fut: Future<Output = Flow<T>>,
 {
     let _call = core.life.enter()?;
-    let priority = Priority::next();
+    let priority = core.clock.next();
     // A deadline too far away to represent is no deadline.
     let deadline = options.deadline.and_then(|d| Instant::now().checked_add(d));
     let mut attempts = 0;
