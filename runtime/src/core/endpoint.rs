@@ -34,8 +34,8 @@ pub struct EndpointCore {
     /// The connection to the partner, once it has one: a write to the endpoint's peered data
     /// enlists the transaction there. Weak: the generated endpoint owns its link.
     pub(crate) link: std::sync::OnceLock<std::sync::Weak<dyn crate::core::tx::TxLink>>,
-    /// The priorities of the transactions this endpoint starts.
-    pub(crate) clock: crate::core::tx::Clock,
+    /// The priority clock of the endpoint's host (see [`crate::core::tx::Clock`]).
+    pub(crate) clock: Arc<crate::core::tx::Clock>,
     /// The order this endpoint's `signal`/`print` effects are delivered in.
     pub(crate) effects: Arc<crate::core::effects::EffectQueue>,
     pub(crate) gate: crate::core::gate::Gate,
@@ -65,7 +65,7 @@ impl EndpointCore {
             ),
             printer,
             link: std::sync::OnceLock::new(),
-            clock: crate::core::tx::Clock::default(),
+            clock: crate::core::tx::Clock::host(),
             effects: Arc::default(),
             gate: crate::core::gate::Gate::default(),
             life: crate::core::lifecycle::Lifecycle::default(),
@@ -173,9 +173,6 @@ impl EndpointRef {
         // Like a host call, an endpoint call counts as running on the endpoint (its stop
         // waits for it), and a stopped endpoint takes none.
         let core = self.0.core();
-        // The callee's clock moves past the caller's transaction: what it starts later is
-        // younger (a Lamport clock across the endpoints of a host).
-        core.clock.observe(tx.priority());
         let entered = if core.gate.held_by(tx.addr()) { core.life.enter_nested() } else { core.life.enter() };
         let _running = entered.map_err(|_| {
             crate::core::error::Exception::network(format!(

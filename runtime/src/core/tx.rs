@@ -74,10 +74,12 @@ impl Priority {
     }
 }
 
-/// The priority clock of one endpoint: a Lamport counter, advanced past every priority the
-/// endpoint sees (from its partner, or of a transaction that calls into it), so that
-/// transactions it starts later are younger than every one it has met. Each clock has its
-/// own random origin, so two clocks never hand out the same priority.
+/// A priority clock: a Lamport counter, advanced past every priority seen from a partner, so
+/// that transactions started later here are younger than every one already met. Each clock
+/// has its own random origin, so two clocks never hand out the same priority.
+///
+/// The endpoints of one host share a clock ([`Clock::host`]), so that on a host a
+/// transaction begun later is always younger, whichever endpoint begins it.
 #[derive(Debug)]
 pub struct Clock {
     now: AtomicU64,
@@ -91,6 +93,12 @@ impl Default for Clock {
 }
 
 impl Clock {
+    /// The clock of this process's endpoints (their host).
+    pub fn host() -> Arc<Clock> {
+        static HOST: std::sync::LazyLock<Arc<Clock>> = std::sync::LazyLock::new(Default::default);
+        HOST.clone()
+    }
+
     /// A clock whose priorities carry `origin` as their tie-break.
     pub fn with_origin(origin: u64) -> Clock {
         Clock { now: AtomicU64::new(1), origin }

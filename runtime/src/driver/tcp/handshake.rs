@@ -1,0 +1,246 @@
+//! The handshake: preamble, `Hello`, nonce echo, and the named refusals; the frames it
+//! reads and writes.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::options::*;
+use crate::core::error::Error;
+use crate::engine::Side;
+use crate::engine::wire::{FrameDecoder, Reader, WireError, Writer};
+
+// ---------------------------------------------------------------- handshake
+
+pub(super) fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+pub(super) fn text_frame(kind: u8, text: &str) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.byte(kind);
+    w.text(text);
+    frame(&w.finish())
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+/// The other side's `Hello`.
+pub(super) struct Hello {
+    protocol: String,
+    fingerprint: u64,
+    side: u64,
+    endpoint: String,
+    nonce: u64,
+}
+
+pub(super) fn parse_hello(payload: &[u8]) -> Result<Hello, WireError> {
+    let mut r = Reader::new(payload);
+    r.byte("the frame kind")?;
+    let hello = Hello {
+        protocol: r.text()?,
+        fingerprint: r.varint()?,
+        side: r.varint()?,
+        endpoint: r.text()?,
+        nonce: r.varint()?,
+    };
+    r.finish()?;
+    Ok(hello)
+}
+
+pub(super) fn parse_text(payload: &[u8]) -> Result<String, WireError> {
+    let mut r = Reader::new(payload);
+    r.byte("the frame kind")?;
+    let text = r.text()?;
+    r.finish()?;
+    Ok(text)
+}
+
+/// Reads the next handshake frame.
+pub(super) async fn read_frame(stream: &mut TcpStream, dec: &mut FrameDecoder) -> Result<Vec<u8>, Error> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match dec.next_frame() {
+            Ok(Some(f)) => return Ok(f),
+            Ok(None) => {}
+            Err(e) => return Err(refused(format!("malformed handshake: {e}"))),
+        }
+        let n = stream.read(&mut buf).await.map_err(|e| network(format!("the handshake failed: {e}")))?;
+        if n == 0 {
+            return Err(if dec.pending() > 0 {
+                refused(format!(
+                    "the peer closed the connection inside a handshake frame ({} bytes of it arrived)",
+                    dec.pending()
+                ))
+            } else {
+                network("the peer closed the connection during the handshake")
+            });
+        }
+        dec.feed(&buf[..n]);
+    }
+}
+
+/// Tells the peer why the handshake is refused and stops writing; returns the error for this
+/// side.
+pub(super) async fn refuse(stream: &mut TcpStream, error: Error) -> Error {
+    if let Error::HandshakeRefused { reason } = &error {
+        let _ = stream.write_all(&text_frame(kind::REFUSE, reason)).await;
+    }
+    let _ = stream.shutdown().await;
+    // Read what the peer still sends for a moment: closing a socket with unread input resets
+    // the connection, and the peer could lose the reason before reading it.
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < 1 << 20 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+    error
+}
+
+/// Checks the peer's `Hello` against this side's.
+pub(super) fn check_hello(hello: &Hello, spec: &PairSpec, side: Side) -> Result<(), String> {
+    if hello.fingerprint != spec.fingerprint {
+        return Err(if hello.protocol != spec.protocol {
+            format!(
+                "different protocols: the peer speaks `{}`, this side `{}`",
+                hello.protocol, spec.protocol
+            )
+        } else {
+            format!(
+                "different versions of protocol `{}`: the peer's fingerprint is {:016x}, this side's \
+                 {:016x} (build both sides from the same .wld file)",
+                spec.protocol, hello.fingerprint, spec.fingerprint
+            )
+        });
+    }
+    if hello.side == u64::from(side) {
+        return Err(format!("same role twice: both sides play `{}`", spec.endpoints[side as usize]));
+    }
+    if hello.side > 1 || hello.endpoint != spec.endpoints[hello.side as usize] {
+        return Err(format!(
+            "the peer plays `{}`, which is not an endpoint of protocol `{}`",
+            hello.endpoint, spec.protocol
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the handshake as `side` of `spec`; returns the decoder holding whatever arrived after it.
+pub(super) async fn handshake(
+    stream: &mut TcpStream,
+    spec: &PairSpec,
+    side: Side,
+) -> Result<FrameDecoder, Error> {
+    let nonce: u64 = rand::random();
+    let mut hello = Writer::new();
+    hello.byte(kind::HELLO);
+    hello.text(spec.protocol);
+    hello.varint(spec.fingerprint);
+    hello.varint(u64::from(side));
+    hello.text(spec.endpoints[side as usize]);
+    hello.varint(nonce);
+    let mut first = Vec::from(MAGIC);
+    first.extend_from_slice(&WIRE_VERSION.to_le_bytes());
+    first.extend_from_slice(&frame(&hello.finish()));
+    stream.write_all(&first).await.map_err(|e| network(format!("the handshake failed: {e}")))?;
+
+    let mut preamble = [0u8; 8];
+    if let Err(e) = stream.read_exact(&mut preamble).await {
+        return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+            network("the peer closed the connection during the handshake")
+        } else {
+            network(format!("the handshake failed: {e}"))
+        });
+    }
+    if preamble[..6] != MAGIC {
+        let error = refused(format!(
+            "the peer is not a Waldo endpoint: it sent the bytes {} instead of the Waldo magic \"WALDO\\0\"",
+            hex(&preamble)
+        ));
+        return Err(refuse(stream, error).await);
+    }
+    let version = u16::from_le_bytes([preamble[6], preamble[7]]);
+    if version != WIRE_VERSION {
+        let error = refused(format!(
+            "wrong wire version: the peer speaks version {version}, this side version {WIRE_VERSION}"
+        ));
+        return Err(refuse(stream, error).await);
+    }
+
+    let mut dec = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
+    let payload = match read_frame(stream, &mut dec).await {
+        Ok(p) => p,
+        Err(e) => return Err(refuse(stream, e).await),
+    };
+    match payload.first() {
+        Some(&kind::HELLO) => {}
+        Some(&kind::REFUSE) => {
+            let reason = parse_text(&payload).unwrap_or_else(|e| format!("(unreadable reason: {e})"));
+            return Err(refused(format!("the peer refused the handshake: {reason}")));
+        }
+        _ => {
+            let error = refused(format!(
+                "malformed handshake: expected a Hello frame, got one starting with {}",
+                hex(&payload[..payload.len().min(8)])
+            ));
+            return Err(refuse(stream, error).await);
+        }
+    }
+    let peer = match parse_hello(&payload) {
+        Ok(h) => h,
+        Err(e) => return Err(refuse(stream, refused(format!("malformed Hello frame: {e}"))).await),
+    };
+    if let Err(reason) = check_hello(&peer, spec, side) {
+        return Err(refuse(stream, refused(reason)).await);
+    }
+    let mut ack = Writer::new();
+    ack.byte(kind::ACK);
+    ack.varint(peer.nonce);
+    stream
+        .write_all(&frame(&ack.finish()))
+        .await
+        .map_err(|e| network(format!("the handshake failed: {e}")))?;
+
+    let payload = match read_frame(stream, &mut dec).await {
+        Ok(p) => p,
+        Err(e) => return Err(refuse(stream, e).await),
+    };
+    match payload.first() {
+        Some(&kind::ACK) => {
+            let mut r = Reader::new(&payload[1..]);
+            let echo = r.varint().and_then(|v| r.finish().map(|()| v));
+            match echo {
+                Ok(echo) if echo == nonce => {}
+                Ok(echo) => {
+                    let error = refused(format!(
+                        "bad nonce: the peer echoed {echo:016x}, but this side sent {nonce:016x}"
+                    ));
+                    return Err(refuse(stream, error).await);
+                }
+                Err(e) => return Err(refuse(stream, refused(format!("malformed Ack frame: {e}"))).await),
+            }
+        }
+        Some(&kind::REFUSE) => {
+            let reason = parse_text(&payload).unwrap_or_else(|e| format!("(unreadable reason: {e})"));
+            return Err(refused(format!("the peer refused the handshake: {reason}")));
+        }
+        _ => {
+            let error = refused("malformed handshake: expected an Ack frame");
+            return Err(refuse(stream, error).await);
+        }
+    }
+    Ok(dec)
+}

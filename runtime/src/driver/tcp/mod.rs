@@ -1,0 +1,163 @@
+//! The TCP driver (the book's runtime chapter, "Connections over TCP"): the handshake, framing, heartbeats and the graceful close
+//! around a pair's [`Engine`](crate::engine::Engine), which stays the same as in process.
+//!
+//! **Handshake.** Each side sends at once the 8-byte preamble (`WALDO\0` and the wire version,
+//! little-endian `u16`) and a `Hello` frame (protocol name, fingerprint, the side and
+//! endpoint it plays, a random 64-bit nonce); each checks the other's, then sends an `Ack`
+//! frame echoing the other's nonce and checks the echo of its own. Any mismatch is refused
+//! with a `Refuse` frame naming the cause, and reported on both sides as
+//! [`Error::HandshakeRefused`]. Handshake frames are limited to 64 KiB and the whole
+//! handshake to [`TcpOptions::handshake_timeout`].
+//!
+//! **Frames.** After the handshake every frame is a 4-byte little-endian length and a payload
+//! whose first byte says what it is: an engine message ([`crate::engine::proto`]), or one of the
+//! control frames below (ready, heartbeat, stop, stop acknowledged, close with a reason). A
+//! frame longer than [`TcpOptions::max_frame`], a malformed message or an unknown kind is a
+//! protocol deviation: the connection is closed with the reason and the pair is broken.
+//!
+//! **Tasks.** A connection has a reader task (reads, splits frames, hands messages to the
+//! link) and a writer task. Messages produced together are encoded into one buffer and
+//! written with one non-blocking write from the thread that produced them; the writer task
+//! only finishes writes the socket could not take at once, sends heartbeats when the
+//! connection has been quiet for a period, and declares the partner lost when nothing has
+//! arrived for [`TcpOptions::partner_timeout`].
+
+mod conn;
+mod handshake;
+mod listener;
+mod options;
+
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{Notify, watch};
+
+use crate::core::endpoint::EndpointCore;
+use crate::core::error::Error;
+use crate::driver::link::{Link, Program};
+use crate::engine::Side;
+use conn::*;
+use handshake::*;
+pub use listener::Listener;
+use options::*;
+pub use options::{HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, TcpOptions, WIRE_VERSION, kind};
+
+/// A connection whose handshake is done and whose link runs, waiting for this side's
+/// `onCreate` and the partner's ready signal before public calls may start.
+pub struct Pending {
+    conn: Arc<Conn>,
+    link: Link,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("peer", &self.conn.write.peer_addr().ok()).finish()
+    }
+}
+
+impl Pending {
+    /// The connection's link.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Runs `on_create` (this side's `onCreate`), tells the partner this side is ready and
+    /// waits until the partner is too. If `on_create` fails, the partner is told why.
+    pub async fn ready(self, on_create: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
+        let mut partner = self.conn.partner.subscribe();
+        if let Err(e) = on_create.await {
+            self.conn.close_with(&network(format!("onCreate failed on the partner: {e}")));
+            return Err(e);
+        }
+        self.conn.push(&[kind::READY]);
+        self.conn.write_now();
+        let state = partner.wait_for(|p| !matches!(p, Partner::Waiting)).await.map(|p| p.clone());
+        match state {
+            Ok(Partner::Ready) => Ok(()),
+            Ok(Partner::Gone(e)) => Err(e),
+            Ok(Partner::Waiting) | Err(_) => {
+                Err(network("the connection closed before the partner was ready"))
+            }
+        }
+    }
+}
+
+/// The endpoint that plays one side of a connection: generated code fills it in.
+pub struct PairEnd {
+    /// The protocol.
+    pub spec: &'static PairSpec,
+    /// The side this endpoint plays (its index among the protocol's endpoints).
+    pub side: Side,
+    /// The endpoint's data.
+    pub core: Arc<EndpointCore>,
+    /// The endpoint's code.
+    pub program: Arc<dyn Program>,
+}
+
+/// Runs the handshake on `stream` for `end`, then starts the connection's link; `attach`
+/// receives the link before any message is read from the partner.
+pub async fn establish(
+    mut stream: TcpStream,
+    end: PairEnd,
+    options: &TcpOptions,
+    attach: impl FnOnce(Link),
+) -> Result<Pending, Error> {
+    let PairEnd { spec, side, core, program } = end;
+    stream.set_nodelay(true).map_err(|e| network(format!("could not set TCP_NODELAY: {e}")))?;
+    let dec = match tokio::time::timeout(options.handshake_timeout, handshake(&mut stream, spec, side)).await
+    {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(refused(format!(
+                "the peer did not complete the handshake within {:?}",
+                options.handshake_timeout
+            )));
+        }
+    };
+    let mut dec = dec;
+    // Frames after the handshake may be as large as the connection allows.
+    dec.set_max(options.max_frame);
+    let link = Link::new(core, side, (spec.sequences)(), program);
+    let (read, write) = stream.into_split();
+    let conn = Arc::new_cyclic(|me| Conn {
+        me: me.clone(),
+        write,
+        max_frame: options.max_frame,
+        out: Mutex::new(Outgoing {
+            bytes: Vec::with_capacity(4096),
+            urgent: false,
+            writing: false,
+            closing: false,
+        }),
+        wake_writer: Notify::new(),
+        link: OnceLock::new(),
+        partner: watch::Sender::new(Partner::Waiting),
+        closed: watch::Sender::new(false),
+        reader: OnceLock::new(),
+        received: AtomicU64::new(0),
+        reader_busy: std::sync::atomic::AtomicBool::new(false),
+        sent: AtomicU64::new(0),
+    });
+    let _ = conn.link.set(link.downgrade());
+    link.attach(conn.clone());
+    attach(link.clone());
+    let _ = conn.reader.set(tokio::spawn(read_loop(conn.clone(), read, dec)).abort_handle());
+    tokio::spawn(write_loop(conn.clone(), options.heartbeat, options.partner_timeout));
+    Ok(Pending { conn, link })
+}
+
+/// Connects to `addr` and runs [`establish`].
+pub async fn connect(
+    addr: impl ToSocketAddrs,
+    end: PairEnd,
+    options: &TcpOptions,
+    attach: impl FnOnce(Link),
+) -> Result<Pending, Error> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| network(format!("could not connect to the partner: {e}")))?;
+    establish(stream, end, options, attach).await
+}

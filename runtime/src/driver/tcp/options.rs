@@ -1,0 +1,104 @@
+//! What both sides of a TCP connection must agree on (the wire constants and the
+//! protocol's `PairSpec`), the options of a connection, and the errors the driver reports.
+
+use std::time::Duration;
+
+use crate::core::error::Error;
+use crate::engine::SequenceInfo;
+
+/// The first bytes each side sends.
+pub const MAGIC: [u8; 6] = *b"WALDO\0";
+/// The version of the wire format this runtime speaks.
+pub const WIRE_VERSION: u16 = 2;
+/// The largest handshake frame accepted.
+pub const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
+
+/// Frame kinds (the first payload byte). Engine messages use 1 to 10 ([`crate::engine::proto`]).
+pub mod kind {
+    /// Handshake: protocol, fingerprint, side, endpoint, nonce.
+    pub const HELLO: u8 = 0x40;
+    /// Handshake: the other side's nonce, echoed.
+    pub const ACK: u8 = 0x41;
+    /// Handshake refused: the reason, as text.
+    pub const REFUSE: u8 = 0x42;
+    /// The sender ran `onCreate`; public calls may start once both sides sent it.
+    pub const READY: u8 = 0x50;
+    /// Nothing to say, but alive.
+    pub const HEARTBEAT: u8 = 0x51;
+    /// The sender is stopping ([`crate::driver::link::Control::Stop`]).
+    pub const STOP: u8 = 0x52;
+    /// The sender has stopped ([`crate::driver::link::Control::StopAck`]).
+    pub const STOP_ACK: u8 = 0x53;
+    /// The sender closes the connection: the reason, as text.
+    pub const CLOSE: u8 = 0x54;
+}
+
+/// How a TCP connection behaves.
+#[derive(Clone, Debug)]
+pub struct TcpOptions {
+    /// The largest frame sent or accepted (default 16 MiB).
+    pub max_frame: usize,
+    /// A heartbeat is sent when nothing else was sent for this long (default 1 s).
+    pub heartbeat: Duration,
+    /// The partner is lost when nothing arrived from it for this long (default 5 s).
+    pub partner_timeout: Duration,
+    /// The handshake must complete within this long (default 10 s).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            max_frame: crate::engine::wire::DEFAULT_MAX_FRAME,
+            heartbeat: Duration::from_secs(1),
+            partner_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TcpOptions {
+    /// These options with another heartbeat period and partner timeout.
+    pub fn with_heartbeat(mut self, period: Duration, partner_timeout: Duration) -> Self {
+        self.heartbeat = period;
+        self.partner_timeout = partner_timeout;
+        self
+    }
+
+    /// These options with another frame size limit.
+    pub fn with_max_frame(mut self, max_frame: usize) -> Self {
+        self.max_frame = max_frame;
+        self
+    }
+
+    /// These options with another handshake time limit.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
+
+/// What both sides of a connection must agree on: generated per protocol.
+#[derive(Debug)]
+pub struct PairSpec {
+    /// The protocol's name.
+    pub protocol: &'static str,
+    /// The checked protocol's fingerprint.
+    pub fingerprint: u64,
+    /// The names of the endpoints playing sides 0 and 1.
+    pub endpoints: [&'static str; 2],
+    /// The protocol's sequences.
+    pub sequences: fn() -> Vec<SequenceInfo>,
+}
+
+pub(super) fn network(message: impl Into<String>) -> Error {
+    Error::Network { message: message.into() }
+}
+
+pub(super) fn refused(reason: impl Into<String>) -> Error {
+    Error::HandshakeRefused { reason: reason.into() }
+}
+
+pub(super) fn deviation(message: impl Into<String>) -> Error {
+    Error::ProtocolDeviation { message: message.into() }
+}
