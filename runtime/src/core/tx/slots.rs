@@ -1,0 +1,130 @@
+//! Variable slots (an endpoint's globals and peered replicas): reads, writes, and the
+//! peered values received from the other replica.
+
+use super::*;
+
+impl Tx {
+    // ---------------------------------------------------------------- variable slots
+
+    /// Runs `f` on slot `slot` of `ep` with its lock taken in `mode`.
+    async fn with_slot<T>(
+        &self,
+        ep: &Arc<EndpointCore>,
+        slot: usize,
+        mode: Mode,
+        mut f: impl FnMut(&mut Value) -> T,
+    ) -> Flow<T> {
+        poll_fn(|cx| -> Poll<Flow<T>> {
+            let mut slots = ep.slots.lock();
+            let Some(s) = slots.get_mut(slot) else {
+                return Poll::Ready(Err(Exception::application(format!(
+                    "no variable {slot} on {}",
+                    ep.name
+                ))
+                .into()));
+            };
+            match self.poll_grant(cx, &mut s.lock, mode) {
+                Poll::Ready(Ok(new)) => {
+                    let out = f(&mut s.value);
+                    drop(slots);
+                    if new {
+                        self.hold(Held::Slot(ep.clone(), slot));
+                    }
+                    Poll::Ready(Ok(out))
+                }
+                Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Reads slot `slot` of `ep` (a global or peered variable).
+    pub async fn read(&self, ep: &Arc<EndpointCore>, slot: usize) -> Flow<Value> {
+        self.with_slot(ep, slot, Mode::Read, |v| v.clone()).await
+    }
+
+    /// Writes `value` into slot `slot` of `ep`. A peered variable becomes dirty: the
+    /// transaction will send it to the other replica before it commits.
+    pub async fn write(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
+        self.write_slot(ep, slot, value, true).await
+    }
+
+    /// Like [`Tx::write`], for the initializers of peered variables, which run on both
+    /// replicas whoever controls the variable.
+    pub async fn write_initial(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
+        self.write_slot(ep, slot, value, false).await
+    }
+
+    async fn write_slot(
+        &self,
+        ep: &Arc<EndpointCore>,
+        slot: usize,
+        value: Value,
+        controls: bool,
+    ) -> Flow<()> {
+        let (peered, foreign) = ep.slots.lock().get(slot).map_or((false, None), |s| (s.peered, s.foreign));
+        if let Some(f) = foreign.filter(|_| controls) {
+            return f.refuse();
+        }
+        let new = value.clone();
+        let mut value = Some(value);
+        let old = self
+            .with_slot(ep, slot, Mode::Write, |v| {
+                std::mem::replace(v, value.take().unwrap_or(Value::Nothing))
+            })
+            .await?;
+        self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
+        if peered {
+            let tag = PeeredTag { core: ep.serial, slot: slot as u32, foreign };
+            crate::core::value::tag_value(&new, &[tag]);
+            self.mark_dirty(&[tag]);
+        }
+        Ok(())
+    }
+
+    /// Installs a peered value received from the other replica: locks the variable for
+    /// writing and replaces its contents in place (references to the old container keep
+    /// seeing the variable), recording the undo. It does not make the variable dirty.
+    pub(crate) async fn apply_peered(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
+        let foreign = ep.slots.lock().get(slot).and_then(|s| s.foreign);
+        let tag = PeeredTag { core: ep.serial, slot: slot as u32, foreign };
+        let current = self.with_slot(ep, slot, Mode::Write, |v| v.clone()).await?;
+        let same_kind = matches!(
+            (&current, &value),
+            (Value::List(_), Value::List(_))
+                | (Value::Map(_), Value::Map(_))
+                | (Value::Struct(_), Value::Struct(_))
+        );
+        if same_kind
+            && let (
+                Value::List(o) | Value::Map(o) | Value::Struct(o),
+                Value::List(n) | Value::Map(n) | Value::Struct(n),
+            ) = (&current, &value)
+        {
+            let fresh = n.snapshot();
+            // Lock the container itself: readers that hold a reference to it must not see
+            // the change before this transaction ends.
+            let old = self.with_obj_untracked(o, |d| std::mem::replace(d, fresh.clone())).await?;
+            self.log_undo(Undo::Contents { obj: o.clone(), old });
+            // The objects inside are the received ones (shared with `value`): mark them.
+            crate::core::value::tag_value(&value, &[tag]);
+        } else {
+            crate::core::value::tag_value(&value, &[tag]);
+            let mut value = Some(value);
+            let old = self
+                .with_slot(ep, slot, Mode::Write, |v| {
+                    std::mem::replace(v, value.take().unwrap_or(Value::Nothing))
+                })
+                .await?;
+            self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
+        }
+        Ok(())
+    }
+
+    /// The value of slot `slot` of `ep`, which this transaction holds at least for reading
+    /// (it wrote the variable or something inside it): read without asking for the lock.
+    pub(crate) fn held_value(&self, ep: &EndpointCore, slot: usize) -> Value {
+        ep.slots.lock().get(slot).map(|s| s.value.clone()).unwrap_or(Value::Nothing)
+    }
+}
