@@ -16,11 +16,12 @@ mod driver;
 pub mod engine;
 mod exec;
 mod host;
+pub mod wire;
 
 pub use crate::core::endpoint::EndpointRef;
 pub use crate::core::error::{Error, Exception, ExceptionKind};
 pub use driver::tcp::{Listener, TcpOptions};
-pub use engine::{liveness, proto, wire};
+pub use engine::{liveness, proto};
 pub use exec::run::{CallOptions, Counters, counters};
 pub use exec::{ops, watchdog};
 pub use host::convert::{self, HostResult, NumberKey};

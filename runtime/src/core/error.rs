@@ -3,42 +3,7 @@
 
 use std::fmt;
 
-/// The kind of a Waldo exception, as `catch` clauses name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExceptionKind {
-    /// `ApplicationException`: a program error (division by zero, missing key, unknown
-    /// function on an endpoint call, ...).
-    Application,
-    /// `NetworkException`: the partner or a called endpoint became unreachable.
-    Network,
-}
-
-/// A Waldo exception: its kind and a message a person can act on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Exception {
-    /// Application or network.
-    pub kind: ExceptionKind,
-    /// What happened (e.g. "division by zero").
-    pub message: String,
-}
-
-impl Exception {
-    /// An `ApplicationException` with `message`.
-    pub fn application(message: impl Into<String>) -> Self {
-        Exception { kind: ExceptionKind::Application, message: message.into() }
-    }
-
-    /// A `NetworkException` with `message`.
-    pub fn network(message: impl Into<String>) -> Self {
-        Exception { kind: ExceptionKind::Network, message: message.into() }
-    }
-}
-
-impl fmt::Display for Exception {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
+pub use waldo_engine::{Exception, ExceptionKind};
 
 /// Why a transaction attempt cannot go on. Aborts are not exceptions: Waldo code cannot
 /// catch them; the runtime undoes the attempt and retries it (or reports to the host).

@@ -322,7 +322,8 @@ impl LinkShared {
                 Out::Observe(priority) => self.core.clock.observe(priority),
                 Out::ForceWound(tx) => tx.force_wound(),
                 Out::Rollback(tx, sp) => tx.rollback_from(sp, self),
-                Out::Close(error) => {
+                Out::Close(message) => {
+                    let error = Error::ProtocolDeviation { message };
                     tracing::warn!(endpoint = self.core.id(), %error, "closing the connection");
                     if let Some(t) = self.transport.get() {
                         t.close(&error);
@@ -402,9 +403,9 @@ impl LinkShared {
         }
         let locals = crate::exec::ops::copy_all(tx, locals).await?;
         let peered = self.take_dirty(tx).await?;
-        let waiter = self
-            .with_engine(|e, out| e.start_frame(tx, seq, locals, peered, out))
-            .map_err(|r| lost_exception(&r))?;
+        let (answer, waiter) = tokio::sync::oneshot::channel();
+        self.with_engine(|e, out| e.start_frame(tx, seq, locals, peered, answer, out))
+            .map_err(|(reason, _)| lost_exception(&reason))?;
         let reply = waiter.await.unwrap_or(Reply::Lost("the connection closed".into()));
         match reply {
             Reply::Done(locals, peered) => {
@@ -496,7 +497,20 @@ impl TxLink for LinkShared {
     fn prepare<'a>(&'a self, tx: &'a Tx) -> Pin<Box<dyn Future<Output = Flow<()>> + Send + 'a>> {
         Box::pin(async move {
             let peered = self.take_dirty(tx).await?;
-            let waiter = match self.with_engine(|e, out| e.prepare(tx, peered, out)) {
+            let mut vote = None;
+            let needed = self.with_engine(|e, out| {
+                e.prepare(
+                    tx,
+                    peered,
+                    || {
+                        let (sender, receiver) = tokio::sync::oneshot::channel();
+                        vote = Some(receiver);
+                        sender
+                    },
+                    out,
+                )
+            });
+            let waiter = match needed.map(|_| vote) {
                 Ok(None) => return Ok(()),
                 Ok(Some(w)) => w,
                 Err(Reply::Aborted) => return Err(Abort::Wounded.into()),

@@ -40,6 +40,7 @@ use crate::core::endpoint::EndpointCore;
 use crate::core::error::{Abort, Exception, Flow};
 use crate::core::lock::{Grant, Holder, LockState, Mode};
 use crate::core::value::{ExtCell, Key, Obj, ObjData, Value};
+pub use waldo_engine::{Priority, TxId};
 
 const ACTIVE: u8 = 0;
 const WOUNDED: u8 = 1;
@@ -57,27 +58,6 @@ static NEXT_ATTEMPT: AtomicU64 = AtomicU64::new(1);
 fn process_tag() -> u64 {
     static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *TAG.get_or_init(rand::random)
-}
-
-/// A transaction's priority: smaller is older and wins conflicts. Fixed at the first attempt
-/// and kept across retries. Comparable across endpoints and hosts: a Lamport clock, then the
-/// origin (the clock that handed it out) as tie-break.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Priority {
-    clock: u64,
-    origin: u64,
-}
-
-impl Priority {
-    /// The priority with these parts (from the wire).
-    pub fn from_parts(clock: u64, origin: u64) -> Priority {
-        Priority { clock, origin }
-    }
-
-    /// The parts, for the wire.
-    pub fn parts(self) -> (u64, u64) {
-        (self.clock, self.origin)
-    }
 }
 
 /// A priority clock: a Lamport counter, advanced past every priority seen from a partner, so
@@ -112,28 +92,18 @@ impl Clock {
 
     /// A priority younger than every one this clock handed out or saw before.
     pub fn next(&self) -> Priority {
-        Priority { clock: self.now.fetch_add(1, Ordering::Relaxed), origin: self.origin }
+        Priority::from_parts(self.now.fetch_add(1, Ordering::Relaxed), self.origin)
     }
 
     /// Notes a priority seen elsewhere: later priorities of this clock will be younger.
     pub fn observe(&self, seen: Priority) {
-        self.now.fetch_max(seen.clock.saturating_add(1), Ordering::Relaxed);
+        self.now.fetch_max(seen.parts().0.saturating_add(1), Ordering::Relaxed);
     }
 }
 
-/// The identity of one attempt of a transaction, the same on every host it reaches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TxId {
-    /// The process that began it.
-    pub origin: u64,
-    /// Its number there.
-    pub n: u64,
-}
-
-impl TxId {
-    fn fresh() -> TxId {
-        TxId { origin: process_tag(), n: NEXT_ATTEMPT.fetch_add(1, Ordering::Relaxed) }
-    }
+/// A new attempt's identity: this process's tag and the next number.
+fn fresh_id() -> TxId {
+    TxId { origin: process_tag(), n: NEXT_ATTEMPT.fetch_add(1, Ordering::Relaxed) }
 }
 
 /// Where a transaction spread over a connection, as the transaction sees it: the side that
@@ -354,7 +324,7 @@ impl Drop for Tx {
 impl Tx {
     /// Begins an attempt with `priority` (a retry passes its first attempt's priority).
     pub fn begin(priority: Priority) -> Tx {
-        Self::with_id(TxId::fresh(), priority)
+        Self::with_id(fresh_id(), priority)
     }
 
     /// The local part of a transaction that began on another host.

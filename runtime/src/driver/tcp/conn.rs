@@ -18,7 +18,7 @@ use crate::core::error::Error;
 use crate::driver::link::{Control, Link, Transport, WeakLink};
 use crate::engine::Msg;
 use crate::engine::liveness::{Beat, Liveness};
-use crate::engine::wire::{FrameDecoder, Writer};
+use crate::wire::{FrameDecoder, Writer};
 
 // ---------------------------------------------------------------- the connection
 
@@ -387,8 +387,8 @@ pub(super) async fn read_loop(conn: Arc<Conn>, mut read: OwnedReadHalf, mut dec:
 
 pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Duration) {
     let mut closed = conn.closed.subscribe();
-    let mut liveness = Liveness::new(Instant::now(), heartbeat, partner_timeout);
-    let timer = tokio::time::sleep_until(liveness.next_timer());
+    let mut liveness = Liveness::new(Instant::now().into_std(), heartbeat, partner_timeout);
+    let timer = tokio::time::sleep_until(liveness.next_timer().into());
     tokio::pin!(timer);
     loop {
         // `finished` wakes the writer after marking the connection closed, so the closed
@@ -403,7 +403,7 @@ pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_tim
             () = &mut timer => {
                 let (sent, received) = (conn.sent.load(Ordering::Relaxed), conn.received.load(Ordering::Relaxed));
                 let busy = conn.reader_busy.load(Ordering::Relaxed);
-                match liveness.timer(Instant::now(), sent, received, busy) {
+                match liveness.timer(Instant::now().into_std(), sent, received, busy) {
                     Beat::Quiet => {}
                     Beat::Heartbeat => {
                         conn.push(&[kind::HEARTBEAT]);
@@ -417,7 +417,7 @@ pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_tim
                         return;
                     }
                 }
-                timer.as_mut().reset(liveness.next_timer());
+                timer.as_mut().reset(liveness.next_timer().into());
             }
         }
         // Finish the write the producers could not complete.

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use super::options::*;
 use crate::core::error::Error;
 use crate::engine::Side;
-use crate::engine::wire::{FrameDecoder, Reader, WireError, Writer};
+use crate::wire::{FrameDecoder, Reader, WireError, Writer};
 
 // ---------------------------------------------------------------- handshake
 

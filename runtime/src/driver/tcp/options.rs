@@ -49,7 +49,7 @@ pub struct TcpOptions {
 impl Default for TcpOptions {
     fn default() -> Self {
         TcpOptions {
-            max_frame: crate::engine::wire::DEFAULT_MAX_FRAME,
+            max_frame: crate::wire::DEFAULT_MAX_FRAME,
             heartbeat: Duration::from_secs(1),
             partner_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),

@@ -2,7 +2,7 @@
 //!
 //! The partner must be heard from (any frame, a heartbeat at least) within the partner
 //! timeout; this side sends a heartbeat in every heartbeat period in which it sent nothing
-//! else. Like the [`Engine`](crate::engine::Engine), this part of a connection reads no clock
+//! else. Like the [`Engine`](crate::Engine), this part of a connection reads no clock
 //! and sets no timer itself: the driver asks it when its timer must fire next
 //! ([`Liveness::next_timer`]), and when the timer fires it passes the time and the
 //! connection's traffic counters in ([`Liveness::timer`]), and carries out what it is told
@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 /// What the driver does when the liveness timer fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

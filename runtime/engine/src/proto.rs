@@ -1,5 +1,5 @@
 //! The engine's messages on the wire: one message per frame payload, in the compact binary
-//! encoding of [`crate::engine::wire`].
+//! encoding of [`crate::wire`], values in the driver's [`WireValue`] codec.
 //!
 //! A message is a tag byte, the transaction (its origin, a random process tag, as 8
 //! little-endian bytes, and its number as a varint), then the fields
@@ -8,11 +8,9 @@
 //! Decoding checks only the encoding: whether a message fits the protocol and the
 //! transaction's state is the engine's business (a misfit there is a protocol deviation).
 
-use crate::core::error::{Exception, ExceptionKind};
-use crate::core::tx::{Priority, TxId};
-use crate::core::value::Value;
-use crate::engine::wire::{Reader, WireError, Writer};
 use crate::engine::{Msg, PeeredData};
+use crate::types::{Exception, ExceptionKind, Priority, TxId};
+use crate::wire::{Reader, WireError, WireValue, Writer};
 
 const WORK: u8 = 1;
 const DONE: u8 = 2;
@@ -32,14 +30,14 @@ const VOTE_BIT: u8 = 2;
 /// Encodes `msg` as a frame payload. Fails only for a value that cannot cross hosts
 /// (a Function, Endpoint or External, which the checker keeps out of sequence and peered
 /// data).
-pub fn encode_msg(msg: &Msg) -> Result<Vec<u8>, WireError> {
+pub fn encode_msg<V: WireValue>(msg: &Msg<V>) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::new();
     encode_msg_into(msg, &mut out)?;
     Ok(out)
 }
 
 /// Like [`encode_msg`], appending to `out`. On failure `out` holds what it held before.
-pub fn encode_msg_into(msg: &Msg, out: &mut Vec<u8>) -> Result<(), WireError> {
+pub fn encode_msg_into<V: WireValue>(msg: &Msg<V>, out: &mut Vec<u8>) -> Result<(), WireError> {
     let start = out.len();
     let mut w = Writer::appending(std::mem::take(out));
     let result = encode(&mut w, msg);
@@ -50,7 +48,8 @@ pub fn encode_msg_into(msg: &Msg, out: &mut Vec<u8>) -> Result<(), WireError> {
     result
 }
 
-fn encode(w: &mut Writer, msg: &Msg) -> Result<(), WireError> {
+fn encode<V: WireValue>(w: &mut Writer, msg: &Msg<V>) -> Result<(), WireError> {
+    let enc = &mut V::Encoder::default();
     let flags = |from_parent: bool, vote: bool| {
         (if from_parent { FROM_PARENT } else { 0 }) | (if vote { VOTE_BIT } else { 0 })
     };
@@ -62,15 +61,15 @@ fn encode(w: &mut Writer, msg: &Msg) -> Result<(), WireError> {
             w.varint(*frame);
             w.varint(u64::from(*seq));
             w.varint(u64::from(*block));
-            values(w, locals)?;
-            peered_data(w, peered)?;
+            values(w, enc, locals)?;
+            peered_data(w, enc, peered)?;
         }
         Msg::Done { tx, from_parent, frame, locals, peered, vote } => {
             head(w, DONE, *tx);
             w.byte(flags(*from_parent, *vote));
             w.varint(*frame);
-            values(w, locals)?;
-            peered_data(w, peered)?;
+            values(w, enc, locals)?;
+            peered_data(w, enc, peered)?;
         }
         Msg::Raise { tx, from_parent, frame, exception, peered, vote } => {
             head(w, RAISE, *tx);
@@ -81,13 +80,13 @@ fn encode(w: &mut Writer, msg: &Msg) -> Result<(), WireError> {
                 ExceptionKind::Network => 1,
             });
             w.text(&exception.message);
-            peered_data(w, peered)?;
+            peered_data(w, enc, peered)?;
         }
         Msg::Aborted { tx } => head(w, ABORTED, *tx),
         Msg::Prepare { tx, prio, peered } => {
             head(w, PREPARE, *tx);
             priority(w, *prio);
-            peered_data(w, peered)?;
+            peered_data(w, enc, peered)?;
         }
         Msg::Vote { tx } => head(w, VOTE, *tx),
         Msg::Commit { tx } => head(w, COMMIT, *tx),
@@ -113,26 +112,31 @@ fn priority(w: &mut Writer, p: Priority) {
     w.fixed_u64(origin);
 }
 
-fn values(w: &mut Writer, vs: &[Value]) -> Result<(), WireError> {
+fn values<V: WireValue>(w: &mut Writer, enc: &mut V::Encoder, vs: &[V]) -> Result<(), WireError> {
     w.varint(vs.len() as u64);
     for v in vs {
-        w.value(v)?;
+        v.encode(enc, w)?;
     }
     Ok(())
 }
 
-fn peered_data(w: &mut Writer, peered: &PeeredData) -> Result<(), WireError> {
+fn peered_data<V: WireValue>(
+    w: &mut Writer,
+    enc: &mut V::Encoder,
+    peered: &PeeredData<V>,
+) -> Result<(), WireError> {
     w.varint(peered.len() as u64);
     for (slot, v) in peered {
         w.varint(u64::from(*slot));
-        w.value(v)?;
+        v.encode(enc, w)?;
     }
     Ok(())
 }
 
 /// Decodes a frame payload into a message; the whole payload must be used.
-pub fn decode_msg(bytes: &[u8]) -> Result<Msg, WireError> {
+pub fn decode_msg<V: WireValue>(bytes: &[u8]) -> Result<Msg<V>, WireError> {
     let mut r = Reader::new(bytes);
+    let dec = &mut V::Decoder::default();
     let tag = r.byte("a message tag")?;
     let tx = TxId { origin: r.fixed_u64("a transaction")?, n: r.varint()? };
     let msg = match tag {
@@ -146,8 +150,8 @@ pub fn decode_msg(bytes: &[u8]) -> Result<Msg, WireError> {
                 frame: r.varint()?,
                 seq: small(&mut r)?,
                 block: small(&mut r)?,
-                locals: read_values(&mut r)?,
-                peered: read_peered(&mut r)?,
+                locals: read_values(&mut r, dec)?,
+                peered: read_peered(&mut r, dec)?,
                 vote: flags & VOTE_BIT != 0,
             }
         }
@@ -157,8 +161,8 @@ pub fn decode_msg(bytes: &[u8]) -> Result<Msg, WireError> {
                 tx,
                 from_parent: flags & FROM_PARENT != 0,
                 frame: r.varint()?,
-                locals: read_values(&mut r)?,
-                peered: read_peered(&mut r)?,
+                locals: read_values(&mut r, dec)?,
+                peered: read_peered(&mut r, dec)?,
                 vote: flags & VOTE_BIT != 0,
             }
         }
@@ -176,12 +180,12 @@ pub fn decode_msg(bytes: &[u8]) -> Result<Msg, WireError> {
                 from_parent: flags & FROM_PARENT != 0,
                 frame,
                 exception: Exception { kind, message },
-                peered: read_peered(&mut r)?,
+                peered: read_peered(&mut r, dec)?,
                 vote: flags & VOTE_BIT != 0,
             }
         }
         ABORTED => Msg::Aborted { tx },
-        PREPARE => Msg::Prepare { tx, prio: read_priority(&mut r)?, peered: read_peered(&mut r)? },
+        PREPARE => Msg::Prepare { tx, prio: read_priority(&mut r)?, peered: read_peered(&mut r, dec)? },
         VOTE => Msg::Vote { tx },
         COMMIT => Msg::Commit { tx },
         ABORT => Msg::Abort { tx },
@@ -212,20 +216,20 @@ fn count(r: &mut Reader<'_>) -> Result<usize, WireError> {
     Ok(n as usize)
 }
 
-fn read_values(r: &mut Reader<'_>) -> Result<Vec<Value>, WireError> {
+fn read_values<V: WireValue>(r: &mut Reader<'_>, dec: &mut V::Decoder) -> Result<Vec<V>, WireError> {
     let n = count(r)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        out.push(r.value()?);
+        out.push(V::decode(dec, r)?);
     }
     Ok(out)
 }
 
-fn read_peered(r: &mut Reader<'_>) -> Result<PeeredData, WireError> {
+fn read_peered<V: WireValue>(r: &mut Reader<'_>, dec: &mut V::Decoder) -> Result<PeeredData<V>, WireError> {
     let n = count(r)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        out.push((small(r)?, r.value()?));
+        out.push((small(r)?, V::decode(dec, r)?));
     }
     Ok(out)
 }

@@ -13,7 +13,7 @@
 //! **Time.** The engine's protocol needs no timer: a deadline is the host call's (it aborts
 //! the transaction, and the engine hears of it through [`Engine::finish`]), and a lost
 //! connection reaches it as [`Engine::lost`]. The timers of a connection, heartbeats and the
-//! partner timeout, are the sans-io [`Liveness`](crate::engine::liveness::Liveness) beside it: the
+//! partner timeout, are the sans-io [`Liveness`](crate::liveness::Liveness) beside it: the
 //! driver passes the time in when its timer fires and sets the timer it is told to.
 //!
 //! **Commit protocol.** Every message a child sends while it becomes idle carries its vote
@@ -32,36 +32,66 @@
 //!
 //! **Deviations.** A message that does not fit (an unknown sequence or block, a block that
 //! does not run on this side, wrong sequence data, a decision while work is running) closes
-//! the connection with [`Error::ProtocolDeviation`]; messages about transactions that ended
+//! the connection ([`Out::Close`] with the reason); messages about transactions that ended
 //! here (aborted) are stale and ignored.
-
-pub mod liveness;
-pub mod proto;
-pub mod wire;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use tokio::sync::oneshot;
 
-use crate::core::error::{Error, Exception};
-use crate::core::tx::{Priority, Savepoint, Tx, TxId};
-use crate::core::value::Value;
+use crate::types::{Exception, Priority, TxId};
+
+/// What the engine needs to know of its driver's types. The engine moves values and
+/// waiting callers around without looking inside them, and drives transactions through
+/// [`Txn`].
+pub trait Host {
+    /// The handle on the local part of a transaction.
+    type Tx: Txn;
+    /// A value of sequence or peered data.
+    type Value;
+    /// A local call waiting for an answer ([`Out::Answer`] hands it back with its reply).
+    type Waiter;
+}
+
+/// What the engine does with a local transaction.
+pub trait Txn: Clone {
+    /// A mark in the transaction's undo log.
+    type Savepoint: Clone;
+    /// Its identity.
+    fn id(&self) -> TxId;
+    /// Its priority.
+    fn priority(&self) -> Priority;
+    /// The local part of a transaction that began on the other side.
+    fn child(id: TxId, priority: Priority) -> Self;
+    /// A handle that does not keep the transaction alive (a dropped host call still
+    /// aborts).
+    fn unguarded(&self) -> Self;
+    /// The current position in the undo log.
+    fn savepoint(&self) -> Self::Savepoint;
+    /// Its state, for messages.
+    fn state_name(&self) -> &'static str;
+    /// Marks a child idle and prepared; false if it can no longer commit (it was wounded).
+    fn try_prepare(&self) -> bool;
+    /// A prepared child gets work again: it is active until it votes anew.
+    fn resume(&self);
+    /// Whether it is prepared.
+    fn is_prepared(&self) -> bool;
+}
 
 /// Which endpoint of the protocol a side plays: its index in the protocol's declaration.
 pub type Side = u8;
 
 /// The outputs of one engine step (rarely more than a few: kept inline).
-pub type Outs = smallvec::SmallVec<[Out; 4]>;
+pub type Outs<H> = smallvec::SmallVec<[Out<H>; 4]>;
 
 /// Peered variables carried by a message: (peered slot, value).
-pub type PeeredData = Vec<(u32, Value)>;
+pub type PeeredData<V> = Vec<(u32, V)>;
 
 /// A message between the two sides of a pair.
 #[derive(Clone, Debug)]
-pub enum Msg {
+pub enum Msg<V> {
     /// Run block `block` of sequence `seq` (frame `frame`) with sequence data `locals`.
     Work {
         /// Transaction.
@@ -77,9 +107,9 @@ pub enum Msg {
         /// Block index in the sequence.
         block: u32,
         /// Sequence-local data.
-        locals: Vec<Value>,
+        locals: Vec<V>,
         /// Peered data changed since the last message.
-        peered: PeeredData,
+        peered: PeeredData<V>,
         /// The sender is idle and prepared (a child's vote).
         vote: bool,
     },
@@ -92,9 +122,9 @@ pub enum Msg {
         /// The sequence run.
         frame: u64,
         /// Final sequence-local data (the return values among it).
-        locals: Vec<Value>,
+        locals: Vec<V>,
         /// Peered data changed since the last message.
-        peered: PeeredData,
+        peered: PeeredData<V>,
         /// The sender is idle and prepared.
         vote: bool,
     },
@@ -109,7 +139,7 @@ pub enum Msg {
         /// The exception (its kind and message).
         exception: Exception,
         /// Peered data changed since the last message.
-        peered: PeeredData,
+        peered: PeeredData<V>,
         /// The sender is idle and prepared.
         vote: bool,
     },
@@ -125,7 +155,7 @@ pub enum Msg {
         /// Its priority.
         prio: Priority,
         /// Peered data changed since the last message.
-        peered: PeeredData,
+        peered: PeeredData<V>,
     },
     /// Child to parent: prepared.
     Vote {
@@ -156,7 +186,7 @@ pub enum Msg {
     },
 }
 
-impl Msg {
+impl<V> Msg<V> {
     /// The transaction the message is about.
     pub fn tx(&self) -> TxId {
         match self {
@@ -205,11 +235,11 @@ pub struct SequenceInfo {
 
 /// The answer a waiting local call gets.
 #[derive(Debug)]
-pub enum Reply {
+pub enum Reply<V> {
     /// The sequence ended; its data and the peered changes to apply.
-    Done(Vec<Value>, PeeredData),
+    Done(Vec<V>, PeeredData<V>),
     /// The sequence raised on the partner: the exception and the peered changes to apply.
-    Raise(Exception, PeeredData),
+    Raise(Exception, PeeredData<V>),
     /// The partner voted.
     Voted,
     /// The partner aborted its part: the transaction must abort.
@@ -219,12 +249,12 @@ pub enum Reply {
 }
 
 /// A job for the driver: Waldo work to run for a transaction that came over the connection.
-pub enum Job {
+pub enum Job<H: Host> {
     /// Apply `peered`, run block `block` of `seq`, then report with
     /// [`Engine::block_finished`].
     Block {
         /// The local transaction.
-        tx: Tx,
+        tx: H::Tx,
         /// The sequence run.
         frame: u64,
         /// Sequence.
@@ -232,9 +262,9 @@ pub enum Job {
         /// Block index.
         block: u32,
         /// Sequence data.
-        locals: Vec<Value>,
+        locals: Vec<H::Value>,
         /// Peered changes to apply first.
-        peered: PeeredData,
+        peered: PeeredData<H::Value>,
         /// Whether this side is the child (it must prepare its own links before answering).
         child: bool,
         /// Whether the sequence run started here (an end here answers a local call, and the
@@ -246,33 +276,33 @@ pub enum Job {
     /// Apply `peered`, prepare own links, then report with [`Engine::prepare_finished`].
     Prepare {
         /// The local transaction.
-        tx: Tx,
+        tx: H::Tx,
         /// Peered changes to apply.
-        peered: PeeredData,
+        peered: PeeredData<H::Value>,
     },
 }
 
 /// An output of the engine, for its driver to carry out.
-pub enum Out {
+pub enum Out<H: Host> {
     /// Send a message to the other side. Sends leave in the order the engine made them.
-    Send(Msg),
+    Send(Msg<H::Value>),
     /// Run a job (in its own task: it may wait for locks).
-    Run(Job),
+    Run(Job<H>),
     /// Answer a waiting local call.
-    Answer(oneshot::Sender<Reply>, Reply),
+    Answer(H::Waiter, Reply<H::Value>),
     /// Commit the local part of a transaction (the parent decided).
-    Commit(Tx),
+    Commit(H::Tx),
     /// Abort the local part of a transaction.
-    Abort(Tx),
+    Abort(H::Tx),
     /// Wound a local transaction (its child asked, or it is the root of one that failed).
-    Wound(Tx),
+    Wound(H::Tx),
     /// Wound a local transaction even if prepared (its parent aborted it while it works).
-    ForceWound(Tx),
+    ForceWound(H::Tx),
     /// Undo the local part back to a savepoint (the other side of this connection already
     /// undid its own).
-    Rollback(Tx, Savepoint),
-    /// Close the connection: the peer deviated from the protocol.
-    Close(Error),
+    Rollback(H::Tx, <H::Tx as Txn>::Savepoint),
+    /// Close the connection: the peer deviated from the protocol (the reason).
+    Close(String),
     /// The other side sent a transaction of this priority: the endpoint's clock moves past
     /// it, so the transactions the endpoint starts later are younger.
     Observe(Priority),
@@ -281,7 +311,7 @@ pub enum Out {
     /// arranges that a wound while prepared reaches [`Engine::wound_requested`].
     Joined {
         /// The local transaction.
-        tx: Tx,
+        tx: H::Tx,
         /// Whether this side is its parent on the connection.
         parent: bool,
         /// Messages this side sent about it.
@@ -290,34 +320,39 @@ pub enum Out {
 }
 
 /// The result of a block job, as the driver reports it.
-pub enum BlockResult {
+pub enum BlockResult<V> {
     /// The block ended normally, with the sequence data and the changes to send.
-    Ok(Vec<Value>, PeeredData),
+    Ok(Vec<V>, PeeredData<V>),
     /// The block raised an exception nothing caught.
-    Raised(Exception, PeeredData),
+    Raised(Exception, PeeredData<V>),
     /// The transaction was wounded or aborted while the block ran, or could not prepare.
     Aborted,
 }
 
 /// The runs of sequences started here that wait for their end (usually one).
-#[derive(Default)]
-struct Waiters(smallvec::SmallVec<[(u64, Waiter); 1]>);
+struct Waiters<W>(smallvec::SmallVec<[(u64, Waiter<W>); 1]>);
 
-impl Waiters {
-    fn insert(&mut self, frame: u64, w: Waiter) {
+impl<W> Default for Waiters<W> {
+    fn default() -> Self {
+        Waiters(smallvec::SmallVec::new())
+    }
+}
+
+impl<W> Waiters<W> {
+    fn insert(&mut self, frame: u64, w: Waiter<W>) {
         self.0.push((frame, w));
     }
 
-    fn remove(&mut self, frame: &u64) -> Option<Waiter> {
+    fn remove(&mut self, frame: &u64) -> Option<Waiter<W>> {
         let i = self.0.iter().position(|(f, _)| f == frame)?;
         Some(self.0.remove(i).1)
     }
 
-    fn get(&self, frame: &u64) -> Option<&Waiter> {
+    fn get(&self, frame: &u64) -> Option<&Waiter<W>> {
         self.0.iter().find(|(f, _)| f == frame).map(|(_, w)| w)
     }
 
-    fn drain(&mut self) -> impl Iterator<Item = (u64, Waiter)> + '_ {
+    fn drain(&mut self) -> impl Iterator<Item = (u64, Waiter<W>)> + '_ {
         self.0.drain(..)
     }
 
@@ -327,13 +362,13 @@ impl Waiters {
 }
 
 /// A sequence run started here, waiting for its end.
-struct Waiter {
+struct Waiter<W> {
     seq: u32,
-    answer: oneshot::Sender<Reply>,
+    answer: W,
 }
 
-struct Entry {
-    tx: Tx,
+struct Entry<H: Host> {
+    tx: H::Tx,
     parent: bool,
     /// Messages this side sent about the transaction (shared with its savepoints).
     sent: Arc<AtomicU64>,
@@ -343,19 +378,19 @@ struct Entry {
     child_aborted: bool,
     /// The savepoint at the arrival of each message from the other side (the other side's
     /// rollback marks count those messages).
-    arrivals: smallvec::SmallVec<[Savepoint; 2]>,
+    arrivals: smallvec::SmallVec<[<H::Tx as Txn>::Savepoint; 2]>,
     /// Child role: the transaction must abort once its running jobs stop.
     abort_requested: bool,
     /// Jobs running here for this transaction.
     jobs: u32,
     /// Frames started here, waiting for their sequence to end.
-    waiters: Waiters,
+    waiters: Waiters<H::Waiter>,
     /// Parent role: waiting for the child's vote.
-    vote_waiter: Option<oneshot::Sender<Reply>>,
+    vote_waiter: Option<H::Waiter>,
 }
 
-impl Entry {
-    fn new(tx: Tx, parent: bool) -> Entry {
+impl<H: Host> Entry<H> {
+    fn new(tx: H::Tx, parent: bool) -> Entry<H> {
         Entry {
             tx,
             parent,
@@ -397,11 +432,11 @@ pub struct Stats {
 const REMEMBERED: usize = 1 << 16;
 
 /// The state machine of one side of a pair.
-pub struct Engine {
+pub struct Engine<H: Host> {
     side: Side,
     sequences: Vec<SequenceInfo>,
     peered: u32,
-    txs: HashMap<TxId, Entry>,
+    txs: HashMap<TxId, Entry<H>>,
     /// Transactions that ended here, most recent last (bounded).
     ended: HashSet<TxId>,
     ended_order: VecDeque<TxId>,
@@ -410,14 +445,14 @@ pub struct Engine {
     stats: Stats,
 }
 
-fn deviation(message: String) -> Out {
-    Out::Close(Error::ProtocolDeviation { message })
+fn deviation<H: Host>(message: String) -> Out<H> {
+    Out::Close(message)
 }
 
-impl Engine {
+impl<H: Host> Engine<H> {
     /// The engine of side `side` of a protocol with these sequences and `peered` peered
     /// variables.
-    pub fn new(side: Side, sequences: Vec<SequenceInfo>, peered: u32) -> Engine {
+    pub fn new(side: Side, sequences: Vec<SequenceInfo>, peered: u32) -> Engine<H> {
         Engine {
             side,
             sequences,
@@ -475,7 +510,7 @@ impl Engine {
         self.sequences.get(seq as usize).copied()
     }
 
-    fn send(&mut self, out: &mut Outs, msg: Msg) {
+    fn send(&mut self, out: &mut Outs<H>, msg: Msg<H::Value>) {
         self.stats.sent += 1;
         if matches!(msg, Msg::Abort { .. } | Msg::Aborted { .. } | Msg::WoundMe { .. }) {
             self.stats.conflicts += 1;
@@ -495,7 +530,7 @@ impl Engine {
 
     /// Removes transaction `id`, remembering that it aborted (late messages about it are
     /// then stale; a committed transaction has none).
-    fn end(&mut self, id: TxId) -> Option<Entry> {
+    fn end(&mut self, id: TxId) -> Option<Entry<H>> {
         let entry = self.txs.remove(&id)?;
         self.remember(id);
         Some(entry)
@@ -514,7 +549,7 @@ impl Engine {
 
     /// A local transaction wrote peered data or starts a sequence: it joins the connection,
     /// as its parent unless it is already known here.
-    pub fn enlist(&mut self, tx: &Tx, out: &mut Outs) {
+    pub fn enlist(&mut self, tx: &H::Tx, out: &mut Outs<H>) {
         if self.txs.contains_key(&tx.id()) {
             return;
         }
@@ -528,19 +563,19 @@ impl Engine {
     /// sends the second block. Returns the waiter for the sequence's end.
     pub fn start_frame(
         &mut self,
-        tx: &Tx,
+        tx: &H::Tx,
         seq: u32,
-        locals: Vec<Value>,
-        peered: PeeredData,
-        out: &mut Outs,
-    ) -> Result<oneshot::Receiver<Reply>, String> {
+        locals: Vec<H::Value>,
+        peered: PeeredData<H::Value>,
+        answer: H::Waiter,
+        out: &mut Outs<H>,
+    ) -> Result<(), (String, H::Waiter)> {
         if let Some(reason) = &self.closed {
-            return Err(reason.clone());
+            return Err((reason.clone(), answer));
         }
         self.enlist(tx, out);
         let frame = (self.next_frame << 1) | u64::from(self.side & 1);
         self.next_frame += 1;
-        let (answer, receiver) = oneshot::channel();
         let entry = self.txs.get_mut(&tx.id()).expect("enlisted above");
         entry.waiters.insert(frame, Waiter { seq, answer });
         let from_parent = entry.parent;
@@ -556,12 +591,12 @@ impl Engine {
             vote: false,
         };
         self.send(out, msg);
-        Ok(receiver)
+        Ok(())
     }
 
     /// Aborts the local part of child transaction `id` now if no job of it runs, else once
     /// the last one stops.
-    fn abort_child(&mut self, id: TxId, out: &mut Outs) {
+    fn abort_child(&mut self, id: TxId, out: &mut Outs<H>) {
         let Some(entry) = self.txs.get_mut(&id) else { return };
         for (_, w) in entry.waiters.drain() {
             out.push(Out::Answer(w.answer, Reply::Aborted));
@@ -582,8 +617,8 @@ impl Engine {
         frame: u64,
         seq: u32,
         block: u32,
-        result: BlockResult,
-        out: &mut Outs,
+        result: BlockResult<H::Value>,
+        out: &mut Outs<H>,
     ) {
         let Some(entry) = self.txs.get_mut(&id) else { return };
         entry.jobs = entry.jobs.saturating_sub(1);
@@ -663,7 +698,7 @@ impl Engine {
     }
 
     /// A prepare job ended: vote, or abort alone if the transaction was wounded first.
-    pub fn prepare_finished(&mut self, id: TxId, ok: bool, out: &mut Outs) {
+    pub fn prepare_finished(&mut self, id: TxId, ok: bool, out: &mut Outs<H>) {
         let Some(entry) = self.txs.get_mut(&id) else { return };
         entry.jobs = entry.jobs.saturating_sub(1);
         if entry.abort_requested {
@@ -686,28 +721,28 @@ impl Engine {
     /// everything. Returns `None` when no round is needed, or the waiter for the vote.
     pub fn prepare(
         &mut self,
-        tx: &Tx,
-        peered: PeeredData,
-        out: &mut Outs,
-    ) -> Result<Option<oneshot::Receiver<Reply>>, Reply> {
+        tx: &H::Tx,
+        peered: PeeredData<H::Value>,
+        waiter: impl FnOnce() -> H::Waiter,
+        out: &mut Outs<H>,
+    ) -> Result<bool, Reply<H::Value>> {
         let id = tx.id();
         if let Some(reason) = &self.closed {
             return Err(Reply::Lost(reason.clone()));
         }
-        let Some(entry) = self.txs.get_mut(&id) else { return Ok(None) };
+        let Some(entry) = self.txs.get_mut(&id) else { return Ok(false) };
         if !entry.parent {
-            return Ok(None);
+            return Ok(false);
         }
         if entry.child_aborted {
             return Err(Reply::Aborted);
         }
         if peered.is_empty() && entry.child_voted {
-            return Ok(None);
+            return Ok(false);
         }
-        let (sender, receiver) = oneshot::channel();
-        entry.vote_waiter = Some(sender);
+        entry.vote_waiter = Some(waiter());
         self.send(out, Msg::Prepare { tx: id, prio: tx.priority(), peered });
-        Ok(Some(receiver))
+        Ok(true)
     }
 
     /// Whether [`Engine::prepare`] with no peered data would have nothing to do for `id`:
@@ -719,7 +754,7 @@ impl Engine {
     }
 
     /// Parent role: the transaction committed or aborted here; tell the child.
-    pub fn finish(&mut self, id: TxId, committed: bool, out: &mut Outs) {
+    pub fn finish(&mut self, id: TxId, committed: bool, out: &mut Outs<H>) {
         let Some(entry) = self.txs.get(&id) else { return };
         if !entry.parent {
             return;
@@ -741,7 +776,7 @@ impl Engine {
     }
 
     /// Undoes on the other side everything done since this side's `mark`-th message.
-    pub fn rollback(&mut self, id: TxId, mark: u64, out: &mut Outs) {
+    pub fn rollback(&mut self, id: TxId, mark: u64, out: &mut Outs<H>) {
         if self.closed.is_none() && self.txs.get(&id).is_some_and(|e| e.sent.load(Ordering::Acquire) > mark) {
             // A rollback message is not itself counted: marks count messages that did work.
             self.stats.sent += 1;
@@ -750,14 +785,14 @@ impl Engine {
     }
 
     /// Child role: an older transaction wounded this prepared child: ask the parent.
-    pub fn wound_requested(&mut self, id: TxId, out: &mut Outs) {
+    pub fn wound_requested(&mut self, id: TxId, out: &mut Outs<H>) {
         if self.closed.is_none() && self.txs.get(&id).is_some_and(|e| !e.parent) {
             self.send(out, Msg::WoundMe { tx: id });
         }
     }
 
     /// The connection is gone (`reason` says why): every transaction over it fails.
-    pub fn lost(&mut self, reason: &str, out: &mut Outs) {
+    pub fn lost(&mut self, reason: &str, out: &mut Outs<H>) {
         if self.closed.is_none() {
             self.closed = Some(reason.to_owned());
         }
@@ -781,7 +816,7 @@ impl Engine {
     }
 
     /// A message arrived from the other side.
-    pub fn received(&mut self, msg: Msg, out: &mut Outs) {
+    pub fn received(&mut self, msg: Msg<H::Value>, out: &mut Outs<H>) {
         if self.closed.is_some() {
             return;
         }
@@ -907,15 +942,15 @@ impl Engine {
         prio: Priority,
         from_parent: bool,
         starts: bool,
-        out: &mut Outs,
-    ) -> Option<&mut Entry> {
+        out: &mut Outs<H>,
+    ) -> Option<&mut Entry<H>> {
         if !self.txs.contains_key(&id) {
             if !starts || self.ended.contains(&id) {
                 // About a transaction that ended here (or a late part of one): stale.
                 return None;
             }
             self.stats.child_txs += 1;
-            let tx = Tx::with_id(id, prio);
+            let tx = H::Tx::child(id, prio);
             let entry = Entry::new(tx.clone(), false);
             out.push(Out::Joined { tx, parent: false, sent: entry.sent.clone() });
             self.txs.insert(id, entry);
@@ -935,10 +970,10 @@ impl Engine {
         from_parent: bool,
         frame: u64,
         vote: bool,
-        locals: Option<Vec<Value>>,
-        peered: PeeredData,
+        locals: Option<Vec<H::Value>>,
+        peered: PeeredData<H::Value>,
         raised: Option<Exception>,
-        out: &mut Outs,
+        out: &mut Outs<H>,
     ) {
         if let Err(why) = self.check_peered(&peered) {
             out.push(deviation(why));
@@ -980,8 +1015,8 @@ impl Engine {
         frame: u64,
         seq: u32,
         block: u32,
-        locals: &[Value],
-        peered: &PeeredData,
+        locals: &[H::Value],
+        peered: &PeeredData<H::Value>,
     ) -> Result<(), String> {
         let Some(info) = self.sequences.get(seq as usize) else {
             return Err(format!("unknown sequence number {seq}"));
@@ -1015,7 +1050,7 @@ impl Engine {
         self.check_peered(peered)
     }
 
-    fn check_peered(&self, peered: &PeeredData) -> Result<(), String> {
+    fn check_peered(&self, peered: &PeeredData<H::Value>) -> Result<(), String> {
         match peered.iter().find(|(slot, _)| *slot >= self.peered) {
             Some((slot, _)) => {
                 Err(format!("peered variable {slot} does not exist (there are {})", self.peered))
@@ -1029,13 +1064,100 @@ impl Engine {
 mod tests {
     //! The engine driven by hand: events in, outputs checked, no tasks and no sockets.
 
+    use std::cell::Cell;
+    use std::rc::Rc;
+
     use super::*;
 
-    /// Priorities from one clock shared by the tests (later is younger).
-    fn next_priority() -> Priority {
-        static CLOCK: std::sync::LazyLock<crate::core::tx::Clock> =
-            std::sync::LazyLock::new(Default::default);
-        CLOCK.next()
+    /// The tests' driver: fake transactions, numbers for values, numbers for waiters.
+    struct Fake;
+
+    impl Host for Fake {
+        type Tx = FakeTx;
+        type Value = i64;
+        type Waiter = u32;
+    }
+
+    type Engine = super::Engine<Fake>;
+    type Out = super::Out<Fake>;
+    type Outs = super::Outs<Fake>;
+    type Msg = super::Msg<i64>;
+    type Reply = super::Reply<i64>;
+    type BlockResult = super::BlockResult<i64>;
+    type PeeredData = super::PeeredData<i64>;
+
+    /// A transaction with an identity, a priority and a state, and no data: what the
+    /// engine may do to it is recorded in its state.
+    #[derive(Clone)]
+    struct FakeTx(Rc<FakeState>);
+
+    struct FakeState {
+        id: TxId,
+        priority: Priority,
+        state: Cell<&'static str>,
+        savepoints: Cell<usize>,
+    }
+
+    thread_local! {
+        /// A fake clock: later transactions are younger.
+        static NEXT: Cell<u64> = const { Cell::new(1) };
+    }
+
+    impl FakeTx {
+        /// A new root transaction, younger than every one before it.
+        fn root() -> FakeTx {
+            let n = NEXT.with(|c| c.replace(c.get() + 1));
+            FakeTx::child(TxId { origin: 7, n }, Priority::from_parts(n, 7))
+        }
+    }
+
+    impl Txn for FakeTx {
+        type Savepoint = usize;
+
+        fn id(&self) -> TxId {
+            self.0.id
+        }
+
+        fn priority(&self) -> Priority {
+            self.0.priority
+        }
+
+        fn child(id: TxId, priority: Priority) -> FakeTx {
+            FakeTx(Rc::new(FakeState { id, priority, state: Cell::new("active"), savepoints: Cell::new(0) }))
+        }
+
+        fn unguarded(&self) -> FakeTx {
+            self.clone()
+        }
+
+        fn savepoint(&self) -> usize {
+            self.0.savepoints.replace(self.0.savepoints.get() + 1)
+        }
+
+        fn state_name(&self) -> &'static str {
+            self.0.state.get()
+        }
+
+        fn try_prepare(&self) -> bool {
+            self.0.state.set("prepared");
+            true
+        }
+
+        fn resume(&self) {
+            self.0.state.set("active");
+        }
+
+        fn is_prepared(&self) -> bool {
+            self.0.state.get() == "prepared"
+        }
+    }
+
+    /// The reply given to waiter `w` among `out`, if any.
+    fn answer(out: &[Out], w: u32) -> Option<&Reply> {
+        out.iter().find_map(|o| match o {
+            Out::Answer(x, r) if *x == w => Some(r),
+            _ => None,
+        })
     }
 
     fn seqs() -> Vec<SequenceInfo> {
@@ -1066,7 +1188,7 @@ mod tests {
 
     fn closed(out: &[Out]) -> Option<String> {
         out.iter().find_map(|o| match o {
-            Out::Close(Error::ProtocolDeviation { message }) => Some(message.clone()),
+            Out::Close(message) => Some(message.clone()),
             _ => None,
         })
     }
@@ -1089,11 +1211,12 @@ mod tests {
     fn a_k_block_sequence_costs_k_plus_one_messages_when_it_ends_on_the_partner() {
         for (seq, k) in [(0u32, 2u32), (1, 4)] {
             let (mut a, mut b) = pair();
-            let root = Tx::begin(next_priority());
+            let root = FakeTx::root();
             let mut out = Outs::new();
-            let locals = vec![Value::Nothing; seqs()[seq as usize].locals as usize];
-            let mut waiter = a.start_frame(&root, seq, locals, vec![], &mut out).expect("open");
+            let locals = vec![0; seqs()[seq as usize].locals as usize];
+            a.start_frame(&root, seq, locals, vec![], 1, &mut out).expect("open");
             let mut msg = one_send(out);
+            let ended;
             let mut messages = 1;
             // Alternate: each side runs the block it is sent and answers.
             let mut at_b = true;
@@ -1102,29 +1225,26 @@ mod tests {
                 let (job, out) = deliver(engine, msg.clone());
                 if let Some((tx, frame, s, block)) = job {
                     let mut out = Outs::new();
-                    let locals = vec![Value::Nothing; seqs()[s as usize].locals as usize];
+                    let locals = vec![0; seqs()[s as usize].locals as usize];
                     engine.block_finished(tx, frame, s, block, BlockResult::Ok(locals, vec![]), &mut out);
                     let s = sends(&out);
                     if s.is_empty() {
-                        break; // ended where it started: answered locally
+                        // Ended where it started: answered locally.
+                        ended = matches!(answer(&out, 1), Some(Reply::Done(..)));
+                        break;
                     }
                     messages += s.len();
                     msg = s[0].clone();
                     at_b = !at_b;
                 } else {
-                    assert!(out.iter().any(|o| matches!(o, Out::Answer(_, Reply::Done(..)))));
-                    for o in out {
-                        if let Out::Answer(w, r) = o {
-                            let _ = w.send(r);
-                        }
-                    }
+                    ended = matches!(answer(&out, 1), Some(Reply::Done(..)));
                     break;
                 }
             }
-            assert!(matches!(waiter.try_recv(), Ok(Reply::Done(..))));
+            assert!(ended, "the waiting call got the sequence's end");
             // The child's last message carried its vote: no prepare round.
             let mut out = Outs::new();
-            assert!(matches!(a.prepare(&root, vec![], &mut out), Ok(None)));
+            assert!(matches!(a.prepare(&root, vec![], || 2, &mut out), Ok(false)));
             a.finish(root.id(), true, &mut out);
             let commit = one_send(out);
             assert!(matches!(commit, Msg::Commit { .. }));
@@ -1139,12 +1259,12 @@ mod tests {
     #[test]
     fn peered_changes_after_the_vote_need_a_prepare_round() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(next_priority());
+        let root = FakeTx::root();
         let mut out = Outs::new();
         a.enlist(&root, &mut out);
         assert!(matches!(out.as_slice(), [Out::Joined { parent: true, .. }]));
         let mut out = Outs::new();
-        let rx = a.prepare(&root, vec![(1, Value::Number(5.0))], &mut out).expect("open").expect("a round");
+        assert!(a.prepare(&root, vec![(1, 5)], || 2, &mut out).expect("open"), "a round");
         let prepare = one_send(out);
         let (_, out) = deliver(&mut b, prepare);
         assert!(out.iter().any(|o| matches!(o, Out::Run(Job::Prepare { peered, .. }) if peered.len() == 1)));
@@ -1153,13 +1273,12 @@ mod tests {
         let vote = one_send(out);
         assert!(matches!(vote, Msg::Vote { .. }));
         let (_, out) = deliver(&mut a, vote);
-        assert!(out.iter().any(|o| matches!(o, Out::Answer(_, Reply::Voted))));
-        drop(rx);
+        assert!(matches!(answer(&out, 2), Some(Reply::Voted)));
     }
 
     #[test]
     fn messages_that_do_not_fit_close_the_connection() {
-        let tx = Tx::begin(next_priority());
+        let tx = FakeTx::root();
         let work = |frame, seq, block, locals: usize, peered: PeeredData| Msg::Work {
             tx: tx.id(),
             prio: tx.priority(),
@@ -1167,7 +1286,7 @@ mod tests {
             frame,
             seq,
             block,
-            locals: vec![Value::Nothing; locals],
+            locals: vec![0; locals],
             peered,
             vote: false,
         };
@@ -1177,7 +1296,7 @@ mod tests {
             (work(0, 1, 2, 0, vec![]), "does not run on this side"),
             (work(1, 0, 1, 1, vec![]), "cannot be started"),
             (work(0, 0, 1, 3, vec![]), "carries 1 values"),
-            (work(0, 0, 1, 1, vec![(9, Value::Nothing)]), "peered variable 9"),
+            (work(0, 0, 1, 1, vec![(9, 0)]), "peered variable 9"),
             (Msg::Commit { tx: tx.id() }, "unknown transaction"),
         ];
         for (msg, expected) in cases {
@@ -1191,7 +1310,7 @@ mod tests {
     #[test]
     fn stale_messages_about_ended_transactions_are_ignored() {
         let (mut a, _) = pair();
-        let tx = Tx::begin(next_priority());
+        let tx = FakeTx::root();
         for msg in [
             Msg::Done {
                 tx: tx.id(),
@@ -1214,9 +1333,9 @@ mod tests {
     #[test]
     fn an_idle_child_asks_its_parent_to_wound_it_and_a_busy_one_aborts_alone() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(next_priority());
+        let root = FakeTx::root();
         let mut out = Outs::new();
-        let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
+        a.start_frame(&root, 1, vec![], vec![], 1, &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         let (id, frame, seq, block) = job.expect("a block job");
         // Busy: wounded while running block 1 → aborts alone and says so.
@@ -1231,9 +1350,9 @@ mod tests {
 
         // Idle after its vote: asks.
         let (mut a, mut b) = pair();
-        let root = Tx::begin(next_priority());
+        let root = FakeTx::root();
         let mut out = Outs::new();
-        let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
+        a.start_frame(&root, 1, vec![], vec![], 1, &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         let (id, frame, seq, block) = job.expect("a block job");
         let mut out = Outs::new();
@@ -1256,9 +1375,9 @@ mod tests {
     #[test]
     fn an_abort_while_the_child_works_waits_for_its_block_to_stop() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(next_priority());
+        let root = FakeTx::root();
         let mut out = Outs::new();
-        let _w = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
+        a.start_frame(&root, 0, vec![0], vec![], 1, &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         let (id, frame, seq, block) = job.expect("a block job");
         let mut out = Outs::new();
@@ -1275,19 +1394,14 @@ mod tests {
     #[test]
     fn losing_the_connection_fails_waiting_calls_and_presumes_abort() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(next_priority());
+        let root = FakeTx::root();
         let mut out = Outs::new();
-        let mut waiter = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
+        a.start_frame(&root, 0, vec![0], vec![], 1, &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         assert!(job.is_some());
         let mut out = Outs::new();
         a.lost("partner gone", &mut out);
-        for o in out {
-            if let Out::Answer(w, r) = o {
-                let _ = w.send(r);
-            }
-        }
-        assert!(matches!(waiter.try_recv(), Ok(Reply::Lost(r)) if r == "partner gone"));
+        assert!(matches!(answer(&out, 1), Some(Reply::Lost(r)) if r == "partner gone"));
         let mut out = Outs::new();
         b.lost("partner gone", &mut out);
         // The child's block still runs: it is stopped, and undone once it has stopped.
@@ -1300,15 +1414,15 @@ mod tests {
         assert!(sends(&out).is_empty());
         // Later sequences fail at once.
         let mut out = Outs::new();
-        assert!(a.start_frame(&Tx::begin(next_priority()), 0, vec![], vec![], &mut out).is_err());
+        assert!(a.start_frame(&FakeTx::root(), 0, vec![], vec![], 3, &mut out).is_err());
     }
 
     #[test]
     fn late_work_for_a_transaction_that_aborted_here_does_not_bring_it_back() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(next_priority());
+        let root = FakeTx::root();
         let mut out = Outs::new();
-        let _w = a.start_frame(&root, 1, vec![], vec![], &mut out).expect("open");
+        a.start_frame(&root, 1, vec![], vec![], 1, &mut out).expect("open");
         let first = one_send(out);
         let (job, _) = deliver(&mut b, first);
         let (id, frame, seq, block) = job.expect("a block job");
@@ -1353,9 +1467,9 @@ mod tests {
     #[test]
     fn a_sequence_end_with_the_wrong_amount_of_data_is_a_deviation() {
         let (mut a, mut b) = pair();
-        let root = Tx::begin(next_priority());
+        let root = FakeTx::root();
         let mut out = Outs::new();
-        let _w = a.start_frame(&root, 0, vec![Value::Nothing], vec![], &mut out).expect("open");
+        a.start_frame(&root, 0, vec![0], vec![], 1, &mut out).expect("open");
         let (job, _) = deliver(&mut b, one_send(out));
         let (id, frame, _, _) = job.expect("a block job");
         let forged =
@@ -1367,7 +1481,7 @@ mod tests {
     #[test]
     fn a_block_for_a_run_this_side_did_not_start_is_a_deviation() {
         let (mut a, _) = pair();
-        let tx = Tx::begin(next_priority());
+        let tx = FakeTx::root();
         // Side 0 is told to run block 2 of a run it supposedly started (frame parity 0).
         let forged = Msg::Work {
             tx: tx.id(),
