@@ -55,32 +55,68 @@ pub fn app_error(result: Result<impl std::fmt::Debug, waldo::Error>, needle: &st
     }
 }
 
+/// How long a contention test may take before it counts as starved.
+pub const CONTENTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs `clients` tasks that each make `each` calls `call(client)` at once (a contention
-/// test); asserts every client finished all its calls, and returns every value they saw,
-/// sorted.
+/// test), and returns every value they saw, sorted. Asserts that nobody starved: every
+/// client finished all its calls within [`CONTENTION_LIMIT`], and when the first client
+/// finished, every other had made at least a tenth of its calls (a client that the others
+/// keep wounding falls behind; one that is served in turn does not).
 pub async fn contend<F, Fut>(clients: usize, each: usize, call: F) -> Vec<f64>
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<f64, waldo::Error>> + Send,
 {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let done: Arc<Vec<AtomicUsize>> = Arc::new((0..clients).map(|_| AtomicUsize::new(0)).collect());
+    let at_first_finish: Arc<std::sync::OnceLock<Vec<usize>>> = Arc::default();
     let tasks: Vec<_> = (0..clients)
         .map(|k| {
-            let call = call.clone();
+            let (call, done, at_first_finish) = (call.clone(), done.clone(), at_first_finish.clone());
             tokio::spawn(async move {
                 let mut seen = Vec::with_capacity(each);
                 for _ in 0..each {
                     seen.push(call(k).await.expect("a contended call"));
+                    done[k].fetch_add(1, Ordering::SeqCst);
+                    // Between calls the client lets the others run, as a real one waits for
+                    // something else: a call that never had to wait (in process, where a
+                    // whole transaction can run without a pause) would otherwise run its
+                    // client's calls back to back, and the spread would measure the
+                    // scheduler, not the transactions.
+                    tokio::task::yield_now().await;
                 }
+                at_first_finish.get_or_init(|| done.iter().map(|d| d.load(Ordering::SeqCst)).collect());
                 seen
             })
         })
         .collect();
     let mut all = Vec::new();
-    for t in tasks {
-        let seen = t.await.expect("a client");
-        assert_eq!(seen.len(), each, "every client finished: no starvation");
+    let joined = tokio::time::timeout(CONTENTION_LIMIT, async {
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.expect("a client"));
+        }
+        results
+    })
+    .await;
+    let progress: Vec<usize> = done.iter().map(|d| d.load(Ordering::SeqCst)).collect();
+    let Ok(results) = joined else {
+        panic!(
+            "starvation: after {CONTENTION_LIMIT:?} the clients had made {progress:?} of {each} calls each"
+        );
+    };
+    for seen in results {
+        assert_eq!(seen.len(), each, "every client finished all its calls");
         all.extend(seen);
     }
+    let first = at_first_finish.get().expect("a client finished");
+    let least = first.iter().copied().min().unwrap_or(0);
+    assert!(
+        least * 10 >= each,
+        "starvation: when the first client finished its {each} calls, the others had made {first:?}"
+    );
     all.sort_by(f64::total_cmp);
     all
 }
