@@ -8,12 +8,12 @@
 
 use std::fmt::Write;
 
-use crate::ir::{Protocol, Sequence};
+use crate::ir::{EndpointId, Protocol, Sequence};
 
 /// One step of a sequence as drawn: an arrow (or a note when `from == to`).
 struct Step {
-    from: usize,
-    to: usize,
+    from: EndpointId,
+    to: EndpointId,
     label: String,
     dashed: bool,
 }
@@ -62,10 +62,16 @@ pub fn mermaid(protocol: &Protocol) -> String {
         let _ = writeln!(out, "    Note over {span}: {}", signature(seq));
         for step in steps(protocol, seq) {
             if step.from == step.to {
-                let _ = writeln!(out, "    Note over {}: {}", names[step.from], step.label);
+                let _ = writeln!(out, "    Note over {}: {}", names[step.from.index()], step.label);
             } else {
                 let arrow = if step.dashed { "-->>" } else { "->>" };
-                let _ = writeln!(out, "    {}{arrow}{}: {}", names[step.from], names[step.to], step.label);
+                let _ = writeln!(
+                    out,
+                    "    {}{arrow}{}: {}",
+                    names[step.from.index()],
+                    names[step.to.index()],
+                    step.label
+                );
             }
         }
     }
@@ -96,7 +102,7 @@ pub fn svg(protocol: &Protocol) -> String {
         for step in steps(protocol, seq) {
             y += ROW;
             if step.from == step.to {
-                let cx = x(step.from);
+                let cx = x(step.from.index());
                 let _ = writeln!(
                     body,
                     r##"<rect x="{}" y="{}" width="140" height="24" rx="4" fill="#fff8d0" stroke="#b0a050"/><text x="{cx}" y="{}" text-anchor="middle">{}</text>"##,
@@ -106,7 +112,7 @@ pub fn svg(protocol: &Protocol) -> String {
                     escape(&step.label)
                 );
             } else {
-                let (x1, x2) = (x(step.from), x(step.to));
+                let (x1, x2) = (x(step.from.index()), x(step.to.index()));
                 let dash = if step.dashed { r#" stroke-dasharray="6 4""# } else { "" };
                 let _ = writeln!(
                     body,

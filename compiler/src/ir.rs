@@ -7,21 +7,99 @@
 //! All types derive `Hash`; spans are wrapped in [`Loc`], whose hash is empty, so hashing a
 //! [`Protocol`] with a [`StableHasher`] gives the protocol fingerprint: equal for a program and
 //! its reformatted, re-commented copy, different as soon as anything the program means changes.
+//!
+//! Analyses of checked code walk it with the one visitor in [`visit`].
+
+pub mod visit;
 
 use std::hash::{Hash, Hasher};
 
 pub use waldo_grammar::{AssignOp, BinOp, ExceptionKind, Span, UnaryOp};
 
-/// Index of an endpoint: 0 for the first declared, 1 for the second.
-pub type EndpointId = usize;
-/// Index into [`Protocol::structs`].
-pub type StructId = usize;
-/// Index into [`Protocol::sequences`].
-pub type SequenceId = usize;
-/// Index into [`Endpoint::functions`].
-pub type FunctionId = usize;
-/// Index into the `locals` of a [`Function`] or [`SeqBlock`].
-pub type LocalId = usize;
+/// Declares an id: a `usize` newtype that indexes one kind of table, so that one kind of id
+/// cannot pass for another. It hashes exactly as the `usize` inside (the fingerprint depends
+/// on that), and `index()` gives the position back for tables of other element types.
+macro_rules! id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub usize);
+
+        impl $name {
+            /// The position this id stands for.
+            pub const fn index(self) -> usize {
+                self.0
+            }
+        }
+    };
+}
+
+/// Implements `Index` and `IndexMut` by an id for slices and vectors of the element type that
+/// id indexes: `endpoints[e]` reads as a plain index does, and `structs[e]` does not compile.
+macro_rules! indexed_by {
+    ($(<$lt:lifetime>)? $id:ident => $elem:ty) => {
+        impl$(<$lt>)? std::ops::Index<$id> for [$elem] {
+            type Output = $elem;
+            fn index(&self, id: $id) -> &$elem {
+                &self[id.index()]
+            }
+        }
+
+        impl$(<$lt>)? std::ops::IndexMut<$id> for [$elem] {
+            fn index_mut(&mut self, id: $id) -> &mut $elem {
+                &mut self[id.index()]
+            }
+        }
+
+        impl$(<$lt>)? std::ops::Index<$id> for Vec<$elem> {
+            type Output = $elem;
+            fn index(&self, id: $id) -> &$elem {
+                &self[id.index()]
+            }
+        }
+
+        impl$(<$lt>)? std::ops::IndexMut<$id> for Vec<$elem> {
+            fn index_mut(&mut self, id: $id) -> &mut $elem {
+                &mut self[id.index()]
+            }
+        }
+    };
+}
+pub(crate) use indexed_by;
+
+id! {
+    /// Index of an endpoint: 0 for the first declared, 1 for the second.
+    EndpointId
+}
+id! {
+    /// Index into [`Protocol::structs`].
+    StructId
+}
+id! {
+    /// Index into [`Protocol::sequences`].
+    SequenceId
+}
+id! {
+    /// Index into [`Endpoint::functions`].
+    FunctionId
+}
+id! {
+    /// Index into the `locals` of a [`Function`] or [`SeqBlock`].
+    LocalId
+}
+
+impl EndpointId {
+    /// The other endpoint of a pair.
+    pub fn partner(self) -> EndpointId {
+        EndpointId(1 - self.0)
+    }
+}
+
+indexed_by!(EndpointId => Endpoint);
+indexed_by!(StructId => StructDef);
+indexed_by!(SequenceId => Sequence);
+indexed_by!(FunctionId => Function);
+indexed_by!(LocalId => Var);
 
 /// A source location kept for messages (runtime errors name file and line); it does not take
 /// part in the fingerprint.
@@ -104,7 +182,7 @@ impl Ty {
             Ty::Nothing => "Nothing".into(),
             Ty::List(t) => format!("List(element: {})", t.name(structs)),
             Ty::Map(k, v) => format!("Map(from: {}, to: {})", k.name(structs), v.name(structs)),
-            Ty::Struct(id) => format!("Struct {}", structs.get(*id).map_or("?", |s| s.name.as_str())),
+            Ty::Struct(id) => format!("Struct {}", structs.get(id.index()).map_or("?", |s| s.name.as_str())),
             Ty::Function(sig) => {
                 format!("Function(in: {}; returns: {})", list(&sig.params), list(&sig.returns))
             }
@@ -160,7 +238,9 @@ impl Ty {
                     return false;
                 }
                 seen.push(*id);
-                structs.get(*id).is_some_and(|s| s.fields.iter().any(|f| f.ty.host_bound_in(structs, seen)))
+                structs
+                    .get(id.index())
+                    .is_some_and(|s| s.fields.iter().any(|f| f.ty.host_bound_in(structs, seen)))
             }
             Ty::Tuple(ts) => ts.iter().any(|t| t.host_bound_in(structs, seen)),
             _ => false,
@@ -283,12 +363,12 @@ impl Sequence {
     /// the first endpoint run on whichever side started.
     pub fn runs_on(&self, block: usize, starter: EndpointId, symmetric: bool) -> EndpointId {
         let written = self.blocks[block].endpoint;
-        if symmetric && starter != self.blocks[0].endpoint { 1 - written } else { written }
+        if symmetric && starter != self.blocks[0].endpoint { written.partner() } else { written }
     }
 
     /// The endpoint a (non-symmetric) sequence is started from: its first block's.
     pub fn starter(&self) -> EndpointId {
-        self.blocks.first().map_or(0, |b| b.endpoint)
+        self.blocks.first().map_or(EndpointId(0), |b| b.endpoint)
     }
 }
 
@@ -564,9 +644,10 @@ impl Protocol {
     pub fn blocks_on(&self, endpoint: EndpointId) -> Vec<(SequenceId, usize, bool)> {
         let mut out = Vec::new();
         for (s, seq) in self.sequences.iter().enumerate() {
+            let s = SequenceId(s);
             for b in 0..seq.blocks.len() {
                 if self.symmetric {
-                    let partner = 1 - endpoint;
+                    let partner = endpoint.partner();
                     if seq.runs_on(b, endpoint, true) == endpoint {
                         out.push((s, b, true));
                     }

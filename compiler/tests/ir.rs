@@ -10,6 +10,11 @@ fn protocol(source: &str) -> Protocol {
     checked.protocol.expect("a checked protocol")
 }
 
+/// The first and the second endpoint, and the first sequence.
+const E0: EndpointId = EndpointId(0);
+const E1: EndpointId = EndpointId(1);
+const S0: SequenceId = SequenceId(0);
+
 const BANK: &str = include_str!("../../examples/protocols/bank.wld");
 const PING_PONG: &str = include_str!("../../examples/protocols/ping_pong.wld");
 
@@ -19,17 +24,17 @@ fn sequences_know_where_their_blocks_run() {
     assert_eq!(p.endpoints.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["Branch", "Vault"]);
     let transfer = &p.sequences[0];
     assert_eq!(transfer.name, "Transfer");
-    assert_eq!(transfer.blocks.iter().map(|b| b.endpoint).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(transfer.blocks.iter().map(|b| b.endpoint).collect::<Vec<_>>(), [E0, E1]);
     assert_eq!((transfer.params, transfer.returns), (3, 1));
     assert_eq!(transfer.data[3].name, "ok");
     assert_eq!(transfer.data[3].ty, Ty::Bool);
-    assert_eq!(p.blocks_on(0), [(0, 0, true)]);
-    assert_eq!(p.blocks_on(1), [(0, 1, false)]);
+    assert_eq!(p.blocks_on(E0), [(S0, 0, true)]);
+    assert_eq!(p.blocks_on(E1), [(S0, 1, false)]);
 
     let rally = protocol(PING_PONG);
-    assert_eq!(rally.blocks_on(0), [(0, 0, true), (0, 2, true)]);
-    assert_eq!(rally.blocks_on(1), [(0, 1, false), (0, 3, false)]);
-    assert_eq!(rally.peered[1].owner, Some(0), "Pinger controls last_server");
+    assert_eq!(rally.blocks_on(E0), [(S0, 0, true), (S0, 2, true)]);
+    assert_eq!(rally.blocks_on(E1), [(S0, 1, false), (S0, 3, false)]);
+    assert_eq!(rally.peered[1].owner, Some(E0), "Pinger controls last_server");
 }
 
 #[test]
@@ -40,13 +45,13 @@ fn names_resolve_to_what_they_are() {
     assert_eq!(send.returns, [Ty::Bool]);
     let TStmtKind::Return(values) = &send.body[0].kind else { panic!("send returns") };
     let TExprKind::Call(callee, args) = &values[0].kind else { panic!("a call") };
-    assert_eq!(**callee, Callee::Sequence(0));
+    assert_eq!(**callee, Callee::Sequence(S0));
     assert_eq!(
         args.iter().map(|a| &a.kind).collect::<Vec<_>>(),
         [
-            &TExprKind::Var(VarRef::Local(0)),
-            &TExprKind::Var(VarRef::Local(1)),
-            &TExprKind::Var(VarRef::Local(2)),
+            &TExprKind::Var(VarRef::Local(LocalId(0))),
+            &TExprKind::Var(VarRef::Local(LocalId(1))),
+            &TExprKind::Var(VarRef::Local(LocalId(2))),
         ]
     );
 
@@ -91,10 +96,10 @@ Left { Public Function ping() returns Number { return Ping(); } }",
     assert_eq!(p.endpoints[1].functions, p.endpoints[0].functions);
     // Started on Left: a on Left, b on Right. Started on Right: a on Right, b on Left.
     let seq = &p.sequences[0];
-    assert_eq!((seq.runs_on(0, 0, true), seq.runs_on(1, 0, true)), (0, 1));
-    assert_eq!((seq.runs_on(0, 1, true), seq.runs_on(1, 1, true)), (1, 0));
-    assert_eq!(p.blocks_on(0), [(0, 0, true), (0, 1, false)]);
-    assert_eq!(p.blocks_on(1), [(0, 0, true), (0, 1, false)]);
+    assert_eq!((seq.runs_on(0, E0, true), seq.runs_on(1, E0, true)), (E0, E1));
+    assert_eq!((seq.runs_on(0, E1, true), seq.runs_on(1, E1, true)), (E1, E0));
+    assert_eq!(p.blocks_on(E0), [(S0, 0, true), (S0, 1, false)]);
+    assert_eq!(p.blocks_on(E1), [(S0, 0, true), (S0, 1, false)]);
 }
 
 #[test]
@@ -114,5 +119,20 @@ fn multi_value_calls_have_tuple_types_and_endpoint_calls_resolve() {
     let TStmtKind::Assign { value, .. } = &me.body[2].kind else { panic!("destructuring") };
     let TExprKind::Call(callee, _) = &value.kind else { panic!("a call") };
     let Callee::Endpoint { resolved, function, .. } = &**callee else { panic!("an endpoint call") };
-    assert_eq!((function.as_str(), *resolved), ("both2", Some((0, 3))));
+    assert_eq!((function.as_str(), *resolved), ("both2", Some((E0, FunctionId(3)))));
+}
+
+#[test]
+fn ids_hash_as_the_index_inside() {
+    // The fingerprint hashes ids; it must not change with their types.
+    fn stable_hash(value: impl std::hash::Hash) -> u64 {
+        let mut hasher = StableHasher::default();
+        value.hash(&mut hasher);
+        std::hash::Hasher::finish(&hasher)
+    }
+    assert_eq!(stable_hash(EndpointId(1)), stable_hash(1usize));
+    assert_eq!(stable_hash(StructId(2)), stable_hash(2usize));
+    assert_eq!(stable_hash(SequenceId(3)), stable_hash(3usize));
+    assert_eq!(stable_hash(FunctionId(4)), stable_hash(4usize));
+    assert_eq!(stable_hash(LocalId(5)), stable_hash(5usize));
 }

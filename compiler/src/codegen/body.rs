@@ -13,9 +13,10 @@
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
+use crate::ir::visit::{self, Visit, for_each_subexpr};
 use crate::ir::{
-    AssignOp, BinOp, Builtin, Callee, ExceptionKind, Method, Protocol, TExpr, TExprKind, TStmt, TStmtKind,
-    Ty, UnaryOp, Var, VarRef,
+    AssignOp, BinOp, Builtin, Callee, ExceptionKind, LocalId, Method, Protocol, StructId, TExpr, TExprKind,
+    TStmt, TStmtKind, Ty, UnaryOp, Var, VarRef,
 };
 
 use super::names;
@@ -99,7 +100,7 @@ impl<'p> Usage<'p> {
         }
         let id = *self.path.last().unwrap_or(&0);
         for (i, s) in stmts.iter().enumerate() {
-            self.stmt(s);
+            self.visit_stmt(s);
             if diverges(std::slice::from_ref(s)) {
                 // The rest never runs and is not generated; a local declared there may still
                 // be named later (function-wide scope), so it is declared at the top.
@@ -119,69 +120,87 @@ impl<'p> Usage<'p> {
         let mut ids = Vec::new();
         collect_decls(std::slice::from_ref(s), &mut ids);
         for id in ids {
-            if let Some(h) = self.hoisted.get_mut(id) {
+            if let Some(h) = self.hoisted.get_mut(id.index()) {
                 *h = true;
             }
-            if let Some(d) = self.dead_decl.get_mut(id) {
+            if let Some(d) = self.dead_decl.get_mut(id.index()) {
                 *d = true;
             }
         }
     }
 
-    fn touch(&mut self, id: usize) {
-        if let Some(Some(block)) = self.declared_in.get(id)
+    fn touch(&mut self, id: LocalId) {
+        if let Some(Some(block)) = self.declared_in.get(id.index())
             && !self.path.contains(block)
-            && let Some(h) = self.hoisted.get_mut(id)
+            && let Some(h) = self.hoisted.get_mut(id.index())
         {
             *h = true;
         }
     }
 
-    fn read_local(&mut self, id: usize) {
+    fn read_local(&mut self, id: LocalId) {
         self.touch(id);
-        if let Some(r) = self.read.get_mut(id) {
+        if let Some(r) = self.read.get_mut(id.index()) {
             *r = true;
         }
     }
 
-    fn write_local(&mut self, id: usize) {
+    fn write_local(&mut self, id: LocalId) {
         self.touch(id);
-        if let Some(a) = self.assigned.get_mut(id) {
+        if let Some(a) = self.assigned.get_mut(id.index()) {
             *a = true;
         }
     }
 
-    fn target(&mut self, t: &TExpr) {
-        match &t.kind {
-            TExprKind::Var(VarRef::Local(id)) => self.write_local(*id),
-            TExprKind::Deref(inner) => self.target(inner),
-            _ => self.expr(t),
-        }
+    /// Whether local `id` is declared at the top of the body.
+    pub(super) fn is_hoisted(&self, id: LocalId) -> bool {
+        self.hoisted.get(id.index()).copied().unwrap_or(false)
     }
 
-    fn stmt(&mut self, s: &TStmt) {
+    /// Whether local `id` is declared by a `for` header.
+    pub(super) fn is_loop_declared(&self, id: LocalId) -> bool {
+        self.loop_declared.get(id.index()).copied().unwrap_or(false)
+    }
+
+    /// Whether local `id` is ever read.
+    pub(super) fn is_read(&self, id: LocalId) -> bool {
+        self.read.get(id.index()).copied().unwrap_or(false)
+    }
+
+    /// Whether local `id` is assigned after its declaration.
+    pub(super) fn is_assigned(&self, id: LocalId) -> bool {
+        self.assigned.get(id.index()).copied().unwrap_or(false)
+    }
+}
+
+/// The statements decide scopes (a new block per body; the locals a `for` header or a `catch`
+/// clause declares), the expressions decide reads.
+impl Visit for Usage<'_> {
+    fn visit_stmt(&mut self, s: &TStmt) {
         match &s.kind {
             TStmtKind::Decl(id) => {
-                if let Some(Some(init)) = self.inits.get(*id).copied() {
-                    self.expr(init);
+                if let Some(Some(init)) = self.inits.get(id.index()).copied() {
+                    self.visit_expr(init);
                 }
-                if let Some(d) = self.declared_in.get_mut(*id) {
+                if let Some(d) = self.declared_in.get_mut(id.index()) {
                     *d = self.path.last().copied();
                 }
             }
             TStmtKind::Assign { targets, op, value } => {
-                self.expr(value);
+                self.visit_expr(value);
                 for t in targets {
                     if *op != AssignOp::Assign {
-                        self.expr(t);
+                        self.visit_expr(t);
                     }
-                    self.target(t);
+                    self.visit_target(t);
                 }
             }
-            TStmtKind::Expr(e) => self.expr(e),
+            TStmtKind::Expr(_) | TStmtKind::Return(_) | TStmtKind::Break | TStmtKind::Continue => {
+                visit::walk_stmt(self, s);
+            }
             TStmtKind::If { branches, otherwise } => {
                 for (c, b) in branches {
-                    self.expr(c);
+                    self.visit_expr(c);
                     self.stmts_in_new_block(b, false);
                 }
                 if let Some(b) = otherwise {
@@ -189,43 +208,33 @@ impl<'p> Usage<'p> {
                 }
             }
             TStmtKind::While { cond, body } => {
-                self.expr(cond);
+                self.visit_expr(cond);
                 self.stmts_in_new_block(body, false);
             }
             TStmtKind::For { var, iter, body } => {
-                self.expr(iter);
+                self.visit_expr(iter);
                 if let VarRef::Local(id) = var
-                    && self.declared_in.get(*id).is_some_and(Option::is_none)
+                    && self.declared_in.get(id.index()).is_some_and(Option::is_none)
                 {
                     // Declared by the loop header: its scope starts with the loop body.
-                    self.declared_in[*id] = Some(self.blocks + 1);
-                    self.loop_declared[*id] = true;
+                    self.declared_in[id.index()] = Some(self.blocks + 1);
+                    self.loop_declared[id.index()] = true;
                 }
                 self.blocks += 1;
                 self.path.push(self.blocks);
-                match var {
-                    VarRef::Local(id) if self.loop_declared[*id] => self.touch(*id),
-                    VarRef::Local(id) => self.write_local(*id),
-                    _ => {}
-                }
-                for s in body {
-                    self.stmt(s);
-                }
+                self.visit_loop_var(*var);
+                visit::walk_stmts(self, body);
                 self.path.pop();
             }
-            TStmtKind::Break | TStmtKind::Continue => {}
-            TStmtKind::Return(values) => values.iter().for_each(|v| self.expr(v)),
             TStmtKind::Try { body, catches, finally } => {
                 self.stmts_in_new_block(body, false);
                 for (_, local, handler) in catches {
                     self.blocks += 1;
                     self.path.push(self.blocks);
-                    if let Some(d) = self.declared_in.get_mut(*local) {
+                    if let Some(d) = self.declared_in.get_mut(local.index()) {
                         *d = Some(self.blocks);
                     }
-                    for s in handler {
-                        self.stmt(s);
-                    }
+                    visit::walk_stmts(self, handler);
                     self.path.pop();
                 }
                 if let Some(f) = finally {
@@ -233,9 +242,9 @@ impl<'p> Usage<'p> {
                 }
             }
             TStmtKind::ExtAssign { source, target } | TStmtKind::ExtCopy { source, target } => {
-                self.expr(source);
-                self.expr(target);
-                self.target(target);
+                self.visit_expr(source);
+                self.visit_expr(target);
+                self.visit_target(target);
             }
             TStmtKind::Block(body) => {
                 self.stmts_in_new_block(body, false);
@@ -243,50 +252,28 @@ impl<'p> Usage<'p> {
         }
     }
 
-    fn expr(&mut self, e: &TExpr) {
-        match &e.kind {
-            TExprKind::Var(VarRef::Local(id)) => self.read_local(*id),
-            TExprKind::List(items) => items.iter().for_each(|i| self.expr(i)),
-            TExprKind::Map(entries) => entries.iter().for_each(|(k, v)| {
-                self.expr(k);
-                self.expr(v);
-            }),
-            TExprKind::Unary(_, x) | TExprKind::Deref(x) | TExprKind::Field(x, _) => self.expr(x),
-            TExprKind::Binary(_, a, b) | TExprKind::Index(a, b) => {
-                self.expr(a);
-                self.expr(b);
-            }
-            TExprKind::Call(callee, args) => {
-                match &**callee {
-                    Callee::Value(f) => self.expr(f),
-                    Callee::Endpoint { target, .. } => self.expr(target),
-                    Callee::Method(recv, _) => self.expr(recv),
-                    _ => {}
-                }
-                args.iter().for_each(|a| self.expr(a));
-            }
-            _ => {}
+    fn visit_loop_var(&mut self, var: VarRef) {
+        match var {
+            VarRef::Local(id) if self.loop_declared[id.index()] => self.touch(id),
+            VarRef::Local(id) => self.write_local(id),
+            VarRef::SeqData(_) | VarRef::Global(_) | VarRef::Peered(_) => {}
         }
     }
 
-    /// Whether local `id` is declared at the top of the body.
-    pub(super) fn is_hoisted(&self, id: usize) -> bool {
-        self.hoisted.get(id).copied().unwrap_or(false)
+    /// A write to a local (through any `Deref`s); a place inside a container reads it.
+    fn visit_target(&mut self, t: &TExpr) {
+        match &t.kind {
+            TExprKind::Var(VarRef::Local(id)) => self.write_local(*id),
+            TExprKind::Deref(inner) => self.visit_target(inner),
+            _ => self.visit_expr(t),
+        }
     }
 
-    /// Whether local `id` is declared by a `for` header.
-    pub(super) fn is_loop_declared(&self, id: usize) -> bool {
-        self.loop_declared.get(id).copied().unwrap_or(false)
-    }
-
-    /// Whether local `id` is ever read.
-    pub(super) fn is_read(&self, id: usize) -> bool {
-        self.read.get(id).copied().unwrap_or(false)
-    }
-
-    /// Whether local `id` is assigned after its declaration.
-    pub(super) fn is_assigned(&self, id: usize) -> bool {
-        self.assigned.get(id).copied().unwrap_or(false)
+    fn visit_expr(&mut self, e: &TExpr) {
+        if let TExprKind::Var(VarRef::Local(id)) = e.kind {
+            self.read_local(id);
+        }
+        visit::walk_expr(self, e);
     }
 }
 
@@ -303,7 +290,7 @@ fn local_idents(locals: &[Var], usage: &Usage<'_>) -> Vec<Ident> {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let unread = if usage.is_read(i) { "" } else { "_" };
+                let unread = if usage.is_read(LocalId(i)) { "" } else { "_" };
                 format!("{unread}v_{}", names::snake(&v.name).trim_start_matches('_'))
             })
             .collect(),
@@ -328,11 +315,12 @@ impl<'p> Lower<'p> {
     /// Declarations of the locals hoisted to the top of the body.
     pub(super) fn hoisted(&self) -> TokenStream {
         (0..self.locals.len())
-            .filter(|&i| self.usage.is_hoisted(i))
-            .map(|i| {
-                let name = &self.local_names[i];
-                let value = default_value(self.protocol, &self.locals[i].ty);
-                if self.usage.dead_decl[i] && !self.usage.is_assigned(i) {
+            .map(LocalId)
+            .filter(|&id| self.usage.is_hoisted(id))
+            .map(|id| {
+                let name = &self.local_names[id.index()];
+                let value = default_value(self.protocol, &self.locals[id].ty);
+                if self.usage.dead_decl[id.index()] && !self.usage.is_assigned(id) {
                     quote!(let #name = #value;)
                 } else {
                     quote!(let mut #name = #value;)
@@ -342,13 +330,13 @@ impl<'p> Lower<'p> {
     }
 
     /// `let` or `let mut` for parameter `id`.
-    pub(super) fn binding_for_param(&self, id: usize) -> TokenStream {
+    pub(super) fn binding_for_param(&self, id: LocalId) -> TokenStream {
         self.binding(id)
     }
 
     /// `let` or `let mut` for local `id` declared in place.
-    pub(super) fn binding(&self, id: usize) -> TokenStream {
-        let name = &self.local_names[id];
+    pub(super) fn binding(&self, id: LocalId) -> TokenStream {
+        let name = &self.local_names[id.index()];
         if self.usage.is_assigned(id) { quote!(let mut #name) } else { quote!(let #name) }
     }
 
@@ -448,7 +436,7 @@ impl<'p> Lower<'p> {
                     None => default_value(self.protocol, &var.ty),
                 };
                 if self.usage.is_hoisted(*id) {
-                    let name = &self.local_names[*id];
+                    let name = &self.local_names[id.index()];
                     quote!(#name = #value;)
                 } else {
                     let binding = self.binding(*id);
@@ -670,7 +658,7 @@ impl<'p> Lower<'p> {
     fn write_var(&mut self, v: VarRef, value: TokenStream) -> TokenStream {
         match v {
             VarRef::Local(id) => {
-                let name = &self.local_names[id];
+                let name = &self.local_names[id.index()];
                 quote!(#name = #value;)
             }
             VarRef::SeqData(i) => quote!(data[#i] = #value;),
@@ -695,7 +683,7 @@ impl<'p> Lower<'p> {
     fn r(&mut self, e: &TExpr) -> TokenStream {
         match &e.kind {
             TExprKind::Var(VarRef::Local(id)) => {
-                let name = &self.local_names[*id];
+                let name = &self.local_names[id.index()];
                 quote!(#name)
             }
             TExprKind::Var(VarRef::SeqData(i)) => quote!(data[#i]),
@@ -766,7 +754,7 @@ impl<'p> Lower<'p> {
     fn try_stmt(
         &mut self,
         body: &[TStmt],
-        catches: &[(ExceptionKind, usize, Vec<TStmt>)],
+        catches: &[(ExceptionKind, LocalId, Vec<TStmt>)],
         finally: Option<&[TStmt]>,
     ) -> TokenStream {
         let rt = rt();
@@ -787,7 +775,7 @@ impl<'p> Lower<'p> {
         let mut restore = TokenStream::new();
         if !catches.is_empty() {
             for id in &assigned {
-                let (name, saved) = (self.local_names[*id].clone(), self.tmp("saved"));
+                let (name, saved) = (self.local_names[id.index()].clone(), self.tmp("saved"));
                 save.extend(quote!(let #saved = #name.clone();));
                 restore.extend(quote!(#name = #saved.clone();));
             }
@@ -890,10 +878,10 @@ impl<'p> Lower<'p> {
 
     /// Like [`Lower::value_list`] at the end of a body: a local named once is moved.
     fn value_list_moving(&mut self, values: &[TExpr]) -> TokenStream {
-        let once = |id: usize| {
+        let once = |id: LocalId| {
             let mut n = 0;
             for v in values {
-                super::walk_expr(v, &mut |x| {
+                for_each_subexpr(v, |x| {
                     if matches!(x.kind, TExprKind::Var(VarRef::Local(i)) if i == id) {
                         n += 1;
                     }
@@ -908,7 +896,7 @@ impl<'p> Lower<'p> {
             .iter()
             .map(|v| match v.kind {
                 TExprKind::Var(VarRef::Local(id)) if once(id) => {
-                    let name = &self.local_names[id];
+                    let name = &self.local_names[id.index()];
                     quote!(#name)
                 }
                 _ => self.expr(v),
@@ -994,7 +982,7 @@ impl<'p> Lower<'p> {
     fn read_var(&mut self, v: VarRef) -> TokenStream {
         match v {
             VarRef::Local(id) => {
-                let name = &self.local_names[id];
+                let name = &self.local_names[id.index()];
                 quote!(#name.clone())
             }
             VarRef::SeqData(i) => quote!(data[#i].clone()),
@@ -1121,7 +1109,7 @@ impl<'p> Lower<'p> {
         let rt = rt();
         match callee {
             Callee::Function(f) => {
-                let name = &self.fn_names[*f];
+                let name = &self.fn_names[f.index()];
                 let a = self.args(args);
                 quote!(self.#name(tx, Vec::from([#(#a),*])).await?)
             }
@@ -1131,7 +1119,7 @@ impl<'p> Lower<'p> {
                 let rest: Vec<TokenStream> =
                     seq.data[seq.params..].iter().map(|v| default_value(self.protocol, &v.ty)).collect();
                 let (params, returns) = (seq.params, seq.returns);
-                let s = *s as u32;
+                let s = s.index() as u32;
                 quote!(#rt::ops::seq_results(
                     self.link()?
                         .sequence(tx, #s, #rt::ops::copy_all(tx, Vec::from([#(#a,)* #(#rest),*])).await?)
@@ -1153,7 +1141,7 @@ impl<'p> Lower<'p> {
                     // The function was not known to the checker: the runtime checks what it
                     // gives back against what the caller takes.
                     Some(tys) => {
-                        let kinds = tys.iter().map(super::kind_of);
+                        let kinds = tys.iter().map(kind_of);
                         quote!(#rt::ops::check_results(#function, #call, &[#(#rt::ops::Kind::#kinds),*])?)
                     }
                     None => call,
@@ -1180,83 +1168,67 @@ enum Jump {
 
 /// The locals declared anywhere in `stmts`: declarations, `for` loop variables and catch
 /// variables.
-fn collect_decls(stmts: &[TStmt], out: &mut Vec<usize>) {
-    for s in stmts {
-        match &s.kind {
-            TStmtKind::Decl(id) => out.push(*id),
-            TStmtKind::If { branches, otherwise } => {
-                branches.iter().for_each(|(_, b)| collect_decls(b, out));
-                if let Some(o) = otherwise {
-                    collect_decls(o, out);
-                }
-            }
-            TStmtKind::While { body, .. } | TStmtKind::Block(body) => collect_decls(body, out),
-            TStmtKind::For { var, body, .. } => {
-                if let VarRef::Local(id) = var {
-                    out.push(*id);
-                }
-                collect_decls(body, out);
-            }
-            TStmtKind::Try { body, catches, finally } => {
-                collect_decls(body, out);
-                for (_, local, b) in catches {
-                    out.push(*local);
-                    collect_decls(b, out);
-                }
-                if let Some(f) = finally {
-                    collect_decls(f, out);
-                }
-            }
-            _ => {}
+fn collect_decls(stmts: &[TStmt], out: &mut Vec<LocalId>) {
+    struct Decls<'a>(&'a mut Vec<LocalId>);
+
+    impl Visit for Decls<'_> {
+        fn visit_decl(&mut self, local: LocalId) {
+            self.0.push(local);
         }
+
+        fn visit_loop_var(&mut self, var: VarRef) {
+            if let VarRef::Local(id) = var {
+                self.0.push(id);
+            }
+        }
+
+        // Expressions hold no statements.
+        fn visit_expr(&mut self, _: &TExpr) {}
     }
+
+    Decls(out).visit_stmts(stmts);
 }
 
 /// The locals assigned anywhere in `stmts`, and whether sequence data is (to save and
 /// restore them around a `try` body).
-fn collect_assigned(stmts: &[TStmt], out: &mut Vec<usize>, data: &mut bool) {
-    fn target(t: &TExpr, out: &mut Vec<usize>, data: &mut bool) {
-        let mut e = t;
-        while let TExprKind::Deref(inner) = &e.kind {
-            e = inner;
-        }
-        match e.kind {
-            TExprKind::Var(VarRef::Local(id)) if !out.contains(&id) => out.push(id),
-            TExprKind::Var(VarRef::SeqData(_)) => *data = true,
-            _ => {}
+fn collect_assigned(stmts: &[TStmt], out: &mut Vec<LocalId>, data: &mut bool) {
+    struct Assigned<'a> {
+        locals: &'a mut Vec<LocalId>,
+        data: &'a mut bool,
+    }
+
+    impl Assigned<'_> {
+        fn var(&mut self, var: VarRef) {
+            match var {
+                VarRef::Local(id) if !self.locals.contains(&id) => self.locals.push(id),
+                VarRef::SeqData(_) => *self.data = true,
+                VarRef::Local(_) | VarRef::Global(_) | VarRef::Peered(_) => {}
+            }
         }
     }
-    for s in stmts {
-        match &s.kind {
-            TStmtKind::Assign { targets, .. } => targets.iter().for_each(|t| target(t, out, data)),
-            TStmtKind::ExtAssign { target: t, .. } | TStmtKind::ExtCopy { target: t, .. } => {
-                target(t, out, data);
-            }
-            TStmtKind::If { branches, otherwise } => {
-                branches.iter().for_each(|(_, b)| collect_assigned(b, out, data));
-                if let Some(o) = otherwise {
-                    collect_assigned(o, out, data);
-                }
-            }
-            TStmtKind::While { body, .. } | TStmtKind::Block(body) => collect_assigned(body, out, data),
-            TStmtKind::For { var, body, .. } => {
-                match var {
-                    VarRef::Local(id) if !out.contains(id) => out.push(*id),
-                    VarRef::SeqData(_) => *data = true,
-                    _ => {}
-                }
-                collect_assigned(body, out, data);
-            }
-            TStmtKind::Try { body, catches, finally } => {
-                collect_assigned(body, out, data);
-                catches.iter().for_each(|(_, _, b)| collect_assigned(b, out, data));
-                if let Some(f) = finally {
-                    collect_assigned(f, out, data);
-                }
-            }
-            _ => {}
+
+    impl Visit for Assigned<'_> {
+        fn visit_loop_var(&mut self, var: VarRef) {
+            self.var(var);
         }
+
+        /// The variable at the root of the place, through any `Deref`s; writes into a
+        /// container change objects, which the undo log covers.
+        fn visit_target(&mut self, target: &TExpr) {
+            let mut e = target;
+            while let TExprKind::Deref(inner) = &e.kind {
+                e = inner;
+            }
+            if let TExprKind::Var(var) = e.kind {
+                self.var(var);
+            }
+        }
+
+        // Expressions hold no statements.
+        fn visit_expr(&mut self, _: &TExpr) {}
     }
+
+    Assigned { locals: out, data }.visit_stmts(stmts);
 }
 
 /// Whether a statement list always jumps away (`return`, `break`, `continue`, or an `if`
@@ -1267,10 +1239,18 @@ pub(super) fn diverges(stmts: &[TStmt]) -> bool {
         TStmtKind::If { branches, otherwise: Some(o) } => {
             branches.iter().all(|(_, b)| diverges(b)) && diverges(o)
         }
+        TStmtKind::If { otherwise: None, .. } => false,
         TStmtKind::Block(b) => diverges(b),
         // Lowered to end with its `finally`, which always leaves.
         TStmtKind::Try { finally: Some(f), .. } => diverges(f),
-        _ => false,
+        TStmtKind::Try { finally: None, .. } => false,
+        // A loop's body may not run, and a jump in it leaves only the loop.
+        TStmtKind::While { .. } | TStmtKind::For { .. } => false,
+        TStmtKind::Decl(_)
+        | TStmtKind::Assign { .. }
+        | TStmtKind::Expr(_)
+        | TStmtKind::ExtAssign { .. }
+        | TStmtKind::ExtCopy { .. } => false,
     })
 }
 
@@ -1301,7 +1281,7 @@ pub(super) fn default_value(protocol: &Protocol, ty: &Ty) -> TokenStream {
     default_in(protocol, ty, &mut Vec::new())
 }
 
-fn default_in(protocol: &Protocol, ty: &Ty, structs: &mut Vec<usize>) -> TokenStream {
+fn default_in(protocol: &Protocol, ty: &Ty, structs: &mut Vec<StructId>) -> TokenStream {
     let rt = rt();
     match ty {
         Ty::Number => quote!(#rt::Value::Number(0.0)),
@@ -1322,5 +1302,21 @@ fn default_in(protocol: &Protocol, ty: &Ty, structs: &mut Vec<usize>) -> TokenSt
             quote!(#rt::Value::External(#rt::ExtCell::new(#value)))
         }
         _ => quote!(#rt::Value::Nothing),
+    }
+}
+
+/// The kind of value a parameter of type `ty` takes, for checking dynamic endpoint calls.
+pub(super) fn kind_of(ty: &Ty) -> TokenStream {
+    match ty {
+        Ty::Number => quote!(Number),
+        Ty::Text => quote!(Text),
+        Ty::Bool => quote!(TrueFalse),
+        Ty::List(_) => quote!(List),
+        Ty::Map(..) => quote!(Map),
+        Ty::Struct(_) => quote!(Struct),
+        Ty::Function(_) => quote!(Function),
+        Ty::Endpoint => quote!(Endpoint),
+        Ty::External(_) => quote!(External),
+        _ => quote!(Any),
     }
 }

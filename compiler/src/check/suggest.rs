@@ -1,0 +1,83 @@
+//! Help for a name that cannot be found: the other endpoint's member of that name, data
+//! declared further down, or a visible name with a similar spelling.
+
+use waldo_grammar as ast;
+
+use super::scope::Cx;
+use super::{BUILTINS, Checker};
+use crate::codes::*;
+
+impl Checker<'_> {
+    pub(super) fn unknown_name(&mut self, cx: &Cx, name: &ast::Ident) {
+        let wanted = name.as_str();
+        // A member of the other endpoint is not visible here: say where it is.
+        let elsewhere = self.endpoint_ids().filter(|&e| e != cx.endpoint).find_map(|e| {
+            let ep = self.ep(e);
+            let what = if ep.function_names.contains_key(wanted) {
+                "a function"
+            } else if ep.global_names.contains_key(wanted) {
+                "data"
+            } else {
+                return None;
+            };
+            Some((what, self.endpoints[e].name.clone()))
+        });
+        let help = match elsewhere {
+            Some((what, owner)) => format!(
+                "`{wanted}` is {what} of `{owner}`, and this code runs on `{}`: reach the other side with a sequence, or declare the data as Peered",
+                self.endpoints.get(cx.endpoint.index()).map_or("", |e| e.name.as_str())
+            ),
+            None if cx.endpoint.index() < self.endpoints.len() && self.ep(cx.endpoint).global_names.contains_key(wanted) => {
+                format!(
+                    "`{wanted}` is declared further down: an initializer can use only the data declared before it"
+                )
+            }
+            None => match self.similar_name(cx, wanted) {
+                Some(similar) => format!("a name with a similar spelling is visible here: `{similar}`"),
+                None => "declare it before this use (locals are visible from their declaration to the end of the function)".to_owned(),
+            },
+        };
+        self.error(E_UNKNOWN_NAME, format!("cannot find `{}`", name.name), name.span, "not declared here")
+            .help
+            .push(help);
+    }
+
+    /// A visible name within a small edit distance of `wanted`.
+    fn similar_name(&self, cx: &Cx, wanted: &str) -> Option<String> {
+        let mut names: Vec<&str> = cx.scope.keys().map(String::as_str).collect();
+        if let Some(s) = cx.sequence {
+            names.extend(self.sequences[s].data_names.keys().map(String::as_str));
+        }
+        if cx.endpoint.index() < self.endpoints.len() {
+            let ep = self.ep(cx.endpoint);
+            names.extend(ep.global_names.keys().map(String::as_str));
+            names.extend(ep.function_names.keys().map(String::as_str));
+        }
+        names.extend(self.peered_names.keys().map(String::as_str));
+        names.extend(self.sequence_names.keys().map(String::as_str));
+        names.extend(BUILTINS.iter().copied());
+        let limit = (wanted.chars().count() / 3).max(1);
+        names
+            .into_iter()
+            .map(|n| (edit_distance(wanted, n), n))
+            .filter(|&(d, _)| d <= limit)
+            .min()
+            .map(|(_, n)| n.to_owned())
+    }
+}
+
+/// Levenshtein distance between two names, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,265 @@
+//! Types: resolving written types, reading Externals as values, fitting a value to the type
+//! expected of it (dynamic endpoint calls take the types they are expected to have), and the
+//! operand and result types of the binary operators.
+
+use waldo_grammar as ast;
+use waldo_grammar::{Span, TypeKind};
+
+use super::{Checker, texpr};
+use crate::codes::*;
+use crate::ir::*;
+
+impl Checker<'_> {
+    /// Resolves a written type. `allow_nothing` admits `Nothing` (only in function types).
+    pub(super) fn resolve_ty(&mut self, ty: &ast::Type, allow_nothing: bool) -> Ty {
+        match &ty.kind {
+            TypeKind::Number => Ty::Number,
+            TypeKind::Text => Ty::Text,
+            TypeKind::TrueFalse => Ty::Bool,
+            TypeKind::Endpoint => Ty::Endpoint,
+            TypeKind::Nothing => {
+                if !allow_nothing {
+                    self.error(
+                        E_BAD_TYPE_USE,
+                        "`Nothing` is not a type of data",
+                        ty.span,
+                        "no value has this type",
+                    )
+                    .help
+                    .push(
+                        "`Nothing` only appears in Function types, as `in: Nothing` or `returns: Nothing`"
+                            .into(),
+                    );
+                    return Ty::Error;
+                }
+                Ty::Nothing
+            }
+            TypeKind::List(elem) => Ty::List(Box::new(self.resolve_ty(elem, false))),
+            TypeKind::Map(k, v) => {
+                let key = self.resolve_ty(k, false);
+                if !matches!(key, Ty::Number | Ty::Text | Ty::Bool | Ty::Error) {
+                    let name = self.ty_name(&key);
+                    self.error(
+                        E_BAD_MAP_KEY,
+                        format!("a Map cannot have keys of type {name}"),
+                        k.span,
+                        "not a key type",
+                    )
+                    .help
+                    .push("Map keys are Number, Text or TrueFalse, so that they have an order".into());
+                }
+                Ty::Map(Box::new(key), Box::new(self.resolve_ty(v, false)))
+            }
+            TypeKind::Struct(name) => match self.struct_names.get(name.as_str()) {
+                Some(&(id, _)) => Ty::Struct(id),
+                None => {
+                    self.error(
+                        E_UNKNOWN_TYPE,
+                        format!("no struct named `{}`", name.name),
+                        name.span,
+                        "not declared",
+                    )
+                    .help
+                    .push(format!("declare it: `Struct {} {{ Number x; }}`", name.name));
+                    Ty::Error
+                }
+            },
+            TypeKind::Function { params, returns } => {
+                let mut list = |types: &[ast::Type]| -> Vec<Ty> {
+                    if let [only] = types
+                        && only.kind == TypeKind::Nothing
+                    {
+                        return Vec::new();
+                    }
+                    types.iter().map(|t| self.resolve_ty(t, false)).collect()
+                };
+                let params = list(params);
+                let returns = list(returns);
+                Ty::Function(Box::new(FnSig { params, returns }))
+            }
+            TypeKind::External(inner) => {
+                if matches!(inner.kind, TypeKind::External(_)) {
+                    self.error(
+                        E_BAD_TYPE_USE,
+                        "an External cannot hold an External",
+                        ty.span,
+                        "nested External",
+                    )
+                    .help
+                    .push("write `External T` once; a cell holds a value, not another cell".into());
+                    return Ty::Error;
+                }
+                Ty::External(Box::new(self.resolve_ty(inner, false)))
+            }
+        }
+    }
+
+    /// Reads an External as its value.
+    pub(super) fn deref(&mut self, te: TExpr) -> TExpr {
+        match &te.ty {
+            Ty::External(inner) => {
+                let ty = (**inner).clone();
+                let span = te.loc.0;
+                texpr(TExprKind::Deref(Box::new(te)), ty, span)
+            }
+            _ => te,
+        }
+    }
+
+    /// Adapts `te` to `expected` (reading Externals as values) or reports a mismatch.
+    pub(super) fn coerce(&mut self, te: TExpr, expected: &Ty, what: &str) -> TExpr {
+        let te = if matches!(expected, Ty::External(_)) { te } else { self.deref(te) };
+        let te = match expected {
+            Ty::External(_) | Ty::Error | Ty::Any => te,
+            _ => expect_results(te, std::slice::from_ref(expected)),
+        };
+        if matches!(te.ty, Ty::Nothing) {
+            self.error(E_NO_VALUE, "this call returns nothing", te.loc.0, "no value")
+                .help
+                .push("use the call as a statement on its own".into());
+            return te;
+        }
+        if let Ty::Tuple(ts) = &te.ty {
+            let n = ts.len();
+            self.error(
+                E_VALUE_COUNT,
+                format!("this call returns {n} values where one is {what}"),
+                te.loc.0,
+                format!("{n} values"),
+            )
+            .help
+            .push("destructure it first: `a, b = f();`".into());
+            return te;
+        }
+        if !te.ty.fits(expected) {
+            let (f, e) = (self.ty_name(&te.ty), self.ty_name(expected));
+            let mut hint = format!("a value of type {e} is {what} here");
+            if matches!(expected, Ty::External(_)) {
+                hint = "an External is needed here: pass an External variable, not a value".to_owned();
+            } else if *expected == Ty::Text && matches!(te.ty, Ty::Number | Ty::Bool) {
+                hint = "convert it with `toText(...)`".to_owned();
+            }
+            self.error(
+                E_MISMATCHED_TYPES,
+                format!("mismatched types: expected {e}, found {f}"),
+                te.loc.0,
+                format!("expected {e}"),
+            )
+            .help
+            .push(hint);
+        }
+        te
+    }
+
+    /// The result type of `l op r`, reporting operands the operator does not take.
+    pub(super) fn binary_type(&mut self, op: BinOp, l: &Ty, r: &Ty, op_span: Span, span: Span) -> Ty {
+        let unknown = |t: &Ty| matches!(t, Ty::Error | Ty::Any);
+        let bad = |this: &mut Self, help: &str| {
+            let (ls, rs) = (this.ty_name(l), this.ty_name(r));
+            let _ = span;
+            this.error(
+                E_BAD_OPERANDS,
+                format!("`{}` cannot be applied to {ls} and {rs}", op.as_str()),
+                op_span,
+                format!("{ls} {} {rs}", op.as_str()),
+            )
+            .help
+            .push(help.to_owned());
+        };
+        match op {
+            BinOp::Add => {
+                if unknown(l) || unknown(r) {
+                    return if unknown(l) { r.clone() } else { l.clone() };
+                }
+                match (l, r) {
+                    (Ty::Number, Ty::Number) => Ty::Number,
+                    (Ty::Text, Ty::Text) => Ty::Text,
+                    _ => {
+                        let help = if matches!(
+                            (l, r),
+                            (Ty::Text, Ty::Number | Ty::Bool) | (Ty::Number | Ty::Bool, Ty::Text)
+                        ) {
+                            "convert the other side with `toText(...)`"
+                        } else {
+                            "`+` adds two Numbers or joins two Texts"
+                        };
+                        bad(self, help);
+                        Ty::Error
+                    }
+                }
+            }
+            BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
+                if !(l.fits(&Ty::Number) && r.fits(&Ty::Number)) {
+                    bad(self, "arithmetic takes Numbers");
+                    return Ty::Error;
+                }
+                Ty::Number
+            }
+            BinOp::And | BinOp::Or => {
+                if !(l.fits(&Ty::Bool) && r.fits(&Ty::Bool)) {
+                    bad(self, "`and` and `or` take TrueFalse values; compare first");
+                    return Ty::Error;
+                }
+                Ty::Bool
+            }
+            BinOp::Eq | BinOp::Ne => {
+                if !l.fits(r) || matches!(l, Ty::Nothing | Ty::Tuple(_)) {
+                    bad(self, "`==` and `!=` compare two values of the same type");
+                }
+                Ty::Bool
+            }
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                let ok = unknown(l) && unknown(r)
+                    || matches!((l, r), (Ty::Number, Ty::Number) | (Ty::Text, Ty::Text))
+                    || unknown(l) && matches!(r, Ty::Number | Ty::Text)
+                    || unknown(r) && matches!(l, Ty::Number | Ty::Text);
+                if !ok {
+                    bad(self, "ordering compares two Numbers or two Texts");
+                }
+                Ty::Bool
+            }
+            BinOp::In | BinOp::NotIn => {
+                let ok = match r {
+                    Ty::List(t) => l.fits(t),
+                    Ty::Map(k, _) => l.fits(k),
+                    Ty::Text => l.fits(&Ty::Text),
+                    t => unknown(t),
+                };
+                if !ok {
+                    bad(
+                        self,
+                        "`x in c` looks for an element of a List, a key of a Map, or a Text inside a Text",
+                    );
+                }
+                Ty::Bool
+            }
+        }
+    }
+}
+
+/// Whether `te` calls a function of an endpoint the checker could not identify (its results
+/// are known only at run time).
+pub(super) fn is_dynamic_call(te: &TExpr) -> bool {
+    te.ty == Ty::Any
+        && matches!(&te.kind, TExprKind::Call(c, _) if matches!(**c, Callee::Endpoint { resolved: None, .. }))
+}
+
+/// A dynamic call whose results the caller takes back as values of types `tys`: the runtime
+/// checks them, and the expression has those types from here on. Any other `te` as it is.
+pub(super) fn expect_results(mut te: TExpr, tys: &[Ty]) -> TExpr {
+    if !is_dynamic_call(&te) {
+        return te;
+    }
+    let tys: Vec<Ty> = tys.iter().map(|t| t.value().clone()).collect();
+    if let TExprKind::Call(c, _) = &mut te.kind
+        && let Callee::Endpoint { results, .. } = &mut **c
+    {
+        *results = Some(tys.clone());
+    }
+    te.ty = match tys.as_slice() {
+        [] => Ty::Nothing,
+        [one] => one.clone(),
+        many => Ty::Tuple(many.to_vec()),
+    };
+    te
+}
