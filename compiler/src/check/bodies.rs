@@ -5,10 +5,10 @@
 use waldo_grammar as ast;
 use waldo_grammar::Span;
 
+use super::error::{CheckError, Declared};
 use super::flow::always_returns;
 use super::scope::Cx;
 use super::{Checker, loc};
-use crate::codes::*;
 use crate::ir::*;
 
 impl Checker<'_> {
@@ -135,7 +135,12 @@ impl Checker<'_> {
         let mut cx = Cx::new(endpoint);
         for (pname, ty, pspan) in params {
             if let Some(previous) = self.visible_outside(pname, Some(endpoint)) {
-                self.duplicate("parameter", pname, *pspan, previous);
+                self.report(CheckError::Duplicate {
+                    what: Declared::Parameter,
+                    name: pname.clone(),
+                    span: *pspan,
+                    previous,
+                });
             }
             let id = cx.add_local(pname, ty.clone(), *pspan);
             cx.mark_used(id); // parameters are part of the signature; unused ones are fine
@@ -144,15 +149,11 @@ impl Checker<'_> {
         let stmts = self.block(&mut cx, &body.stmts);
         if !returns.is_empty() && !always_returns(&body.stmts) {
             let end = Span::new(body.span.hi().saturating_sub(1), body.span.hi());
-            let shown = returns.iter().map(|t| self.ty_name(t)).collect::<Vec<_>>().join(", ");
-            self.error(
-                E_MISSING_RETURN,
-                format!("function `{name}` can end without returning {shown}"),
-                end,
-                "this end of the function can be reached",
-            )
-            .help
-            .push("return a value on every path, e.g. add a `return` before the closing `}`".into());
+            self.report(CheckError::MissingReturn {
+                function: name.to_owned(),
+                returns: returns.clone(),
+                span: end,
+            });
         }
         self.unused_locals(&cx, params.len());
         Function {
@@ -169,14 +170,7 @@ impl Checker<'_> {
     fn unused_locals(&mut self, cx: &Cx, skip: usize) {
         for (i, var) in cx.locals.iter().enumerate().skip(skip) {
             if !cx.used[i] && !var.name.starts_with('_') {
-                self.warning(
-                    W_UNUSED_VARIABLE,
-                    format!("`{}` is never read", var.name),
-                    var.loc.0,
-                    "declared here",
-                )
-                .help
-                .push(format!("remove it, or name it `_{}` to keep it", var.name));
+                self.report(CheckError::UnusedVariable { name: var.name.clone(), span: var.loc.0 });
             }
         }
     }

@@ -4,9 +4,9 @@
 use waldo_grammar as ast;
 use waldo_grammar::Span;
 
+use super::error::{Called, CheckError};
 use super::scope::Cx;
 use super::{Checker, texpr};
-use crate::codes::*;
 use crate::ir::*;
 
 impl Checker<'_> {
@@ -17,77 +17,52 @@ impl Checker<'_> {
         match b {
             Builtin::Len => {
                 let [arg] = args else {
-                    let out = self.args(cx, args, &[Ty::Error], "`len`", span);
+                    let out = self.args(cx, args, &[Ty::Error], Called::Builtin("len"), span);
                     return call(out, Ty::Number);
                 };
                 let t = self.expr(cx, arg, None);
                 let t = self.deref(t);
                 if !matches!(t.ty, Ty::List(_) | Ty::Map(..) | Ty::Text | Ty::Error | Ty::Any) {
-                    let shown = self.ty_name(&t.ty);
-                    self.error(
-                        E_MISMATCHED_TYPES,
-                        format!("`len` takes a List, Map or Text, found {shown}"),
-                        arg.span,
-                        "no length",
-                    )
-                    .help
-                    .push("`len(x)` counts List elements, Map entries or Text characters".into());
+                    self.report(CheckError::LenArgument { ty: t.ty.clone(), span: arg.span });
                 }
                 call(vec![t], Ty::Number)
             }
             Builtin::Range => {
                 let params = if args.len() == 3 { vec![Ty::Number; 3] } else { vec![Ty::Number; 2] };
-                let out = self.args(cx, args, &params, "`range`", span);
+                let out = self.args(cx, args, &params, Called::Builtin("range"), span);
                 call(out, Ty::List(Box::new(Ty::Number)))
             }
             Builtin::ToText => {
                 let [arg] = args else {
-                    let out = self.args(cx, args, &[Ty::Error], "`toText`", span);
+                    let out = self.args(cx, args, &[Ty::Error], Called::Builtin("toText"), span);
                     return call(out, Ty::Text);
                 };
                 let t = self.expr(cx, arg, None);
                 let t = self.deref(t);
                 if !matches!(t.ty, Ty::Number | Ty::Text | Ty::Bool | Ty::Error | Ty::Any) {
-                    let shown = self.ty_name(&t.ty);
-                    self.error(
-                        E_MISMATCHED_TYPES,
-                        format!("`toText` converts Number, Text or TrueFalse, found {shown}"),
-                        arg.span,
-                        "cannot convert",
-                    )
-                    .help
-                    .push("convert the parts one by one and join them with `+`".into());
+                    self.report(CheckError::ToTextArgument { ty: t.ty.clone(), span: arg.span });
                 }
                 call(vec![t], Ty::Text)
             }
             Builtin::Print => {
                 let [arg] = args else {
-                    let out = self.args(cx, args, &[Ty::Error], "`print`", span);
+                    let out = self.args(cx, args, &[Ty::Error], Called::Builtin("print"), span);
                     return call(out, Ty::Nothing);
                 };
                 let t = self.expr(cx, arg, None);
                 let t = self.deref(t);
                 if matches!(t.ty, Ty::Nothing | Ty::Tuple(_)) {
-                    self.error(E_NO_VALUE, "`print` needs a value", arg.span, "no single value")
-                        .help
-                        .push("print a Number, a Text or a TrueFalse".into());
+                    self.report(CheckError::PrintNoValue { span: arg.span });
                 }
                 call(vec![t], Ty::Nothing)
             }
             Builtin::Id => {
-                let out = self.args(cx, args, &[], "`id`", span);
+                let out = self.args(cx, args, &[], Called::Builtin("id"), span);
                 call(out, Ty::Text)
             }
             Builtin::Signal => {
                 let Some((first, rest)) = args.split_first() else {
-                    self.error(
-                        E_ARG_COUNT,
-                        "`signal` needs a Function and its arguments",
-                        span,
-                        "no function given",
-                    )
-                    .help
-                    .push("write `signal(f, args...)` with `f` a Function value from the host".into());
+                    self.report(CheckError::SignalWithoutFunction { span });
                     return call(Vec::new(), Ty::Nothing);
                 };
                 let f = self.expr(cx, first, None);
@@ -96,7 +71,7 @@ impl Checker<'_> {
                 match f.ty.clone() {
                     Ty::Function(sig) => {
                         out.push(f);
-                        out.extend(self.args(cx, rest, &sig.params, "the signalled function", span));
+                        out.extend(self.args(cx, rest, &sig.params, Called::Signalled, span));
                     }
                     Ty::Error | Ty::Any => {
                         self.unknown_result(&f, first.span);
@@ -106,17 +81,7 @@ impl Checker<'_> {
                         }
                     }
                     other => {
-                        let shown = self.ty_name(&other);
-                        self.error(
-                            E_MISMATCHED_TYPES,
-                            format!("`signal` needs a Function, found {shown}"),
-                            first.span,
-                            "not a Function",
-                        )
-                        .help
-                        .push(
-                            "pass a Function value given by the host (for example through `onCreate`)".into(),
-                        );
+                        self.report(CheckError::SignalNotFunction { ty: other, span: first.span });
                         out.push(f);
                     }
                 }

@@ -5,10 +5,9 @@
 use waldo_grammar as ast;
 use waldo_grammar::{ExprKind, Span};
 
+use super::error::{Called, CheckError};
 use super::scope::{Binding, Cx};
 use super::{Checker, error_expr, texpr};
-use crate::codes::*;
-use crate::diagnostics::Label;
 use crate::ir::*;
 
 impl Checker<'_> {
@@ -18,23 +17,11 @@ impl Checker<'_> {
         cx: &mut Cx,
         args: &[ast::Expr],
         params: &[Ty],
-        what: &str,
+        callee: Called,
         span: Span,
     ) -> Vec<TExpr> {
         if args.len() != params.len() {
-            self.error(
-                E_ARG_COUNT,
-                format!(
-                    "{what} takes {} argument{}, {} given",
-                    params.len(),
-                    if params.len() == 1 { "" } else { "s" },
-                    args.len()
-                ),
-                span,
-                format!("expected {}", params.len()),
-            )
-            .help
-            .push("pass one argument per parameter, in order".into());
+            self.report(CheckError::ArgCount { callee, expected: params.len(), given: args.len(), span });
             return args.iter().map(|a| self.expr(cx, a, None)).collect();
         }
         args.iter().zip(params).map(|(a, p)| self.expr_expect(cx, a, p)).collect()
@@ -55,8 +42,7 @@ impl Checker<'_> {
                     let info = &self.ep(cx.endpoint).functions[f];
                     let params: Vec<Ty> = info.params.iter().map(|p| p.1.clone()).collect();
                     let ret = Self::result_ty(&info.returns);
-                    let what = format!("function `{}`", name.name);
-                    let args = self.args(cx, args, &params, &what, span);
+                    let args = self.args(cx, args, &params, Called::Function(name.name.to_string()), span);
                     texpr(TExprKind::Call(Box::new(Callee::Function(f)), args), ret, span)
                 }
                 Some(Binding::Sequence(s)) => {
@@ -74,22 +60,19 @@ impl Checker<'_> {
                         && starter != cx.endpoint
                         && self.endpoints.len() == 2
                     {
-                        let (here, there) =
-                            (self.endpoints[cx.endpoint].name.clone(), self.endpoints[starter].name.clone());
-                        let first_block = self.sequences[s].blocks[0].2;
-                        self.error(E_WRONG_STARTER, format!("sequence `{}` starts on `{there}` but is started from `{here}`", name.name), callee.span, format!("started on `{here}`"))
-                            .with_secondary_mut(Label::new(first_block, format!("its first block runs on `{there}`")))
-                            .help
-                            .push(format!("start it from code that runs on `{there}`, or begin the sequence with a block on `{here}`"));
+                        self.report(CheckError::WrongStarter {
+                            sequence: name.name.to_string(),
+                            starter: self.endpoints[starter].name.clone(),
+                            here: self.endpoints[cx.endpoint].name.clone(),
+                            span: callee.span,
+                            first_block: self.sequences[s].blocks[0].2,
+                        });
                     }
-                    let what = format!("sequence `{}`", name.name);
-                    let args = self.args(cx, args, &params, &what, span);
+                    let args = self.args(cx, args, &params, Called::Sequence(name.name.to_string()), span);
                     texpr(TExprKind::Call(Box::new(Callee::Sequence(s)), args), ret, span)
                 }
                 Some(Binding::OnCreate) => {
-                    self.error(E_ONCREATE_CALLED, "`onCreate` cannot be called", callee.span, "called here")
-                        .help
-                        .push("`onCreate` runs once when the endpoint is created; move the shared code into a Private Function and call that".into());
+                    self.report(CheckError::OnCreateCalled { span: callee.span });
                     error_expr(span)
                 }
                 Some(Binding::Builtin(b)) => self.builtin(cx, b, args, span),
@@ -99,21 +82,15 @@ impl Checker<'_> {
                     self.call_value(cx, target, args, span)
                 }
                 Some(Binding::Exception) => {
-                    self.error(
-                        E_NOT_CALLABLE,
-                        format!("`{}` cannot be called", name.name),
-                        callee.span,
-                        "an exception kind",
-                    )
-                    .help
-                    .push("exception kinds appear only in `catch (Kind as e)`".into());
+                    self.report(CheckError::ExceptionCalled {
+                        name: name.name.to_string(),
+                        span: callee.span,
+                    });
                     error_expr(span)
                 }
                 None => {
                     if name.as_str() == "onCreate" {
-                        self.error(E_ONCREATE_CALLED, "`onCreate` cannot be called", callee.span, "called here")
-                            .help
-                            .push("`onCreate` runs once when the endpoint is created; move the shared code into a Private Function and call that".into());
+                        self.report(CheckError::OnCreateCalled { span: callee.span });
                     } else {
                         self.unknown_name(cx, name);
                     }
@@ -138,7 +115,7 @@ impl Checker<'_> {
         match target.ty.value().clone() {
             Ty::Function(sig) => {
                 let target = self.deref(target);
-                let args = self.args(cx, args, &sig.params, "this function", span);
+                let args = self.args(cx, args, &sig.params, Called::FunctionValue, span);
                 let ret = Self::result_ty(&sig.returns);
                 texpr(TExprKind::Call(Box::new(Callee::Value(target)), args), ret, span)
             }
@@ -150,15 +127,7 @@ impl Checker<'_> {
                 error_expr(span)
             }
             other => {
-                let shown = self.ty_name(&other);
-                self.error(
-                    E_NOT_CALLABLE,
-                    format!("{shown} is not a function"),
-                    target.loc.0,
-                    "cannot be called",
-                )
-                .help
-                .push("only functions, sequences, builtins and Function values can be called".into());
+                self.report(CheckError::NotCallable { ty: other, span: target.loc.0 });
                 error_expr(span)
             }
         }
@@ -176,36 +145,37 @@ impl Checker<'_> {
         match recv.ty.value().clone() {
             Ty::Endpoint => {
                 if name.as_str() == "id" {
-                    self.args(cx, args, &[], "`id`", span);
+                    self.args(cx, args, &[], Called::Method("id"), span);
                     return texpr(TExprKind::Call(method(Method::Id), Vec::new()), Ty::Text, span);
                 }
                 self.endpoint_call(cx, recv, name, args, span)
             }
             Ty::List(elem) => match name.as_str() {
                 "append" => {
-                    let args = self.args(cx, args, &[(*elem).clone()], "`append`", span);
+                    let args = self.args(cx, args, &[(*elem).clone()], Called::Method("append"), span);
                     self.container_write(cx, &recv);
                     texpr(TExprKind::Call(method(Method::Append), args), Ty::Nothing, span)
                 }
                 "insert" => {
-                    let args = self.args(cx, args, &[Ty::Number, (*elem).clone()], "`insert`", span);
+                    let args =
+                        self.args(cx, args, &[Ty::Number, (*elem).clone()], Called::Method("insert"), span);
                     self.container_write(cx, &recv);
                     texpr(TExprKind::Call(method(Method::Insert), args), Ty::Nothing, span)
                 }
                 "remove" => {
-                    let args = self.args(cx, args, &[Ty::Number], "`remove`", span);
+                    let args = self.args(cx, args, &[Ty::Number], Called::Method("remove"), span);
                     self.container_write(cx, &recv);
                     texpr(TExprKind::Call(method(Method::RemoveIndex), args), Ty::Nothing, span)
                 }
-                _ => self.no_method(cx, &recv.ty, name, args, span, "Lists have `append(x)`, `insert(i, x)` and `remove(i)`"),
+                _ => self.no_method(cx, &recv.ty, name, args, span),
             },
             Ty::Map(key, _) => match name.as_str() {
                 "remove" => {
-                    let args = self.args(cx, args, &[(*key).clone()], "`remove`", span);
+                    let args = self.args(cx, args, &[(*key).clone()], Called::Method("remove"), span);
                     self.container_write(cx, &recv);
                     texpr(TExprKind::Call(method(Method::RemoveKey), args), Ty::Nothing, span)
                 }
-                _ => self.no_method(cx, &recv.ty, name, args, span, "Maps have `remove(k)`; assign `m[k] = v` to add"),
+                _ => self.no_method(cx, &recv.ty, name, args, span),
             },
             Ty::Struct(id) => {
                 // A field of Function type, called.
@@ -217,8 +187,11 @@ impl Checker<'_> {
                         self.call_value(cx, field, args, span)
                     }
                     None => {
-                        let sname = self.structs[id].name.clone();
-                        self.error(E_UNKNOWN_FIELD, format!("struct `{sname}` has no field `{}`", name.name), name.span, "unknown field");
+                        self.report(CheckError::UnknownFieldCalled {
+                            struct_name: self.structs[id].name.clone(),
+                            field: name.name.to_string(),
+                            span: name.span,
+                        });
                         error_expr(span)
                     }
                 }
@@ -230,10 +203,12 @@ impl Checker<'_> {
                 }
                 error_expr(span)
             }
-            other => self.no_method(cx, &other, name, args, span, "methods exist on Lists (`append`, `insert`, `remove`), Maps (`remove`) and Endpoints (`id`, public functions)"),
+            other => self.no_method(cx, &other, name, args, span),
         }
     }
 
+    /// Reports a method that values of type `ty` do not have (the help line depends on the
+    /// type: Lists, Maps or anything else).
     fn no_method(
         &mut self,
         cx: &mut Cx,
@@ -241,17 +216,8 @@ impl Checker<'_> {
         name: &ast::Ident,
         args: &[ast::Expr],
         span: Span,
-        help: &str,
     ) -> TExpr {
-        let shown = self.ty_name(ty);
-        self.error(
-            E_UNKNOWN_FIELD,
-            format!("{shown} has no method `{}`", name.name),
-            name.span,
-            "unknown method",
-        )
-        .help
-        .push(help.to_owned());
+        self.report(CheckError::NoMethod { ty: ty.clone(), method: name.name.to_string(), span: name.span });
         for a in args {
             self.expr(cx, a, None);
         }
@@ -285,28 +251,20 @@ impl Checker<'_> {
             match found.first() {
                 Some(&(e, f)) if self.ep(e).functions[f].public => {}
                 Some(&(e, f)) => {
-                    let fspan = self.ep(e).functions[f].span;
-                    self.error(
-                        E_NOT_PUBLIC,
-                        format!("`{}` is private to `{}`", name.name, self.endpoints[e].name),
-                        name.span,
-                        "not public",
-                    )
-                    .with_secondary_mut(Label::new(fspan, "declared Private here"))
-                    .help
-                    .push(format!("call it directly as `{}(...)`, or make it `Public`", name.name));
+                    self.report(CheckError::PrivateFunction {
+                        name: name.name.to_string(),
+                        endpoint: self.endpoints[e].name.clone(),
+                        span: name.span,
+                        declared: self.ep(e).functions[f].span,
+                    });
                     return error_expr(span);
                 }
                 None => {
-                    let ename = self.endpoints[e].name.clone();
-                    self.error(
-                        E_NOT_PUBLIC,
-                        format!("`{ename}` has no public function `{}`", name.name),
-                        name.span,
-                        "unknown function",
-                    )
-                    .help
-                    .push("call one of the endpoint's public functions".into());
+                    self.report(CheckError::NoPublicFunction {
+                        name: name.name.to_string(),
+                        endpoint: self.endpoints[e].name.clone(),
+                        span: name.span,
+                    });
                     for a in args {
                         self.expr(cx, a, None);
                     }
@@ -326,8 +284,7 @@ impl Checker<'_> {
         let same = signatures.windows(2).all(|w| w[0] == w[1]);
         if let (Some((params, returns)), true) = (signatures.first().cloned(), same) {
             let resolved = (public.len() == 1).then(|| public[0]);
-            let what = format!("`{}`", name.name);
-            let args = self.args(cx, args, &params, &what, span);
+            let args = self.args(cx, args, &params, Called::EndpointFunction(name.name.to_string()), span);
             let callee =
                 Callee::Endpoint { target, function: name.name.to_string(), resolved, results: None };
             return texpr(TExprKind::Call(Box::new(callee), args), Self::result_ty(&returns), span);

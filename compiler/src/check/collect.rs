@@ -8,9 +8,8 @@ use std::collections::HashMap;
 use waldo_grammar as ast;
 use waldo_grammar::{Span, TypeKind};
 
+use super::error::{CheckError, Declared, Section};
 use super::{Checker, EpInfo, FnInfo, Params, SeqInfo, loc};
-use crate::codes::*;
-use crate::diagnostics::Label;
 use crate::ir::*;
 
 impl<'a> Checker<'a> {
@@ -28,7 +27,12 @@ impl<'a> Checker<'a> {
         for name in names.iter().take(2) {
             self.builtin_declared(name);
             if let Some(previous) = self.endpoints.iter().find(|e| e.name == name.as_str()).map(|e| e.span) {
-                self.duplicate("endpoint", &name.name, name.span, previous);
+                self.report(CheckError::Duplicate {
+                    what: Declared::Endpoint,
+                    name: name.name.to_string(),
+                    span: name.span,
+                    previous,
+                });
             }
             self.endpoints.push(EpInfo {
                 name: name.name.to_string(),
@@ -48,24 +52,14 @@ impl<'a> Checker<'a> {
     }
 
     fn unknown_endpoint(&mut self, name: &ast::Ident) {
-        let known: Vec<String> = self.endpoints.iter().map(|e| format!("`{}`", e.name)).collect();
-        self.error(
-            E_UNKNOWN_ENDPOINT,
-            format!("`{}` is not an endpoint of this protocol", name.name),
-            name.span,
-            "unknown endpoint",
-        )
-        .help
-        .push(format!("the endpoints are {}", known.join(" and ")));
+        let endpoints = self.endpoints.iter().map(|e| e.name.clone()).collect();
+        self.report(CheckError::UnknownEndpoint { name: name.name.to_string(), span: name.span, endpoints });
     }
 
     /// Notes a `Sequences` or `Peered` section; reports it if one came before.
-    fn section(&mut self, first: &mut Option<Span>, span: Span, name: &str, help: &str) {
+    fn section(&mut self, first: &mut Option<Span>, span: Span, section: Section) {
         if let Some(first) = *first {
-            self.error(E_DUPLICATE_SECTION, format!("a second `{name}` section"), span, "second section")
-                .with_secondary_mut(Label::new(first, "first section"))
-                .help
-                .push(help.to_owned());
+            self.report(CheckError::DuplicateSection { section, span, first });
         }
         first.get_or_insert(span);
     }
@@ -76,20 +70,10 @@ impl<'a> Checker<'a> {
         for item in &self.ast.items {
             match item {
                 ast::Item::Sequences(s) => {
-                    self.section(
-                        &mut sequences_section,
-                        s.span,
-                        "Sequences",
-                        "list every sequence in one `Sequences { ... }` section",
-                    );
+                    self.section(&mut sequences_section, s.span, Section::Sequences);
                 }
                 ast::Item::Peered(p) => {
-                    self.section(
-                        &mut peered_section,
-                        p.span,
-                        "Peered",
-                        "declare all peered data in one `Peered { ... }` section",
-                    );
+                    self.section(&mut peered_section, p.span, Section::Peered);
                     self.peered_asts.extend(p.vars.iter());
                 }
                 ast::Item::Struct(s) => {
@@ -97,7 +81,12 @@ impl<'a> Checker<'a> {
                         continue;
                     }
                     if let Some(&(_, previous)) = self.struct_names.get(s.name.as_str()) {
-                        self.duplicate("struct", &s.name.name, s.name.span, previous);
+                        self.report(CheckError::Duplicate {
+                            what: Declared::Struct,
+                            name: s.name.name.to_string(),
+                            span: s.name.span,
+                            previous,
+                        });
                         continue;
                     }
                     self.struct_names
@@ -115,27 +104,19 @@ impl<'a> Checker<'a> {
                         continue;
                     };
                     if self.symmetric && id == EndpointId(1) {
-                        let first = self.endpoints[0].name.clone();
-                        self.error(
-                            E_MIRROR_BODY,
-                            format!("`{}` mirrors `{first}` and has no body of its own", body.name.name),
-                            body.name.span,
-                            "body of the mirrored endpoint",
-                        )
-                        .help
-                        .push(format!("under `Symmetric`, write only `{first} {{ ... }}`; the other endpoint gets a copy"));
+                        self.report(CheckError::MirrorBody {
+                            name: body.name.name.to_string(),
+                            span: body.name.span,
+                            first: self.endpoints[0].name.clone(),
+                        });
                         continue;
                     }
                     if let Some(previous) = self.endpoints[id].body {
-                        self.error(
-                            E_DUPLICATE_BODY,
-                            format!("`{}` has a second body", body.name.name),
-                            body.name.span,
-                            "second body",
-                        )
-                        .with_secondary_mut(Label::new(previous.name.span, "first body"))
-                        .help
-                        .push("put all of an endpoint's members in one body".into());
+                        self.report(CheckError::DuplicateBody {
+                            name: body.name.name.to_string(),
+                            span: body.name.span,
+                            first: previous.name.span,
+                        });
                         continue;
                     }
                     self.endpoints[id].body = Some(body);
@@ -150,9 +131,7 @@ impl<'a> Checker<'a> {
             if self.endpoints[id].body.is_none() && !(self.symmetric && id == EndpointId(1)) {
                 let name = self.endpoints[id].name.clone();
                 let span = self.endpoints[id].span;
-                self.error(E_MISSING_BODY, format!("endpoint `{name}` has no body"), span, "declared here")
-                    .help
-                    .push(format!("write its body, even if empty: `{name} {{ }}`"));
+                self.report(CheckError::MissingBody { name, span });
             }
         }
     }
@@ -164,7 +143,12 @@ impl<'a> Checker<'a> {
             let mut fields = Vec::new();
             for field in &decl.fields {
                 if let Some(&previous) = seen.get(field.name.as_str()) {
-                    self.duplicate("field", &field.name.name, field.name.span, previous);
+                    self.report(CheckError::Duplicate {
+                        what: Declared::Field,
+                        name: field.name.name.to_string(),
+                        span: field.name.span,
+                        previous,
+                    });
                     continue;
                 }
                 seen.insert(field.name.as_str(), field.name.span);
@@ -177,16 +161,10 @@ impl<'a> Checker<'a> {
         for id in (0..self.structs.len()).map(StructId) {
             if self.contains_struct(id, id, &mut Vec::new()) {
                 let decl = self.struct_asts[id.index()];
-                self.error(
-                    E_RECURSIVE_STRUCT,
-                    format!("struct `{}` contains itself", decl.name.name),
-                    decl.name.span,
-                    "recursive struct",
-                )
-                .help
-                .push(
-                    "hold the inner value in a List (`List(element: Struct S)`), which starts empty".into(),
-                );
+                self.report(CheckError::RecursiveStruct {
+                    name: decl.name.name.to_string(),
+                    span: decl.name.span,
+                });
             }
         }
     }
@@ -208,39 +186,17 @@ impl<'a> Checker<'a> {
             let name = &pv.decl.name;
             let ty = self.resolve_ty(&pv.decl.ty, false);
             if ty.host_bound(&self.structs) {
-                let shown = self.ty_name(&ty);
-                self.error(
-                    E_HOST_TYPE_SHARED,
-                    format!("peered data cannot hold {shown}"),
-                    pv.decl.ty.span,
-                    "only meaningful on one host",
-                )
-                .help
-                .push("External cells, Function values and Endpoint references belong to one host; keep them in an endpoint's own data".into());
+                self.report(CheckError::HostTypeInPeered { ty: ty.clone(), span: pv.decl.ty.span });
             }
             if self.symmetric
                 && let Some(ast::Owner::Nothing(span)) = &pv.owner
             {
-                self.error(
-                    E_CONTROLS_IN_SYMMETRIC,
-                    "`controls` in a symmetric protocol",
-                    *span,
-                    "the endpoints of a symmetric protocol are alike",
-                )
-                .help
-                .push("remove `Nothing controls`: in a symmetric protocol either side may write".into());
+                self.report(CheckError::ControlsInSymmetric { span: *span, nothing: true });
             }
             let owner = match &pv.owner {
                 Some(ast::Owner::Endpoint(e)) => {
                     if self.symmetric {
-                        self.error(
-                            E_CONTROLS_IN_SYMMETRIC,
-                            "`controls` in a symmetric protocol",
-                            e.span,
-                            "the endpoints of a symmetric protocol are alike",
-                        )
-                        .help
-                        .push("remove the owner: in a symmetric protocol either side may write".into());
+                        self.report(CheckError::ControlsInSymmetric { span: e.span, nothing: false });
                         None
                     } else {
                         let id = self.endpoint_named(e.as_str());
@@ -256,7 +212,12 @@ impl<'a> Checker<'a> {
                 continue;
             }
             if let Some(&(_, previous)) = self.peered_names.get(name.as_str()) {
-                self.duplicate("peered variable", &name.name, name.span, previous);
+                self.report(CheckError::Duplicate {
+                    what: Declared::PeeredVariable,
+                    name: name.name.to_string(),
+                    span: name.span,
+                    previous,
+                });
                 continue;
             }
             self.peered_names.insert(name.name.to_string(), (self.peered.len(), name.span));
@@ -275,7 +236,12 @@ impl<'a> Checker<'a> {
             }
             if let Some((_, _, previous)) = out.iter().find(|(n, _, _)| n == p.name.as_str()) {
                 let previous = *previous;
-                self.duplicate("parameter", &p.name.name, p.name.span, previous);
+                self.report(CheckError::Duplicate {
+                    what: Declared::Parameter,
+                    name: p.name.name.to_string(),
+                    span: p.name.span,
+                    previous,
+                });
                 continue;
             }
             let ty = self.resolve_ty(&p.ty, false);
@@ -295,7 +261,12 @@ impl<'a> Checker<'a> {
                             continue;
                         }
                         if let Some(previous) = self.visible_outside(decl.name.as_str(), Some(id)) {
-                            self.duplicate("global", &decl.name.name, decl.name.span, previous);
+                            self.report(CheckError::Duplicate {
+                                what: Declared::Global,
+                                name: decl.name.name.to_string(),
+                                span: decl.name.span,
+                                previous,
+                            });
                             continue;
                         }
                         let ty = self.resolve_ty(&decl.ty, false);
@@ -314,7 +285,12 @@ impl<'a> Checker<'a> {
                             continue;
                         }
                         if let Some(previous) = self.visible_outside(f.name.as_str(), Some(id)) {
-                            self.duplicate("function", &f.name.name, f.name.span, previous);
+                            self.report(CheckError::Duplicate {
+                                what: Declared::Function,
+                                name: f.name.name.to_string(),
+                                span: f.name.span,
+                                previous,
+                            });
                             continue;
                         }
                         let params = self.resolve_params(&f.params);
@@ -336,7 +312,12 @@ impl<'a> Checker<'a> {
                     ast::Member::OnCreate(oc) => {
                         if let Some((previous, _)) = &self.endpoints[id].on_create {
                             let previous = previous.keyword;
-                            self.duplicate("`onCreate`", "onCreate", oc.keyword, previous);
+                            self.report(CheckError::Duplicate {
+                                what: Declared::OnCreate,
+                                name: "onCreate".to_owned(),
+                                span: oc.keyword,
+                                previous,
+                            });
                             continue;
                         }
                         let params = self.resolve_params(&oc.params);
@@ -356,18 +337,16 @@ impl<'a> Checker<'a> {
                 continue;
             }
             if let Some(previous) = self.visible_outside(def.name.as_str(), None) {
-                self.duplicate("sequence", &def.name.name, def.name.span, previous);
+                self.report(CheckError::Duplicate {
+                    what: Declared::Sequence,
+                    name: def.name.name.to_string(),
+                    span: def.name.span,
+                    previous,
+                });
                 continue;
             }
             if self.endpoints.len() < 2 {
-                self.error(
-                    E_SEQUENCE_NEEDS_TWO,
-                    "a sequence needs two endpoints",
-                    def.name.span,
-                    "this protocol has one endpoint",
-                )
-                .help
-                .push("declare a second endpoint (`Endpoint A; Endpoint B;`), or use functions".into());
+                self.report(CheckError::SequenceNeedsTwo { span: def.name.span });
             }
             let info = self.collect_sequence(def);
             self.sequence_names
@@ -380,15 +359,11 @@ impl<'a> Checker<'a> {
             let ast::Item::Sequences(section) = item else { continue };
             for entry in &section.entries {
                 if let Some(&previous) = entries.get(entry.name.as_str()) {
-                    self.error(
-                        E_DUPLICATE,
-                        format!("sequence `{}` is listed twice in `Sequences`", entry.name.name),
-                        entry.name.span,
-                        "listed again here",
-                    )
-                    .with_secondary_mut(Label::new(previous, "first listed here"))
-                    .help
-                    .push("list each sequence once: remove this entry".into());
+                    self.report(CheckError::SequenceListedTwice {
+                        name: entry.name.name.to_string(),
+                        span: entry.name.span,
+                        previous,
+                    });
                     continue;
                 }
                 entries.insert(entry.name.as_str(), entry.name.span);
@@ -406,17 +381,10 @@ impl<'a> Checker<'a> {
                     entry.blocks.iter().map(|b| (self.endpoint_named(b.endpoint.as_str()), b.span)).collect(),
                 );
                 let Some(&(id, _)) = self.sequence_names.get(entry.name.as_str()) else {
-                    self.error(
-                        E_UNDEFINED_SEQUENCE,
-                        format!("sequence `{}` is listed but not defined", entry.name.name),
-                        entry.name.span,
-                        "no definition",
-                    )
-                    .help
-                    .push(format!(
-                        "define it: `Sequence {}() {{ ... }}` with the listed blocks, or remove the entry",
-                        entry.name.name
-                    ));
+                    self.report(CheckError::UndefinedSequence {
+                        name: entry.name.name.to_string(),
+                        span: entry.name.span,
+                    });
                     continue;
                 };
                 let defined: Vec<(Option<EndpointId>, &str)> =
@@ -425,25 +393,25 @@ impl<'a> Checker<'a> {
                     continue;
                 }
                 if listed != defined {
-                    let shown = |v: &[(Option<EndpointId>, &str)]| {
+                    let named = |v: &[(Option<EndpointId>, &str)]| {
                         v.iter()
                             .map(|(e, n)| {
-                                format!("{}.{n}", e.map_or("?", |e| self.endpoints[e].name.as_str()))
+                                (
+                                    e.map_or("?", |e| self.endpoints[e].name.as_str()).to_owned(),
+                                    (*n).to_owned(),
+                                )
                             })
-                            .collect::<Vec<_>>()
-                            .join(" -> ")
+                            .collect()
                     };
-                    let (l, d) = (shown(&listed), shown(&defined));
-                    let def_span = self.sequences[id].def.name.span;
-                    self.error(
-                        E_ORDER_MISMATCH,
-                        format!("sequence `{}` is listed as `{l}` but defined as `{d}`", entry.name.name),
-                        entry.span,
-                        "listed here",
-                    )
-                    .with_secondary_mut(Label::new(def_span, "defined here"))
-                    .help
-                    .push("make the `Sequences` entry and the definition list the same blocks in the same order".into());
+                    let (listed, defined) = (named(&listed), named(&defined));
+                    let definition = self.sequences[id].def.name.span;
+                    self.report(CheckError::OrderMismatch {
+                        name: entry.name.name.to_string(),
+                        span: entry.span,
+                        listed,
+                        defined,
+                        definition,
+                    });
                 }
             }
         }
@@ -454,15 +422,8 @@ impl<'a> Checker<'a> {
             if let [(Some(a), _), (Some(b), span)] = pair
                 && a == b
             {
-                let name = self.endpoints[*a].name.clone();
-                self.error(
-                    E_BLOCKS_DONT_ALTERNATE,
-                    format!("two blocks in a row run on `{name}`"),
-                    *span,
-                    "same endpoint as the block before",
-                )
-                .help
-                .push("each block runs on the other endpoint from the one before; merge the two blocks or put one on the other side".into());
+                let endpoint = self.endpoints[*a].name.clone();
+                self.report(CheckError::BlocksDontAlternate { endpoint, span: *span });
             }
         }
     }
@@ -475,19 +436,26 @@ impl<'a> Checker<'a> {
                 return;
             }
             if let Some(&(_, previous)) = data_names.get(name.as_str()) {
-                this.duplicate("sequence data", &name.name, name.span, previous);
+                this.report(CheckError::Duplicate {
+                    what: Declared::SequenceData,
+                    name: name.name.to_string(),
+                    span: name.span,
+                    previous,
+                });
                 return;
             }
             if let Some(previous) = this.visible_outside(name.as_str(), None) {
-                this.duplicate("sequence data", &name.name, name.span, previous);
+                this.report(CheckError::Duplicate {
+                    what: Declared::SequenceData,
+                    name: name.name.to_string(),
+                    span: name.span,
+                    previous,
+                });
                 return;
             }
             let resolved = this.resolve_ty(ty, false);
             if resolved.host_bound(&this.structs) {
-                let shown = this.ty_name(&resolved);
-                this.error(E_HOST_TYPE_SHARED, format!("sequence-local data cannot hold {shown}"), ty.span, "only meaningful on one host")
-                    .help
-                    .push("sequence data travels between the endpoints; External cells, Function values and Endpoint references cannot".into());
+                this.report(CheckError::HostTypeInSequenceData { ty: resolved.clone(), span: ty.span });
             }
             data_names.insert(name.name.to_string(), (data.len(), name.span));
             data.push(Var { name: name.name.to_string(), ty: resolved, init: None, loc: loc(name.span) });
@@ -513,7 +481,12 @@ impl<'a> Checker<'a> {
             alternation.push((endpoint, b.endpoint.span.to(b.name.span)));
             if let Some((_, _, previous)) = blocks.iter().find(|(_, n, _)| n == b.name.as_str()) {
                 let previous = *previous;
-                self.duplicate("block", &b.name.name, b.name.span, previous);
+                self.report(CheckError::Duplicate {
+                    what: Declared::Block,
+                    name: b.name.name.to_string(),
+                    span: b.name.span,
+                    previous,
+                });
             }
             blocks.push((endpoint.unwrap_or(EndpointId(0)), b.name.name.to_string(), b.name.span));
         }

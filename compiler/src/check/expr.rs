@@ -4,15 +4,15 @@
 use waldo_grammar as ast;
 use waldo_grammar::{ExprKind, Span};
 
+use super::error::{CheckError, Expectation};
 use super::scope::{Binding, Cx};
 use super::{Checker, error_expr, texpr};
-use crate::codes::*;
 use crate::ir::*;
 
 impl Checker<'_> {
     pub(super) fn expr_expect(&mut self, cx: &mut Cx, e: &ast::Expr, expected: &Ty) -> TExpr {
         let te = self.expr(cx, e, Some(expected));
-        self.coerce(te, expected, "expected")
+        self.coerce(te, expected, Expectation::Expected)
     }
 
     /// Types an expression; `hint` is the type the context expects (it types `[]` and `{}`).
@@ -33,25 +33,11 @@ impl Checker<'_> {
                     texpr(TExprKind::Var(v), ty, span)
                 }
                 Some(Binding::Exception) => {
-                    self.error(
-                        E_NOT_A_VALUE,
-                        format!("`{}` names exceptions, not a value", name.name),
-                        span,
-                        "not a value",
-                    )
-                    .help
-                    .push("exception kinds appear only in `catch (Kind as e)`".into());
+                    self.report(CheckError::ExceptionAsValue { name: name.name.to_string(), span });
                     error_expr(span)
                 }
                 Some(_) => {
-                    self.error(
-                        E_NOT_A_VALUE,
-                        format!("`{}` is a function, not a value", name.name),
-                        span,
-                        "not a value",
-                    )
-                    .help
-                    .push(format!("call it: `{}(...)`; Function values come from the host", name.name));
+                    self.report(CheckError::FunctionAsValue { name: name.name.to_string(), span });
                     error_expr(span)
                 }
                 None => {
@@ -68,17 +54,7 @@ impl Checker<'_> {
                     return match elem_hint {
                         Some(t) => texpr(TExprKind::List(Vec::new()), Ty::List(Box::new(t)), span),
                         None => {
-                            self.error(
-                                E_CANNOT_INFER,
-                                "the element type of `[]` cannot be known here",
-                                span,
-                                "empty list",
-                            )
-                            .help
-                            .push(
-                                "declare a variable with its type first: `List(element: Number) l = [];`"
-                                    .into(),
-                            );
+                            self.report(CheckError::EmptyList { span });
                             error_expr(span)
                         }
                     };
@@ -86,7 +62,7 @@ impl Checker<'_> {
                 let first = self.expr(cx, &items[0], elem_hint.as_ref());
                 let first = self.deref(first);
                 let elem = elem_hint.unwrap_or_else(|| first.ty.clone());
-                let mut out = vec![self.coerce(first, &elem, "expected in this list")];
+                let mut out = vec![self.coerce(first, &elem, Expectation::InList)];
                 for item in &items[1..] {
                     out.push(self.expr_expect(cx, item, &elem));
                 }
@@ -103,9 +79,7 @@ impl Checker<'_> {
                             texpr(TExprKind::Map(Vec::new()), Ty::Map(Box::new(k), Box::new(v)), span)
                         }
                         _ => {
-                            self.error(E_CANNOT_INFER, "the key and value types of `{}` cannot be known here", span, "empty map")
-                                .help
-                                .push("declare a variable with its type first: `Map(from: Text, to: Number) m = {};`".into());
+                            self.report(CheckError::EmptyMap { span });
                             error_expr(span)
                         }
                     };
@@ -117,17 +91,11 @@ impl Checker<'_> {
                 let kt = kh.unwrap_or_else(|| k0.ty.clone());
                 let vt = vh.unwrap_or_else(|| v0.ty.clone());
                 if !matches!(kt, Ty::Number | Ty::Text | Ty::Bool | Ty::Error | Ty::Any) {
-                    let shown = self.ty_name(&kt);
-                    self.error(
-                        E_BAD_MAP_KEY,
-                        format!("a Map cannot have keys of type {shown}"),
-                        entries[0].0.span,
-                        "not a key type",
-                    );
+                    self.report(CheckError::MapLiteralKey { ty: kt.clone(), span: entries[0].0.span });
                 }
                 let mut out = vec![(
-                    self.coerce(k0, &kt, "expected as a key"),
-                    self.coerce(v0, &vt, "expected as a value"),
+                    self.coerce(k0, &kt, Expectation::AsKey),
+                    self.coerce(v0, &vt, Expectation::AsValue),
                 )];
                 for (k, v) in &entries[1..] {
                     out.push((self.expr_expect(cx, k, &kt), self.expr_expect(cx, v, &vt)));
@@ -139,18 +107,10 @@ impl Checker<'_> {
                 let inner = self.expr(cx, operand, Some(&want));
                 let inner = self.deref(inner);
                 if !inner.ty.fits(&want) {
-                    let (f, w) = (self.ty_name(&inner.ty), self.ty_name(&want));
-                    self.error(
-                        E_BAD_OPERANDS,
-                        format!("`{}` needs {w}, found {f}", op.as_str()),
-                        operand.span,
-                        format!("not {w}"),
-                    )
-                    .help
-                    .push(if *op == UnaryOp::Neg {
-                        "negate Numbers only".to_owned()
-                    } else {
-                        "`not` takes a TrueFalse; compare first".to_owned()
+                    self.report(CheckError::UnaryOperand {
+                        op: *op,
+                        found: inner.ty.clone(),
+                        span: operand.span,
                     });
                 }
                 texpr(TExprKind::Unary(*op, Box::new(inner)), want, span)
@@ -176,7 +136,7 @@ impl Checker<'_> {
                     (l, r)
                 };
                 let r = self.deref(r);
-                let ty = self.binary_type(*op, &l.ty, &r.ty, *op_span, span);
+                let ty = self.binary_type(*op, &l.ty, &r.ty, *op_span);
                 texpr(TExprKind::Binary(*op, Box::new(l), Box::new(r)), ty, span)
             }
             ExprKind::Field { base, name } => {
@@ -190,17 +150,13 @@ impl Checker<'_> {
                                 texpr(TExprKind::Field(Box::new(b), i), ty, span)
                             }
                             None => {
-                                let fields: Vec<String> =
-                                    self.structs[id].fields.iter().map(|f| format!("`{}`", f.name)).collect();
-                                let sname = self.structs[id].name.clone();
-                                self.error(
-                                    E_UNKNOWN_FIELD,
-                                    format!("struct `{sname}` has no field `{}`", name.name),
-                                    name.span,
-                                    "unknown field",
-                                )
-                                .help
-                                .push(format!("its fields are {}", fields.join(", ")));
+                                let fields = self.structs[id].fields.iter().map(|f| f.name.clone()).collect();
+                                self.report(CheckError::UnknownField {
+                                    struct_name: self.structs[id].name.clone(),
+                                    field: name.name.to_string(),
+                                    fields,
+                                    span: name.span,
+                                });
                                 error_expr(span)
                             }
                         }
@@ -210,10 +166,11 @@ impl Checker<'_> {
                         error_expr(span)
                     }
                     other => {
-                        let shown = self.ty_name(&other);
-                        self.error(E_UNKNOWN_FIELD, format!("{shown} has no field `{}`", name.name), name.span, "no such field")
-                            .help
-                            .push("fields belong to structs; methods are called with parentheses, e.g. `l.append(x)`".into());
+                        self.report(CheckError::FieldOfNonStruct {
+                            ty: other,
+                            field: name.name.to_string(),
+                            span: name.span,
+                        });
                         error_expr(span)
                     }
                 }
@@ -229,15 +186,7 @@ impl Checker<'_> {
                         (Ty::Error, Ty::Error)
                     }
                     other => {
-                        let shown = self.ty_name(other);
-                        self.error(
-                            E_NOT_INDEXABLE,
-                            format!("{shown} cannot be indexed"),
-                            base.span,
-                            "not a List, Map or Text",
-                        )
-                        .help
-                        .push("`x[i]` reads a List element, a Map value or a Text character".into());
+                        self.report(CheckError::NotIndexable { ty: other.clone(), span: base.span });
                         (Ty::Error, Ty::Error)
                     }
                 };
@@ -253,14 +202,7 @@ impl Checker<'_> {
     /// where its type must be known (a field, an index, a method, a call of it).
     pub(super) fn unknown_result(&mut self, te: &TExpr, span: Span) {
         if te.ty == Ty::Any {
-            self.error(
-                E_CANNOT_INFER,
-                "the type of this result cannot be known here",
-                span,
-                "a call on an endpoint the checker cannot identify",
-            )
-            .help
-            .push("store it in a variable of the type you expect first (`Struct S s = e.f();`): the runtime checks it there".into());
+            self.report(CheckError::UnknownResult { span });
         }
     }
 }

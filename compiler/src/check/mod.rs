@@ -7,6 +7,10 @@
 //! one diagnostic and an `Error` type that fits everywhere, so later code is still checked and
 //! one run reports every independent mistake.
 //!
+//! Mistakes are data until `check` returns: each is recorded as a `CheckError` (module
+//! `error`, which also writes every message, in one function) and turned into a
+//! [`Diagnostic`] at the end.
+//!
 //! This module holds the entry point, the `Checker` with what the first pass learns, and how
 //! it reports. The passes are `impl Checker` blocks in the child modules, one concern each:
 //! `collect` (pass 1), `bodies` (pass 2, per function and block), `scope` (what a name means
@@ -18,6 +22,7 @@ mod bodies;
 mod builtins;
 mod call;
 mod collect;
+mod error;
 mod expr;
 mod flow;
 mod place;
@@ -28,11 +33,12 @@ mod types;
 
 use std::collections::HashMap;
 
+use error::CheckError;
+
 use waldo_grammar as ast;
 use waldo_grammar::{FileId, Span};
 
-use crate::codes::*;
-use crate::diagnostics::{Diagnostic, Label, Severity};
+use crate::diagnostics::Diagnostic;
 use crate::ir::indexed_by;
 use crate::ir::*;
 
@@ -55,7 +61,8 @@ pub fn check(file: &ast::File) -> (Protocol, Vec<Diagnostic>) {
     let mut checker = Checker::new(file);
     checker.collect();
     let protocol = checker.check_bodies();
-    let mut diags = checker.diags;
+    let mut diags: Vec<Diagnostic> =
+        checker.errors.into_iter().map(|e| e.into_diagnostic(checker.file, &checker.structs)).collect();
     diags.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
     (protocol, diags)
 }
@@ -98,12 +105,12 @@ indexed_by!(<'a> EndpointId => EpInfo<'a>);
 indexed_by!(<'a> SequenceId => SeqInfo<'a>);
 indexed_by!(FunctionId => FnInfo);
 
-/// The checker's state: the file, the diagnostics so far, and what the first pass learns
+/// The checker's state: the file, the mistakes found so far, and what the first pass learns
 /// about the protocol's declarations (by id, and by name for lookups).
 struct Checker<'a> {
     file: FileId,
     ast: &'a ast::File,
-    diags: Vec<Diagnostic>,
+    errors: Vec<CheckError>,
     symmetric: bool,
     endpoints: Vec<EpInfo<'a>>,
     structs: Vec<StructDef>,
@@ -136,7 +143,7 @@ impl<'a> Checker<'a> {
         Checker {
             file: ast.file,
             ast,
-            diags: Vec::new(),
+            errors: Vec::new(),
             symmetric: ast.endpoints.kind == ast::EndpointDeclKind::Symmetric,
             endpoints: Vec::new(),
             structs: Vec::new(),
@@ -150,65 +157,19 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn error(
-        &mut self,
-        code: &'static str,
-        message: impl Into<String>,
-        span: Span,
-        label: impl Into<String>,
-    ) -> &mut Diagnostic {
-        self.diags.push(Diagnostic::error(code, message, self.file, Label::new(span, label)));
-        self.diags.last_mut().expect("just pushed")
-    }
-
-    fn warning(
-        &mut self,
-        code: &'static str,
-        message: impl Into<String>,
-        span: Span,
-        label: impl Into<String>,
-    ) -> &mut Diagnostic {
-        let mut d = Diagnostic::error(code, message, self.file, Label::new(span, label));
-        d.severity = Severity::Warning;
-        self.diags.push(d);
-        self.diags.last_mut().expect("just pushed")
-    }
-
-    fn duplicate(&mut self, what: &str, name: &str, span: Span, previous: Span) {
-        self.error(
-            E_DUPLICATE,
-            format!("`{name}` is declared twice"),
-            span,
-            format!("{what} declared again here"),
-        )
-        .secondary
-        .push(Label::new(previous, format!("`{name}` is first declared here")));
-        if let Some(d) = self.diags.last_mut() {
-            d.help.push(
-                "give one of them another name; names stay visible to the end of their scope".to_owned(),
-            );
-        }
+    /// Records a mistake (or a warning); it becomes a diagnostic when `check` returns.
+    fn report(&mut self, error: CheckError) {
+        self.errors.push(error);
     }
 
     /// Reports declaring a builtin name; returns whether it was one.
     fn builtin_declared(&mut self, name: &ast::Ident) -> bool {
         if BUILTINS.contains(&name.as_str()) {
-            self.error(
-                E_BUILTIN_DECLARED,
-                format!("`{}` is a builtin name and cannot be declared", name.name),
-                name.span,
-                "builtin name",
-            )
-            .help
-            .push("choose another name".into());
+            self.report(CheckError::BuiltinDeclared { name: name.name.to_string(), span: name.span });
             true
         } else {
             false
         }
-    }
-
-    fn ty_name(&self, ty: &Ty) -> String {
-        ty.name(&self.structs)
     }
 
     /// Every endpoint of the protocol, in declaration order.

@@ -5,11 +5,10 @@
 use waldo_grammar as ast;
 use waldo_grammar::{ExprKind, Span};
 
+use super::error::CheckError;
 use super::scope::{Binding, Cx};
 use super::types::{expect_results, is_dynamic_call};
 use super::{Checker, error_expr, texpr};
-use crate::codes::*;
-use crate::diagnostics::Label;
 use crate::ir::*;
 
 impl Checker<'_> {
@@ -26,15 +25,14 @@ impl Checker<'_> {
             let val = if let Some(bin) = op.binary() {
                 let v = self.expr(cx, value, Some(&want));
                 let v = self.deref(v);
-                let result = self.binary_type(bin, &want, &v.ty, target.span.to(value.span), value.span);
+                let result = self.binary_type(bin, &want, &v.ty, target.span.to(value.span));
                 if !result.fits(&want) {
-                    let (r, w) = (self.ty_name(&result), self.ty_name(&want));
-                    self.error(
-                        E_MISMATCHED_TYPES,
-                        format!("mismatched types: `{}` gives {r}, the target is {w}", op.as_str()),
-                        value.span,
-                        format!("expected {w}"),
-                    );
+                    self.report(CheckError::CompoundAssignType {
+                        op,
+                        result,
+                        target: want.clone(),
+                        span: value.span,
+                    });
                 }
                 v
             } else {
@@ -54,31 +52,19 @@ impl Checker<'_> {
             Ty::Tuple(ts) if ts.len() == tgts.len() => {
                 for (i, (t, want)) in ts.iter().zip(&tgts).enumerate() {
                     if !t.value().fits(want.ty.value()) {
-                        let (f, w) = (self.ty_name(t), self.ty_name(&want.ty));
-                        self.error(
-                            E_MISMATCHED_TYPES,
-                            format!("mismatched types: value {} is {f}, its target is {w}", i + 1),
-                            targets[i].span,
-                            format!("expected {f}"),
-                        );
+                        self.report(CheckError::DestructureType {
+                            position: i + 1,
+                            found: t.clone(),
+                            target: want.ty.clone(),
+                            span: targets[i].span,
+                        });
                     }
                 }
             }
             Ty::Error | Ty::Any => {}
             other => {
-                let n = if let Ty::Tuple(ts) = other { ts.len() } else { 1 };
-                self.error(
-                    E_VALUE_COUNT,
-                    format!(
-                        "{} targets but the right side gives {n} value{}",
-                        tgts.len(),
-                        if n == 1 { "" } else { "s" }
-                    ),
-                    value.span,
-                    format!("gives {n}"),
-                )
-                .help
-                .push("destructure a call that returns exactly as many values as there are targets".into());
+                let given = if let Ty::Tuple(ts) = other { ts.len() } else { 1 };
+                self.report(CheckError::DestructureCount { targets: tgts.len(), given, span: value.span });
             }
         }
         TStmtKind::Assign { targets: tgts, op, value: val }
@@ -92,21 +78,15 @@ impl Checker<'_> {
                     self.check_write(cx, v, e.span);
                     let ty = self.var_ty(cx, v);
                     if !external && matches!(ty, Ty::External(_)) {
-                        self.error(E_NOT_ASSIGNABLE, format!("`{}` is an External; `=` cannot change it", name.name), e.span, "External variable")
-                            .help
-                            .push(format!("write the value into the cell with `extCopy value to {};`, or share another cell with `extAssign`", name.name));
+                        self.report(CheckError::AssignToExternal {
+                            name: name.name.to_string(),
+                            span: e.span,
+                        });
                     }
                     texpr(TExprKind::Var(v), ty, e.span)
                 }
                 Some(_) => {
-                    self.error(
-                        E_NOT_ASSIGNABLE,
-                        format!("`{}` is not a variable", name.name),
-                        e.span,
-                        "cannot be assigned",
-                    )
-                    .help
-                    .push("only variables, struct fields and List or Map elements can be assigned".into());
+                    self.report(CheckError::NotAVariable { name: name.name.to_string(), span: e.span });
                     error_expr(e.span)
                 }
                 None => {
@@ -125,32 +105,20 @@ impl Checker<'_> {
                 if let (TExprKind::Index(b, _), false) = (&te.kind, external)
                     && matches!(b.ty.value(), Ty::Text)
                 {
-                    self.error(
-                        E_NOT_ASSIGNABLE,
-                        "Text cannot be changed in place",
-                        e.span,
-                        "a character of a Text",
-                    )
-                    .help
-                    .push("build a new Text and assign it to the variable".into());
+                    self.report(CheckError::TextInPlace { span: e.span });
                 }
                 te
             }
             ExprKind::Call { .. } if external => {
                 let te = self.expr(cx, e, None);
                 if !matches!(te.ty, Ty::External(_) | Ty::Error | Ty::Any) {
-                    let shown = self.ty_name(&te.ty);
-                    self.error(E_NOT_EXTERNAL, format!("the target must be an External place, found {shown}"), e.span, "not an External")
-                        .help
-                        .push("`extCopy` and `extAssign` write into External variables, elements or calls returning an External".into());
+                    self.report(CheckError::NotExternalPlace { ty: te.ty.clone(), span: e.span });
                 }
                 te
             }
             ExprKind::Error => error_expr(e.span),
             _ => {
-                self.error(E_NOT_ASSIGNABLE, "this expression cannot be assigned", e.span, "not a place")
-                    .help
-                    .push("only variables, struct fields and List or Map elements can be assigned".into());
+                self.report(CheckError::NotAPlace { span: e.span });
                 error_expr(e.span)
             }
         }
@@ -158,21 +126,13 @@ impl Checker<'_> {
 
     /// Reports an `extAssign`/`extCopy` target that is not an External place (calls report
     /// this themselves in `place`).
-    pub(super) fn external_target(&mut self, target: &TExpr, statement: &str, span: Span) {
+    pub(super) fn external_target(&mut self, target: &TExpr, statement: &'static str, span: Span) {
         if matches!(target.ty, Ty::External(_) | Ty::Error | Ty::Any)
             || matches!(target.kind, TExprKind::Call(..))
         {
             return;
         }
-        let shown = self.ty_name(&target.ty);
-        self.error(
-            E_NOT_EXTERNAL,
-            format!("the target of `{statement}` must be an External, found {shown}"),
-            span,
-            "not an External",
-        )
-        .help
-        .push("to change an ordinary variable, assign it with `=`".into());
+        self.report(CheckError::ExternalTarget { statement, ty: target.ty.clone(), span });
     }
 
     /// Checks that code on `cx.endpoint` may write `var`.
@@ -181,16 +141,15 @@ impl Checker<'_> {
             && let Some(owner) = self.peered[i].owner
             && owner != cx.endpoint
         {
-            let (name, owner_name, here) = (
-                self.peered[i].var.name.clone(),
-                self.endpoints[owner].name.clone(),
-                self.endpoints[cx.endpoint].name.clone(),
-            );
-            let decl = self.peered_names[&name].1;
-            self.error(E_CONTROLS_VIOLATION, format!("`{name}` is controlled by `{owner_name}` and cannot be written on `{here}`"), span, format!("written on `{here}`"))
-                .with_secondary_mut(Label::new(decl, format!("`{owner_name} controls` this")))
-                .help
-                .push(format!("write it in code that runs on `{owner_name}` (its functions or its blocks), or remove `{owner_name} controls`"));
+            let name = self.peered[i].var.name.clone();
+            let declared = self.peered_names[&name].1;
+            self.report(CheckError::ControlsViolation {
+                name,
+                owner: self.endpoints[owner].name.clone(),
+                here: self.endpoints[cx.endpoint].name.clone(),
+                span,
+                declared,
+            });
         }
     }
 

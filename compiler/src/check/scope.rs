@@ -8,6 +8,7 @@ use waldo_grammar as ast;
 use waldo_grammar::Span;
 
 use super::Checker;
+use super::error::{CheckError, Declared};
 use crate::ir::*;
 
 /// What a name refers to where it is used.
@@ -173,13 +174,12 @@ impl Checker<'_> {
             self.visible_outside(name.as_str(), Some(cx.endpoint))
         };
         if let Some(previous) = previous {
-            self.duplicate("variable", &name.name, name.span, previous);
-            if in_for && let Some(d) = self.diags.last_mut() {
-                d.help = vec![format!(
-                    "to loop with the existing variable, write `for ({} in ...)` without a type",
-                    name.name
-                )];
-            }
+            let (name, span) = (name.name.to_string(), name.span);
+            self.report(if in_for {
+                CheckError::LoopVariableDeclaredTwice { name, span, previous }
+            } else {
+                CheckError::Duplicate { what: Declared::Variable, name, span, previous }
+            });
         }
         cx.add_local(&name.name, ty, name.span)
     }

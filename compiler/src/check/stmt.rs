@@ -5,12 +5,11 @@
 use waldo_grammar as ast;
 use waldo_grammar::{ExprKind, Span, StmtKind};
 
+use super::error::{CheckError, Expectation};
 use super::expr::is_empty_literal;
 use super::scope::{Binding, Cx};
 use super::types::{expect_results, is_dynamic_call};
 use super::{Checker, error_expr, loc};
-use crate::codes::*;
-use crate::diagnostics::Label;
 use crate::ir::*;
 
 impl Checker<'_> {
@@ -23,10 +22,7 @@ impl Checker<'_> {
                 && !warned
             {
                 warned = true;
-                self.warning(W_UNREACHABLE, "unreachable code", stmt.span, "this never runs")
-                    .with_secondary_mut(Label::new(end, "because control leaves here"))
-                    .help
-                    .push("remove it, or move it before the statement that leaves".into());
+                self.report(CheckError::Unreachable { span: stmt.span, leaves: end });
             }
             if left_at.is_none()
                 && matches!(stmt.kind, StmtKind::Return(_) | StmtKind::Break | StmtKind::Continue)
@@ -103,18 +99,7 @@ impl Checker<'_> {
                     Ty::Text => Ty::Text,
                     Ty::Error | Ty::Any => Ty::Error,
                     other => {
-                        let shown = self.ty_name(other);
-                        self.error(
-                            E_NOT_ITERABLE,
-                            format!("cannot loop over {shown}"),
-                            iter.span,
-                            "not a List, Map or Text",
-                        )
-                        .help
-                        .push(
-                            "`for` iterates List elements, Map keys, Text characters, or `range(a, b)`"
-                                .into(),
-                        );
+                        self.report(CheckError::NotIterable { ty: other.clone(), span: iter.span });
                         Ty::Error
                     }
                 };
@@ -122,15 +107,11 @@ impl Checker<'_> {
                 let var_ref = match (ty, declared) {
                     (Some(t), Some(declared)) => {
                         if !elem.fits(&declared) {
-                            let (e, d) = (self.ty_name(&elem), self.ty_name(&declared));
-                            self.error(
-                                E_MISMATCHED_TYPES,
-                                format!("mismatched types: the loop yields {e}, the variable is {d}"),
-                                t.span,
-                                format!("expected {e}"),
-                            )
-                            .help
-                            .push(format!("declare the loop variable as {e}"));
+                            self.report(CheckError::LoopVariableType {
+                                yields: elem,
+                                declared: declared.clone(),
+                                span: t.span,
+                            });
                         }
                         let id = self.declare_local(cx, var, declared, true);
                         cx.mark_used(id);
@@ -140,31 +121,22 @@ impl Checker<'_> {
                         Some(Binding::Var(v)) => {
                             let vt = self.var_ty(cx, v);
                             if !elem.fits(&vt) {
-                                let (e, d) = (self.ty_name(&elem), self.ty_name(&vt));
-                                self.error(
-                                    E_MISMATCHED_TYPES,
-                                    format!("mismatched types: the loop yields {e}, `{}` is {d}", var.name),
-                                    var.span,
-                                    format!("expected {e}"),
-                                )
-                                .help
-                                .push(format!(
-                                    "loop with a new variable of that type instead: `for ({e} item in ...)`"
-                                ));
+                                self.report(CheckError::LoopTargetType {
+                                    yields: elem,
+                                    name: var.name.to_string(),
+                                    ty: vt,
+                                    span: var.span,
+                                });
                             }
                             self.check_write(cx, v, var.span);
                             v
                         }
                         _ => {
-                            let shown = self.ty_name(&elem);
-                            self.error(
-                                E_UNKNOWN_NAME,
-                                format!("cannot find `{}`", var.name),
-                                var.span,
-                                "not declared",
-                            )
-                            .help
-                            .push(format!("declare it in the loop: `for ({shown} {} in ...)`", var.name));
+                            self.report(CheckError::UnknownLoopVariable {
+                                name: var.name.to_string(),
+                                item: elem,
+                                span: var.span,
+                            });
                             VarRef::Local(cx.add_local(&var.name, Ty::Error, var.span))
                         }
                     },
@@ -177,14 +149,7 @@ impl Checker<'_> {
             StmtKind::Break | StmtKind::Continue => {
                 let word = if matches!(stmt.kind, StmtKind::Break) { "break" } else { "continue" };
                 if cx.loops == 0 {
-                    self.error(
-                        E_BREAK_OUTSIDE_LOOP,
-                        format!("`{word}` outside a loop"),
-                        stmt.span,
-                        "not inside `while` or `for`",
-                    )
-                    .help
-                    .push("use `return` to leave a function early".into());
+                    self.report(CheckError::BreakOutsideLoop { keyword: word, span: stmt.span });
                 }
                 if word == "break" { TStmtKind::Break } else { TStmtKind::Continue }
             }
@@ -201,18 +166,11 @@ impl Checker<'_> {
                     });
                     let dead = earlier.is_some();
                     if let Some(earlier) = earlier {
-                        self.warning(
-                            W_UNREACHABLE_CATCH,
-                            format!("this `catch ({} ...)` never runs", c.kind_name.name),
-                            c.kind_name.span,
-                            "never reached",
-                        )
-                        .with_secondary_mut(Label::new(
-                            earlier.kind_name.span,
-                            "this earlier clause catches it first",
-                        ))
-                        .help
-                        .push("remove it, or move it before the clause that catches more".into());
+                        self.report(CheckError::UnreachableCatch {
+                            kind: c.kind_name.name.to_string(),
+                            span: c.kind_name.span,
+                            earlier: earlier.kind_name.span,
+                        });
                     }
                     // The caught message is visible only inside its clause; like any
                     // variable, it may not redeclare a name that is visible there.
@@ -236,23 +194,13 @@ impl Checker<'_> {
                 let tgt = self.place(cx, target, true);
                 self.external_target(&tgt, "extAssign", target.span);
                 if !matches!(src.ty, Ty::External(_) | Ty::Error | Ty::Any) {
-                    let shown = self.ty_name(&src.ty);
-                    self.error(
-                        E_NOT_EXTERNAL,
-                        format!("`extAssign` needs an External to share, found {shown}"),
-                        source.span,
-                        "not an External",
-                    )
-                    .help
-                    .push("to store a value in the cell, write `extCopy value to x;`".into());
+                    self.report(CheckError::ShareNotExternal { ty: src.ty.clone(), span: source.span });
                 } else if !src.ty.fits(&tgt.ty) {
-                    let (s, t) = (self.ty_name(&src.ty), self.ty_name(&tgt.ty));
-                    self.error(
-                        E_MISMATCHED_TYPES,
-                        format!("mismatched types: {s} shared into {t}"),
-                        source.span,
-                        format!("expected {t}"),
-                    );
+                    self.report(CheckError::ShareMismatch {
+                        source: src.ty.clone(),
+                        target: tgt.ty.clone(),
+                        span: source.span,
+                    });
                 }
                 TStmtKind::ExtAssign { source: src, target: tgt }
             }
@@ -276,15 +224,7 @@ impl Checker<'_> {
         let te = self.expr(cx, e, Some(&Ty::Bool));
         let te = self.deref(te);
         if !te.ty.fits(&Ty::Bool) {
-            let shown = self.ty_name(&te.ty);
-            self.error(
-                E_CONDITION_NOT_BOOL,
-                format!("a condition must be TrueFalse, found {shown}"),
-                e.span,
-                "not TrueFalse",
-            )
-            .help
-            .push("compare explicitly, e.g. `x != 0` or `len(l) > 0`".into());
+            self.report(CheckError::ConditionNotBool { ty: te.ty.clone(), span: e.span });
         }
         te
     }
@@ -292,14 +232,7 @@ impl Checker<'_> {
     fn ret(&mut self, cx: &mut Cx, values: &[ast::Expr], span: Span) -> TStmtKind {
         let Some(expected) = cx.returns.clone() else {
             if !values.is_empty() {
-                let where_ = if cx.sequence.is_some() { "a sequence block" } else { "`onCreate`" };
-                self.error(E_RETURN_VALUE_NOT_ALLOWED, format!("`return` with a value in {where_}"), span, "nothing receives this value")
-                    .help
-                    .push(if cx.sequence.is_some() {
-                        "assign the sequence's named results instead; they reach the starter when the sequence ends".to_owned()
-                    } else {
-                        "`onCreate` returns nothing; write `return;`".to_owned()
-                    });
+                self.report(CheckError::ReturnValueNotAllowed { in_block: cx.sequence.is_some(), span });
             }
             let vals = values.iter().map(|v| self.expr(cx, v, None)).collect();
             return TStmtKind::Return(vals);
@@ -334,23 +267,7 @@ impl Checker<'_> {
             count = expected.len();
         }
         if count != expected.len() {
-            let what = if expected.is_empty() {
-                "this function returns nothing".to_owned()
-            } else {
-                format!(
-                    "this function returns {} value{}",
-                    expected.len(),
-                    if expected.len() == 1 { "" } else { "s" }
-                )
-            };
-            self.error(
-                E_VALUE_COUNT,
-                format!("`return` gives {count} value{}, {what}", if count == 1 { "" } else { "s" }),
-                span,
-                format!("expected {}", expected.len()),
-            )
-            .help
-            .push("return exactly the values in the function's `returns` list".into());
+            self.report(CheckError::ReturnCount { given: count, expected: expected.len(), span });
             return TStmtKind::Return(checked);
         }
         let mut out = Vec::new();
@@ -359,20 +276,19 @@ impl Checker<'_> {
             if let Ty::Tuple(ts) = &te.ty {
                 for (i, t) in ts.iter().enumerate() {
                     if !t.value().fits(&expected[slot + i]) {
-                        let (f, e) = (self.ty_name(t), self.ty_name(&expected[slot + i]));
-                        self.error(
-                            E_MISMATCHED_TYPES,
-                            format!("mismatched types: returns {f} where {e} is expected"),
-                            te.loc.0,
-                            format!("value {} should be {e}", slot + i + 1),
-                        );
+                        self.report(CheckError::ReturnedType {
+                            found: t.clone(),
+                            expected: expected[slot + i].clone(),
+                            position: slot + i + 1,
+                            span: te.loc.0,
+                        });
                     }
                 }
                 slot += ts.len();
                 out.push(te);
             } else {
                 let e = expected[slot].clone();
-                out.push(self.coerce(te, &e, "returned"));
+                out.push(self.coerce(te, &e, Expectation::Returned));
                 slot += 1;
             }
         }

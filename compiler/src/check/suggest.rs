@@ -3,9 +3,9 @@
 
 use waldo_grammar as ast;
 
+use super::error::{CheckError, NameHelp};
 use super::scope::Cx;
 use super::{BUILTINS, Checker};
-use crate::codes::*;
 
 impl Checker<'_> {
     pub(super) fn unknown_name(&mut self, cx: &Cx, name: &ast::Ident) {
@@ -13,33 +13,32 @@ impl Checker<'_> {
         // A member of the other endpoint is not visible here: say where it is.
         let elsewhere = self.endpoint_ids().filter(|&e| e != cx.endpoint).find_map(|e| {
             let ep = self.ep(e);
-            let what = if ep.function_names.contains_key(wanted) {
-                "a function"
+            let function = if ep.function_names.contains_key(wanted) {
+                true
             } else if ep.global_names.contains_key(wanted) {
-                "data"
+                false
             } else {
                 return None;
             };
-            Some((what, self.endpoints[e].name.clone()))
+            Some((function, self.endpoints[e].name.clone()))
         });
         let help = match elsewhere {
-            Some((what, owner)) => format!(
-                "`{wanted}` is {what} of `{owner}`, and this code runs on `{}`: reach the other side with a sequence, or declare the data as Peered",
-                self.endpoints.get(cx.endpoint.index()).map_or("", |e| e.name.as_str())
-            ),
-            None if cx.endpoint.index() < self.endpoints.len() && self.ep(cx.endpoint).global_names.contains_key(wanted) => {
-                format!(
-                    "`{wanted}` is declared further down: an initializer can use only the data declared before it"
-                )
+            Some((function, owner)) => NameHelp::OtherEndpoint {
+                function,
+                owner,
+                here: self.endpoints.get(cx.endpoint.index()).map_or("", |e| e.name.as_str()).to_owned(),
+            },
+            None if cx.endpoint.index() < self.endpoints.len()
+                && self.ep(cx.endpoint).global_names.contains_key(wanted) =>
+            {
+                NameHelp::DeclaredLater
             }
             None => match self.similar_name(cx, wanted) {
-                Some(similar) => format!("a name with a similar spelling is visible here: `{similar}`"),
-                None => "declare it before this use (locals are visible from their declaration to the end of the function)".to_owned(),
+                Some(similar) => NameHelp::Similar(similar),
+                None => NameHelp::Declare,
             },
         };
-        self.error(E_UNKNOWN_NAME, format!("cannot find `{}`", name.name), name.span, "not declared here")
-            .help
-            .push(help);
+        self.report(CheckError::UnknownName { name: name.name.to_string(), span: name.span, help });
     }
 
     /// A visible name within a small edit distance of `wanted`.

@@ -5,8 +5,8 @@
 use waldo_grammar as ast;
 use waldo_grammar::{Span, TypeKind};
 
+use super::error::{CheckError, Expectation};
 use super::{Checker, texpr};
-use crate::codes::*;
 use crate::ir::*;
 
 impl Checker<'_> {
@@ -19,17 +19,7 @@ impl Checker<'_> {
             TypeKind::Endpoint => Ty::Endpoint,
             TypeKind::Nothing => {
                 if !allow_nothing {
-                    self.error(
-                        E_BAD_TYPE_USE,
-                        "`Nothing` is not a type of data",
-                        ty.span,
-                        "no value has this type",
-                    )
-                    .help
-                    .push(
-                        "`Nothing` only appears in Function types, as `in: Nothing` or `returns: Nothing`"
-                            .into(),
-                    );
+                    self.report(CheckError::NothingAsData { span: ty.span });
                     return Ty::Error;
                 }
                 Ty::Nothing
@@ -38,29 +28,14 @@ impl Checker<'_> {
             TypeKind::Map(k, v) => {
                 let key = self.resolve_ty(k, false);
                 if !matches!(key, Ty::Number | Ty::Text | Ty::Bool | Ty::Error) {
-                    let name = self.ty_name(&key);
-                    self.error(
-                        E_BAD_MAP_KEY,
-                        format!("a Map cannot have keys of type {name}"),
-                        k.span,
-                        "not a key type",
-                    )
-                    .help
-                    .push("Map keys are Number, Text or TrueFalse, so that they have an order".into());
+                    self.report(CheckError::MapKeyType { ty: key.clone(), span: k.span });
                 }
                 Ty::Map(Box::new(key), Box::new(self.resolve_ty(v, false)))
             }
             TypeKind::Struct(name) => match self.struct_names.get(name.as_str()) {
                 Some(&(id, _)) => Ty::Struct(id),
                 None => {
-                    self.error(
-                        E_UNKNOWN_TYPE,
-                        format!("no struct named `{}`", name.name),
-                        name.span,
-                        "not declared",
-                    )
-                    .help
-                    .push(format!("declare it: `Struct {} {{ Number x; }}`", name.name));
+                    self.report(CheckError::UnknownStruct { name: name.name.to_string(), span: name.span });
                     Ty::Error
                 }
             },
@@ -79,14 +54,7 @@ impl Checker<'_> {
             }
             TypeKind::External(inner) => {
                 if matches!(inner.kind, TypeKind::External(_)) {
-                    self.error(
-                        E_BAD_TYPE_USE,
-                        "an External cannot hold an External",
-                        ty.span,
-                        "nested External",
-                    )
-                    .help
-                    .push("write `External T` once; a cell holds a value, not another cell".into());
+                    self.report(CheckError::NestedExternal { span: ty.span });
                     return Ty::Error;
                 }
                 Ty::External(Box::new(self.resolve_ty(inner, false)))
@@ -106,65 +74,39 @@ impl Checker<'_> {
         }
     }
 
-    /// Adapts `te` to `expected` (reading Externals as values) or reports a mismatch.
-    pub(super) fn coerce(&mut self, te: TExpr, expected: &Ty, what: &str) -> TExpr {
+    /// Adapts `te` to `expected` (reading Externals as values) or reports a mismatch; `what`
+    /// says where the value is expected.
+    pub(super) fn coerce(&mut self, te: TExpr, expected: &Ty, what: Expectation) -> TExpr {
         let te = if matches!(expected, Ty::External(_)) { te } else { self.deref(te) };
         let te = match expected {
             Ty::External(_) | Ty::Error | Ty::Any => te,
             _ => expect_results(te, std::slice::from_ref(expected)),
         };
         if matches!(te.ty, Ty::Nothing) {
-            self.error(E_NO_VALUE, "this call returns nothing", te.loc.0, "no value")
-                .help
-                .push("use the call as a statement on its own".into());
+            self.report(CheckError::NoValue { span: te.loc.0 });
             return te;
         }
         if let Ty::Tuple(ts) = &te.ty {
-            let n = ts.len();
-            self.error(
-                E_VALUE_COUNT,
-                format!("this call returns {n} values where one is {what}"),
-                te.loc.0,
-                format!("{n} values"),
-            )
-            .help
-            .push("destructure it first: `a, b = f();`".into());
+            self.report(CheckError::SeveralValues { count: ts.len(), expected: what, span: te.loc.0 });
             return te;
         }
         if !te.ty.fits(expected) {
-            let (f, e) = (self.ty_name(&te.ty), self.ty_name(expected));
-            let mut hint = format!("a value of type {e} is {what} here");
-            if matches!(expected, Ty::External(_)) {
-                hint = "an External is needed here: pass an External variable, not a value".to_owned();
-            } else if *expected == Ty::Text && matches!(te.ty, Ty::Number | Ty::Bool) {
-                hint = "convert it with `toText(...)`".to_owned();
-            }
-            self.error(
-                E_MISMATCHED_TYPES,
-                format!("mismatched types: expected {e}, found {f}"),
-                te.loc.0,
-                format!("expected {e}"),
-            )
-            .help
-            .push(hint);
+            self.report(CheckError::Mismatch {
+                expected: expected.clone(),
+                found: te.ty.clone(),
+                expectation: what,
+                span: te.loc.0,
+            });
         }
         te
     }
 
-    /// The result type of `l op r`, reporting operands the operator does not take.
-    pub(super) fn binary_type(&mut self, op: BinOp, l: &Ty, r: &Ty, op_span: Span, span: Span) -> Ty {
+    /// The result type of `l op r`, reporting operands the operator does not take (at
+    /// `op_span`, the operator).
+    pub(super) fn binary_type(&mut self, op: BinOp, l: &Ty, r: &Ty, op_span: Span) -> Ty {
         let unknown = |t: &Ty| matches!(t, Ty::Error | Ty::Any);
-        let bad = |this: &mut Self, help: &str| {
-            let (ls, rs) = (this.ty_name(l), this.ty_name(r));
-            let _ = span;
-            this.error(
-                E_BAD_OPERANDS,
-                format!("`{}` cannot be applied to {ls} and {rs}", op.as_str()),
-                op_span,
-                format!("{ls} {} {rs}", op.as_str()),
-            )
-            .help
-            .push(help.to_owned());
+        let bad = |this: &mut Self| {
+            this.report(CheckError::BadOperands { op, left: l.clone(), right: r.clone(), span: op_span });
         };
         match op {
             BinOp::Add => {
@@ -175,36 +117,28 @@ impl Checker<'_> {
                     (Ty::Number, Ty::Number) => Ty::Number,
                     (Ty::Text, Ty::Text) => Ty::Text,
                     _ => {
-                        let help = if matches!(
-                            (l, r),
-                            (Ty::Text, Ty::Number | Ty::Bool) | (Ty::Number | Ty::Bool, Ty::Text)
-                        ) {
-                            "convert the other side with `toText(...)`"
-                        } else {
-                            "`+` adds two Numbers or joins two Texts"
-                        };
-                        bad(self, help);
+                        bad(self);
                         Ty::Error
                     }
                 }
             }
             BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
                 if !(l.fits(&Ty::Number) && r.fits(&Ty::Number)) {
-                    bad(self, "arithmetic takes Numbers");
+                    bad(self);
                     return Ty::Error;
                 }
                 Ty::Number
             }
             BinOp::And | BinOp::Or => {
                 if !(l.fits(&Ty::Bool) && r.fits(&Ty::Bool)) {
-                    bad(self, "`and` and `or` take TrueFalse values; compare first");
+                    bad(self);
                     return Ty::Error;
                 }
                 Ty::Bool
             }
             BinOp::Eq | BinOp::Ne => {
                 if !l.fits(r) || matches!(l, Ty::Nothing | Ty::Tuple(_)) {
-                    bad(self, "`==` and `!=` compare two values of the same type");
+                    bad(self);
                 }
                 Ty::Bool
             }
@@ -214,7 +148,7 @@ impl Checker<'_> {
                     || unknown(l) && matches!(r, Ty::Number | Ty::Text)
                     || unknown(r) && matches!(l, Ty::Number | Ty::Text);
                 if !ok {
-                    bad(self, "ordering compares two Numbers or two Texts");
+                    bad(self);
                 }
                 Ty::Bool
             }
@@ -226,10 +160,7 @@ impl Checker<'_> {
                     t => unknown(t),
                 };
                 if !ok {
-                    bad(
-                        self,
-                        "`x in c` looks for an element of a List, a key of a Map, or a Text inside a Text",
-                    );
+                    bad(self);
                 }
                 Ty::Bool
             }
