@@ -20,7 +20,7 @@ pub mod wire;
 
 pub use crate::core::endpoint::EndpointRef;
 pub use crate::core::error::{Error, Exception, ExceptionKind};
-pub use driver::tcp::{Listener, TcpOptions};
+pub use driver::tcp::{Accepted, Listener, TcpOptions};
 pub use engine::{liveness, proto};
 pub use exec::run::{CallOptions, Counters, counters};
 pub use exec::{ops, watchdog};
@@ -42,7 +42,7 @@ pub mod __rt {
     pub use crate::core::effects::{Printer, stdout_printer};
     pub use crate::core::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
     pub use crate::core::error::{Abort, Exception, ExceptionKind, Flow, Raise, app_error};
-    pub use crate::core::tx::{Clock, Priority, Savepoint, Tx, TxId};
+    pub use crate::core::tx::{Clock, Committed, Priority, Savepoint, Tx, TxId};
     pub use crate::core::value::ExtCell;
     pub use crate::core::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
     pub use crate::driver::link::{BlockFuture, Control, Link, Program, Transport, in_process_pair, stop};

@@ -75,10 +75,19 @@ impl Gen<'_> {
                     };
                     // The closure returns its results, or a `Result` of them whose error
                     // becomes an `ApplicationException` (`waldo::HostResult`).
-                    let mut ret = format!("{}Out", names::camel(n));
-                    while self.handles.iter().chain(&self.structs).chain(&self.listeners).any(|t| *t == ret) {
-                        ret.push('_');
+                    // Unique among the protocol's types, this function's other generic
+                    // parameters and the names taken (the other endpoint's, for a pair).
+                    let base = format!("{}Out", names::camel(n));
+                    let mut ret = base.clone();
+                    let mut k = 1;
+                    while self.handles.iter().chain(&self.structs).chain(&self.listeners).any(|t| *t == ret)
+                        || params.generic_names.contains(&ret)
+                        || taken.contains(&ret)
+                    {
+                        k += 1;
+                        ret = format!("{base}{k}");
                     }
+                    params.generic_names.push(ret.clone());
                     let ret = names::ident(&ret);
                     params.generics.push(quote!(#ret: ::waldo::HostResult<#out>));
                     params.decls.push(quote!(#id: impl Fn(#(#ins),*) -> #ret + Send + Sync + 'static));
@@ -282,6 +291,8 @@ pub(super) struct HostParams {
     pub(super) generics: Vec<TokenStream>,
     /// The Rust names of the parameters.
     pub(super) names: Vec<String>,
+    /// The names of the generic parameters.
+    pub(super) generic_names: Vec<String>,
 }
 
 impl HostParams {

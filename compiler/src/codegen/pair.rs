@@ -92,9 +92,10 @@ impl Gen<'_> {
                 Self::listen_with(addr, ::waldo::TcpOptions::default()).await
             }
 
-            /// Like `listen`, with the options of every accepted connection.
+            /// Like `listen`, with the options of every accepted connection and the listener's limits.
             pub async fn listen_with(addr: impl ::waldo::ToSocketAddrs, tcp: ::waldo::TcpOptions) -> Result<#listener, ::waldo::Error> {
-                let listener = ::waldo::Listener::bind(addr, move |stream: #rt::TcpStream| {
+                let limits = tcp.clone();
+                let listener = ::waldo::Listener::bind_with(addr, &limits, move |stream: ::waldo::Accepted| {
                     let tcp = tcp.clone();
                     async move {
                         let inner = Inner::new_arc();
@@ -178,7 +179,14 @@ impl Gen<'_> {
         let pb = b
             .on_create
             .as_ref()
-            .map(|f| self.host_params_avoiding(f, &pb, true, &pa.names))
+            .map(|f| {
+                self.host_params_avoiding(
+                    f,
+                    &pb,
+                    true,
+                    &[pa.names.clone(), pa.generic_names.clone()].concat(),
+                )
+            })
             .unwrap_or_default();
         let (da, va, db, vb) = (&pa.decls, &pa.values, &pb.decls, &pb.values);
         let both: Vec<&TokenStream> = pa.generics.iter().chain(&pb.generics).collect();

@@ -445,6 +445,21 @@ pub struct Engine<H: Host> {
     stats: Stats,
 }
 
+/// The largest priority clock a peer may send. Clocks count transactions, so a real one
+/// never comes near it; a larger one would push the host's clock towards its end (where it
+/// would wrap and make new transactions the oldest).
+pub const MAX_PRIORITY_CLOCK: u64 = 1 << 62;
+
+fn check_priority(prio: Priority) -> Result<(), String> {
+    let (clock, _) = prio.parts();
+    if clock > MAX_PRIORITY_CLOCK {
+        return Err(format!(
+            "a priority clock of {clock}, beyond the largest one allowed ({MAX_PRIORITY_CLOCK})"
+        ));
+    }
+    Ok(())
+}
+
 fn deviation<H: Host>(message: String) -> Out<H> {
     Out::Close(message)
 }
@@ -824,7 +839,9 @@ impl<H: Host> Engine<H> {
         let id = msg.tx();
         match msg {
             Msg::Work { prio, from_parent, frame, seq, block, locals, peered, vote, .. } => {
-                if let Err(why) = self.check_work(id, frame, seq, block, &locals, &peered) {
+                if let Err(why) =
+                    self.check_work(id, frame, seq, block, &locals, &peered).and(check_priority(prio))
+                {
                     out.push(deviation(why));
                     return;
                 }
@@ -874,7 +891,7 @@ impl<H: Host> Engine<H> {
                 out.push(Out::Wound(entry.tx.clone()));
             }
             Msg::Prepare { prio, peered, .. } => {
-                if let Err(why) = self.check_peered(&peered) {
+                if let Err(why) = self.check_peered(&peered).and(check_priority(prio)) {
                     out.push(deviation(why));
                     return;
                 }
@@ -1415,6 +1432,16 @@ mod tests {
         // Later sequences fail at once.
         let mut out = Outs::new();
         assert!(a.start_frame(&FakeTx::root(), 0, vec![], vec![], 3, &mut out).is_err());
+    }
+
+    #[test]
+    fn a_priority_far_beyond_any_clock_is_a_deviation() {
+        let (_, mut b) = pair();
+        let tx = FakeTx::root();
+        let far = Msg::Prepare { tx: tx.id(), prio: Priority::from_parts(u64::MAX, 1), peered: vec![] };
+        let (_, out) = deliver(&mut b, far);
+        assert!(closed(&out).is_some_and(|m| m.contains("priority clock")), "{:?}", closed(&out));
+        assert!(!out.iter().any(|o| matches!(o, Out::Observe(_))), "the clock must not see it");
     }
 
     #[test]

@@ -362,7 +362,9 @@ impl LinkShared {
         let slots = tx.take_dirty(self.core.serial);
         let mut out = Vec::with_capacity(slots.len());
         for slot in slots {
-            let value = tx.held_value(&self.core, slot as usize);
+            // Locked: the write may have gone through another reference to the data (a
+            // global aliasing it), without the variable itself being locked.
+            let value = tx.read(&self.core, slot as usize).await?;
             let copy = match value {
                 Value::List(_) | Value::Map(_) | Value::Struct(_) => tx.deep_copy(&value).await?,
                 other => other,

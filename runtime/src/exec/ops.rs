@@ -242,7 +242,8 @@ pub async fn call_function(tx: &Tx, f: &Value, args: Vec<Value>) -> Flow<Vec<Val
             for a in &args {
                 copied.push(tx.deep_copy(a).await?);
             }
-            Ok(host.call(copied)?)
+            // The results are copies too: a host function may hand back the same object twice.
+            Ok(host.call(copied)?.iter().map(Value::detached_copy).collect())
         }
         Value::Nothing => app_error("this Function variable was never given a function"),
         other => Err(Exception::application(format!("{} is not a Function", other.kind_name())).into()),

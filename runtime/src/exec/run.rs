@@ -130,8 +130,10 @@ where
         };
         match outcome {
             Ok(value) => {
-                if tx.commit().is_ok() {
+                if let Ok(committed) = tx.commit() {
                     COMMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // The call returns once its effects have run.
+                    committed.delivered().await;
                     return Ok((value, Attempts { attempts }));
                 }
                 ABORTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -534,3 +534,87 @@ async fn a_thousand_connections_to_one_listener_each_commit() {
     }
     drop(branches);
 }
+
+// ---------------------------------------------------------------- listener limits
+
+/// Connects until a good Branch is served (a place may take a moment to free), then checks
+/// the pair works.
+async fn served_eventually(listener: &bank::VaultListener) {
+    let addr = listener.local_addr();
+    for _ in 0..100 {
+        match within("a good client", async { tokio::try_join!(Branch::connect(addr), listener.accept()) })
+            .await
+        {
+            Ok((branch, vault)) => {
+                branch.open("a".into(), 10.0).await.expect("open");
+                assert!(branch.send("a".into(), "b".into(), 4.0).await.expect("send"));
+                assert_eq!(vault.holding("b".into()).await.expect("holding"), 4.0);
+                return;
+            }
+            Err(e) => assert!(refused(&e, "maximum of"), "only the limit may refuse it: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("a good client was never served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_refuses_connections_over_its_limit_with_the_reason_and_goes_on() {
+    let options = TcpOptions::default().with_max_connections(2).with_handshake_idle(WAIT);
+    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let addr = listener.local_addr();
+    // Two sockets that connect and say nothing take both places (accepted in order, so
+    // before the ones below).
+    let idle_a = TcpStream::connect(addr).await.expect("connect");
+    let idle_b = TcpStream::connect(addr).await.expect("connect");
+    let mut third = TcpStream::connect(addr).await.expect("connect");
+    skip_preamble(&mut third).await;
+    let (k, reason) = last_word(&mut third).await;
+    assert_eq!(k, kind::REFUSE);
+    assert!(reason.contains("the listener serves its maximum of 2 connections"), "{reason}");
+    // A real partner over the limit hears the reason too.
+    let err = within("a refused client", Branch::connect(addr)).await.expect_err("over the limit");
+    assert!(refused(&err, "maximum of 2 connections"), "{err}");
+    // A place frees when its socket closes; the listener serves a real partner again.
+    drop(idle_a);
+    served_eventually(&listener).await;
+    drop(idle_b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_cannot_keep_a_real_partner_out() {
+    // Four handshakes at a time, each allowed to stay silent for a minute: without eviction,
+    // twenty idle sockets would hold the places for that long.
+    let options = TcpOptions::default().with_max_handshakes(4).with_handshake_idle(Duration::from_secs(60));
+    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let addr = listener.local_addr();
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // The real partner takes the place of the longest-waiting idle socket.
+    within("a partner among idle sockets", serves(&listener)).await;
+    // The oldest idle socket was closed to make room, long before its minute was up: its
+    // stream ends (`within` fails the test after 10 s).
+    let mut first = idle.remove(0);
+    let mut rest = Vec::new();
+    let _ = within("the evicted socket's end", first.read_to_end(&mut rest)).await;
+    assert!(rest.starts_with(&preamble()), "it had been accepted and sent the listener's hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_silent_during_the_handshake_is_refused_after_the_idle_limit() {
+    let options = TcpOptions::default().with_handshake_idle(Duration::from_millis(200));
+    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let addr = listener.local_addr();
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let started = std::time::Instant::now();
+    skip_preamble(&mut silent).await;
+    let (k, reason) = last_word(&mut silent).await;
+    assert_eq!(k, kind::REFUSE);
+    assert!(reason.contains("the peer sent nothing for 200ms during the handshake"), "{reason}");
+    assert!(started.elapsed() >= Duration::from_millis(200), "not before the limit");
+    let failure = within("the listener's failure", listener.next_failure()).await.expect("a failure");
+    assert!(refused(&failure, "sent nothing for 200ms"), "{failure}");
+    serves(&listener).await;
+}

@@ -436,7 +436,13 @@ impl Tx {
                             Held::Slot(ep, _) if ep.serial == t.core => Some(ep),
                             _ => None,
                         });
-                        debug_assert!(ep.is_some(), "peered data reached without a slot of its endpoint");
+                        if ep.is_none() {
+                            debug_assert!(false, "peered data reached without a slot of its endpoint");
+                            tracing::error!(
+                                endpoint = t.core,
+                                "a write to peered data that reached no slot of its endpoint: it is not replicated"
+                            );
+                        }
                         fresh.extend(ep.and_then(|ep| ep.link.get()).and_then(std::sync::Weak::upgrade));
                     }
                 }
@@ -549,18 +555,17 @@ impl Tx {
         self.inner.log.lock().undo.push(undo);
     }
 
-    /// Commits: from here the transaction can no longer be wounded; its effects are queued in
-    /// commit order, its locks released, then its effects delivered; the partners it is the
-    /// parent of are told. Fails with `Abort::Wounded` if it was wounded first (it is then
-    /// aborted).
-    pub fn commit(self) -> Result<(), Abort> {
+    /// Commits: from here the transaction can no longer be wounded; its effects take their
+    /// places in commit order, its locks are released, the partners it is the parent of are
+    /// told, and the effects that can run now run ([`Committed::delivered`] waits for the
+    /// rest). Fails with `Abort::Wounded` if it was wounded first (it is then aborted).
+    pub fn commit(self) -> Result<Committed, Abort> {
         if self.inner.state.compare_exchange(ACTIVE, COMMITTING, Ordering::AcqRel, Ordering::Acquire).is_err()
         {
             abort_inner(&self.inner);
             return Err(Abort::Wounded);
         }
-        commit_inner(&self.inner);
-        Ok(())
+        Ok(commit_inner(&self.inner))
     }
 
     /// Commits a participant whose parent decided to commit: it voted, so a wound that came
@@ -572,7 +577,8 @@ impl Tx {
             .compare_exchange(PREPARED, COMMITTING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            commit_inner(&self.inner);
+            // Nobody waits for a participant's effects: they run when they can.
+            drop(commit_inner(&self.inner));
         }
     }
 
@@ -587,19 +593,33 @@ impl Tx {
     }
 }
 
-fn commit_inner(inner: &Arc<TxInner>) {
+fn commit_inner(inner: &Arc<TxInner>) -> Committed {
     let log = std::mem::take(&mut *inner.log.lock());
     // Take the places in each endpoint's commit order while still holding the locks.
     let places = effects::reserve(log.effects);
     release(inner, log.held);
     inner.state.store(FINISHED, Ordering::Release);
-    // Deliver before telling the partners: a thread that waits for its turn then never
-    // holds a place of its own that others wait for (see `effects`).
-    if let Some(places) = places {
-        places.deliver();
-    }
+    let filled = places.map(effects::Reserved::fill);
+    // The partners first (they hold locks until they hear), then the effects that can run.
     for reg in log.links.iter().filter(|l| l.parent) {
         reg.link.finish(inner.id, true);
+    }
+    if let Some(filled) = &filled {
+        filled.pump();
+    }
+    Committed(filled)
+}
+
+/// A committed transaction whose effects may still be running (on this thread or another:
+/// see the effects module).
+pub struct Committed(Option<effects::Filled>);
+
+impl Committed {
+    /// Waits until the transaction's effects on this host have run.
+    pub async fn delivered(self) {
+        if let Some(filled) = self.0 {
+            filled.delivered().await;
+        }
     }
 }
 

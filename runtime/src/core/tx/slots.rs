@@ -121,10 +121,4 @@ impl Tx {
         }
         Ok(())
     }
-
-    /// The value of slot `slot` of `ep`, which this transaction holds at least for reading
-    /// (it wrote the variable or something inside it): read without asking for the lock.
-    pub(crate) fn held_value(&self, ep: &EndpointCore, slot: usize) -> Value {
-        ep.slots.lock().get(slot).map(|s| s.value.clone()).unwrap_or(Value::Nothing)
-    }
 }

@@ -52,6 +52,8 @@ pub(super) struct Conn {
     pub(super) partner: watch::Sender<Partner>,
     /// Set when the connection is finished: the tasks end.
     pub(super) closed: watch::Sender<bool>,
+    /// The connection's place among its listener's connections, given back when it ends.
+    pub(super) admission: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
     /// The reader task, stopped when the connection is finished.
     pub(super) reader: OnceLock<tokio::task::AbortHandle>,
     /// Reads that returned data, and writes that sent some (for liveness).
@@ -185,6 +187,7 @@ impl Conn {
     /// Ends both tasks.
     fn finished(&self) {
         self.closed.send_replace(true);
+        drop(self.admission.lock().take());
         self.wake_writer.notify_one();
         if let Some(reader) = self.reader.get() {
             reader.abort();

@@ -64,7 +64,11 @@ pub(super) fn parse_text(payload: &[u8]) -> Result<String, WireError> {
 }
 
 /// Reads the next handshake frame.
-pub(super) async fn read_frame(stream: &mut TcpStream, dec: &mut FrameDecoder) -> Result<Vec<u8>, Error> {
+pub(super) async fn read_frame(
+    stream: &mut TcpStream,
+    dec: &mut FrameDecoder,
+    idle: Duration,
+) -> Result<Vec<u8>, Error> {
     let mut buf = [0u8; 4096];
     loop {
         match dec.next_frame() {
@@ -72,7 +76,9 @@ pub(super) async fn read_frame(stream: &mut TcpStream, dec: &mut FrameDecoder) -
             Ok(None) => {}
             Err(e) => return Err(refused(format!("malformed handshake: {e}"))),
         }
-        let n = stream.read(&mut buf).await.map_err(|e| network(format!("the handshake failed: {e}")))?;
+        let n = silent_for(idle, stream.read(&mut buf))
+            .await?
+            .map_err(|e| network(format!("the handshake failed: {e}")))?;
         if n == 0 {
             return Err(if dec.pending() > 0 {
                 refused(format!(
@@ -85,6 +91,13 @@ pub(super) async fn read_frame(stream: &mut TcpStream, dec: &mut FrameDecoder) -
         }
         dec.feed(&buf[..n]);
     }
+}
+
+/// `read`, unless the peer stays silent for `idle`: a named refusal then.
+async fn silent_for<T>(idle: Duration, read: impl Future<Output = T>) -> Result<T, Error> {
+    tokio::time::timeout(idle, read)
+        .await
+        .map_err(|_| refused(format!("the peer sent nothing for {idle:?} during the handshake")))
 }
 
 /// Tells the peer why the handshake is refused and stops writing; returns the error for this
@@ -143,6 +156,8 @@ pub(super) async fn handshake(
     stream: &mut TcpStream,
     spec: &PairSpec,
     side: Side,
+    idle: Duration,
+    heard: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<FrameDecoder, Error> {
     let nonce: u64 = rand::random();
     let mut hello = Writer::new();
@@ -158,12 +173,19 @@ pub(super) async fn handshake(
     stream.write_all(&first).await.map_err(|e| network(format!("the handshake failed: {e}")))?;
 
     let mut preamble = [0u8; 8];
-    if let Err(e) = stream.read_exact(&mut preamble).await {
+    let read = match silent_for(idle, stream.read_exact(&mut preamble)).await {
+        Ok(read) => read,
+        Err(silent) => return Err(refuse(stream, silent).await),
+    };
+    if let Err(e) = read {
         return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
             network("the peer closed the connection during the handshake")
         } else {
             network(format!("the handshake failed: {e}"))
         });
+    }
+    if let Some(heard) = heard {
+        heard.store(true, std::sync::atomic::Ordering::Release);
     }
     if preamble[..6] != MAGIC {
         let error = refused(format!(
@@ -181,7 +203,7 @@ pub(super) async fn handshake(
     }
 
     let mut dec = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
-    let payload = match read_frame(stream, &mut dec).await {
+    let payload = match read_frame(stream, &mut dec, idle).await {
         Ok(p) => p,
         Err(e) => return Err(refuse(stream, e).await),
     };
@@ -214,7 +236,7 @@ pub(super) async fn handshake(
         .await
         .map_err(|e| network(format!("the handshake failed: {e}")))?;
 
-    let payload = match read_frame(stream, &mut dec).await {
+    let payload = match read_frame(stream, &mut dec, idle).await {
         Ok(p) => p,
         Err(e) => return Err(refuse(stream, e).await),
     };

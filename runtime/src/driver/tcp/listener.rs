@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::ToSocketAddrs;
+
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::options::*;
 use crate::core::error::Error;
@@ -35,10 +37,28 @@ impl<P> std::fmt::Debug for Listener<P> {
 pub(super) const FAILURES_KEPT: usize = 64;
 
 impl<P: Send + 'static> Listener<P> {
-    /// Listens on `addr`; `setup` turns each accepted socket into a `P`.
+    /// Listens on `addr` with the default limits; `setup` turns each accepted socket into a `P`.
     pub async fn bind<F, Fut>(addr: impl ToSocketAddrs, setup: F) -> Result<Listener<P>, Error>
     where
-        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        F: Fn(Accepted) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<P, Error>> + Send + 'static,
+    {
+        Self::bind_with(addr, &TcpOptions::default(), setup).await
+    }
+
+    /// Listens on `addr`; `setup` turns each accepted socket into a `P` (it runs the
+    /// handshake). At most `options.max_connections` connections are served at once (one
+    /// more is refused with the reason) and at most `options.max_handshakes` run their
+    /// `setup` at once; the others wait, and a handshake that heard nothing from its peer
+    /// for half a second is closed to make room for them, so sockets that connect and say
+    /// nothing cannot keep a real partner out.
+    pub async fn bind_with<F, Fut>(
+        addr: impl ToSocketAddrs,
+        options: &TcpOptions,
+        setup: F,
+    ) -> Result<Listener<P>, Error>
+    where
+        F: Fn(Accepted) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<P, Error>> + Send + 'static,
     {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -48,23 +68,67 @@ impl<P: Send + 'static> Listener<P> {
         let (accepted_tx, accepted) = mpsc::channel(1024);
         let (failures_tx, failures) = mpsc::channel(FAILURES_KEPT);
         let setup = Arc::new(setup);
+        let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+        let max_connections = options.max_connections.max(1);
+        let handshakes = Arc::new(Handshakes::new(options.max_handshakes.max(1)));
+        let refusing = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
         let task = tokio::spawn(async move {
+            let mut refused_since_warning = 0u64;
+            let mut last_warning: Option<std::time::Instant> = None;
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        let setup = setup.clone();
-                        let accepted_tx = accepted_tx.clone();
-                        let failures_tx = failures_tx.clone();
-                        tokio::spawn(async move {
-                            match setup(stream).await {
-                                Ok(p) => {
-                                    let _ = accepted_tx.send(p).await;
+                        let Ok(admission) = connections.clone().try_acquire_owned() else {
+                            // Over the limit: say why. A few refusals at a time wait a moment
+                            // for the peer's bytes before closing (closing with unread input
+                            // resets the connection, and the peer could lose the reason);
+                            // past that, the socket just closes.
+                            let reason =
+                                format!("the listener serves its maximum of {max_connections} connections");
+                            match refusing.clone().try_acquire_owned() {
+                                Ok(permit) => {
+                                    let reason = reason.clone();
+                                    tokio::spawn(async move {
+                                        refuse_over_limit(stream, &reason).await;
+                                        drop(permit);
+                                    });
                                 }
-                                Err(error) => {
-                                    tracing::warn!(%peer, %error, "a connection failed");
-                                    let _ = failures_tx.try_send(error);
+                                Err(_) => {
+                                    let _ = stream.try_write(&refusal(&reason));
+                                    drop(stream);
                                 }
                             }
+                            refused_since_warning += 1;
+                            if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                                tracing::warn!(%peer, refused = refused_since_warning, %reason, "refusing connections");
+                                refused_since_warning = 0;
+                                last_warning = Some(std::time::Instant::now());
+                            }
+                            continue;
+                        };
+                        let heard = Arc::new(AtomicBool::new(false));
+                        let accepted = Accepted::admitted(stream, admission, heard.clone());
+                        let (setup, accepted_tx, failures_tx, handshakes) =
+                            (setup.clone(), accepted_tx.clone(), failures_tx.clone(), handshakes.clone());
+                        tokio::spawn(async move {
+                            // A place among the running handshakes first; this task can be
+                            // aborted from then on to make room (see `Handshakes`).
+                            let slot = handshakes.enter(heard).await;
+                            let n = slot.n;
+                            let task = tokio::spawn(async move {
+                                let result = setup(accepted).await;
+                                drop(slot);
+                                match result {
+                                    Ok(p) => {
+                                        let _ = accepted_tx.send(p).await;
+                                    }
+                                    Err(error) => {
+                                        tracing::warn!(%peer, %error, "a connection failed");
+                                        let _ = failures_tx.try_send(error);
+                                    }
+                                }
+                            });
+                            handshakes.started(n, task.abort_handle());
                         });
                     }
                     Err(e) => {
@@ -85,6 +149,140 @@ impl<P: Send + 'static> Listener<P> {
     }
 }
 
+/// How many refused connections may wait for their peer's bytes at once.
+const REFUSALS_AT_ONCE: usize = 64;
+
+/// Writes the refusal, stops writing, and reads what the peer sends for a moment (at most
+/// half a second and 64 KiB) before closing.
+async fn refuse_over_limit(mut stream: tokio::net::TcpStream, reason: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.write_all(&refusal(reason)).await;
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < 64 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
+
+/// A preamble and a `Refuse` frame: what a refused peer reads before the socket closes.
+fn refusal(reason: &str) -> Vec<u8> {
+    let mut bytes = Vec::from(MAGIC);
+    bytes.extend_from_slice(&WIRE_VERSION.to_le_bytes());
+    let mut w = crate::wire::Writer::new();
+    w.byte(kind::REFUSE);
+    w.text(reason);
+    let payload = w.finish();
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// The handshakes a listener runs: at most `max` at once. A connection that finds them all
+/// taken waits for a place; while it waits, a handshake that has run for [`PATIENCE`]
+/// without hearing anything from its peer (not even the preamble every real partner sends
+/// at once) is closed to make room. So sockets that connect and say nothing delay a real
+/// partner by at most about [`PATIENCE`] per round, instead of keeping it out until their
+/// idle limit.
+struct Handshakes {
+    max: usize,
+    table: parking_lot::Mutex<HandshakeTable>,
+    freed: Notify,
+}
+
+/// How long a handshake that has heard nothing keeps its place when others wait for one.
+const PATIENCE: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+struct HandshakeTable {
+    next: u64,
+    /// Running handshakes by number (ascending: oldest first).
+    running: std::collections::BTreeMap<u64, Running>,
+}
+
+struct Running {
+    since: tokio::time::Instant,
+    heard: Arc<AtomicBool>,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+/// A running handshake's place; dropping it (the handshake ended, or its task was aborted)
+/// frees the place.
+struct HandshakeSlot {
+    table: Arc<Handshakes>,
+    n: u64,
+}
+
+impl Handshakes {
+    fn new(max: usize) -> Handshakes {
+        Handshakes { max, table: parking_lot::Mutex::new(HandshakeTable::default()), freed: Notify::new() }
+    }
+
+    /// Waits for a place among the running handshakes (see the type's docs).
+    async fn enter(self: &Arc<Self>, heard: Arc<AtomicBool>) -> HandshakeSlot {
+        loop {
+            let freed = self.freed.notified();
+            let wait = {
+                let mut table = self.table.lock();
+                let mut evict = None;
+                let mut wait = PATIENCE;
+                if table.running.len() >= self.max {
+                    let now = tokio::time::Instant::now();
+                    for (n, r) in &table.running {
+                        if r.heard.load(Ordering::Acquire) {
+                            continue;
+                        }
+                        let age = now.saturating_duration_since(r.since);
+                        if age >= PATIENCE {
+                            evict = Some(*n);
+                        } else {
+                            wait = wait.min(PATIENCE - age);
+                        }
+                        break; // the oldest silent one decides
+                    }
+                }
+                if table.running.len() < self.max || evict.is_some() {
+                    if let Some(old) = evict.and_then(|n| table.running.remove(&n)) {
+                        tracing::debug!(
+                            "closing a handshake that heard nothing, to make room for a new connection"
+                        );
+                        if let Some(task) = old.task {
+                            task.abort();
+                        }
+                    }
+                    table.next += 1;
+                    let n = table.next;
+                    table
+                        .running
+                        .insert(n, Running { since: tokio::time::Instant::now(), heard, task: None });
+                    return HandshakeSlot { table: self.clone(), n };
+                }
+                wait
+            };
+            let _ = tokio::time::timeout(wait, freed).await;
+        }
+    }
+
+    /// The task of handshake `n` (unless it already ended).
+    fn started(&self, n: u64, task: tokio::task::AbortHandle) {
+        if let Some(r) = self.table.lock().running.get_mut(&n) {
+            r.task = Some(task);
+        }
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.table.table.lock().running.remove(&self.n);
+        self.table.freed.notify_waiters();
+    }
+}
 impl<P> Listener<P> {
     /// The address the listener is bound to (with the port the system chose for port 0).
     pub fn local_addr(&self) -> SocketAddr {

@@ -43,7 +43,7 @@ use conn::*;
 use handshake::*;
 pub use listener::Listener;
 use options::*;
-pub use options::{HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, TcpOptions, WIRE_VERSION, kind};
+pub use options::{Accepted, HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, TcpOptions, WIRE_VERSION, kind};
 
 /// A connection whose handshake is done and whose link runs, waiting for this side's
 /// `onCreate` and the partner's ready signal before public calls may start.
@@ -100,14 +100,20 @@ pub struct PairEnd {
 /// Runs the handshake on `stream` for `end`, then starts the connection's link; `attach`
 /// receives the link before any message is read from the partner.
 pub async fn establish(
-    mut stream: TcpStream,
+    accepted: impl Into<Accepted>,
     end: PairEnd,
     options: &TcpOptions,
     attach: impl FnOnce(Link),
 ) -> Result<Pending, Error> {
+    let Accepted { stream, admission, heard } = accepted.into();
+    let mut stream = stream;
     let PairEnd { spec, side, core, program } = end;
     stream.set_nodelay(true).map_err(|e| network(format!("could not set TCP_NODELAY: {e}")))?;
-    let dec = match tokio::time::timeout(options.handshake_timeout, handshake(&mut stream, spec, side)).await
+    let dec = match tokio::time::timeout(
+        options.handshake_timeout,
+        handshake(&mut stream, spec, side, options.handshake_idle, heard.as_deref()),
+    )
+    .await
     {
         Ok(result) => result?,
         Err(_) => {
@@ -140,6 +146,7 @@ pub async fn establish(
         received: AtomicU64::new(0),
         reader_busy: std::sync::atomic::AtomicBool::new(false),
         sent: AtomicU64::new(0),
+        admission: Mutex::new(admission),
     });
     let _ = conn.link.set(link.downgrade());
     link.attach(conn.clone());

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::net::TcpStream;
+
 use crate::core::error::Error;
 use crate::engine::SequenceInfo;
 
@@ -44,6 +46,16 @@ pub struct TcpOptions {
     pub partner_timeout: Duration,
     /// The handshake must complete within this long (default 10 s).
     pub handshake_timeout: Duration,
+    /// During the handshake, the peer may be silent at most this long (default 2 s): a
+    /// connection that opens and sends nothing is closed then.
+    pub handshake_idle: Duration,
+    /// A listener serves at most this many connections at once, handshaking or established
+    /// (default 1,024); one more is refused with the reason.
+    pub max_connections: usize,
+    /// A listener runs at most this many handshakes at once (default 64); when all are
+    /// taken, a new connection takes the place of the one that has been handshaking
+    /// longest, so idle sockets cannot keep a real partner out.
+    pub max_handshakes: usize,
 }
 
 impl Default for TcpOptions {
@@ -53,6 +65,9 @@ impl Default for TcpOptions {
             heartbeat: Duration::from_secs(1),
             partner_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            handshake_idle: Duration::from_secs(2),
+            max_connections: 1024,
+            max_handshakes: 64,
         }
     }
 }
@@ -75,6 +90,63 @@ impl TcpOptions {
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
+    }
+
+    /// These options with another partner timeout (the heartbeat period stays).
+    pub fn with_partner_timeout(mut self, timeout: Duration) -> Self {
+        self.partner_timeout = timeout;
+        self
+    }
+
+    /// These options with another limit on the peer's silence during the handshake.
+    pub fn with_handshake_idle(mut self, idle: Duration) -> Self {
+        self.handshake_idle = idle;
+        self
+    }
+
+    /// These options with another limit on a listener's connections (at least 1).
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// These options with another limit on a listener's concurrent handshakes (at least 1).
+    pub fn with_max_handshakes(mut self, max: usize) -> Self {
+        self.max_handshakes = max.max(1);
+        self
+    }
+}
+
+/// A connection to establish: a socket, and for one a listener accepted, its place among the
+/// listener's connections (given back when the connection closes).
+pub struct Accepted {
+    pub(super) stream: TcpStream,
+    pub(super) admission: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Set once the peer's preamble arrived (the listener may close a handshake that heard
+    /// nothing to make room for others).
+    pub(super) heard: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Accepted {
+    /// A socket a listener accepted, holding `admission` until its connection closes.
+    pub(super) fn admitted(
+        stream: TcpStream,
+        admission: tokio::sync::OwnedSemaphorePermit,
+        heard: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Accepted {
+        Accepted { stream, admission: Some(admission), heard: Some(heard) }
+    }
+}
+
+impl From<TcpStream> for Accepted {
+    fn from(stream: TcpStream) -> Accepted {
+        Accepted { stream, admission: None, heard: None }
+    }
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted").field("peer", &self.stream.peer_addr().ok()).finish()
     }
 }
 
