@@ -253,7 +253,7 @@ mod tests {
         let q = queue();
         let log = Arc::new(Mutex::new(Vec::new()));
         let first = reserve(vec![(q.clone(), recorder(&log, "first"))]).expect("a place");
-        let second = reserve(vec![(q.clone(), recorder(&log, "second"))]).expect("a place");
+        let second = reserve(vec![(q, recorder(&log, "second"))]).expect("a place");
         // The second is filled first: it cannot run before the first, and nobody waits.
         second.fill().pump();
         assert!(log.lock().is_empty(), "the second place ran before the first");
@@ -280,7 +280,7 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         reserve(vec![
             (a.clone(), recorder(&log, "a1")),
-            (b.clone(), recorder(&log, "b1")),
+            (b, recorder(&log, "b1")),
             (a.clone(), recorder(&log, "a2")),
         ])
         .expect("places")
