@@ -1067,3 +1067,22 @@ async fn operations_on_containers_and_text() {
         Err(Error::Application { message: "this Function variable was never given a function".into() })
     );
 }
+
+#[tokio::test]
+async fn endpoints_created_in_a_clock_scope_take_their_priorities_from_it() {
+    // A host of its own (as a simulated host would be): its endpoints share its clock, and
+    // no other endpoint does.
+    let clock = Arc::new(Clock::with_origin(7));
+    let scoped = Clock::scope(clock.clone(), async { EndpointCore::new("Scoped", vec![]) }).await;
+    let priority = |core: Arc<EndpointCore>| async move {
+        transact("priority", &core, &CallOptions::default(), |tx| async move { Ok(tx.priority().parts()) })
+            .await
+            .expect("commits")
+    };
+    let (count, origin) = priority(scoped.clone()).await;
+    assert_eq!(origin, 7, "the scope's clock handed it out");
+    assert_eq!(clock.next().parts().0, count + 1, "the scope's clock moved on");
+    let (_, elsewhere) = priority(scratch()).await;
+    assert_ne!(elsewhere, 7, "an endpoint made outside the scope has the process's clock");
+    assert_eq!(priority(scoped).await.1, 7);
+}

@@ -65,7 +65,7 @@ impl EndpointCore {
             ),
             printer,
             link: std::sync::OnceLock::new(),
-            clock: crate::core::tx::Clock::host(),
+            clock: crate::core::tx::Clock::current(),
             effects: Arc::default(),
             gate: crate::core::gate::Gate::default(),
             life: crate::core::lifecycle::Lifecycle::default(),

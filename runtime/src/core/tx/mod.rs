@@ -64,8 +64,9 @@ fn process_tag() -> u64 {
 /// that transactions started later here are younger than every one already met. Each clock
 /// has its own random origin, so two clocks never hand out the same priority.
 ///
-/// The endpoints of one host share a clock ([`Clock::host`]), so that on a host a
-/// transaction begun later is always younger, whichever endpoint begins it.
+/// The endpoints of one host share a clock ([`Clock::current`]: the process's, or a scope's),
+/// so that on a host a transaction begun later is always younger, whichever endpoint begins
+/// it.
 #[derive(Debug)]
 pub struct Clock {
     now: AtomicU64,
@@ -78,11 +79,30 @@ impl Default for Clock {
     }
 }
 
+tokio::task_local! {
+    /// The clock of the host whose code runs in this task, when it is not the process's
+    /// (see [`Clock::scope`]).
+    static CONTEXT: Arc<Clock>;
+}
+
 impl Clock {
-    /// The clock of this process's endpoints (their host).
+    /// The clock of this process's endpoints (their host), for code outside any
+    /// [`Clock::scope`].
     pub fn host() -> Arc<Clock> {
         static HOST: std::sync::LazyLock<Arc<Clock>> = std::sync::LazyLock::new(Default::default);
         HOST.clone()
+    }
+
+    /// The clock of the host the calling task runs as: its scope's, or the process's.
+    pub fn current() -> Arc<Clock> {
+        CONTEXT.try_with(Arc::clone).unwrap_or_else(|_| Clock::host())
+    }
+
+    /// Runs `f` as code of a host of its own whose clock is `clock`: the endpoints created
+    /// inside share it, and share no clock with endpoints created elsewhere (several
+    /// simulated hosts in one process).
+    pub async fn scope<F: Future>(clock: Arc<Clock>, f: F) -> F::Output {
+        CONTEXT.scope(clock, f).await
     }
 
     /// A clock whose priorities carry `origin` as their tie-break.
