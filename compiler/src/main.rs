@@ -46,8 +46,12 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Where to write the generated files.
-        #[arg(long, value_name = "DIR")]
-        out_dir: PathBuf,
+        #[arg(long, value_name = "DIR", required_unless_present = "list")]
+        out_dir: Option<PathBuf>,
+        /// Write nothing: print the public Rust items of each protocol (the paths a host
+        /// program names them by, with their signatures).
+        #[arg(long)]
+        list: bool,
         /// Emit only this endpoint (repeat for several); all endpoints by default.
         #[arg(long = "endpoint", value_name = "NAME")]
         endpoints: Vec<String>,
@@ -127,14 +131,18 @@ fn main() -> ExitCode {
         Command::Ast { file, output } => ast(&file, &output),
         Command::Explain { code } => explain(&code),
         Command::Graph { file, format, output } => graph(&file, format, &output),
-        Command::Build { files, out_dir, endpoints } => build(&files, out_dir, endpoints),
+        Command::Build { files, out_dir, list: true, endpoints } => list(&files, out_dir, endpoints),
+        Command::Build { files, out_dir, list: false, endpoints } => build(&files, out_dir, endpoints),
         Command::Fmt { files, check, output } => fmt(&files, check, &output),
     }
 }
 
 /// Generates code for every file; prints what it wrote, or the diagnostics.
-fn build(files: &[PathBuf], out_dir: PathBuf, endpoints: Vec<String>) -> ExitCode {
-    let mut config = waldo_compiler::Config::new().out_dir(out_dir).cargo_metadata(false);
+fn build(files: &[PathBuf], out_dir: Option<PathBuf>, endpoints: Vec<String>) -> ExitCode {
+    let mut config = waldo_compiler::Config::new().cargo_metadata(false);
+    if let Some(dir) = out_dir {
+        config = config.out_dir(dir);
+    }
     for e in endpoints {
         config = config.endpoint(e);
     }
@@ -150,6 +158,51 @@ fn build(files: &[PathBuf], out_dir: PathBuf, endpoints: Vec<String>) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the public Rust items of each file's generated code (into `out_dir` if given, else
+/// a temporary directory that is removed).
+fn list(files: &[PathBuf], out_dir: Option<PathBuf>, endpoints: Vec<String>) -> ExitCode {
+    let scratch = out_dir.is_none();
+    let dir = out_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("waldoc-list-{}", std::process::id())));
+    let mut config = waldo_compiler::Config::new().cargo_metadata(false).out_dir(&dir);
+    for e in endpoints {
+        config = config.endpoint(e);
+    }
+    let result = config.compile(files);
+    let code = match result {
+        Ok(written) => {
+            let mut failed = false;
+            for (i, w) in written.iter().enumerate() {
+                let listed = std::fs::read_to_string(w)
+                    .map_err(|e| e.to_string())
+                    .and_then(|code| waldo_compiler::codegen::listing::list(&code).map_err(|e| e.to_string()));
+                match listed {
+                    Ok(text) => {
+                        if i > 0 {
+                            println!();
+                        }
+                        let module = w.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        println!("// waldo::include_protocol!(\"{module}\") defines:");
+                        print!("{text}");
+                    }
+                    Err(e) => {
+                        eprintln!("error: cannot list `{}`: {e}", w.display());
+                        failed = true;
+                    }
+                }
+            }
+            if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    };
+    if scratch {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    code
 }
 
 /// Formats every file in place, or with `check` prints the diff of each unformatted one.

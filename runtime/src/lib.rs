@@ -6,8 +6,9 @@
 //! retries), may undo a `try` body without aborting, and delivers `signal`/`print` effects
 //! once, after commit, in each endpoint's commit order.
 //!
-//! The host-facing types are [`Error`], [`CallOptions`], [`External`] and the conversions in
-//! [`convert`]. Generated code reaches everything else through the hidden [`__rt`] module.
+//! The host-facing types are the [`Handle`] every generated endpoint type dereferences to
+//! (with [`Endpoint`], [`EndpointListener`], [`Connect`] and [`Listen`]), [`Error`],
+//! [`CallOptions`], [`External`], [`NumberMap`] and the conversions in [`convert`]. Generated code reaches everything else through the hidden [`__rt`] module.
 
 #![warn(missing_docs)]
 
@@ -24,7 +25,8 @@ pub use driver::tcp::{Accepted, Listener, TcpOptions};
 pub use engine::{liveness, proto};
 pub use exec::run::{CallOptions, Counters, counters};
 pub use exec::{ops, watchdog};
-pub use host::convert::{self, HostResult, NumberKey};
+pub use host::convert::{self, HostResult, NumberKey, NumberMap};
+pub use host::shell::{Connect, Endpoint, EndpointListener, Handle, Listen, StopListener};
 pub use host::external::External;
 pub use tokio::net::ToSocketAddrs;
 
@@ -53,6 +55,11 @@ pub mod __rt {
     pub use crate::exec::ops;
     pub use crate::exec::run::{Attempts, transact, transact_counted};
     pub use crate::host::convert::{FromKey, FromValue, HostResult, IntoKey, IntoValue};
+    pub use crate::host::shell::{
+        Block, BlockFn, BodyFn, Code, Ep, FromResults, Function, check_version, create, join_in_process,
+        join_loopback, result, results, value,
+    };
+    pub use crate::exec::ops::Kind;
     pub use tokio::net::TcpStream;
 
     /// Runs two futures concurrently (both sides' `onCreate`).

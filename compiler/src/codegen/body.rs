@@ -664,9 +664,9 @@ impl<'p> Lower<'p> {
             VarRef::SeqData(i) => quote!(data[#i] = #value;),
             VarRef::Global(i) => {
                 let slot = self.global_slot(i);
-                quote!(tx.write(&self.core, #slot, #value).await?;)
+                quote!(tx.write(&ep.core, #slot, #value).await?;)
             }
-            VarRef::Peered(i) => quote!(tx.write(&self.core, #i, #value).await?;),
+            VarRef::Peered(i) => quote!(tx.write(&ep.core, #i, #value).await?;),
         }
     }
 
@@ -924,7 +924,7 @@ impl<'p> Lower<'p> {
             TExprKind::Text(t) => quote!(#rt::Value::text(#t)),
             TExprKind::Bool(b) => quote!(#rt::Value::Bool(#b)),
             TExprKind::Var(v) => self.read_var(*v),
-            TExprKind::SelfRef => quote!(self.endpoint_value()),
+            TExprKind::SelfRef => quote!(ep.value()),
             TExprKind::List(items) => {
                 let vs: Vec<TokenStream> = items.iter().map(|i| self.expr(i)).collect();
                 quote!(#rt::Value::new_list(Vec::from([#(#vs),*])))
@@ -988,9 +988,9 @@ impl<'p> Lower<'p> {
             VarRef::SeqData(i) => quote!(data[#i].clone()),
             VarRef::Global(i) => {
                 let slot = self.global_slot(i);
-                quote!(tx.read(&self.core, #slot).await?)
+                quote!(tx.read(&ep.core, #slot).await?)
             }
-            VarRef::Peered(i) => quote!(tx.read(&self.core, #i).await?),
+            VarRef::Peered(i) => quote!(tx.read(&ep.core, #i).await?),
         }
     }
 
@@ -1034,13 +1034,13 @@ impl<'p> Lower<'p> {
             Callee::Builtin(Builtin::Print) => {
                 let a = self.refs(args);
                 let x = &a[0];
-                quote!(tx.print(&self.core, #rt::ops::print_text(tx, &#x).await?))
+                quote!(tx.print(&ep.core, #rt::ops::print_text(tx, &#x).await?))
             }
             Callee::Builtin(Builtin::Signal) => {
                 let (first, rest) = args.split_first()?;
                 let f = self.r(first);
                 let rest = self.args(rest);
-                quote!(#rt::ops::signal(tx, &self.core, &#f, Vec::from([#(#rest),*])).await?)
+                quote!(#rt::ops::signal(tx, &ep.core, &#f, Vec::from([#(#rest),*])).await?)
             }
             Callee::Method(recv, m) => {
                 let r = match m {
@@ -1095,7 +1095,7 @@ impl<'p> Lower<'p> {
                 let x = &a[0];
                 quote!(#rt::ops::to_text(&#x)?)
             }
-            Callee::Builtin(Builtin::Id) => quote!(#rt::Value::text(self.core.id())),
+            Callee::Builtin(Builtin::Id) => quote!(#rt::Value::text(ep.core.id())),
             Callee::Method(recv, Method::Id) => {
                 let r = self.r(recv);
                 quote!(#rt::ops::endpoint_id(&#r)?)
@@ -1111,7 +1111,7 @@ impl<'p> Lower<'p> {
             Callee::Function(f) => {
                 let name = &self.fn_names[f.index()];
                 let a = self.args(args);
-                quote!(self.#name(tx, Vec::from([#(#a),*])).await?)
+                quote!(#name(ep, tx, Vec::from([#(#a),*])).await?)
             }
             Callee::Sequence(s) => {
                 let seq = &self.protocol.sequences[*s];
@@ -1121,7 +1121,7 @@ impl<'p> Lower<'p> {
                 let (params, returns) = (seq.params, seq.returns);
                 let s = s.index() as u32;
                 quote!(#rt::ops::seq_results(
-                    self.link()?
+                    ep.link()?
                         .sequence(tx, #s, #rt::ops::copy_all(tx, Vec::from([#(#a,)* #(#rest),*])).await?)
                         .await?,
                     #params,

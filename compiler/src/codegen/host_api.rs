@@ -110,171 +110,145 @@ impl Gen<'_> {
                 other => {
                     let t = host_ty(other);
                     params.decls.push(quote!(#id: #t));
-                    params.values.push(quote!(#rt::IntoValue::into_value(#id)));
+                    params.values.push(quote!(#rt::value(#id)));
                 }
             }
         }
         params
     }
 
+    /// The host API of endpoint `e`: its typed handle (a `waldo::Handle` it dereferences to),
+    /// its constructors and one method per public function, each a one-line forward to the
+    /// runtime's shell; for a pair, its listener type.
     pub(super) fn api(&self, e: EndpointId) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
         let handle = &self.handles[e.index()];
+        // Names the handle has already: its own, `Clone::clone`, and the `Handle` methods a
+        // host uses most (a public function may shadow the others, which stay reachable
+        // through `Deref`).
+        let mut taken: Vec<String> = [
+            "new", "connect", "listen", "without_partner", "with_options", "clone", "id", "options",
+            "endpoint", "stop", "on_stop",
+        ]
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
         let mut methods = TokenStream::new();
-        let mut taken: Vec<String> = vec![
-            "id".into(),
-            "with_options".into(),
-            "options".into(),
-            "endpoint".into(),
-            "new".into(),
-            "from_inner".into(),
-            "stop".into(),
-            "on_stop".into(),
-            "connect".into(),
-            "connect_with".into(),
-            "connect_args".into(),
-            "listen".into(),
-            "listen_with".into(),
-        ];
-        for (fid, f) in ep.functions.iter().enumerate().filter(|(_, f)| f.public) {
+        for (index, fid) in self.public_functions(e).into_iter().enumerate() {
+            let f = &ep.functions[fid];
             let mut name = names::snake(&f.name);
             while taken.contains(&name) {
                 name.push('_');
             }
             taken.push(name.clone());
             let method = names::ident(&name);
-            let ident = &self.functions[e.index()][fid];
             let params = self.host_params(f, "", false);
             let (decls, values, generics) = (&params.decls, &params.values, params.generics());
-            let what = format!("{}.{}", ep.name, f.name);
-            let (ret_ty, convert) = self.results(&f.returns);
+            let (ret_ty, call) = match f.returns.as_slice() {
+                [] => (quote!(()), quote!(call)),
+                [t] => (self.host_ty(t), quote!(call_one)),
+                ts => {
+                    let tys: Vec<TokenStream> = ts.iter().map(|t| self.host_ty(t)).collect();
+                    (quote!((#(#tys),*)), quote!(call))
+                }
+            };
             let doc = format!(" `{}`, as one transaction.", self.signature(f));
             methods.extend(quote! {
                 #[doc = #doc]
                 pub async fn #method #generics(&self, #(#decls),*) -> Result<#ret_ty, ::waldo::Error> {
-                    let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
-                    let inner = &self.inner;
-                    let out = #rt::transact(#what, &inner.core, &self.options, |tx| {
-                        let args: Vec<#rt::Value> = args.iter().map(#rt::Value::detached_copy).collect();
-                        async move {
-                            let results = inner.#ident(&tx, args).await?;
-                            #rt::ops::copy_all(&tx, results).await
-                        }
-                    })
-                    .await?;
-                    #convert
+                    self.handle.#call(#index, Vec::from([#(#values),*])).await
                 }
             });
         }
-        let constructor = if self.pair() { quote!() } else { self.constructor(e) };
-        let tcp = if self.pair() { self.tcp_constructors(e) } else { quote!() };
+        let create = ep.on_create.as_ref().map(|f| self.host_params(f, "", false)).unwrap_or_default();
+        let (decls, values, generics) = (&create.decls, &create.values, create.generics());
+        let connect_generics = {
+            let g = &create.generics;
+            quote!(<'a, #(#g),*>)
+        };
+        let constructors = if self.pair() {
+            let partner = &self.p.endpoints[e.partner()].name;
+            let connect_doc = format!(
+                " Connects to a `{partner}` listening at `addr`: the handshake, then both sides' `onCreate` (this side's with the arguments given); ready once both sides are. `.with_options(tcp)` before `.await` sets the connection's options."
+            );
+            let listen_doc = format!(
+                " Listens at `addr` for `{partner}` endpoints; `.with_options(tcp)` before `.await` sets the options of every connection and the listener's limits."
+            );
+            let alone_doc = format!(
+                " Creates a `{}` with no partner (its initializers, then `onCreate`): the sequences it starts raise a `NetworkException`. For testing one side alone.",
+                ep.name
+            );
+            quote! {
+                #[doc = #connect_doc]
+                pub fn connect #connect_generics(addr: impl ::waldo::ToSocketAddrs + Send + 'a, #(#decls),*) -> ::waldo::Connect<'a, Self> {
+                    ::waldo::Connect::new(addr, Vec::from([#(#values),*]))
+                }
+
+                #[doc = #listen_doc]
+                pub fn listen<'a>(addr: impl ::waldo::ToSocketAddrs + Send + 'a) -> ::waldo::Listen<'a, Self> {
+                    ::waldo::Listen::new(addr)
+                }
+
+                #[doc = #alone_doc]
+                pub async fn without_partner #generics(#(#decls),*) -> Result<Self, ::waldo::Error> {
+                    #rt::create(Vec::from([#(#values),*])).await
+                }
+            }
+        } else {
+            quote! {
+                /// Creates the endpoint: its initializers, then `onCreate`.
+                pub async fn new #generics(#(#decls),*) -> Result<Self, ::waldo::Error> {
+                    #rt::create(Vec::from([#(#values),*])).await
+                }
+            }
+        };
+        let handle_doc = format!(
+            " A running `{}` endpoint: a [`waldo::Handle`] (which it dereferences to) with the endpoint's public functions. Cheap to clone; clones share the endpoint.",
+            ep.name
+        );
         let listener = if self.pair() { self.listener(e) } else { quote!() };
-        let stop_link = if self.pair() { quote!(self.inner.link.get()) } else { quote!(None) };
-        let ep_name = &ep.name;
+        let listener_ty = if self.pair() {
+            let l = &self.listeners[e.index()];
+            quote!(#l)
+        } else {
+            quote!(::waldo::EndpointListener<Self>)
+        };
         quote! {
+            #[doc = #handle_doc]
+            #[derive(Clone, Debug)]
+            pub struct #handle {
+                handle: ::waldo::Handle,
+            }
+
+            #listener
+
             impl #handle {
-                #constructor
-
-                /// A handle on `inner`.
-                pub(super) fn from_inner(inner: ::std::sync::Arc<Inner>, options: ::waldo::CallOptions) -> Self {
-                    #handle { inner, options }
-                }
-
-                #tcp
-
-                /// Stops the endpoint gracefully: no new calls, running ones finish, the
-                /// partner (if any) is told and stops too, then the stop listeners run.
-                /// Later calls return `waldo::Error::Stopped`.
-                pub async fn stop(&self) {
-                    #rt::stop(&self.inner.core, #stop_link).await;
-                }
-
-                /// Adds a listener that runs once when the endpoint stops (by its own
-                /// `stop` or its partner's); at once if it already has.
-                pub fn on_stop(&self, listener: impl FnOnce() + Send + 'static) {
-                    self.inner.core.on_stop(listener);
-                }
-
-                /// The endpoint's unique id (`id()` in Waldo).
-                pub fn id(&self) -> &str {
-                    self.inner.core.id()
-                }
+                #constructors
 
                 /// This handle with other per-call options (deadline, attempt limit).
                 pub fn with_options(&self, options: ::waldo::CallOptions) -> Self {
-                    #handle { inner: self.inner.clone(), options }
-                }
-
-                /// The per-call options of this handle.
-                pub fn options(&self) -> &::waldo::CallOptions {
-                    &self.options
-                }
-
-                /// This endpoint as an `Endpoint` value, to pass to Waldo code.
-                pub fn endpoint(&self) -> #rt::EndpointRef {
-                    #rt::EndpointRef(self.inner.clone())
+                    #handle { handle: self.handle.with_options(options) }
                 }
 
                 #methods
             }
 
-            impl ::std::fmt::Debug for #handle {
-                fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                    f.debug_struct(#ep_name).field("id", &self.id()).finish()
+            impl ::std::ops::Deref for #handle {
+                type Target = ::waldo::Handle;
+
+                fn deref(&self) -> &::waldo::Handle {
+                    &self.handle
                 }
             }
 
-            #listener
-        }
-    }
+            impl ::waldo::Endpoint for #handle {
+                type Listener = #listener_ty;
+                const CODE: &'static #rt::Code = &CODE;
 
-    /// The Rust result type of a function returning `returns`, and the code that converts
-    /// the results `out` into it.
-    fn results(&self, returns: &[Ty]) -> (TokenStream, TokenStream) {
-        let rt = rt();
-        match returns {
-            [] => (
-                quote!(()),
-                quote!({
-                    let _ = out;
-                    Ok(())
-                }),
-            ),
-            [t] => {
-                let ty = self.host_ty(t);
-                (
-                    ty.clone(),
-                    quote!(<#ty as #rt::FromValue>::from_committed(&#rt::ops::nth(&out, 0)).map_err(::waldo::Error::from)),
-                )
-            }
-            ts => {
-                let tys: Vec<TokenStream> = ts.iter().map(|t| self.host_ty(t)).collect();
-                let idx: Vec<usize> = (0..ts.len()).collect();
-                (
-                    quote!((#(#tys),*)),
-                    quote!(Ok((#(<#tys as #rt::FromValue>::from_committed(&#rt::ops::nth(&out, #idx))?),*))),
-                )
-            }
-        }
-    }
-
-    /// `new(onCreate args)` for an endpoint without a partner.
-    fn constructor(&self, e: EndpointId) -> TokenStream {
-        let rt = rt();
-        let ep = &self.p.endpoints[e];
-        let handle = &self.handles[e.index()];
-        let params = ep.on_create.as_ref().map(|f| self.host_params(f, "", false)).unwrap_or_default();
-        let (decls, values, generics) = (&params.decls, &params.values, params.generics());
-        quote! {
-            /// Creates the endpoint: its initializers, then `onCreate`.
-            pub async fn new #generics(#(#decls),*) -> Result<Self, ::waldo::Error> {
-                let args: Vec<#rt::Value> = Vec::from([#(#values),*]);
-                let inner = Inner::new_arc();
-                let options = ::waldo::CallOptions::default();
-                inner.start(&options).await?;
-                inner.ready(&options, args).await?;
-                Ok(#handle { inner, options })
+                fn from_handle(handle: ::waldo::Handle) -> Self {
+                    #handle { handle }
+                }
             }
         }
     }

@@ -15,14 +15,17 @@
 //! and the protocol module around the rest, which `impl Gen` blocks in the child modules emit:
 //! `host_types` (Rust types of Waldo types, host structs), `partition` (what each endpoint
 //! runs), `endpoint` (an endpoint's module: slots, lifecycle, functions, blocks, dispatch),
-//! `host_api` (the handle's methods and constructor), `pair` (what only a pair has: the
-//! handshake's tables, TCP constructors, the listener, the in-process pair), `body` (lowering
-//! bodies) and `names` (Rust names for Waldo names).
+//! `host_api` (the typed handle: its constructors and public functions, one-line forwards to
+//! the runtime's shell), `pair` (what only a pair has: the handshake's tables, the listener,
+//! the in-process and loopback pairs), `body` (lowering bodies), `names` (Rust names for
+//! Waldo names) and `lints` (the lints the generated code allows, and why).
 
 mod body;
 mod endpoint;
 mod host_api;
 mod host_types;
+mod lints;
+pub mod listing;
 pub mod names;
 mod pair;
 mod partition;
@@ -98,6 +101,12 @@ pub fn generate(protocol: &Protocol, options: &Options) -> Result<String, GenErr
     let tokens = Gen::new(protocol).protocol(&emit);
     let mut file: syn::File = syn::parse2(tokens).map_err(|e| GenError::Internal(e.to_string()))?;
     syn::visit_mut::VisitMut::visit_file_mut(&mut Tidy, &mut file);
+    let allow = lints::allowed(&mut file);
+    if !allow.is_empty()
+        && let Some(syn::Item::Mod(module)) = file.items.first_mut()
+    {
+        module.attrs.push(syn::parse_quote!(#[allow(#(#allow),*)]));
+    }
     let printed = prettyplease::unparse(&file);
     let source = if options.source_name.is_empty() {
         "a Waldo protocol".to_owned()
@@ -213,11 +222,13 @@ impl Gen<'_> {
             })
             .collect();
         let fingerprint = self.p.fingerprint();
+        // The runtime refuses to build code made for an incompatible version of it.
+        let version = env!("CARGO_PKG_VERSION");
         let fp_doc =
             " The protocol's fingerprint: both sides of a connection must have the same.".to_string();
         let sequences = if self.pair() { self.sequence_table() } else { quote!() };
         let spec = if self.pair() { self.pair_spec() } else { quote!() };
-        let pair = if self.pair() && emit.len() == 2 { self.in_process_pair() } else { quote!() };
+        let pair = if self.pair() && emit.len() == 2 { self.pairs() } else { quote!() };
         let own = quote!(#structs #sequences #spec #pair);
         let use_rt = if mentions(&own, "rt") {
             quote!(
@@ -228,34 +239,12 @@ impl Gen<'_> {
         };
         quote! {
             #[doc = #doc]
-            // A program uses part of its protocol's API, and Waldo code may store values it
-            // never reads: neither is a mistake in the generated code. Assigning one local
-            // to another clones a shared reference, which is redundant at the source's last
-            // use (the nursery lint `redundant_clone`); telling which use is the last would
-            // take a liveness analysis for no gain. The Waldo program decides how many
-            // parameters a function has, and every function takes the transaction, even one
-            // that only passes it on to itself. The shape of the code (a loop that always
-            // leaves, nested ifs, alike branches, a `return` ending a `finally`), the nesting of
-            // its types and the case of its names are the program's, kept as written.
-            #[allow(
-                dead_code,
-                unused_assignments,
-                clippy::redundant_clone,
-                clippy::too_many_arguments,
-                clippy::only_used_in_recursion,
-                clippy::never_loop,
-                clippy::collapsible_if,
-                clippy::collapsible_else_if,
-                clippy::if_same_then_else,
-                clippy::type_complexity,
-                clippy::upper_case_acronyms,
-                clippy::needless_return
-            )]
             pub mod #name {
                 #use_rt
 
                 #[doc = #fp_doc]
                 pub const FINGERPRINT: u64 = #fingerprint;
+                const _: () = ::waldo::__rt::check_version(#version);
                 #structs
                 #sequences
                 #spec

@@ -1,6 +1,5 @@
-//! Partitioning: the code each endpoint runs. Its functions reachable from its public
-//! functions, `onCreate`, initializers and blocks, and what that code needs of the module
-//! around it (`self` as a value, a link to start sequences on).
+//! Partitioning: the code each endpoint runs, its functions reachable from its public
+//! functions, `onCreate`, initializers and blocks.
 
 use super::Gen;
 use crate::ir::visit::{for_each_expr, for_each_subexpr};
@@ -54,57 +53,6 @@ impl Gen<'_> {
             todo.extend(more);
         }
         (0..seen.len()).filter(|&i| seen[i]).map(FunctionId).collect()
-    }
-
-    /// All the code endpoint `e` runs, for scans.
-    fn code_of<'a>(&'a self, e: EndpointId, reachable: &[FunctionId]) -> (Vec<&'a [TStmt]>, Vec<&'a TExpr>) {
-        let ep = &self.p.endpoints[e];
-        let mut stmts: Vec<&[TStmt]> = reachable.iter().map(|&f| ep.functions[f].body.as_slice()).collect();
-        let mut exprs: Vec<&TExpr> = Vec::new();
-        if let Some(c) = &ep.on_create {
-            stmts.push(&c.body);
-            exprs.extend(c.locals.iter().filter_map(|v| v.init.as_ref()));
-        }
-        exprs.extend(ep.globals.iter().filter_map(|g| g.init.as_ref()));
-        exprs.extend(self.p.peered.iter().filter_map(|v| v.var.init.as_ref()));
-        if self.pair() {
-            for (s, b, _) in self.p.blocks_on(e) {
-                stmts.push(&self.p.sequences[s].blocks[b].body);
-                exprs.extend(self.p.sequences[s].blocks[b].locals.iter().filter_map(|v| v.init.as_ref()));
-                if b == 0 {
-                    exprs.extend(self.p.sequences[s].data.iter().filter_map(|v| v.init.as_ref()));
-                }
-            }
-        }
-        for &f in reachable {
-            exprs.extend(ep.functions[f].locals.iter().filter_map(|v| v.init.as_ref()));
-        }
-        (stmts, exprs)
-    }
-
-    fn any_expr(&self, e: EndpointId, reachable: &[FunctionId], pred: &dyn Fn(&TExpr) -> bool) -> bool {
-        let (stmts, exprs) = self.code_of(e, reachable);
-        let mut found = false;
-        for s in stmts {
-            for_each_expr(s, |x| found |= pred(x));
-        }
-        for x in exprs {
-            for_each_subexpr(x, |x| found |= pred(x));
-        }
-        found
-    }
-
-    pub(super) fn uses_self(&self, e: EndpointId, reachable: &[FunctionId]) -> bool {
-        self.any_expr(e, reachable, &|x| matches!(x.kind, TExprKind::SelfRef))
-    }
-
-    pub(super) fn starts_sequences(&self, e: EndpointId, reachable: &[FunctionId]) -> bool {
-        self.pair()
-            && self.any_expr(
-                e,
-                reachable,
-                &|x| matches!(&x.kind, TExprKind::Call(c, _) if matches!(**c, Callee::Sequence(_))),
-            )
     }
 }
 

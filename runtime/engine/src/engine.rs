@@ -233,6 +233,14 @@ pub struct SequenceInfo {
     pub starters: [bool; 2],
 }
 
+impl SequenceInfo {
+    /// Sequence `name` of `blocks` blocks carrying `locals` values, started by the sides
+    /// marked in `starters`.
+    pub const fn new(name: &'static str, blocks: u32, locals: u32, starters: [bool; 2]) -> Self {
+        SequenceInfo { name, blocks, locals, starters }
+    }
+}
+
 /// The answer a waiting local call gets.
 #[derive(Debug)]
 pub enum Reply<V> {

@@ -144,7 +144,7 @@ pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Flow<Vec<Value>>> + Send +
 /// What generated code implements so that other endpoints can call its public functions by
 /// name (`e.f(args)`). An unknown name or wrong arguments must raise an
 /// ApplicationException, never hang.
-pub trait DynEndpoint: Send + Sync {
+pub trait DynEndpoint: std::any::Any + Send + Sync {
     /// The endpoint's data (its id and gate come from here).
     fn core(&self) -> &Arc<EndpointCore>;
     /// Calls public function `function` inside `tx` with `args` (already deep-copied).

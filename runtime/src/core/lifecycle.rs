@@ -5,7 +5,7 @@
 //! already inside to finish (commit, raise or abort). Stop listeners run once, when the stop
 //! is complete, whether it was asked for here or by the partner.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
@@ -22,7 +22,9 @@ pub(crate) struct Lifecycle {
     calls: AtomicUsize,
     idle: Notify,
     stopped: watch::Sender<bool>,
-    listeners: Mutex<Vec<StopListener>>,
+    listeners: Mutex<Vec<(u64, StopListener)>>,
+    /// The id of the next stop listener.
+    next_listener: AtomicU64,
 }
 
 impl Default for Lifecycle {
@@ -33,6 +35,7 @@ impl Default for Lifecycle {
             idle: Notify::new(),
             stopped: watch::Sender::new(false),
             listeners: Mutex::new(Vec::new()),
+            next_listener: AtomicU64::new(0),
         }
     }
 }
@@ -97,13 +100,13 @@ impl Lifecycle {
     pub(crate) fn finish_stop(&self) {
         let listeners = std::mem::take(&mut *self.listeners.lock());
         self.stopped.send_replace(true);
-        for listener in listeners {
+        for (_, listener) in listeners {
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(listener)).is_err() {
                 tracing::error!("a stop listener panicked");
             }
         }
         // A listener added while the others ran still runs.
-        for listener in std::mem::take(&mut *self.listeners.lock()) {
+        for (_, listener) in std::mem::take(&mut *self.listeners.lock()) {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(listener));
         }
     }
@@ -114,14 +117,25 @@ impl Lifecycle {
         let _ = rx.wait_for(|s| *s).await;
     }
 
-    /// Adds a stop listener; it runs at once if the endpoint has already stopped.
-    pub(crate) fn on_stop(&self, listener: StopListener) {
+    /// Adds a stop listener; it runs at once if the endpoint has already stopped. Returns its
+    /// id, for [`Lifecycle::remove_on_stop`].
+    pub(crate) fn on_stop(&self, listener: StopListener) -> u64 {
+        let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
         let mut listeners = self.listeners.lock();
         if *self.stopped.borrow() {
             drop(listeners);
             listener();
         } else {
-            listeners.push(listener);
+            listeners.push((id, listener));
         }
+        id
+    }
+
+    /// Removes stop listener `id`; whether it was still waiting to run.
+    pub(crate) fn remove_on_stop(&self, id: u64) -> bool {
+        let mut listeners = self.listeners.lock();
+        let before = listeners.len();
+        listeners.retain(|(i, _)| *i != id);
+        listeners.len() != before
     }
 }

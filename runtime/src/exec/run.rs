@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::core::endpoint::EndpointCore;
 use crate::core::error::{Abort, Error, Flow, Raise};
 use crate::core::tx::Tx;
+use crate::exec::watchdog::What;
 
 /// Per-call options.
 #[derive(Clone, Debug)]
@@ -44,6 +45,30 @@ impl CallOptions {
     /// These options with a deadline.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// These options with no deadline.
+    pub fn without_deadline(mut self) -> Self {
+        self.deadline = None;
+        self
+    }
+
+    /// These options with an attempt limit (at least one attempt is always made).
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// These options with the first retry's pause bound (each further one doubles it).
+    pub fn with_backoff_base(mut self, base: Duration) -> Self {
+        self.backoff_base = base;
+        self
+    }
+
+    /// These options with the largest pause bound between retries.
+    pub fn with_backoff_cap(mut self, cap: Duration) -> Self {
+        self.backoff_cap = cap;
         self
     }
 }
@@ -81,7 +106,7 @@ pub struct Attempts {
 /// (for watchdog reports) until it commits, raises, times out or runs out of attempts. The
 /// body runs as code of `core` (under its gate).
 pub async fn transact<T, F, Fut>(
-    what: &'static str,
+    what: impl Into<What>,
     core: &Arc<EndpointCore>,
     options: &CallOptions,
     body: F,
@@ -95,7 +120,7 @@ where
 
 /// Like [`transact`], also telling how many attempts it took.
 pub async fn transact_counted<T, F, Fut>(
-    what: &'static str,
+    what: impl Into<What>,
     core: &Arc<EndpointCore>,
     options: &CallOptions,
     mut body: F,
@@ -104,6 +129,7 @@ where
     F: FnMut(Tx) -> Fut,
     Fut: Future<Output = Flow<T>>,
 {
+    let what = what.into();
     let _call = core.life.enter()?;
     let priority = core.clock.next();
     // A deadline too far away to represent is no deadline.
@@ -167,12 +193,12 @@ where
 
 /// Runs `future`, code of transaction `tx` on endpoint `core`, as [`Attempt`] does.
 pub(crate) fn guarded<T, F: Future<Output = Flow<T>>>(
-    what: &'static str,
+    what: impl Into<What>,
     core: Arc<EndpointCore>,
     tx: Tx,
     future: F,
 ) -> Attempt<F> {
-    Attempt { what, core, tx, inner: future }
+    Attempt { what: what.into(), core, tx, inner: future }
 }
 
 pin_project_lite::pin_project! {
@@ -181,7 +207,7 @@ pin_project_lite::pin_project! {
     /// if it was wounded; holds the endpoint's gate (one logical task per endpoint); and runs
     /// under the watchdog's eye.
     pub(crate) struct Attempt<F> {
-        what: &'static str,
+        what: What,
         core: Arc<EndpointCore>,
         tx: Tx,
         #[pin]
@@ -202,6 +228,6 @@ impl<T, F: Future<Output = Flow<T>>> Future for Attempt<F> {
             return std::task::Poll::Pending;
         };
         let inner = this.inner;
-        crate::exec::watchdog::during(this.what, || inner.poll(cx))
+        crate::exec::watchdog::during(*this.what, || inner.poll(cx))
     }
 }

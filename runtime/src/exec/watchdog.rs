@@ -22,11 +22,27 @@ static THREAD: OnceLock<()> = OnceLock::new();
 /// slot.
 static NOW_US: AtomicU64 = AtomicU64::new(0);
 
+/// The name of running Waldo code, for reports: `Endpoint.function`, or one name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct What(pub &'static str, pub &'static str);
+
+impl From<&'static str> for What {
+    fn from(name: &'static str) -> Self {
+        What(name, "")
+    }
+}
+
+impl std::fmt::Display for What {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.1.is_empty() { f.write_str(self.0) } else { write!(f, "{}.{}", self.0, self.1) }
+    }
+}
+
 /// What one thread is running: since when (plus one; zero when idle), and what.
 #[derive(Default)]
 struct ThreadSlot {
     since: AtomicU64,
-    what: Mutex<&'static str>,
+    what: Mutex<What>,
     /// The `since` value already reported (each long poll is reported once).
     reported: AtomicU64,
 }
@@ -73,7 +89,7 @@ fn start_thread() {
                     {
                         REPORTS.fetch_add(1, Ordering::Relaxed);
                         let what = *slot.what.lock();
-                        tracing::warn!(code = what, budget_ms = budget.as_millis() as u64,
+                        tracing::warn!(code = %what, budget_ms = budget.as_millis() as u64,
                             "Waldo code has been running without yielding for longer than the watchdog budget");
                     }
                 }
@@ -87,7 +103,7 @@ fn start_thread() {
 
 /// Runs `f` (one poll of Waldo code named `what`) under the watchdog's eye. Nested polls
 /// (an inline job inside a poll) keep the outer poll's start.
-pub(crate) fn during<T>(what: &'static str, f: impl FnOnce() -> T) -> T {
+pub(crate) fn during<T>(what: What, f: impl FnOnce() -> T) -> T {
     start_thread();
     SLOT.with(|slot| {
         let outer = slot.since.load(Ordering::Relaxed);

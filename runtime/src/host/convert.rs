@@ -238,3 +238,155 @@ impl<T, E: std::fmt::Display> HostResult<T> for Result<T, E> {
         self.map_err(|e| Exception::application(e.to_string()))
     }
 }
+
+/// `None` is an unbound value (an `Endpoint` or `Function` variable that holds none).
+impl<T: IntoValue> IntoValue for Option<T> {
+    fn into_value(self) -> Value {
+        self.map_or(Value::Nothing, IntoValue::into_value)
+    }
+}
+
+/// An unbound value reads as `None`.
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_committed(value: &Value) -> Result<Self, Exception> {
+        match value {
+            Value::Nothing => Ok(None),
+            other => T::from_committed(other).map(Some),
+        }
+    }
+}
+
+/// A `Map(from: Number, to: V)` on the host side: a map with `f64` keys, in ascending key
+/// order (`-0.0` and `0.0` are one key; NaN sorts after every other number).
+///
+/// ```
+/// let mut rates = waldo::NumberMap::from([(1.0, "one".to_string()), (2.5, "two and a half".into())]);
+/// rates.insert(0.5, "half".into());
+/// assert_eq!(rates.get(2.5).map(String::as_str), Some("two and a half"));
+/// assert_eq!(rates.keys().collect::<Vec<_>>(), [0.5, 1.0, 2.5]);
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct NumberMap<V>(BTreeMap<NumberKey, V>);
+
+impl<V> NumberMap<V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        NumberMap(BTreeMap::new())
+    }
+
+    /// The value at `key`.
+    pub fn get(&self, key: f64) -> Option<&V> {
+        self.0.get(&NumberKey(key))
+    }
+
+    /// The value at `key`, to change.
+    pub fn get_mut(&mut self, key: f64) -> Option<&mut V> {
+        self.0.get_mut(&NumberKey(key))
+    }
+
+    /// Whether there is a value at `key`.
+    pub fn contains_key(&self, key: f64) -> bool {
+        self.0.contains_key(&NumberKey(key))
+    }
+
+    /// Puts `value` at `key`; the value it replaces.
+    pub fn insert(&mut self, key: f64, value: V) -> Option<V> {
+        self.0.insert(NumberKey(key), value)
+    }
+
+    /// Takes the value at `key` out.
+    pub fn remove(&mut self, key: f64) -> Option<V> {
+        self.0.remove(&NumberKey(key))
+    }
+
+    /// How many entries it has.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries in ascending key order.
+    pub fn iter(&self) -> impl Iterator<Item = (f64, &V)> {
+        self.0.iter().map(|(k, v)| (k.0, v))
+    }
+
+    /// The keys in ascending order.
+    pub fn keys(&self) -> impl Iterator<Item = f64> + '_ {
+        self.0.keys().map(|k| k.0)
+    }
+
+    /// The values in ascending key order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.values()
+    }
+}
+
+impl<V> Default for NumberMap<V> {
+    fn default() -> Self {
+        NumberMap::new()
+    }
+}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for NumberMap<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<V> std::ops::Index<f64> for NumberMap<V> {
+    type Output = V;
+
+    /// The value at `key`; panics when there is none (like `BTreeMap`'s index).
+    fn index(&self, key: f64) -> &V {
+        self.get(key).unwrap_or_else(|| panic!("no entry for key {key} in the NumberMap"))
+    }
+}
+
+impl<V> FromIterator<(f64, V)> for NumberMap<V> {
+    fn from_iter<I: IntoIterator<Item = (f64, V)>>(iter: I) -> Self {
+        NumberMap(iter.into_iter().map(|(k, v)| (NumberKey(k), v)).collect())
+    }
+}
+
+impl<V> Extend<(f64, V)> for NumberMap<V> {
+    fn extend<I: IntoIterator<Item = (f64, V)>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().map(|(k, v)| (NumberKey(k), v)));
+    }
+}
+
+impl<V, const N: usize> From<[(f64, V); N]> for NumberMap<V> {
+    fn from(entries: [(f64, V); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+impl<V> From<BTreeMap<NumberKey, V>> for NumberMap<V> {
+    fn from(map: BTreeMap<NumberKey, V>) -> Self {
+        NumberMap(map)
+    }
+}
+
+impl<V> IntoIterator for NumberMap<V> {
+    type Item = (f64, V);
+    type IntoIter = std::iter::Map<std::collections::btree_map::IntoIter<NumberKey, V>, fn((NumberKey, V)) -> (f64, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().map(|(k, v)| (k.0, v))
+    }
+}
+
+impl<V: IntoValue> IntoValue for NumberMap<V> {
+    fn into_value(self) -> Value {
+        self.0.into_value()
+    }
+}
+
+impl<V: FromValue> FromValue for NumberMap<V> {
+    fn from_committed(value: &Value) -> Result<Self, Exception> {
+        BTreeMap::<NumberKey, V>::from_committed(value).map(NumberMap)
+    }
+}

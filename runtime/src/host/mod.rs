@@ -3,3 +3,4 @@
 
 pub mod convert;
 pub(crate) mod external;
+pub(crate) mod shell;

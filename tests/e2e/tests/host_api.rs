@@ -943,7 +943,7 @@ async fn connecting_to_a_closed_port_is_a_quick_network_error_that_says_so() {
     let errors = [
         within("connect", Client::connect(addr, "cli".into())).await.expect_err("nobody listens"),
         within("connect", Server::connect(addr, "srv".into(), || ())).await.expect_err("nobody listens"),
-        within("connect", Client::connect_with(addr, &TcpOptions::default(), "cli".into()))
+        within("connect", Client::connect(addr, "cli".into()))
             .await
             .expect_err("nobody listens"),
     ];
@@ -978,7 +978,7 @@ async fn tcp_options_have_the_documented_defaults_and_bound_the_handshake() {
     assert_eq!(quick.max_frame, defaults.max_frame, "the other options stay");
 
     // A listener whose peer says nothing gives up on it after the time limit.
-    let listener = Server::listen_with("127.0.0.1:0", quick.clone()).await.expect("listen");
+    let listener = Server::listen("127.0.0.1:0").with_options(quick.clone()).await.expect("listen");
     let silent = tokio::net::TcpStream::connect(listener.local_addr()).await.expect("connect");
     let started = Instant::now();
     let failure = within("the silent peer's failure", listener.next_failure()).await.expect("a failure");
@@ -994,7 +994,7 @@ async fn tcp_options_have_the_documented_defaults_and_bound_the_handshake() {
     let started = Instant::now();
     let err = within(
         "connect to a mute listener",
-        Client::connect_with(mute.local_addr().expect("addr"), &quick, "cli".into()),
+        Client::connect(mute.local_addr().expect("addr"), "cli".into()).with_options(quick.clone()),
     )
     .await
     .expect_err("no handshake");
@@ -1008,11 +1008,11 @@ async fn tcp_options_have_the_documented_defaults_and_bound_the_handshake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_outlives_its_partner_timeout_by_heartbeats() {
     let quick = TcpOptions::default().with_heartbeat(Duration::from_millis(100), Duration::from_secs(1));
-    let listener = Server::listen_with("127.0.0.1:0", quick.clone()).await.expect("listen");
+    let listener = Server::listen("127.0.0.1:0").with_options(quick.clone()).await.expect("listen");
     let addr = listener.local_addr();
     let (c, s) = within("a pair", async {
         tokio::try_join!(
-            Client::connect_with(addr, &quick, "cli".into()),
+            Client::connect(addr, "cli".into()).with_options(quick.clone()),
             listener.accept("srv".into(), || ())
         )
     })
@@ -1029,12 +1029,12 @@ async fn a_host_function_blocking_past_the_partner_timeout_does_not_lose_the_par
     // The Server's block blocks its reader for 1 s in `pause`, three times its partner
     // timeout; the Client heartbeats all along, so the Server must not give it up.
     let quick = TcpOptions::default().with_heartbeat(Duration::from_millis(50), Duration::from_millis(300));
-    let listener = Server::listen_with("127.0.0.1:0", quick.clone()).await.expect("listen");
+    let listener = Server::listen("127.0.0.1:0").with_options(quick.clone()).await.expect("listen");
     let addr = listener.local_addr();
     let slow_pause = || tokio::task::block_in_place(|| std::thread::sleep(Duration::from_secs(1)));
     let (c, s) = within("a pair", async {
         tokio::try_join!(
-            Client::connect_with(addr, &quick, "cli".into()),
+            Client::connect(addr, "cli".into()).with_options(quick.clone()),
             listener.accept("srv".into(), slow_pause)
         )
     })

@@ -49,7 +49,7 @@ async fn five_thousand_idle_sockets_leave_memory_bounded_and_a_partner_served() 
     // The default limits (1,024 connections, 64 handshakes), and idle sockets allowed to stay
     // silent for longer than the test: only the limits and eviction can clear them.
     let options = TcpOptions::default().with_handshake_idle(Duration::from_secs(120));
-    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let listener = Vault::listen("127.0.0.1:0").with_options(options).await.expect("listen");
     let addr = listener.local_addr();
     served(&listener, Duration::from_secs(5)).await; // the runtime's own allocations first
     let before = resident_kib();

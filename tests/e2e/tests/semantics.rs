@@ -51,7 +51,7 @@ async fn names_that_collide_in_rust_stay_apart() {
     let (server, client) = clash::in_process_pair(clash::Config { port: 8080.0 }).await.expect("a pair");
     assert_eq!(client.get_x().await.expect("runs"), 1.0);
     assert_eq!(client.get_x_().await.expect("runs"), 2.0);
-    assert_eq!(client.from_inner_().await.expect("runs"), 3.0);
+    assert_eq!(client.with_options_().await.expect("runs"), 3.0);
     // A host closure parameter named `args`; the sequence doubles, the closure adds one.
     assert_eq!(client.apply(|n| n + 1.0, 20.0).await.expect("runs"), 41.0);
     assert_eq!(server.size().await.expect("runs"), 0.0);
@@ -73,7 +73,7 @@ async fn a_dynamic_call_with_wrong_arguments_is_an_application_exception() {
         other => panic!("expected an exception, got {other:?}"),
     }
     let err = endpoint.call(&tx, "nope", vec![]).await;
-    assert!(matches!(err, Err(waldo::__rt::Raise::Exception(e)) if e.message == "no public function `nope`"));
+    assert!(matches!(err, Err(waldo::__rt::Raise::Exception(e)) if e.message == "`Client` has no public function `nope`"));
     tx.abort();
 }
 

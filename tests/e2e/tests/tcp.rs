@@ -308,7 +308,7 @@ async fn every_refusal_names_its_cause_on_both_sides_and_the_listener_serves_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deviations_after_the_handshake_close_the_connection_with_the_reason() {
     let options = TcpOptions::default().with_max_frame(1024);
-    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let listener = Vault::listen("127.0.0.1:0").with_options(options).await.expect("listen");
     let addr = listener.local_addr();
     let cases: [(&[u8], &str); 4] = [
         (&4096u32.to_le_bytes(), "a frame of 4096 bytes is larger than the maximum of 1024"),
@@ -334,7 +334,7 @@ async fn deviations_after_the_handshake_close_the_connection_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_partner_is_lost_after_the_timeout() {
     let options = TcpOptions::default().with_heartbeat(Duration::from_millis(50), Duration::from_millis(300));
-    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let listener = Vault::listen("127.0.0.1:0").with_options(options).await.expect("listen");
     let _raw = raw_branch(listener.local_addr()).await;
     let started = std::time::Instant::now();
     let err = within("accept", listener.accept()).await.expect_err("the partner is lost");
@@ -406,7 +406,7 @@ async fn a_partner_process_frozen_mid_sequence_is_lost_by_its_silence() {
     // of silence, well before the default 5 s.
     let options =
         TcpOptions::default().with_heartbeat(Duration::from_millis(100), Duration::from_millis(1500));
-    let listener = Starter::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let listener = Starter::listen("127.0.0.1:0").with_options(options).await.expect("listen");
     let (mut child, starter, work) = helper_paused_mid_sequence(&listener).await;
     // Frozen, not killed: the socket stays open and only the silence tells.
     let stopped = std::process::Command::new("kill")
@@ -561,7 +561,7 @@ async fn served_eventually(listener: &bank::VaultListener) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_refuses_connections_over_its_limit_with_the_reason_and_goes_on() {
     let options = TcpOptions::default().with_max_connections(2).with_handshake_idle(WAIT);
-    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let listener = Vault::listen("127.0.0.1:0").with_options(options).await.expect("listen");
     let addr = listener.local_addr();
     // Two sockets that connect and say nothing take both places (accepted in order, so
     // before the ones below).
@@ -586,7 +586,7 @@ async fn idle_sockets_cannot_keep_a_real_partner_out() {
     // Four handshakes at a time, each allowed to stay silent for a minute: without eviction,
     // twenty idle sockets would hold the places for that long.
     let options = TcpOptions::default().with_max_handshakes(4).with_handshake_idle(Duration::from_secs(60));
-    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let listener = Vault::listen("127.0.0.1:0").with_options(options).await.expect("listen");
     let addr = listener.local_addr();
     let mut idle = Vec::new();
     for _ in 0..20 {
@@ -605,7 +605,7 @@ async fn idle_sockets_cannot_keep_a_real_partner_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_silent_during_the_handshake_is_refused_after_the_idle_limit() {
     let options = TcpOptions::default().with_handshake_idle(Duration::from_millis(200));
-    let listener = Vault::listen_with("127.0.0.1:0", options).await.expect("listen");
+    let listener = Vault::listen("127.0.0.1:0").with_options(options).await.expect("listen");
     let addr = listener.local_addr();
     let mut silent = TcpStream::connect(addr).await.expect("connect");
     let started = std::time::Instant::now();

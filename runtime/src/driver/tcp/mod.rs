@@ -126,7 +126,7 @@ pub async fn establish(
     let mut dec = dec;
     // Frames after the handshake may be as large as the connection allows.
     dec.set_max(options.max_frame);
-    let link = Link::new(core, side, (spec.sequences)(), program);
+    let link = Link::new(core, side, spec.sequences.to_vec(), program);
     let (read, write) = stream.into_split();
     let conn = Arc::new_cyclic(|me| Conn {
         me: me.clone(),

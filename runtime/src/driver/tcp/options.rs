@@ -160,7 +160,7 @@ pub struct PairSpec {
     /// The names of the endpoints playing sides 0 and 1.
     pub endpoints: [&'static str; 2],
     /// The protocol's sequences.
-    pub sequences: fn() -> Vec<SequenceInfo>,
+    pub sequences: &'static [SequenceInfo],
 }
 
 pub(super) fn network(message: impl Into<String>) -> Error {

@@ -1,0 +1,170 @@
+//! The lints generated code allows: only those its shape can trigger, found by looking at
+//! the generated tree, so a small protocol's code carries no list it does not need.
+//!
+//! Each is allowed because the code mirrors how the Waldo program is written, not because
+//! the generator is careless:
+//! - `unused_assignments`: Waldo code may store values it never reads;
+//! - `clippy::redundant_clone`: assigning one local to another clones a shared reference,
+//!   redundant at the source's last use, which would take a liveness analysis to find;
+//! - `clippy::too_many_arguments`: the program decides how many parameters a function has;
+//! - `clippy::only_used_in_recursion`: every function takes the transaction and the
+//!   endpoint, even one that only passes them on to itself;
+//! - `clippy::never_loop`, `clippy::collapsible_if`, `clippy::collapsible_else_if`,
+//!   `clippy::if_same_then_else`, `clippy::needless_return`: loops that always leave, nested
+//!   ifs, alike branches and a `return` ending a `finally` are the program's own shape;
+//! - `clippy::type_complexity`: the nesting of the program's types;
+//! - `clippy::upper_case_acronyms`: the case of the program's names.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::visit_mut::VisitMut;
+
+/// The lints to allow on `file`, as paths.
+pub(super) fn allowed(file: &mut syn::File) -> Vec<TokenStream> {
+    let mut scan = Scan::default();
+    scan.visit_file_mut(file);
+    let mut out = Vec::new();
+    let mut add = |on: bool, lint: TokenStream| {
+        if on {
+            out.push(lint);
+        }
+    };
+    add(scan.assigns, quote!(unused_assignments));
+    add(scan.clones, quote!(clippy::redundant_clone));
+    add(scan.many_params, quote!(clippy::too_many_arguments));
+    add(scan.recursion, quote!(clippy::only_used_in_recursion));
+    add(scan.loops, quote!(clippy::never_loop));
+    add(scan.ifs, quote!(clippy::collapsible_if));
+    add(scan.ifs, quote!(clippy::collapsible_else_if));
+    add(scan.ifs, quote!(clippy::if_same_then_else));
+    add(scan.complex_types, quote!(clippy::type_complexity));
+    add(scan.acronyms, quote!(clippy::upper_case_acronyms));
+    add(scan.returns, quote!(clippy::needless_return));
+    out
+}
+
+/// What the generated tree contains that a lint could fire on.
+#[derive(Default)]
+struct Scan {
+    assigns: bool,
+    clones: bool,
+    many_params: bool,
+    recursion: bool,
+    loops: bool,
+    ifs: bool,
+    returns: bool,
+    complex_types: bool,
+    acronyms: bool,
+    /// The function being visited.
+    current_fn: Option<String>,
+}
+
+impl VisitMut for Scan {
+    fn visit_item_fn_mut(&mut self, f: &mut syn::ItemFn) {
+        self.many_params |= f.sig.inputs.len() > 7;
+        let outer = self.current_fn.replace(f.sig.ident.to_string());
+        syn::visit_mut::visit_item_fn_mut(self, f);
+        self.current_fn = outer;
+    }
+
+    fn visit_impl_item_fn_mut(&mut self, f: &mut syn::ImplItemFn) {
+        self.many_params |= f.sig.inputs.len() > 7;
+        syn::visit_mut::visit_impl_item_fn_mut(self, f);
+    }
+
+    fn visit_expr_path_mut(&mut self, p: &mut syn::ExprPath) {
+        if let (Some(current), Some(last)) = (&self.current_fn, p.path.segments.last())
+            && p.path.segments.len() == 1
+            && last.ident == current
+        {
+            self.recursion = true;
+        }
+        syn::visit_mut::visit_expr_path_mut(self, p);
+    }
+
+    fn visit_expr_assign_mut(&mut self, e: &mut syn::ExprAssign) {
+        self.assigns = true;
+        syn::visit_mut::visit_expr_assign_mut(self, e);
+    }
+
+    fn visit_local_mut(&mut self, l: &mut syn::Local) {
+        // A hoisted local is declared first and assigned later.
+        self.assigns |= matches!(&l.pat, syn::Pat::Ident(p) if p.mutability.is_some());
+        syn::visit_mut::visit_local_mut(self, l);
+    }
+
+    fn visit_expr_method_call_mut(&mut self, m: &mut syn::ExprMethodCall) {
+        self.clones |= m.method == "clone";
+        syn::visit_mut::visit_expr_method_call_mut(self, m);
+    }
+
+    fn visit_expr_loop_mut(&mut self, e: &mut syn::ExprLoop) {
+        self.loops = true;
+        syn::visit_mut::visit_expr_loop_mut(self, e);
+    }
+
+    fn visit_expr_while_mut(&mut self, e: &mut syn::ExprWhile) {
+        self.loops = true;
+        syn::visit_mut::visit_expr_while_mut(self, e);
+    }
+
+    fn visit_expr_for_loop_mut(&mut self, e: &mut syn::ExprForLoop) {
+        self.loops = true;
+        syn::visit_mut::visit_expr_for_loop_mut(self, e);
+    }
+
+    fn visit_expr_if_mut(&mut self, e: &mut syn::ExprIf) {
+        self.ifs = true;
+        syn::visit_mut::visit_expr_if_mut(self, e);
+    }
+
+    fn visit_expr_return_mut(&mut self, e: &mut syn::ExprReturn) {
+        self.returns = true;
+        syn::visit_mut::visit_expr_return_mut(self, e);
+    }
+
+    fn visit_type_mut(&mut self, t: &mut syn::Type) {
+        self.complex_types |= depth(t) >= 3 || matches!(t, syn::Type::ImplTrait(_));
+        syn::visit_mut::visit_type_mut(self, t);
+    }
+
+    fn visit_ident_mut(&mut self, i: &mut proc_macro2::Ident) {
+        let s = i.to_string();
+        let b = s.as_bytes();
+        self.acronyms |= b.windows(2).any(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_uppercase())
+            && b.iter().any(|c| c.is_ascii_lowercase() || c.is_ascii_uppercase())
+            && !is_screaming(&s);
+    }
+}
+
+/// A `SCREAMING_CASE` constant's name (not a type name).
+fn is_screaming(s: &str) -> bool {
+    matches!(s, "CODE" | "PAIR" | "FINGERPRINT")
+}
+
+/// How deeply generic arguments, tuples and references nest in `t`.
+fn depth(t: &syn::Type) -> usize {
+    match t {
+        syn::Type::Path(p) => {
+            1 + p
+                .path
+                .segments
+                .iter()
+                .flat_map(|s| match &s.arguments {
+                    syn::PathArguments::AngleBracketed(a) => a
+                        .args
+                        .iter()
+                        .filter_map(|a| if let syn::GenericArgument::Type(t) = a { Some(depth(t)) } else { None })
+                        .collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                })
+                .max()
+                .unwrap_or(0)
+        }
+        syn::Type::Tuple(tt) => 1 + tt.elems.iter().map(depth).max().unwrap_or(0),
+        syn::Type::Reference(r) => depth(&r.elem),
+        syn::Type::Slice(s) => 1 + depth(&s.elem),
+        syn::Type::Array(a) => 1 + depth(&a.elem),
+        _ => 1,
+    }
+}
