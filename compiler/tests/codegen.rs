@@ -76,3 +76,16 @@ fn rust_keywords_are_escaped() {
     syn::parse_file(&code).expect("valid Rust");
     assert!(code.contains("r#") || code.contains("_("), "some name was escaped");
 }
+
+/// The generated code is about the protocol, not the shell around it (which lives in the
+/// runtime): `bank.wld` stays within 400 lines, a pair with no functions within 150.
+#[test]
+fn generated_code_stays_within_its_line_budgets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, budget) in [("../examples/protocols/bank.wld", 400), ("tests/data/no_functions.wld", 150)] {
+        let path = root.join(file);
+        let code = generate(&path, None).expect("generates");
+        let lines = code.lines().count();
+        assert!(lines <= budget, "{file}: {lines} lines of Rust, over the budget of {budget}");
+    }
+}

@@ -56,7 +56,7 @@ pub mod __rt {
     pub use crate::exec::run::{Attempts, transact, transact_counted};
     pub use crate::host::convert::{FromKey, FromValue, HostResult, IntoKey, IntoValue};
     pub use crate::host::shell::{
-        Block, BlockFn, BodyFn, Code, Ep, FromResults, Function, check_version, create, join_in_process,
+        Block, BlockFn, BodyFn, Code, Ep, FromResults, Function, check_version, create, endpoint_value, join_in_process,
         join_loopback, result, results, value,
     };
     pub use crate::exec::ops::Kind;

@@ -1266,7 +1266,7 @@ fn roots_in_external(e: &TExpr) -> bool {
 }
 
 /// A Number literal as a `Value`.
-fn number(n: f64) -> TokenStream {
+pub(super) fn number(n: f64) -> TokenStream {
     let rt = rt();
     if n.is_finite() {
         let lit = Literal::f64_unsuffixed(n);

@@ -7,9 +7,9 @@
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
-use super::body::{BodyKind, Lower, default_value, kind_of, rt};
+use super::body::{BodyKind, Lower, default_value, kind_of, number, rt};
 use super::{Gen, mentions};
-use crate::ir::{EndpointId, Function, FunctionId, LocalId, Sequence};
+use crate::ir::{EndpointId, Function, FunctionId, LocalId, Sequence, TExpr, TExprKind};
 
 impl Gen<'_> {
     pub(super) fn endpoint(&self, e: EndpointId) -> TokenStream {
@@ -41,16 +41,23 @@ impl Gen<'_> {
         }
     }
 
-    /// Whether endpoint `e` has anything to run at creation: globals with initializers or an
-    /// `onCreate`.
+    /// Whether endpoint `e` has anything to run at creation: globals with initializers that
+    /// are not folded into the slots' first values, or an `onCreate`.
     fn has_on_create(&self, e: EndpointId) -> bool {
         let ep = &self.p.endpoints[e];
-        ep.on_create.is_some() || ep.globals.iter().any(|g| g.init.is_some())
+        let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
+        ep.on_create.is_some() || ep.globals.iter().skip(folded).any(|g| g.init.is_some())
     }
 
-    /// Whether a peered variable has an initializer.
+    /// Whether a peered variable has an initializer to run (one not folded into the slots).
     fn has_init_peered(&self) -> bool {
-        self.p.peered.iter().any(|v| v.var.init.is_some())
+        let folded = self.peered_folded();
+        self.p.peered.iter().skip(folded).any(|v| v.var.init.is_some())
+    }
+
+    /// How many peered variables, from the first, start with their initializer's value.
+    fn peered_folded(&self) -> usize {
+        literal_prefix(self.p.peered.iter().map(|v| v.var.init.as_ref()))
     }
 
     /// The public functions of endpoint `e`, in the order of its `Code` table (by name): a
@@ -77,9 +84,22 @@ impl Gen<'_> {
             fields.extend(quote!(pair: Some((&super::PAIR, #side)),));
         }
         let peered = self.p.peered.len();
-        let mut defaults: Vec<TokenStream> =
-            self.p.peered.iter().map(|v| default_value(self.p, &v.var.ty)).collect();
-        defaults.extend(ep.globals.iter().map(|g| default_value(self.p, &g.ty)));
+        // A variable whose initializer is a literal, with only such initializers before it,
+        // starts with that value: nothing can read it before its initializer would run.
+        let peered_folded = self.peered_folded();
+        let globals_folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
+        let first = |i: usize, folded: usize, init: Option<&TExpr>, ty| match init.and_then(literal) {
+            Some(value) if i < folded => value,
+            _ => default_value(self.p, ty),
+        };
+        let mut defaults: Vec<TokenStream> = self
+            .p
+            .peered
+            .iter()
+            .enumerate()
+            .map(|(i, v)| first(i, peered_folded, v.var.init.as_ref(), &v.var.ty))
+            .collect();
+        defaults.extend(ep.globals.iter().enumerate().map(|(i, g)| first(i, globals_folded, g.init.as_ref(), &g.ty)));
         if !defaults.is_empty() {
             fields.extend(quote!(slots: || Vec::from([#(#defaults),*]),));
         }
@@ -202,9 +222,10 @@ impl Gen<'_> {
             loc: crate::ir::Loc(waldo_grammar::Span::new(0, 0)),
         };
         let f = ep.on_create.as_ref().unwrap_or(&empty);
+        let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
         let (ep_name, tx, args_param, code) = self.function_body(e, f, |lower| {
             let mut inits = TokenStream::new();
-            for (i, g) in ep.globals.iter().enumerate() {
+            for (i, g) in ep.globals.iter().enumerate().skip(folded) {
                 if let Some(init) = &g.init {
                     let v = lower.expr(init);
                     let slot = peered + i;
@@ -226,7 +247,7 @@ impl Gen<'_> {
         let rt = rt();
         let mut lower = Lower::new(self.p, &self.functions[e.index()], BodyKind::Function, &[], &[], 0);
         let mut code = TokenStream::new();
-        for (i, v) in self.p.peered.iter().enumerate() {
+        for (i, v) in self.p.peered.iter().enumerate().skip(self.peered_folded()) {
             if let Some(init) = &v.var.init {
                 let x = lower.expr(init);
                 code.extend(quote!(tx.write_initial(&ep.core, #i, #x).await?;));
@@ -280,6 +301,22 @@ impl Gen<'_> {
                 Box::pin(async move { #code })
             }
         }
+    }
+}
+
+/// How many of the variables with `inits`, from the first, have a literal initializer or none.
+fn literal_prefix<'a>(inits: impl Iterator<Item = Option<&'a TExpr>>) -> usize {
+    inits.take_while(|init| init.is_none_or(|x| literal(x).is_some())).count()
+}
+
+/// The value of a literal expression.
+fn literal(x: &TExpr) -> Option<TokenStream> {
+    let rt = rt();
+    match &x.kind {
+        TExprKind::Number(n) => Some(number(n.0)),
+        TExprKind::Text(t) => Some(quote!(#rt::Value::text(#t))),
+        TExprKind::Bool(b) => Some(quote!(#rt::Value::Bool(#b))),
+        _ => None,
     }
 }
 

@@ -107,6 +107,11 @@ impl Gen<'_> {
                     let args_name = if sig.params.is_empty() { quote!(_args) } else { quote!(args) };
                     params.values.push(quote!(#rt::Value::Function(#rt::HostFn::new(move |#args_name: Vec<#rt::Value>| #results))));
                 }
+                // An endpoint handle's `endpoint()`, `Some` of it, or `None` (unbound).
+                Ty::Endpoint => {
+                    params.decls.push(quote!(#id: impl Into<Option<::waldo::EndpointRef>>));
+                    params.values.push(quote!(#rt::endpoint_value(#id)));
+                }
                 other => {
                     let t = host_ty(other);
                     params.decls.push(quote!(#id: #t));
@@ -204,7 +209,7 @@ impl Gen<'_> {
             }
         };
         let handle_doc = format!(
-            " A running `{}` endpoint: a [`waldo::Handle`] (which it dereferences to) with the endpoint's public functions. Cheap to clone; clones share the endpoint.",
+            " A running `{}` endpoint: a `waldo::Handle` (which it dereferences to) with the endpoint's public functions. Cheap to clone; clones share the endpoint.",
             ep.name
         );
         let listener = if self.pair() { self.listener(e) } else { quote!() };
@@ -218,26 +223,20 @@ impl Gen<'_> {
             #[doc = #handle_doc]
             #[derive(Clone, Debug)]
             pub struct #handle {
-                handle: ::waldo::Handle,
+                handle: ::waldo::Handle<#handle>,
             }
 
             #listener
 
             impl #handle {
                 #constructors
-
-                /// This handle with other per-call options (deadline, attempt limit).
-                pub fn with_options(&self, options: ::waldo::CallOptions) -> Self {
-                    #handle { handle: self.handle.with_options(options) }
-                }
-
                 #methods
             }
 
             impl ::std::ops::Deref for #handle {
-                type Target = ::waldo::Handle;
+                type Target = ::waldo::Handle<#handle>;
 
-                fn deref(&self) -> &::waldo::Handle {
+                fn deref(&self) -> &::waldo::Handle<#handle> {
                     &self.handle
                 }
             }
@@ -246,7 +245,7 @@ impl Gen<'_> {
                 type Listener = #listener_ty;
                 const CODE: &'static #rt::Code = &CODE;
 
-                fn from_handle(handle: ::waldo::Handle) -> Self {
+                fn from_handle(handle: ::waldo::Handle<#handle>) -> Self {
                     #handle { handle }
                 }
             }

@@ -22,20 +22,20 @@ impl Gen<'_> {
                 quote!(Vec<#t>)
             }
             Ty::Map(k, v) => {
-                let k = match **k {
-                    Ty::Number => quote!(::waldo::NumberKey),
-                    Ty::Bool => quote!(bool),
-                    _ => quote!(String),
-                };
                 let v = self.host_ty(v);
-                quote!(::std::collections::BTreeMap<#k, #v>)
+                match **k {
+                    Ty::Number => quote!(::waldo::NumberMap<#v>),
+                    Ty::Bool => quote!(::std::collections::BTreeMap<bool, #v>),
+                    _ => quote!(::std::collections::BTreeMap<String, #v>),
+                }
             }
             Ty::Struct(id) => {
                 let n = &self.structs[id.index()];
                 quote!(super::#n)
             }
             Ty::Function(_) => quote!(::waldo::__rt::HostFn),
-            Ty::Endpoint => quote!(::waldo::__rt::EndpointRef),
+            // Waldo allows an unbound Endpoint anywhere one is held.
+            Ty::Endpoint => quote!(Option<::waldo::EndpointRef>),
             Ty::External(t) => {
                 let t = self.host_ty(t);
                 quote!(::waldo::External<#t>)

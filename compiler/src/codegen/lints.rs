@@ -16,7 +16,7 @@
 //! - `clippy::upper_case_acronyms`: the case of the program's names.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{ToTokens, quote};
 use syn::visit_mut::VisitMut;
 
 /// The lints to allow on `file`, as paths.
@@ -89,7 +89,7 @@ impl VisitMut for Scan {
 
     fn visit_local_mut(&mut self, l: &mut syn::Local) {
         // A hoisted local is declared first and assigned later.
-        self.assigns |= matches!(&l.pat, syn::Pat::Ident(p) if p.mutability.is_some());
+        self.assigns |= l.init.is_none() && matches!(&l.pat, syn::Pat::Ident(p) if p.mutability.is_some());
         syn::visit_mut::visit_local_mut(self, l);
     }
 
@@ -124,22 +124,26 @@ impl VisitMut for Scan {
     }
 
     fn visit_type_mut(&mut self, t: &mut syn::Type) {
-        self.complex_types |= depth(t) >= 3 || matches!(t, syn::Type::ImplTrait(_));
+        // A closure parameter's type (`impl Fn(A, B) -> C + Send + Sync`) counts as complex.
+        self.complex_types |= depth(t) >= 4
+            || matches!(t, syn::Type::ImplTrait(i) if i.to_token_stream().to_string().contains("Fn"));
         syn::visit_mut::visit_type_mut(self, t);
     }
 
-    fn visit_ident_mut(&mut self, i: &mut proc_macro2::Ident) {
-        let s = i.to_string();
-        let b = s.as_bytes();
-        self.acronyms |= b.windows(2).any(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_uppercase())
-            && b.iter().any(|c| c.is_ascii_lowercase() || c.is_ascii_uppercase())
-            && !is_screaming(&s);
+    fn visit_item_struct_mut(&mut self, i: &mut syn::ItemStruct) {
+        self.acronyms |= acronym(&i.ident);
+        syn::visit_mut::visit_item_struct_mut(self, i);
+    }
+
+    fn visit_item_type_mut(&mut self, i: &mut syn::ItemType) {
+        self.acronyms |= acronym(&i.ident);
+        syn::visit_mut::visit_item_type_mut(self, i);
     }
 }
 
-/// A `SCREAMING_CASE` constant's name (not a type name).
-fn is_screaming(s: &str) -> bool {
-    matches!(s, "CODE" | "PAIR" | "FINGERPRINT")
+/// Whether a type's name has two capitals in a row (`HTTPServer`, `RPC`).
+fn acronym(name: &proc_macro2::Ident) -> bool {
+    name.to_string().as_bytes().windows(2).any(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_uppercase())
 }
 
 /// How deeply generic arguments, tuples and references nest in `t`.

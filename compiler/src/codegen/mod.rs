@@ -226,10 +226,9 @@ impl Gen<'_> {
         let version = env!("CARGO_PKG_VERSION");
         let fp_doc =
             " The protocol's fingerprint: both sides of a connection must have the same.".to_string();
-        let sequences = if self.pair() { self.sequence_table() } else { quote!() };
         let spec = if self.pair() { self.pair_spec() } else { quote!() };
         let pair = if self.pair() && emit.len() == 2 { self.pairs() } else { quote!() };
-        let own = quote!(#structs #sequences #spec #pair);
+        let own = quote!(#structs #spec #pair);
         let use_rt = if mentions(&own, "rt") {
             quote!(
                 use ::waldo::__rt as rt;
@@ -246,7 +245,6 @@ impl Gen<'_> {
                 pub const FINGERPRINT: u64 = #fingerprint;
                 const _: () = ::waldo::__rt::check_version(#version);
                 #structs
-                #sequences
                 #spec
                 #endpoints
                 #uses

@@ -10,7 +10,10 @@ use super::names;
 use crate::ir::EndpointId;
 
 impl Gen<'_> {
-    pub(super) fn sequence_table(&self) -> TokenStream {
+    /// What both sides of a TCP connection check in the handshake: the protocol, its
+    /// fingerprint, its endpoints and its sequences (as the connection engine checks messages
+    /// against them).
+    pub(super) fn pair_spec(&self) -> TokenStream {
         let rt = rt();
         let infos: Vec<TokenStream> = self
             .p
@@ -24,25 +27,11 @@ impl Gen<'_> {
                 quote!(#rt::SequenceInfo::new(#name, #blocks, #locals, [#a, #b]))
             })
             .collect();
-        quote! {
-            /// The protocol's sequences, as the connection engine checks messages against them.
-            static SEQUENCES: &[#rt::SequenceInfo] = &[#(#infos),*];
-        }
-    }
-
-    /// What both sides of a TCP connection check in the handshake.
-    pub(super) fn pair_spec(&self) -> TokenStream {
-        let rt = rt();
         let protocol = &self.p.name;
         let (a, b) = (&self.p.endpoints[0].name, &self.p.endpoints[1].name);
         quote! {
             /// What both sides of a connection check in the handshake.
-            static PAIR: #rt::PairSpec = #rt::PairSpec {
-                protocol: #protocol,
-                fingerprint: FINGERPRINT,
-                endpoints: [#a, #b],
-                sequences: SEQUENCES,
-            };
+            static PAIR: #rt::PairSpec = #rt::PairSpec::new(#protocol, FINGERPRINT, [#a, #b], &[#(#infos),*]);
         }
     }
 

@@ -233,18 +233,24 @@ impl Program for Ep {
     }
 }
 
-/// A running endpoint, as the host holds it: the shared part of every generated endpoint type
-/// (which dereferences to it). Cheap to clone; clones share the endpoint. Calls made through
-/// it use its [`CallOptions`].
-#[derive(Clone)]
-pub struct Handle {
+/// A running endpoint of type `E`, as the host holds it: the shared part of every generated
+/// endpoint type (which dereferences to it). Cheap to clone; clones share the endpoint. Calls
+/// made through it use its [`CallOptions`].
+pub struct Handle<E> {
     ep: Arc<Ep>,
     options: CallOptions,
+    endpoint: PhantomData<fn() -> E>,
 }
 
-impl Handle {
-    fn new(ep: Arc<Ep>, options: CallOptions) -> Handle {
-        Handle { ep, options }
+impl<E> Clone for Handle<E> {
+    fn clone(&self) -> Self {
+        Handle { ep: self.ep.clone(), options: self.options.clone(), endpoint: PhantomData }
+    }
+}
+
+impl<E> Handle<E> {
+    fn new(ep: Arc<Ep>, options: CallOptions) -> Handle<E> {
+        Handle { ep, options, endpoint: PhantomData }
     }
 
     /// Stops the endpoint gracefully: no new calls, running ones finish, the partner (if any)
@@ -276,10 +282,13 @@ impl Handle {
         &self.options
     }
 
-    /// This handle with other per-call options. (Generated endpoint types have their own
-    /// `with_options`, which keeps their type.)
-    pub fn with_options(&self, options: CallOptions) -> Handle {
-        Handle { ep: self.ep.clone(), options }
+    /// The endpoint with other per-call options (deadline, attempt limit), for the calls
+    /// made through what this returns.
+    pub fn with_options(&self, options: CallOptions) -> E
+    where
+        E: Endpoint,
+    {
+        E::from_handle(Handle::new(self.ep.clone(), options))
     }
 
     /// This endpoint as an `Endpoint` value, to pass to Waldo code.
@@ -322,7 +331,7 @@ impl Handle {
     }
 }
 
-impl fmt::Debug for Handle {
+impl<E> fmt::Debug for Handle<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(self.ep.code.name).field("id", &self.id()).finish()
     }
@@ -347,7 +356,7 @@ impl StopListener {
 ///
 /// Generic code can create, connect and recover endpoints of any protocol through it:
 /// [`EndpointRef::downcast`], [`join_loopback`].
-pub trait Endpoint: Clone + fmt::Debug + std::ops::Deref<Target = Handle> + Send + Sync + Sized + 'static {
+pub trait Endpoint: Clone + fmt::Debug + std::ops::Deref<Target = Handle<Self>> + Send + Sync + Sized + 'static {
     /// The listener type of the endpoint (its `listen` makes one).
     type Listener: From<EndpointListener<Self>> + Send;
     /// The endpoint's code.
@@ -355,7 +364,7 @@ pub trait Endpoint: Clone + fmt::Debug + std::ops::Deref<Target = Handle> + Send
     const CODE: &'static Code;
     /// The typed endpoint around `handle`.
     #[doc(hidden)]
-    fn from_handle(handle: Handle) -> Self;
+    fn from_handle(handle: Handle<Self>) -> Self;
 }
 
 impl EndpointRef {
@@ -371,6 +380,11 @@ impl EndpointRef {
 /// A host value as a Waldo value (generated code's short form of [`IntoValue::into_value`]).
 pub fn value<T: IntoValue>(x: T) -> Value {
     x.into_value()
+}
+
+/// An `Endpoint` argument as a Waldo value: `None` is an unbound endpoint.
+pub fn endpoint_value(endpoint: impl Into<Option<EndpointRef>>) -> Value {
+    endpoint.into().map_or(Value::Nothing, Value::Endpoint)
 }
 
 /// The results of a host call as the Rust type `T`: `()` for none, one value, or a tuple.
@@ -709,5 +723,40 @@ pub const fn check_version(generated: &str) {
             return;
         }
         i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_version;
+
+    fn refused(generated: &'static str) -> Option<String> {
+        std::panic::catch_unwind(|| check_version(generated))
+            .err()
+            .map(|e| e.downcast_ref::<&str>().map(|s| (*s).to_owned()).unwrap_or_default())
+    }
+
+    #[test]
+    fn generated_code_pins_the_runtime_version() {
+        let ours = env!("CARGO_PKG_VERSION");
+        let (major, rest) = ours.split_once('.').expect("a version");
+        let minor = rest.split('.').next().expect("a minor version");
+        // The same version, and another patch of it, are compatible.
+        assert_eq!(refused(ours), None);
+        let other_patch: &'static str = format!("{major}.{minor}.999").leak();
+        assert_eq!(refused(other_patch), None);
+        // Another minor version (while the major is 0) or another major version is not,
+        // and the message names the runtime's version.
+        let next_minor: &'static str = format!("{major}.{}.0", minor.parse::<u32>().expect("a number") + 1).leak();
+        let next_major: &'static str = format!("{}.0.0", major.parse::<u32>().expect("a number") + 1).leak();
+        for other in [next_major, "10.0.0", "", "garbage"] {
+            let message = refused(other).unwrap_or_else(|| panic!("{other:?} should be refused"));
+            assert!(message.contains(ours), "{message}");
+        }
+        if major == "0" {
+            assert!(refused(next_minor).is_some());
+        } else {
+            assert_eq!(refused(next_minor), None);
+        }
     }
 }

@@ -642,7 +642,7 @@ async fn an_attempt_limit_of_one_gives_up_on_the_first_conflict_and_leaves_no_tr
     for via in BOTH {
         let pause = Pause::new();
         let (c, s) = pair(via, &pause).await;
-        let once = CallOptions { max_attempts: 1, ..CallOptions::default() };
+        let once = CallOptions::default().with_max_attempts(1);
         let (c1, s1) = (c.with_options(once.clone()), s.with_options(once));
         assert_eq!(c.options().max_attempts, CallOptions::default().max_attempts, "{via:?}");
         let (mut committed, mut gave_up) = (Vec::new(), 0usize);
@@ -1294,4 +1294,166 @@ async fn every_error_says_what_went_wrong() {
         boxed.downcast_ref::<Error>(),
         Some(&Error::Application { message: "division by zero".into() })
     );
+}
+
+// ---------------------------------------------------------------- the shell's conveniences
+//
+// On `protocols/host_endpoints.wld`: Endpoint values that may be unbound, typed recovery of
+// a handle, Number-keyed maps with `f64` keys, one side created alone, stop listeners taken
+// back, the options' builders, and a pair over loopback TCP in one call.
+
+use waldo_e2e::corpus_host_endpoints::host_endpoints::{self, Agent, Registry};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_argument_or_result_may_be_unbound() {
+    let (registry, agent) = host_endpoints::in_process_pair().await.expect("a pair");
+    // Nothing held yet: the result is `None`, and using it is an application exception.
+    assert_eq!(registry.kept().await.expect("kept").map(|e| e.id().to_owned()), None);
+    assert!(matches!(registry.kept_id().await, Err(Error::Application { .. })));
+    // An endpoint handle's reference, passed without `Some`.
+    registry.keep(agent.endpoint()).await.expect("keep");
+    let held = registry.kept().await.expect("kept").expect("an endpoint");
+    assert_eq!(held.id(), agent.id());
+    assert_eq!(registry.kept_id().await.expect("kept_id"), agent.id());
+    assert_eq!(registry.call_kept(21.0).await.expect("through the reference"), 42.0);
+    // `None` unbinds it again.
+    registry.keep(None).await.expect("keep(None)");
+    assert!(registry.kept().await.expect("kept").is_none());
+    // An endpoint's `self`, returned to the host.
+    let me = agent.me().await.expect("me").expect("self is bound");
+    assert_eq!(me.id(), agent.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_gives_back_its_typed_handle_and_only_of_its_own_type() {
+    let (registry, agent) = host_endpoints::in_process_pair().await.expect("a pair");
+    let reference = agent.endpoint();
+    let typed: Agent = reference.downcast::<Agent>().expect("an Agent");
+    assert_eq!(typed.id(), agent.id());
+    assert_eq!(typed.double(4.0).await.expect("a call through the recovered handle"), 8.0);
+    assert!(reference.downcast::<Registry>().is_none(), "an Agent is not a Registry");
+    // An endpoint of another protocol with an endpoint of the same name is another type.
+    let (pinger, _ponger) = waldo_e2e::corpus_ping_pong::ping_pong::in_process_pair().await.expect("a pair");
+    assert!(pinger.endpoint().downcast::<Agent>().is_none());
+    assert!(registry.endpoint().downcast::<Registry>().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn number_keyed_maps_take_and_give_f64_keys() {
+    let (registry, _agent) = host_endpoints::in_process_pair().await.expect("a pair");
+    let names = waldo::NumberMap::from([(1.5, "one and a half".to_owned()), (-2.0, "minus two".to_owned())]);
+    assert_eq!(registry.lookup(names.clone(), 1.5).await.expect("lookup"), "one and a half");
+    assert_eq!(registry.lookup(names, -2.0).await.expect("lookup"), "minus two");
+    let squares = registry.squares(3.0).await.expect("squares");
+    assert_eq!(squares.keys().collect::<Vec<_>>(), [0.5, 1.5, 2.5]);
+    assert_eq!(squares.get(1.5), Some(&2.25));
+    assert_eq!(squares[2.5], 6.25);
+    assert_eq!(squares.get(3.5), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_side_of_a_pair_runs_alone_and_its_sequences_raise_a_network_exception() {
+    let registry = Registry::without_partner().await.expect("a Registry alone");
+    // Its own data and functions work as in a pair.
+    assert_eq!(registry.lookup(waldo::NumberMap::from([(1.0, "a".to_owned())]), 1.0).await, Ok("a".to_owned()));
+    // A sequence needs the partner.
+    match registry.ping(1.0).await {
+        Err(Error::Network { message }) => assert_eq!(message, "this endpoint has no partner"),
+        other => panic!("expected a network error, got {other:?}"),
+    }
+    let agent = Agent::without_partner().await.expect("an Agent alone");
+    assert_eq!(agent.double(3.0).await, Ok(6.0));
+    // The same protocol paired: the sequence runs.
+    let (registry, _agent) = host_endpoints::in_process_pair().await.expect("a pair");
+    assert_eq!(registry.ping(1.0).await, Ok(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_listener_can_be_taken_back() {
+    let (registry, agent) = host_endpoints::in_process_pair().await.expect("a pair");
+    let (kept, removed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let k = kept.clone();
+    let _kept = registry.on_stop(move || {
+        k.fetch_add(1, Ordering::SeqCst);
+    });
+    let r = removed.clone();
+    let taken_back = agent.on_stop(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    assert!(taken_back.remove(), "the listener was still waiting");
+    within("stop", registry.stop()).await;
+    within("the partner's stop", async {
+        while !agent.is_stopped() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(kept.load(Ordering::SeqCst), 1);
+    assert_eq!(removed.load(Ordering::SeqCst), 0, "a removed listener does not run");
+    // Once a listener has run, there is nothing to take back.
+    let late = registry.on_stop(|| {});
+    assert!(!late.remove());
+}
+
+#[test]
+fn every_option_has_a_builder() {
+    let call = CallOptions::default()
+        .with_deadline(Duration::from_secs(3))
+        .with_max_attempts(7)
+        .with_backoff_base(Duration::from_micros(5))
+        .with_backoff_cap(Duration::from_millis(9));
+    assert_eq!(call.deadline, Some(Duration::from_secs(3)));
+    assert_eq!(call.max_attempts, 7);
+    assert_eq!(call.backoff_base, Duration::from_micros(5));
+    assert_eq!(call.backoff_cap, Duration::from_millis(9));
+    assert_eq!(call.without_deadline().deadline, None);
+    let tcp = TcpOptions::default()
+        .with_heartbeat(Duration::from_millis(100), Duration::from_secs(2))
+        .with_partner_timeout(Duration::from_secs(3))
+        .with_max_frame(1 << 20)
+        .with_handshake_timeout(Duration::from_secs(4))
+        .with_handshake_idle(Duration::from_secs(5))
+        .with_max_connections(6)
+        .with_max_handshakes(7);
+    assert_eq!(tcp.heartbeat, Duration::from_millis(100));
+    assert_eq!(tcp.partner_timeout, Duration::from_secs(3));
+    assert_eq!(tcp.max_frame, 1 << 20);
+    assert_eq!(tcp.handshake_timeout, Duration::from_secs(4));
+    assert_eq!(tcp.handshake_idle, Duration::from_secs(5));
+    assert_eq!(tcp.max_connections, 6);
+    assert_eq!(tcp.max_handshakes, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_listen_take_their_options_the_same_way() {
+    // A listener that serves one connection at a time refuses the second with the reason.
+    let one = TcpOptions::default().with_max_connections(1);
+    let listener = within("listen", Agent::listen("127.0.0.1:0").with_options(one.clone())).await.expect("listen");
+    let addr = listener.local_addr();
+    let (registry, agent) = within("a pair", async {
+        tokio::try_join!(Registry::connect(addr).with_options(one.clone()), listener.accept())
+    })
+    .await
+    .expect("a pair");
+    assert_eq!(registry.ping(2.0).await, Ok(3.0));
+    match within("a second client", Registry::connect(addr).with_options(one)).await {
+        Err(Error::HandshakeRefused { reason }) => assert!(reason.contains("connections"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_pair_is_two_endpoints_connected_over_tcp() {
+    let (registry, agent) = within("a loopback pair", host_endpoints::loopback_pair()).await.expect("a pair");
+    assert_eq!(registry.ping(41.0).await, Ok(42.0));
+    // Stopping one side over the connection stops the other.
+    within("stop", agent.stop()).await;
+    within("the partner's stop", async {
+        while !registry.is_stopped() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(registry.ping(1.0).await, Err(Error::Stopped));
 }

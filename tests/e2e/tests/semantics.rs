@@ -155,7 +155,7 @@ scenarios! {
         assert_eq!(values, "minus half three seven ten ");
         assert_eq!(l.text_keys().await.expect("text_keys"), "<><B><a><aa><b><é>");
         assert_eq!(l.bool_keys().await.expect("bool_keys"), [false, true]);
-        let m: Vec<(f64, String)> = l.map_out().await.expect("map_out").into_iter().map(|(k, v)| (k.0, v)).collect();
+        let m: Vec<(f64, String)> = l.map_out().await.expect("map_out").into_iter().collect();
         assert_eq!(m, [(1.0, "a".to_owned()), (2.0, "b".to_owned()), (3.0, "c".to_owned())]);
     }
 

@@ -163,6 +163,18 @@ pub struct PairSpec {
     pub sequences: &'static [SequenceInfo],
 }
 
+impl PairSpec {
+    /// Protocol `protocol` with `fingerprint`, whose sides 0 and 1 are `endpoints`.
+    pub const fn new(
+        protocol: &'static str,
+        fingerprint: u64,
+        endpoints: [&'static str; 2],
+        sequences: &'static [SequenceInfo],
+    ) -> Self {
+        PairSpec { protocol, fingerprint, endpoints, sequences }
+    }
+}
+
 pub(super) fn network(message: impl Into<String>) -> Error {
     Error::Network { message: message.into() }
 }
