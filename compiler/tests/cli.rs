@@ -256,3 +256,27 @@ fn fmt_refuses_a_file_with_syntax_errors_and_leaves_it_alone() {
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot read `/nonexistent/x.wld`"), "{stderr}");
 }
+
+#[test]
+fn build_list_prints_the_public_items_as_the_book_shows_them() {
+    let (code, stdout, stderr) = waldoc(&["build", EXAMPLE, "--list"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!(stdout);
+    // The tooling chapter shows this very output.
+    let book = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src/tooling.md"))
+        .expect("the tooling chapter");
+    assert!(book.contains(&stdout), "book/src/tooling.md does not show the output of `waldoc build --list`:\n{stdout}");
+    // Nothing was written, and a file with errors lists nothing.
+    let bad = temp_file("list_bad.wld", b"Bad\nEndpoint A;\nA { Number x = 'text'; }\n");
+    let (code, stdout, stderr) = waldoc(&["build", bad.to_str().expect("utf-8"), "--list"]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("error["), "{stderr}");
+}
+
+#[test]
+fn build_needs_an_out_dir_unless_it_lists() {
+    let (code, _, stderr) = waldoc(&["build", EXAMPLE]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--out-dir"), "{stderr}");
+}

@@ -95,3 +95,30 @@ async fn main() {
         std::process::exit(1);
     }
 }
+
+// ANCHOR: tests
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_branch_alone_keeps_accounts_but_cannot_transfer() {
+        let branch = Branch::without_partner().await.expect("a Branch with no Vault");
+        branch.open("alice".into(), 100.0).await.expect("open");
+        assert_eq!(branch.balance("alice".into()).await, Ok(100.0));
+        // A transfer is a sequence: it needs the Vault, and leaves no trace without it.
+        let sent = branch.send("alice".into(), "bob".into(), 30.0).await;
+        assert!(matches!(sent, Err(waldo::Error::Network { .. })), "{sent:?}");
+        assert_eq!(branch.balance("alice".into()).await, Ok(100.0));
+    }
+
+    #[tokio::test]
+    async fn a_transfer_over_loopback_tcp() {
+        let (branch, vault) = bank::loopback_pair().await.expect("a Branch and a Vault");
+        branch.open("alice".into(), 100.0).await.expect("open");
+        assert_eq!(branch.send("alice".into(), "bob".into(), 30.0).await, Ok(true));
+        assert_eq!(branch.balance("alice".into()).await, Ok(70.0));
+        assert_eq!(vault.holding("bob".into()).await, Ok(30.0));
+    }
+}
+// ANCHOR_END: tests
