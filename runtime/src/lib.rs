@@ -30,6 +30,13 @@ pub use host::shell::{Connect, Endpoint, EndpointListener, Handle, Listen, StopL
 pub use host::external::External;
 pub use tokio::net::ToSocketAddrs;
 
+/// TLS for connections: the `rustls` this runtime uses (build its `ClientConfig` and
+/// `ServerConfig` with it), and what a TLS connection tells about the partner.
+pub mod tls {
+    pub use crate::driver::tcp::{PeerIdentity, TlsClient};
+    pub use rustls;
+}
+
 /// The wire-level constants of TCP connections (for tools and tests that speak the protocol).
 pub mod net {
     pub use crate::driver::tcp::{HANDSHAKE_MAX_FRAME, MAGIC, WIRE_VERSION, kind};

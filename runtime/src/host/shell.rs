@@ -132,6 +132,8 @@ pub struct Ep {
     /// The endpoint's variables.
     pub core: Arc<EndpointCore>,
     link: OnceLock<Link>,
+    /// The partner's verified certificate, over TLS.
+    peer: OnceLock<crate::driver::tcp::PeerIdentity>,
     me: Weak<Ep>,
     code: &'static Code,
 }
@@ -146,7 +148,7 @@ impl Ep {
         if code.peered > 0 {
             core.set_peered(code.peered);
         }
-        Arc::new_cyclic(|me| Ep { core, link: OnceLock::new(), me: me.clone(), code })
+        Arc::new_cyclic(|me| Ep { core, link: OnceLock::new(), peer: OnceLock::new(), me: me.clone(), code })
     }
 
     /// The connection to the partner (a `NetworkException` when there is none).
@@ -294,6 +296,14 @@ impl<E> Handle<E> {
     /// This endpoint as an `Endpoint` value, to pass to Waldo code.
     pub fn endpoint(&self) -> EndpointRef {
         EndpointRef(self.ep.clone())
+    }
+
+    /// Who the partner is, over a TLS connection: the subject and names of the certificate it
+    /// presented and this side verified. `None` over plain TCP, in process, with no partner,
+    /// or on a listener that does not ask for client certificates. Authorize with it in the
+    /// host's own code.
+    pub fn peer_identity(&self) -> Option<&crate::driver::tcp::PeerIdentity> {
+        self.ep.peer.get()
     }
 
     /// Whether the endpoint has stopped or is stopping.
@@ -531,6 +541,9 @@ async fn connect<E: Endpoint>(
         let _ = ep.link.set(link);
     })
     .await?;
+    if let Some(identity) = pending.peer_identity() {
+        let _ = ep.peer.set(identity.clone());
+    }
     pending.ready(ep.ready(&options, args)).await?;
     Ok(E::from_handle(Handle::new(ep, options)))
 }
@@ -587,6 +600,9 @@ async fn listen<E: Endpoint>(addr: impl tokio::net::ToSocketAddrs, tcp: TcpOptio
                 let _ = ep.link.set(link);
             })
             .await?;
+            if let Some(identity) = pending.peer_identity() {
+                let _ = ep.peer.set(identity.clone());
+            }
             Ok((ep, pending))
         }
     })

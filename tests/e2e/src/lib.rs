@@ -4,9 +4,11 @@
 
 include!(concat!(env!("OUT_DIR"), "/all.rs"));
 
+pub mod certs;
+
 /// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
-/// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process
-/// and over TCP. `setup` statements run first in each test; `left` and `right` are the
+/// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process,
+/// over TCP and over mutually authenticated TLS. `setup` statements run first in each test; `left` and `right` are the
 /// endpoints' `onCreate` arguments. The conformance and semantics suites are written with it.
 #[macro_export]
 macro_rules! scenarios {
@@ -39,6 +41,21 @@ macro_rules! scenarios {
                     listener.accept($($($rarg),*)?)
                 )
                 .expect("a pair");
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_tls() {
+                $($($setup;)*)?
+                let (connecting, listening) = $crate::certs::mutual();
+                let listener =
+                    m::Right::listen("127.0.0.1:0").with_options(listening).await.expect("listen");
+                let ($l, $r) = tokio::try_join!(
+                    m::Left::connect(listener.local_addr(), $($($arg),*)?).with_options(connecting),
+                    listener.accept($($($rarg),*)?)
+                )
+                .expect("a pair");
+                assert!($l.peer_identity().is_some() && $r.peer_identity().is_some(), "both sides know who the other is");
                 $body
             }
         }

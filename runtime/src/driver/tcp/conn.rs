@@ -1,5 +1,10 @@
-//! An established connection: the outgoing buffer written from the producing thread, the
-//! reader task, the writer task (gathered writes, heartbeats, the partner timeout).
+//! An established connection: the outgoing buffer, the reader task, the writer task
+//! (gathered writes, heartbeats, the partner timeout).
+//!
+//! A connection runs over any byte stream (`AsyncRead + AsyncWrite`): plain TCP, TLS, a
+//! simulated network. Over plain TCP the producing thread writes its bytes itself with a
+//! non-blocking `try_write` (no task hop on the hot path); over any other stream the writer
+//! task owns the write half and writes what the producers queue.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,8 +12,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -41,10 +46,18 @@ pub(super) struct Outgoing {
     pub(super) closing: bool,
 }
 
-/// One TCP connection of a pair.
+/// The write half of a connection's stream, as the writer task holds it when producers
+/// cannot write inline.
+pub(super) type StreamWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// One connection of a pair.
 pub(super) struct Conn {
     pub(super) me: Weak<Conn>,
-    pub(super) write: OwnedWriteHalf,
+    /// The socket's write half when the stream is plain TCP (producers write inline); `None`
+    /// when the writer task owns another stream's write half.
+    pub(super) tcp: Option<OwnedWriteHalf>,
+    /// The peer's address, for messages.
+    pub(super) peer: Option<std::net::SocketAddr>,
     pub(super) max_frame: usize,
     pub(super) out: Mutex<Outgoing>,
     pub(super) wake_writer: Notify,
@@ -110,14 +123,20 @@ impl Conn {
         }
     }
 
-    /// Writes what it can of the outgoing bytes now; the writer task does the rest.
+    /// Writes what it can of the outgoing bytes now; the writer task does the rest (all of it,
+    /// over a stream that is not plain TCP).
     pub(super) fn write_now(&self) {
         let mut out = self.out.lock();
         if out.writing || out.bytes.is_empty() {
             return;
         }
         out.urgent = false;
-        match self.write.try_write(&out.bytes) {
+        let Some(tcp) = &self.tcp else {
+            out.writing = true;
+            self.wake_writer.notify_one();
+            return;
+        };
+        match tcp.try_write(&out.bytes) {
             Ok(n) => {
                 self.sent.fetch_add(1, Ordering::Relaxed);
                 if n == out.bytes.len() {
@@ -355,7 +374,7 @@ pub(super) fn handle_frames(conn: &Conn, dec: &mut FrameDecoder) -> bool {
 }
 
 /// Reads until the connection ends; aborted when it is closed from this side.
-pub(super) async fn read_loop(conn: Arc<Conn>, mut read: OwnedReadHalf, mut dec: FrameDecoder) {
+pub(super) async fn read_loop(conn: Arc<Conn>, mut read: impl AsyncRead + Unpin, mut dec: FrameDecoder) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         conn.reader_busy.store(true, Ordering::Relaxed);
@@ -388,7 +407,12 @@ pub(super) async fn read_loop(conn: Arc<Conn>, mut read: OwnedReadHalf, mut dec:
     }
 }
 
-pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Duration) {
+pub(super) async fn write_loop(
+    conn: Arc<Conn>,
+    heartbeat: Duration,
+    partner_timeout: Duration,
+    mut stream: Option<StreamWrite>,
+) {
     let mut closed = conn.closed.subscribe();
     let mut liveness = Liveness::new(Instant::now().into_std(), heartbeat, partner_timeout);
     let timer = tokio::time::sleep_until(liveness.next_timer().into());
@@ -423,7 +447,23 @@ pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_tim
                 timer.as_mut().reset(liveness.next_timer().into());
             }
         }
+        // A stream that is not plain TCP: the writer writes everything.
+        if let Some(stream) = &mut stream {
+            match write_stream(&conn, stream, partner_timeout).await {
+                Step::Closed => {
+                    let _ = tokio::time::timeout(partner_timeout, closed.wait_for(|c| *c)).await;
+                    conn.finished();
+                    return;
+                }
+                Step::Failed(e) => {
+                    conn.broken(network(format!("writing to the partner failed: {e}")));
+                    return;
+                }
+                Step::Done | Step::Wait | Step::Again => continue,
+            }
+        }
         // Finish the write the producers could not complete.
+        let Some(tcp) = &conn.tcp else { continue };
         loop {
             match finish_write(&conn) {
                 Step::Done => break,
@@ -442,7 +482,7 @@ pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_tim
                 }
             }
             tokio::select! {
-                ready = conn.write.writable() => {
+                ready = tcp.writable() => {
                     if let Err(e) = ready {
                         conn.broken(network(format!("writing to the partner failed: {e}")));
                         return;
@@ -472,18 +512,64 @@ pub(super) enum Step {
     Failed(io::Error),
 }
 
+/// Writes everything queued to a stream that is not plain TCP, then flushes it; shuts it
+/// down after the close frame.
+async fn write_stream(conn: &Conn, stream: &mut StreamWrite, partner_timeout: Duration) -> Step {
+    let mut buf = Vec::new();
+    loop {
+        let closing = {
+            let mut out = conn.out.lock();
+            if out.bytes.is_empty() {
+                out.writing = false;
+                if !out.closing {
+                    return Step::Done;
+                }
+                true
+            } else {
+                out.urgent = false;
+                out.writing = true;
+                std::mem::swap(&mut buf, &mut out.bytes);
+                false
+            }
+        };
+        let write = async {
+            if closing {
+                stream.shutdown().await
+            } else {
+                stream.write_all(&buf).await?;
+                stream.flush().await
+            }
+        };
+        match tokio::time::timeout(partner_timeout, write).await {
+            Ok(Ok(())) if closing => return Step::Closed,
+            Ok(Ok(())) => {
+                conn.sent.fetch_add(1, Ordering::Relaxed);
+                buf.clear();
+            }
+            Ok(Err(e)) => return Step::Failed(e),
+            Err(_) => {
+                return Step::Failed(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the partner read nothing for {partner_timeout:?}"),
+                ));
+            }
+        }
+    }
+}
+
 pub(super) fn finish_write(conn: &Conn) -> Step {
+    let Some(tcp) = &conn.tcp else { return Step::Done };
     let mut out = conn.out.lock();
     if out.bytes.is_empty() {
         out.writing = false;
         if out.closing {
-            let _ = socket2::SockRef::from(conn.write.as_ref()).shutdown(std::net::Shutdown::Write);
+            let _ = socket2::SockRef::from(tcp.as_ref()).shutdown(std::net::Shutdown::Write);
             return Step::Closed;
         }
         return Step::Done;
     }
     out.urgent = false;
-    match conn.write.try_write(&out.bytes) {
+    match tcp.try_write(&out.bytes) {
         Ok(n) => {
             conn.sent.fetch_add(1, Ordering::Relaxed);
             out.bytes.drain(..n);

@@ -4,10 +4,10 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::options::*;
+use super::tls::{Role, TLS_TO_PLAIN, looks_like_tls, tls_error};
 use crate::core::error::Error;
 use crate::engine::Side;
 use crate::wire::{FrameDecoder, Reader, WireError, Writer};
@@ -65,7 +65,7 @@ pub(super) fn parse_text(payload: &[u8]) -> Result<String, WireError> {
 
 /// Reads the next handshake frame.
 pub(super) async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     dec: &mut FrameDecoder,
     idle: Duration,
 ) -> Result<Vec<u8>, Error> {
@@ -102,7 +102,7 @@ async fn silent_for<T>(idle: Duration, read: impl Future<Output = T>) -> Result<
 
 /// Tells the peer why the handshake is refused and stops writing; returns the error for this
 /// side.
-pub(super) async fn refuse(stream: &mut TcpStream, error: Error) -> Error {
+pub(super) async fn refuse(stream: &mut (impl AsyncRead + AsyncWrite + Unpin), error: Error) -> Error {
     if let Error::HandshakeRefused { reason } = &error {
         let _ = stream.write_all(&text_frame(kind::REFUSE, reason)).await;
     }
@@ -153,12 +153,19 @@ pub(super) fn check_hello(hello: &Hello, spec: &PairSpec, side: Side) -> Result<
 
 /// Runs the handshake as `side` of `spec`; returns the decoder holding whatever arrived after it.
 pub(super) async fn handshake(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     spec: &PairSpec,
     side: Side,
     idle: Duration,
     heard: Option<&std::sync::atomic::AtomicBool>,
+    tls: Option<Role>,
 ) -> Result<FrameDecoder, Error> {
+    // Over TLS, an I/O error may be the peer refusing this side's certificate (TLS 1.3
+    // reports it on the first read after the TLS handshake).
+    let failed = |e: io::Error| match tls.and_then(|role| tls_error(&e, role)) {
+        Some(named) => named,
+        None => network(format!("the handshake failed: {e}")),
+    };
     let nonce: u64 = rand::random();
     let mut hello = Writer::new();
     hello.byte(kind::HELLO);
@@ -170,7 +177,8 @@ pub(super) async fn handshake(
     let mut first = Vec::from(MAGIC);
     first.extend_from_slice(&WIRE_VERSION.to_le_bytes());
     first.extend_from_slice(&frame(&hello.finish()));
-    stream.write_all(&first).await.map_err(|e| network(format!("the handshake failed: {e}")))?;
+    stream.write_all(&first).await.map_err(failed)?;
+    stream.flush().await.map_err(failed)?;
 
     let mut preamble = [0u8; 8];
     let read = match silent_for(idle, stream.read_exact(&mut preamble)).await {
@@ -181,11 +189,14 @@ pub(super) async fn handshake(
         return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
             network("the peer closed the connection during the handshake")
         } else {
-            network(format!("the handshake failed: {e}"))
+            failed(e)
         });
     }
     if let Some(heard) = heard {
         heard.store(true, std::sync::atomic::Ordering::Release);
+    }
+    if tls.is_none() && looks_like_tls(&preamble) {
+        return Err(refuse(stream, refused(TLS_TO_PLAIN)).await);
     }
     if preamble[..6] != MAGIC {
         let error = refused(format!(
@@ -231,10 +242,8 @@ pub(super) async fn handshake(
     let mut ack = Writer::new();
     ack.byte(kind::ACK);
     ack.varint(peer.nonce);
-    stream
-        .write_all(&frame(&ack.finish()))
-        .await
-        .map_err(|e| network(format!("the handshake failed: {e}")))?;
+    stream.write_all(&frame(&ack.finish())).await.map_err(failed)?;
+    stream.flush().await.map_err(failed)?;
 
     let payload = match read_frame(stream, &mut dec, idle).await {
         Ok(p) => p,

@@ -154,7 +154,7 @@ const REFUSALS_AT_ONCE: usize = 64;
 
 /// Writes the refusal, stops writing, and reads what the peer sends for a moment (at most
 /// half a second and 64 KiB) before closing.
-async fn refuse_over_limit(mut stream: tokio::net::TcpStream, reason: &str) {
+pub(super) async fn refuse_over_limit(mut stream: tokio::net::TcpStream, reason: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = stream.write_all(&refusal(reason)).await;
     let _ = stream.shutdown().await;
@@ -172,7 +172,7 @@ async fn refuse_over_limit(mut stream: tokio::net::TcpStream, reason: &str) {
 }
 
 /// A preamble and a `Refuse` frame: what a refused peer reads before the socket closes.
-fn refusal(reason: &str) -> Vec<u8> {
+pub(super) fn refusal(reason: &str) -> Vec<u8> {
     let mut bytes = Vec::from(MAGIC);
     bytes.extend_from_slice(&WIRE_VERSION.to_le_bytes());
     let mut w = crate::wire::Writer::new();

@@ -26,6 +26,7 @@ mod conn;
 mod handshake;
 mod listener;
 mod options;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
@@ -44,17 +45,21 @@ use handshake::*;
 pub use listener::Listener;
 use options::*;
 pub use options::{Accepted, HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, TcpOptions, WIRE_VERSION, kind};
+pub use tls::{PeerIdentity, TlsClient};
+use tls::{Role, tls_error};
+use crate::wire::FrameDecoder;
 
 /// A connection whose handshake is done and whose link runs, waiting for this side's
 /// `onCreate` and the partner's ready signal before public calls may start.
 pub struct Pending {
     conn: Arc<Conn>,
     link: Link,
+    identity: Option<PeerIdentity>,
 }
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("peer", &self.conn.write.peer_addr().ok()).finish()
+        f.debug_struct("Pending").field("peer", &self.conn.peer).finish()
     }
 }
 
@@ -62,6 +67,12 @@ impl Pending {
     /// The connection's link.
     pub fn link(&self) -> &Link {
         &self.link
+    }
+
+    /// The partner's verified certificate, over TLS (`None` over plain TCP, or when a TLS
+    /// listener does not ask for client certificates).
+    pub fn peer_identity(&self) -> Option<&PeerIdentity> {
+        self.identity.as_ref()
     }
 
     /// Runs `on_create` (this side's `onCreate`), tells the partner this side is ready and
@@ -97,40 +108,128 @@ pub struct PairEnd {
     pub program: Arc<dyn Program>,
 }
 
-/// Runs the handshake on `stream` for `end`, then starts the connection's link; `attach`
-/// receives the link before any message is read from the partner.
+/// Runs the handshake on a socket a listener accepted, for `end` (over TLS when
+/// `options.tls_server` is set), then starts the connection's link; `attach` receives the
+/// link before any message is read from the partner.
 pub async fn establish(
     accepted: impl Into<Accepted>,
     end: PairEnd,
     options: &TcpOptions,
     attach: impl FnOnce(Link),
 ) -> Result<Pending, Error> {
-    let Accepted { stream, admission, heard } = accepted.into();
+    establish_as(accepted.into(), end, options, attach, Role::Listening).await
+}
+
+async fn establish_as(
+    accepted: Accepted,
+    end: PairEnd,
+    options: &TcpOptions,
+    attach: impl FnOnce(Link),
+    role: Role,
+) -> Result<Pending, Error> {
+    let Accepted { stream, admission, heard } = accepted;
     let mut stream = stream;
-    let PairEnd { spec, side, core, program } = end;
     stream.set_nodelay(true).map_err(|e| network(format!("could not set TCP_NODELAY: {e}")))?;
-    let dec = match tokio::time::timeout(
-        options.handshake_timeout,
-        handshake(&mut stream, spec, side, options.handshake_idle, heard.as_deref()),
-    )
-    .await
-    {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(refused(format!(
-                "the peer did not complete the handshake within {:?}",
-                options.handshake_timeout
-            )));
+    let peer = stream.peer_addr().ok();
+    let limit = options.handshake_timeout;
+    let within = async |what: &str| refused(format!("the peer did not complete the {what} within {limit:?}"));
+    let heard = heard.as_deref();
+    let tls = match role {
+        Role::Connecting => options.tls_client.as_ref().map(|_| role),
+        Role::Listening => options.tls_server.as_ref().map(|_| role),
+    };
+    let (dec, io, identity) = match (role, &options.tls_client, &options.tls_server) {
+        (Role::Connecting, Some(client), _) => {
+            let connector = tokio_rustls::TlsConnector::from(client.config.clone());
+            let mut session = match tokio::time::timeout(limit, connector.connect(client.server_name.clone(), stream)).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(e)) => return Err(tls_error(&e, role).unwrap_or_else(|| network(format!("the TLS handshake failed: {e}")))),
+                Err(_) => return Err(within("TLS handshake").await),
+            };
+            let identity = session.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| PeerIdentity::from_der(c));
+            let dec = match tokio::time::timeout(limit, handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(within("handshake").await),
+            };
+            let (read, write) = tokio::io::split(session);
+            (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
+        }
+        (Role::Listening, _, Some(server)) => {
+            // A peer that speaks Waldo in plain TCP is told so in plain TCP.
+            let mut first = [0u8; 6];
+            let n = match tokio::time::timeout(options.handshake_idle.min(limit), stream.peek(&mut first)).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(network(format!("the handshake failed: {e}"))),
+                Err(_) => {
+                    return Err(refused(format!(
+                        "the peer sent nothing for {:?} during the handshake",
+                        options.handshake_idle.min(limit)
+                    )));
+                }
+            };
+            if let Some(heard) = heard {
+                heard.store(true, std::sync::atomic::Ordering::Release);
+            }
+            if n > 0 && first[..n] == MAGIC[..n] {
+                listener::refuse_over_limit(stream, tls::PLAIN_TO_TLS).await;
+                return Err(refused(tls::PLAIN_TO_TLS));
+            }
+            let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
+            let mut session = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(e)) => return Err(tls_error(&e, role).unwrap_or_else(|| network(format!("the TLS handshake failed: {e}")))),
+                Err(_) => return Err(within("TLS handshake").await),
+            };
+            let identity = session.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| PeerIdentity::from_der(c));
+            let dec = match tokio::time::timeout(limit, handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(within("handshake").await),
+            };
+            let (read, write) = tokio::io::split(session);
+            (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
+        }
+        _ => {
+            let dec = match tokio::time::timeout(limit, handshake(&mut stream, end.spec, end.side, options.handshake_idle, heard, None)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(within("handshake").await),
+            };
+            let (read, write) = stream.into_split();
+            (dec, Io::Tcp(read, write), None)
         }
     };
-    let mut dec = dec;
+    Ok(start(dec, io, peer, identity, end, options, attach, admission))
+}
+
+/// A connection's stream, split: plain TCP (written inline by producers), or any other.
+enum Io {
+    Tcp(tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf),
+    Stream(Box<dyn tokio::io::AsyncRead + Send + Unpin>, StreamWrite),
+}
+
+/// Starts the connection's link and tasks once its handshake is done.
+#[allow(clippy::too_many_arguments)]
+fn start(
+    mut dec: FrameDecoder,
+    io: Io,
+    peer: Option<std::net::SocketAddr>,
+    identity: Option<PeerIdentity>,
+    end: PairEnd,
+    options: &TcpOptions,
+    attach: impl FnOnce(Link),
+    admission: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Pending {
+    let PairEnd { spec, side, core, program } = end;
     // Frames after the handshake may be as large as the connection allows.
     dec.set_max(options.max_frame);
     let link = Link::new(core, side, spec.sequences.to_vec(), program);
-    let (read, write) = stream.into_split();
+    let (tcp, stream_write, read): (_, _, Box<dyn tokio::io::AsyncRead + Send + Unpin>) = match io {
+        Io::Tcp(read, write) => (Some(write), None, Box::new(read)),
+        Io::Stream(read, write) => (None, Some(write), read),
+    };
     let conn = Arc::new_cyclic(|me| Conn {
         me: me.clone(),
-        write,
+        tcp,
+        peer,
         max_frame: options.max_frame,
         out: Mutex::new(Outgoing {
             bytes: Vec::with_capacity(4096),
@@ -152,8 +251,8 @@ pub async fn establish(
     link.attach(conn.clone());
     attach(link.clone());
     let _ = conn.reader.set(tokio::spawn(read_loop(conn.clone(), read, dec)).abort_handle());
-    tokio::spawn(write_loop(conn.clone(), options.heartbeat, options.partner_timeout));
-    Ok(Pending { conn, link })
+    tokio::spawn(write_loop(conn.clone(), options.heartbeat, options.partner_timeout, stream_write));
+    Pending { conn, link, identity }
 }
 
 /// Connects to `addr` and runs [`establish`].
@@ -166,5 +265,5 @@ pub async fn connect(
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| network(format!("could not connect to the partner: {e}")))?;
-    establish(stream, end, options, attach).await
+    establish_as(stream.into(), end, options, attach, Role::Connecting).await
 }

@@ -56,6 +56,12 @@ pub struct TcpOptions {
     /// taken, a new connection takes the place of the one that has been handshaking
     /// longest, so idle sockets cannot keep a real partner out.
     pub max_handshakes: usize,
+    /// TLS for connecting: the rustls client configuration and the name the listener's
+    /// certificate must be valid for. `None` (the default): plain TCP.
+    pub tls_client: Option<super::tls::TlsClient>,
+    /// TLS for listening: the rustls server configuration (its certificate, and whether it
+    /// requires client certificates). `None` (the default): plain TCP.
+    pub tls_server: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for TcpOptions {
@@ -68,6 +74,8 @@ impl Default for TcpOptions {
             handshake_idle: Duration::from_secs(2),
             max_connections: 1024,
             max_handshakes: 64,
+            tls_client: None,
+            tls_server: None,
         }
     }
 }
@@ -113,6 +121,23 @@ impl TcpOptions {
     /// These options with another limit on a listener's concurrent handshakes (at least 1).
     pub fn with_max_handshakes(mut self, max: usize) -> Self {
         self.max_handshakes = max.max(1);
+        self
+    }
+
+    /// These options connecting over TLS with `config`, to a listener whose certificate is
+    /// valid for `server_name` (`ServerName::try_from("vault.example")`).
+    pub fn with_tls_client(
+        mut self,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Self {
+        self.tls_client = Some(super::tls::TlsClient { config, server_name });
+        self
+    }
+
+    /// These options listening over TLS with `config`.
+    pub fn with_tls_server(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        self.tls_server = Some(config);
         self
     }
 }
