@@ -194,11 +194,16 @@ struct TcpPair {
 
 impl TcpPair {
     fn new() -> TcpPair {
+        TcpPair::with_options(waldo::TcpOptions::default(), waldo::TcpOptions::default())
+    }
+
+    /// Connected with `connecting` and `listening` options (TLS, say).
+    fn with_options(connecting: waldo::TcpOptions, listening: waldo::TcpOptions) -> TcpPair {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
         let (jobs, mut job_rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
         let server = std::thread::spawn(move || {
             runtime().block_on(async move {
-                let listener = Server::listen("127.0.0.1:0").await.expect("listen");
+                let listener = Server::listen("127.0.0.1:0").with_options(listening).await.expect("listen");
                 addr_tx.send(listener.local_addr()).expect("send the address");
                 let server = listener.accept().await.expect("accept");
                 while let Some(job) = job_rx.recv().await {
@@ -222,7 +227,7 @@ impl TcpPair {
         });
         let addr = addr_rx.recv().expect("the server's address");
         let client_rt = runtime();
-        let client = client_rt.block_on(Client::connect(addr)).expect("connect");
+        let client = client_rt.block_on(Client::connect(addr).with_options(connecting)).expect("connect");
         TcpPair { client_rt, client, jobs, server: Some(server) }
     }
 }
@@ -274,6 +279,24 @@ fn stop_after(d: Duration) -> Arc<AtomicBool> {
         flag.store(true, Ordering::Relaxed);
     });
     stop
+}
+
+/// The latency of `two` over mutually authenticated TLS (on an established connection).
+fn waldo_tls(plan: &Plan) -> Dist {
+    let (connecting, listening) = waldo_dev_certs::mutual();
+    let pair = TcpPair::with_options(connecting, listening);
+    let client = pair.client.clone();
+    let n = plan.latency_samples;
+    let task = pair.client_rt.spawn(async move {
+        sample(n, |i| {
+            let client = &client;
+            async move {
+                assert_eq!(client.two(i as f64).await.expect("two"), (i as f64 + 1.0) * 2.0);
+            }
+        })
+        .await
+    });
+    Dist::new("Waldo 2-block, mutual TLS", pair.client_rt.block_on(task).expect("the measuring task"))
 }
 
 /// Latencies of `two` and `seven` over TCP, and throughput.
@@ -477,6 +500,7 @@ fn main() {
     let chan = channel_rtt(&plan);
     let raw = raw_tcp(&plan);
     let tcp = waldo_tcp(&plan);
+    let tls = waldo_tls(&plan);
     let (in_two, in_seven) = in_process(&plan);
     let local = local(&plan);
     let fight = contention(&plan);
@@ -504,9 +528,10 @@ fn main() {
     println!("waldo-bench{}: every figure measured in this run", if quick { " --quick" } else { "" });
     println!();
     println!("{:<30} {:>10} {:>10} {:>12}", "latency", "p50 µs", "p99 µs", "p50 ratio");
-    let rows: [(&Dist, f64, &str); 7] = [
+    let rows: [(&Dist, f64, &str); 8] = [
         (&raw, raw.p50(), "raw RTT"),
         (&tcp.two, raw.p50(), "raw RTT"),
+        (&tls, tcp.two.p50(), "TCP 2-block"),
         (&tcp.seven, 4.0 * raw.p50(), "4 raw RTT"),
         (&chan, chan.p50(), "chan RTT"),
         (&in_two, chan.p50(), "chan RTT"),
@@ -572,6 +597,10 @@ fn main() {
     // Six messages: three round trips (the last block's Commit leaves without a wait).
     line("ratio.tcp_7block_p50_vs_raw_3rtt", tcp.seven.p50() / (3.0 * raw.p50()));
     line("ratio.inproc_2block_p50_vs_chan_rtt", in_two.p50() / chan.p50());
+    line("tls.2block_p50_us", us(tls.p50()));
+    line("tls.2block_p99_us", us(tls.p99()));
+    // Budget: 1.2 (TLS costs at most a fifth more than plain TCP on an established connection).
+    line("ratio.tls_2block_p50_vs_tcp_2block", tls.p50() / tcp.two.p50());
     let t32 = tcp.throughput.iter().find(|(n, _)| *n == 32).map_or(0.0, |(_, t)| *t);
     line("throughput.tcp_32_callers_tx_per_s", t32);
     println!("goal.tcp_2block_within_1.3x_raw: {}", tcp.two.p50() <= 1.3 * raw.p50());

@@ -4,7 +4,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/all.rs"));
 
-pub mod certs;
+pub use waldo_dev_certs as certs;
 
 /// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
 /// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process,

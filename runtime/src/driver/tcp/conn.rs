@@ -2,9 +2,10 @@
 //! (gathered writes, heartbeats, the partner timeout).
 //!
 //! A connection runs over any byte stream (`AsyncRead + AsyncWrite`): plain TCP, TLS, a
-//! simulated network. Over plain TCP the producing thread writes its bytes itself with a
-//! non-blocking `try_write` (no task hop on the hot path); over any other stream the writer
-//! task owns the write half and writes what the producers queue.
+//! simulated network. The producing thread writes its bytes itself, without waiting (no task
+//! hop on the hot path): over plain TCP with a non-blocking `try_write`, over any other stream
+//! by polling its write half once with a no-op waker. What the stream does not take at once,
+//! the writer task writes, polling with its own waker.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -56,6 +57,8 @@ pub(super) struct Conn {
     /// The socket's write half when the stream is plain TCP (producers write inline); `None`
     /// when the writer task owns another stream's write half.
     pub(super) tcp: Option<OwnedWriteHalf>,
+    /// The write half of any other stream (TLS): locked only for one poll at a time.
+    pub(super) stream: Option<Mutex<StreamWrite>>,
     /// The peer's address, for messages.
     pub(super) peer: Option<std::net::SocketAddr>,
     pub(super) max_frame: usize,
@@ -132,8 +135,7 @@ impl Conn {
         }
         out.urgent = false;
         let Some(tcp) = &self.tcp else {
-            out.writing = true;
-            self.wake_writer.notify_one();
+            self.write_stream_now(&mut out);
             return;
         };
         match tcp.try_write(&out.bytes) {
@@ -163,6 +165,52 @@ impl Conn {
                 drop(out);
                 self.broken(network(format!("writing to the partner failed: {e}")));
             }
+        }
+    }
+
+    /// Writes what a stream that is not plain TCP takes at once (one poll, with a no-op waker,
+    /// as `try_write` does for TCP); the writer task does the rest.
+    fn write_stream_now(&self, out: &mut Outgoing) {
+        let Some(stream) = &self.stream else { return };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut stream = stream.lock();
+        let mut written = 0;
+        let mut failed = None;
+        while written < out.bytes.len() {
+            match std::pin::Pin::new(&mut *stream).poll_write(&mut cx, &out.bytes[written..]) {
+                std::task::Poll::Ready(Ok(0)) => break,
+                std::task::Poll::Ready(Ok(n)) => written += n,
+                std::task::Poll::Ready(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+                std::task::Poll::Pending => break,
+            }
+        }
+        let flushed = failed.is_none()
+            && written == out.bytes.len()
+            && match std::pin::Pin::new(&mut *stream).poll_flush(&mut cx) {
+                std::task::Poll::Ready(Ok(())) => true,
+                std::task::Poll::Ready(Err(e)) => {
+                    failed = Some(e);
+                    false
+                }
+                std::task::Poll::Pending => false,
+            };
+        drop(stream);
+        if let Some(e) = failed {
+            out.bytes.clear();
+            out.closing = true;
+            self.broken(network(format!("writing to the partner failed: {e}")));
+            return;
+        }
+        if written > 0 {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        out.bytes.drain(..written);
+        if !flushed || !out.bytes.is_empty() || out.closing {
+            out.writing = true;
+            self.wake_writer.notify_one();
         }
     }
 
@@ -407,12 +455,7 @@ pub(super) async fn read_loop(conn: Arc<Conn>, mut read: impl AsyncRead + Unpin,
     }
 }
 
-pub(super) async fn write_loop(
-    conn: Arc<Conn>,
-    heartbeat: Duration,
-    partner_timeout: Duration,
-    mut stream: Option<StreamWrite>,
-) {
+pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Duration) {
     let mut closed = conn.closed.subscribe();
     let mut liveness = Liveness::new(Instant::now().into_std(), heartbeat, partner_timeout);
     let timer = tokio::time::sleep_until(liveness.next_timer().into());
@@ -448,7 +491,7 @@ pub(super) async fn write_loop(
             }
         }
         // A stream that is not plain TCP: the writer writes everything.
-        if let Some(stream) = &mut stream {
+        if let Some(stream) = &conn.stream {
             match write_stream(&conn, stream, partner_timeout).await {
                 Step::Closed => {
                     let _ = tokio::time::timeout(partner_timeout, closed.wait_for(|c| *c)).await;
@@ -514,7 +557,7 @@ pub(super) enum Step {
 
 /// Writes everything queued to a stream that is not plain TCP, then flushes it; shuts it
 /// down after the close frame.
-async fn write_stream(conn: &Conn, stream: &mut StreamWrite, partner_timeout: Duration) -> Step {
+async fn write_stream(conn: &Conn, stream: &Mutex<StreamWrite>, partner_timeout: Duration) -> Step {
     let mut buf = Vec::new();
     loop {
         let closing = {
@@ -532,12 +575,23 @@ async fn write_stream(conn: &Conn, stream: &mut StreamWrite, partner_timeout: Du
                 false
             }
         };
+        // One poll at a time under the lock, with this task's waker.
         let write = async {
             if closing {
-                stream.shutdown().await
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream.lock()).poll_shutdown(cx)).await
             } else {
-                stream.write_all(&buf).await?;
-                stream.flush().await
+                let mut written = 0;
+                while written < buf.len() {
+                    let n = std::future::poll_fn(|cx| {
+                        std::pin::Pin::new(&mut *stream.lock()).poll_write(cx, &buf[written..])
+                    })
+                    .await?;
+                    if n == 0 {
+                        return Err(io::Error::from(io::ErrorKind::WriteZero));
+                    }
+                    written += n;
+                }
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream.lock()).poll_flush(cx)).await
             }
         };
         match tokio::time::timeout(partner_timeout, write).await {

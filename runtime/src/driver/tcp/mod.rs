@@ -229,6 +229,7 @@ fn start(
     let conn = Arc::new_cyclic(|me| Conn {
         me: me.clone(),
         tcp,
+        stream: stream_write.map(Mutex::new),
         peer,
         max_frame: options.max_frame,
         out: Mutex::new(Outgoing {
@@ -251,7 +252,7 @@ fn start(
     link.attach(conn.clone());
     attach(link.clone());
     let _ = conn.reader.set(tokio::spawn(read_loop(conn.clone(), read, dec)).abort_handle());
-    tokio::spawn(write_loop(conn.clone(), options.heartbeat, options.partner_timeout, stream_write));
+    tokio::spawn(write_loop(conn.clone(), options.heartbeat, options.partner_timeout));
     Pending { conn, link, identity }
 }
 

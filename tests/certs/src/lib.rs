@@ -1,4 +1,5 @@
-//! Certificates for the TLS tests, made at start-up with rcgen: a certificate authority, the
+//! Certificates for Waldo's TLS examples, tests and benchmark, made at start-up with rcgen
+//! (real deployments bring their own, from their own authority): a certificate authority, the
 //! certificates it signs (also expired ones), and the rustls configurations built from them.
 
 use std::sync::Arc;
