@@ -1,8 +1,8 @@
 //! The Bank protocol end to end over TCP: a Branch and a Vault, each transfer one transaction
 //! that debits on the Branch and credits on the Vault, or does neither.
 //!
-//! With no arguments both sides run in this process, joined by a loopback TCP connection.
-//! To run them in two terminals:
+//! With no arguments both sides run in this process, joined by a loopback TCP connection;
+//! with `--tls`, by a mutually authenticated TLS connection. To run them in two terminals:
 //!
 //! ```text
 //! cargo run -p bank-example -- vault 127.0.0.1:7878     # waits for a Branch
@@ -50,6 +50,33 @@ async fn both_sides() -> Result<(), waldo::Error> {
 }
 // ANCHOR_END: both
 
+// ANCHOR: tls
+async fn both_sides_over_tls() -> Result<(), waldo::Error> {
+    use waldo::TcpOptions;
+    use waldo_dev_certs::{Ca, client_config, name, server_config};
+    // Certificates made at start-up for the demonstration; a deployment brings its own.
+    let ca = Ca::new("Bank demo CA");
+    let (vault_cert, branch_cert) = (ca.leaf("vault.bank.test"), ca.leaf("branch.bank.test"));
+    // The Vault shows its certificate and requires one signed by the CA from each Branch.
+    let listening = TcpOptions::default().with_tls_server(server_config(&vault_cert, Some(&ca)));
+    // The Branch trusts the CA, expects the name `vault.bank.test`, and shows its own.
+    let connecting = TcpOptions::default()
+        .with_tls_client(client_config(&ca, Some(&branch_cert)), name("vault.bank.test"));
+
+    let listener = Vault::listen("127.0.0.1:0").with_options(listening).await?;
+    let (branch, vault) = tokio::try_join!(
+        Branch::connect(listener.local_addr()).with_options(connecting),
+        listener.accept()
+    )?;
+    let who = |e: Option<&waldo::tls::PeerIdentity>| e.map(|p| p.subject.clone()).unwrap_or_default();
+    println!("the Branch talks to {}", who(branch.peer_identity()));
+    println!("the Vault talks to {}", who(vault.peer_identity()));
+    run_branch(&branch).await?;
+    branch.stop().await;
+    Ok(())
+}
+// ANCHOR_END: tls
+
 // ANCHOR: sides
 async fn vault_side(addr: &str) -> Result<(), waldo::Error> {
     let listener = Vault::listen(addr).await?;
@@ -83,10 +110,11 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] => both_sides().await,
+        ["--tls"] => both_sides_over_tls().await,
         ["vault", addr] => vault_side(addr).await,
         ["branch", addr] => branch_side(addr).await,
         _ => {
-            eprintln!("usage: bank-example [vault ADDR | branch ADDR]");
+            eprintln!("usage: bank-example [--tls | vault ADDR | branch ADDR]");
             std::process::exit(2);
         }
     };

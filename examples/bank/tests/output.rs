@@ -24,3 +24,16 @@ fn prints_what_the_tutorial_shows() {
     }
     assert_eq!(printed_lines.next(), None, "the program printed more than the tutorial shows");
 }
+
+#[test]
+fn over_tls_each_side_knows_the_other() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bank-example"))
+        .arg("--tls")
+        .output()
+        .expect("the program starts");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines[..2], ["the Branch talks to CN=vault.bank.test", "the Vault talks to CN=branch.bank.test"]);
+    assert!(lines.contains(&"send(alice -> bob, 30) = true"), "{printed}");
+}
