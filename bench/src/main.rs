@@ -517,12 +517,22 @@ fn main() {
     let mut compiled: Vec<Compiled> = examples
         .iter()
         .map(|(name, src)| {
-            ((*name).to_owned(), src.lines().count(), generated_lines(src), compile_ms(src, plan.compiler_runs))
+            (
+                (*name).to_owned(),
+                src.lines().count(),
+                generated_lines(src),
+                compile_ms(src, plan.compiler_runs),
+            )
         })
         .collect();
     let big = waldo_compiler::sample::protocol(10_000);
     let big_lines = generated_lines(&big);
-    compiled.push(("generated".into(), big.lines().count(), big_lines, compile_ms(&big, plan.compiler_runs.min(7))));
+    compiled.push((
+        "generated".into(),
+        big.lines().count(),
+        big_lines,
+        compile_ms(&big, plan.compiler_runs.min(7)),
+    ));
 
     let us = |ns: f64| ns / 1e3;
     println!("waldo-bench{}: every figure measured in this run", if quick { " --quick" } else { "" });

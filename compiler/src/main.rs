@@ -164,7 +164,8 @@ fn build(files: &[PathBuf], out_dir: Option<PathBuf>, endpoints: Vec<String>) ->
 /// a temporary directory that is removed).
 fn list(files: &[PathBuf], out_dir: Option<PathBuf>, endpoints: Vec<String>) -> ExitCode {
     let scratch = out_dir.is_none();
-    let dir = out_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("waldoc-list-{}", std::process::id())));
+    let dir =
+        out_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("waldoc-list-{}", std::process::id())));
     let mut config = waldo_compiler::Config::new().cargo_metadata(false).out_dir(&dir);
     for e in endpoints {
         config = config.endpoint(e);
@@ -174,15 +175,16 @@ fn list(files: &[PathBuf], out_dir: Option<PathBuf>, endpoints: Vec<String>) -> 
         Ok(written) => {
             let mut failed = false;
             for (i, w) in written.iter().enumerate() {
-                let listed = std::fs::read_to_string(w)
-                    .map_err(|e| e.to_string())
-                    .and_then(|code| waldo_compiler::codegen::listing::list(&code).map_err(|e| e.to_string()));
+                let listed = std::fs::read_to_string(w).map_err(|e| e.to_string()).and_then(|code| {
+                    waldo_compiler::codegen::listing::list(&code).map_err(|e| e.to_string())
+                });
                 match listed {
                     Ok(text) => {
                         if i > 0 {
                             println!();
                         }
-                        let module = w.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        let module =
+                            w.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                         println!("// waldo::include_protocol!(\"{module}\") defines:");
                         print!("{text}");
                     }

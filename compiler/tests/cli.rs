@@ -265,7 +265,10 @@ fn build_list_prints_the_public_items_as_the_book_shows_them() {
     // The tooling chapter shows this very output.
     let book = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src/tooling.md"))
         .expect("the tooling chapter");
-    assert!(book.contains(&stdout), "book/src/tooling.md does not show the output of `waldoc build --list`:\n{stdout}");
+    assert!(
+        book.contains(&stdout),
+        "book/src/tooling.md does not show the output of `waldoc build --list`:\n{stdout}"
+    );
     // Nothing was written, and a file with errors lists nothing.
     let bad = temp_file("list_bad.wld", b"Bad\nEndpoint A;\nA { Number x = 'text'; }\n");
     let (code, stdout, stderr) = waldoc(&["build", bad.to_str().expect("utf-8"), "--list"]);

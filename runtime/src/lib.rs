@@ -26,8 +26,8 @@ pub use engine::{liveness, proto};
 pub use exec::run::{CallOptions, Counters, counters};
 pub use exec::{ops, watchdog};
 pub use host::convert::{self, HostResult, NumberKey, NumberMap};
-pub use host::shell::{Connect, Endpoint, EndpointListener, Handle, Listen, StopListener};
 pub use host::external::External;
+pub use host::shell::{Connect, Endpoint, EndpointListener, Handle, Listen, StopListener};
 pub use tokio::net::ToSocketAddrs;
 
 /// TLS for connections: the `rustls` this runtime uses (build its `ClientConfig` and
@@ -60,13 +60,13 @@ pub mod __rt {
     };
     pub use crate::engine::SequenceInfo;
     pub use crate::exec::ops;
+    pub use crate::exec::ops::Kind;
     pub use crate::exec::run::{Attempts, transact, transact_counted};
     pub use crate::host::convert::{FromKey, FromValue, HostResult, IntoKey, IntoValue};
     pub use crate::host::shell::{
-        Block, BlockFn, BodyFn, Code, Ep, FromResults, Function, check_version, create, endpoint_value, join_in_process,
-        join_loopback, result, results, value,
+        Block, BlockFn, BodyFn, Code, Ep, FromResults, Function, check_version, create, endpoint_value,
+        join_in_process, join_loopback, result, results, value,
     };
-    pub use crate::exec::ops::Kind;
     pub use tokio::net::TcpStream;
 
     /// Runs two futures concurrently (both sides' `onCreate`).

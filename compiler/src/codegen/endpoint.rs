@@ -99,7 +99,9 @@ impl Gen<'_> {
             .enumerate()
             .map(|(i, v)| first(i, peered_folded, v.var.init.as_ref(), &v.var.ty))
             .collect();
-        defaults.extend(ep.globals.iter().enumerate().map(|(i, g)| first(i, globals_folded, g.init.as_ref(), &g.ty)));
+        defaults.extend(
+            ep.globals.iter().enumerate().map(|(i, g)| first(i, globals_folded, g.init.as_ref(), &g.ty)),
+        );
         if !defaults.is_empty() {
             fields.extend(quote!(slots: || Vec::from([#(#defaults),*]),));
         }
@@ -139,7 +141,8 @@ impl Gen<'_> {
                 let func = &ep.functions[f];
                 let name = &func.name;
                 let run = &self.functions[e.index()][f.index()];
-                let kinds: Vec<TokenStream> = func.locals[..func.params].iter().map(|v| kind_of(&v.ty)).collect();
+                let kinds: Vec<TokenStream> =
+                    func.locals[..func.params].iter().map(|v| kind_of(&v.ty)).collect();
                 quote!(#rt::Function::new(#name, &[#(#rt::Kind::#kinds),*], #run))
             })
             .collect();

@@ -133,8 +133,17 @@ impl Gen<'_> {
         // host uses most (a public function may shadow the others, which stay reachable
         // through `Deref`).
         let mut taken: Vec<String> = [
-            "new", "connect", "listen", "without_partner", "with_options", "clone", "id", "options",
-            "endpoint", "stop", "on_stop",
+            "new",
+            "connect",
+            "listen",
+            "without_partner",
+            "with_options",
+            "clone",
+            "id",
+            "options",
+            "endpoint",
+            "stop",
+            "on_stop",
         ]
         .iter()
         .map(|t| (*t).to_owned())

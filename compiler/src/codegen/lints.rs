@@ -158,7 +158,9 @@ fn depth(t: &syn::Type) -> usize {
                     syn::PathArguments::AngleBracketed(a) => a
                         .args
                         .iter()
-                        .filter_map(|a| if let syn::GenericArgument::Type(t) = a { Some(depth(t)) } else { None })
+                        .filter_map(
+                            |a| if let syn::GenericArgument::Type(t) = a { Some(depth(t)) } else { None },
+                        )
                         .collect::<Vec<_>>(),
                     _ => Vec::new(),
                 })

@@ -49,18 +49,32 @@ fn collect_use(tree: &syn::UseTree, out: &mut Vec<String>) {
 fn module(out: &mut String, path: &str, m: &syn::ItemMod, top: &str, reexported: &[String]) {
     let Some((_, items)) = &m.content else { return };
     let at = |name: &str| {
-        if reexported.iter().any(|r| r == name) { format!("{top}::{name}") } else { format!("{path}::{name}") }
+        if reexported.iter().any(|r| r == name) {
+            format!("{top}::{name}")
+        } else {
+            format!("{path}::{name}")
+        }
     };
     for item in items {
         match item {
             syn::Item::Const(c) if is_pub(&c.vis) => {
-                let _ = writeln!(out, "pub const {}: {}", at(&c.ident.to_string()), tidy(&c.ty.to_token_stream()));
+                let _ = writeln!(
+                    out,
+                    "pub const {}: {}",
+                    at(&c.ident.to_string()),
+                    tidy(&c.ty.to_token_stream())
+                );
             }
             syn::Item::Fn(f) if is_pub(&f.vis) => {
                 let _ = writeln!(out, "{}", signature(&f.sig, &at(&f.sig.ident.to_string())));
             }
             syn::Item::Type(t) if is_pub(&t.vis) => {
-                let _ = writeln!(out, "pub type {} = {}", at(&t.ident.to_string()), tidy(&t.ty.to_token_stream()));
+                let _ = writeln!(
+                    out,
+                    "pub type {} = {}",
+                    at(&t.ident.to_string()),
+                    tidy(&t.ty.to_token_stream())
+                );
             }
             syn::Item::Struct(s) if is_pub(&s.vis) => {
                 let name = s.ident.to_string();
@@ -68,9 +82,12 @@ fn module(out: &mut String, path: &str, m: &syn::ItemMod, top: &str, reexported:
                     .fields
                     .iter()
                     .filter(|f| is_pub(&f.vis))
-                    .filter_map(|f| Some(format!("pub {}: {}", f.ident.as_ref()?, tidy(&f.ty.to_token_stream()))))
+                    .filter_map(|f| {
+                        Some(format!("pub {}: {}", f.ident.as_ref()?, tidy(&f.ty.to_token_stream())))
+                    })
                     .collect();
-                let body = if fields.is_empty() { String::new() } else { format!(" {{ {} }}", fields.join(", ")) };
+                let body =
+                    if fields.is_empty() { String::new() } else { format!(" {{ {} }}", fields.join(", ")) };
                 let _ = writeln!(out, "pub struct {}{body}", at(&name));
                 for other in items {
                     if let syn::Item::Impl(i) = other

@@ -23,7 +23,11 @@ impl Gen<'_> {
                 let name = &s.name;
                 let blocks = s.blocks.len() as u32;
                 let locals = s.data.len() as u32;
-                let (a, b) = if self.p.symmetric { (true, true) } else { (s.starter() == EndpointId(0), s.starter() == EndpointId(1)) };
+                let (a, b) = if self.p.symmetric {
+                    (true, true)
+                } else {
+                    (s.starter() == EndpointId(0), s.starter() == EndpointId(1))
+                };
                 quote!(#rt::SequenceInfo::new(#name, #blocks, #locals, [#a, #b]))
             })
             .collect();

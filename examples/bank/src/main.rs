@@ -51,23 +51,34 @@ async fn both_sides() -> Result<(), waldo::Error> {
 // ANCHOR_END: both
 
 // ANCHOR: tls
-async fn both_sides_over_tls() -> Result<(), waldo::Error> {
+async fn both_sides_over_tls() -> Result<(), Box<dyn std::error::Error>> {
+    use std::sync::Arc;
     use waldo::TcpOptions;
-    use waldo_dev_certs::{Ca, client_config, name, server_config};
-    // Certificates made at start-up for the demonstration; a deployment brings its own.
-    let ca = Ca::new("Bank demo CA");
+    use waldo::tls::rustls::{self, pki_types::ServerName, server::WebPkiClientVerifier};
+
+    // Certificates made at start-up for the demonstration; a deployment brings its own:
+    // a CA's root, and each side's certificate chain and private key.
+    let ca = waldo_dev_certs::Ca::new("Bank demo CA");
     let (vault_cert, branch_cert) = (ca.leaf("vault.bank.test"), ca.leaf("branch.bank.test"));
+    let roots = ca.roots();
+
     // The Vault shows its certificate and requires one signed by the CA from each Branch.
-    let listening = TcpOptions::default().with_tls_server(server_config(&vault_cert, Some(&ca)));
+    let verifier = WebPkiClientVerifier::builder(Arc::new(roots.clone())).build()?;
+    let server = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier) // or .with_no_client_auth()
+        .with_single_cert(vault_cert.chain.clone(), vault_cert.key())?;
+    let listening = TcpOptions::default().with_tls_server(Arc::new(server));
+
     // The Branch trusts the CA, expects the name `vault.bank.test`, and shows its own.
-    let connecting = TcpOptions::default()
-        .with_tls_client(client_config(&ca, Some(&branch_cert)), name("vault.bank.test"));
+    let client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(branch_cert.chain.clone(), branch_cert.key())?; // or .with_no_client_auth()
+    let connecting =
+        TcpOptions::default().with_tls_client(Arc::new(client), ServerName::try_from("vault.bank.test")?);
 
     let listener = Vault::listen("127.0.0.1:0").with_options(listening).await?;
-    let (branch, vault) = tokio::try_join!(
-        Branch::connect(listener.local_addr()).with_options(connecting),
-        listener.accept()
-    )?;
+    let (branch, vault) =
+        tokio::try_join!(Branch::connect(listener.local_addr()).with_options(connecting), listener.accept())?;
     let who = |e: Option<&waldo::tls::PeerIdentity>| e.map(|p| p.subject.clone()).unwrap_or_default();
     println!("the Branch talks to {}", who(branch.peer_identity()));
     println!("the Vault talks to {}", who(vault.peer_identity()));
@@ -109,10 +120,10 @@ async fn branch_side(addr: &str) -> Result<(), waldo::Error> {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        [] => both_sides().await,
+        [] => both_sides().await.map_err(Into::into),
         ["--tls"] => both_sides_over_tls().await,
-        ["vault", addr] => vault_side(addr).await,
-        ["branch", addr] => branch_side(addr).await,
+        ["vault", addr] => vault_side(addr).await.map_err(Into::into),
+        ["branch", addr] => branch_side(addr).await.map_err(Into::into),
         _ => {
             eprintln!("usage: bank-example [--tls | vault ADDR | branch ADDR]");
             std::process::exit(2);

@@ -34,6 +34,9 @@ fn over_tls_each_side_knows_the_other() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8(out.stdout).expect("UTF-8 output");
     let lines: Vec<&str> = printed.lines().collect();
-    assert_eq!(lines[..2], ["the Branch talks to CN=vault.bank.test", "the Vault talks to CN=branch.bank.test"]);
+    assert_eq!(
+        lines[..2],
+        ["the Branch talks to CN=vault.bank.test", "the Vault talks to CN=branch.bank.test"]
+    );
     assert!(lines.contains(&"send(alice -> bob, 30) = true"), "{printed}");
 }

@@ -372,7 +372,8 @@ impl<V> From<BTreeMap<NumberKey, V>> for NumberMap<V> {
 
 impl<V> IntoIterator for NumberMap<V> {
     type Item = (f64, V);
-    type IntoIter = std::iter::Map<std::collections::btree_map::IntoIter<NumberKey, V>, fn((NumberKey, V)) -> (f64, V)>;
+    type IntoIter =
+        std::iter::Map<std::collections::btree_map::IntoIter<NumberKey, V>, fn((NumberKey, V)) -> (f64, V)>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter().map(|(k, v)| (k.0, v))

@@ -224,7 +224,13 @@ impl DynEndpoint for Ep {
 }
 
 impl Program for Ep {
-    fn run_block<'a>(&'a self, tx: &'a Tx, seq: u32, block: u32, locals: &'a mut Vec<Value>) -> BlockFuture<'a> {
+    fn run_block<'a>(
+        &'a self,
+        tx: &'a Tx,
+        seq: u32,
+        block: u32,
+        locals: &'a mut Vec<Value>,
+    ) -> BlockFuture<'a> {
         match self.code.block(seq, block) {
             Some(b) => (b.run)(self, tx, locals),
             None => {
@@ -366,7 +372,9 @@ impl StopListener {
 ///
 /// Generic code can create, connect and recover endpoints of any protocol through it:
 /// [`EndpointRef::downcast`], [`join_loopback`].
-pub trait Endpoint: Clone + fmt::Debug + std::ops::Deref<Target = Handle<Self>> + Send + Sync + Sized + 'static {
+pub trait Endpoint:
+    Clone + fmt::Debug + std::ops::Deref<Target = Handle<Self>> + Send + Sync + Sized + 'static
+{
     /// The listener type of the endpoint (its `listen` makes one).
     type Listener: From<EndpointListener<Self>> + Send;
     /// The endpoint's code.
@@ -588,7 +596,10 @@ impl<E: Endpoint> Future for Listen<'_, E> {
     }
 }
 
-async fn listen<E: Endpoint>(addr: impl tokio::net::ToSocketAddrs, tcp: TcpOptions) -> Result<EndpointListener<E>, Error> {
+async fn listen<E: Endpoint>(
+    addr: impl tokio::net::ToSocketAddrs,
+    tcp: TcpOptions,
+) -> Result<EndpointListener<E>, Error> {
     let limits = tcp.clone();
     let listener = Listener::bind_with(addr, &limits, move |stream: Accepted| {
         let tcp = tcp.clone();
@@ -763,7 +774,8 @@ mod tests {
         assert_eq!(refused(other_patch), None);
         // Another minor version (while the major is 0) or another major version is not,
         // and the message names the runtime's version.
-        let next_minor: &'static str = format!("{major}.{}.0", minor.parse::<u32>().expect("a number") + 1).leak();
+        let next_minor: &'static str =
+            format!("{major}.{}.0", minor.parse::<u32>().expect("a number") + 1).leak();
         let next_major: &'static str = format!("{}.0.0", major.parse::<u32>().expect("a number") + 1).leak();
         for other in [next_major, "10.0.0", "", "garbage"] {
             let message = refused(other).unwrap_or_else(|| panic!("{other:?} should be refused"));

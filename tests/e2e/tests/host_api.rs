@@ -943,9 +943,7 @@ async fn connecting_to_a_closed_port_is_a_quick_network_error_that_says_so() {
     let errors = [
         within("connect", Client::connect(addr, "cli".into())).await.expect_err("nobody listens"),
         within("connect", Server::connect(addr, "srv".into(), || ())).await.expect_err("nobody listens"),
-        within("connect", Client::connect(addr, "cli".into()))
-            .await
-            .expect_err("nobody listens"),
+        within("connect", Client::connect(addr, "cli".into())).await.expect_err("nobody listens"),
     ];
     assert!(started.elapsed() < Duration::from_secs(2), "refused after {:?}", started.elapsed());
     for err in errors {
@@ -1355,7 +1353,10 @@ async fn number_keyed_maps_take_and_give_f64_keys() {
 async fn one_side_of_a_pair_runs_alone_and_its_sequences_raise_a_network_exception() {
     let registry = Registry::without_partner().await.expect("a Registry alone");
     // Its own data and functions work as in a pair.
-    assert_eq!(registry.lookup(waldo::NumberMap::from([(1.0, "a".to_owned())]), 1.0).await, Ok("a".to_owned()));
+    assert_eq!(
+        registry.lookup(waldo::NumberMap::from([(1.0, "a".to_owned())]), 1.0).await,
+        Ok("a".to_owned())
+    );
     // A sequence needs the partner.
     match registry.ping(1.0).await {
         Err(Error::Network { message }) => assert_eq!(message, "this endpoint has no partner"),
@@ -1428,7 +1429,8 @@ fn every_option_has_a_builder() {
 async fn connect_and_listen_take_their_options_the_same_way() {
     // A listener that serves one connection at a time refuses the second with the reason.
     let one = TcpOptions::default().with_max_connections(1);
-    let listener = within("listen", Agent::listen("127.0.0.1:0").with_options(one.clone())).await.expect("listen");
+    let listener =
+        within("listen", Agent::listen("127.0.0.1:0").with_options(one.clone())).await.expect("listen");
     let addr = listener.local_addr();
     let (registry, agent) = within("a pair", async {
         tokio::try_join!(Registry::connect(addr).with_options(one.clone()), listener.accept())

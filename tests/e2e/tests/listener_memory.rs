@@ -25,7 +25,11 @@ async fn served(listener: &VaultListener, patience: Duration) {
     let start = std::time::Instant::now();
     loop {
         match tokio::time::timeout(Duration::from_secs(10), async {
-            tokio::try_join!(Branch::connect(addr), listener.accept())
+            // Admitted behind up to a thousand silent sockets that are evicted half a second at
+            // a time (64 places), a partner may wait several seconds for the listener's first
+            // bytes: it is patient for 10 s, not the default 2 s.
+            let patient = TcpOptions::default().with_handshake_idle(Duration::from_secs(10));
+            tokio::try_join!(Branch::connect(addr).with_options(patient), listener.accept())
         })
         .await
         .expect("a connection attempt ends")

@@ -73,7 +73,9 @@ async fn a_dynamic_call_with_wrong_arguments_is_an_application_exception() {
         other => panic!("expected an exception, got {other:?}"),
     }
     let err = endpoint.call(&tx, "nope", vec![]).await;
-    assert!(matches!(err, Err(waldo::__rt::Raise::Exception(e)) if e.message == "`Client` has no public function `nope`"));
+    assert!(
+        matches!(err, Err(waldo::__rt::Raise::Exception(e)) if e.message == "`Client` has no public function `nope`")
+    );
     tx.abort();
 }
 

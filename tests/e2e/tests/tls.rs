@@ -25,7 +25,8 @@ fn refusal<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
 
 /// Connects a Registry with `options` to `listener`; returns the reasons both sides give.
 async fn refused_both_sides(listener: &AgentListener, options: TcpOptions) -> (String, String) {
-    let client = within("a refused connection", Registry::connect(listener.local_addr()).with_options(options)).await;
+    let client =
+        within("a refused connection", Registry::connect(listener.local_addr()).with_options(options)).await;
     let server = within("the listener's failure", listener.next_failure()).await.expect("a failure");
     (refusal(client), refusal::<()>(Err(server)))
 }
@@ -39,14 +40,16 @@ async fn a_mutual_tls_listener_refuses_every_bad_peer_by_name_then_serves_a_good
     let ca = Ca::new("Bank CA");
     let other_ca = Ca::new("Another CA");
     let listening = TcpOptions::default().with_tls_server(server_config(&ca.leaf("server.test"), Some(&ca)));
-    let listener = within("listen", Agent::listen("127.0.0.1:0").with_options(listening)).await.expect("listen");
+    let listener =
+        within("listen", Agent::listen("127.0.0.1:0").with_options(listening)).await.expect("listen");
     let good_client = ca.leaf("client.test");
     let tls = |roots: &Ca, leaf: Option<&waldo_e2e::certs::Leaf>, server: &str| {
         TcpOptions::default().with_tls_client(client_config(roots, leaf), name(server))
     };
 
     // The client does not trust the listener's authority.
-    let (client, server) = refused_both_sides(&listener, tls(&other_ca, Some(&good_client), "server.test")).await;
+    let (client, server) =
+        refused_both_sides(&listener, tls(&other_ca, Some(&good_client), "server.test")).await;
     assert_contains(&client, "the listener's certificate is not signed by a root this side trusts");
     assert_contains(&server, "the peer does not trust this listener's certificate");
 
@@ -80,7 +83,11 @@ async fn a_mutual_tls_listener_refuses_every_bad_peer_by_name_then_serves_a_good
     // After all that, a good client is served, and each side knows who the other is.
     let (registry, agent) = within("a good pair", async {
         tokio::try_join!(
-            Registry::connect(listener.local_addr()).with_options(tls(&ca, Some(&good_client), "server.test")),
+            Registry::connect(listener.local_addr()).with_options(tls(
+                &ca,
+                Some(&good_client),
+                "server.test"
+            )),
             listener.accept()
         )
     })
@@ -99,8 +106,10 @@ async fn a_mutual_tls_listener_refuses_every_bad_peer_by_name_then_serves_a_good
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_listener_certificate_is_refused_by_name() {
     let ca = Ca::new("Bank CA");
-    let listening = TcpOptions::default().with_tls_server(server_config(&ca.expired_leaf("server.test"), None));
-    let listener = within("listen", Agent::listen("127.0.0.1:0").with_options(listening)).await.expect("listen");
+    let listening =
+        TcpOptions::default().with_tls_server(server_config(&ca.expired_leaf("server.test"), None));
+    let listener =
+        within("listen", Agent::listen("127.0.0.1:0").with_options(listening)).await.expect("listen");
     let connecting = TcpOptions::default().with_tls_client(client_config(&ca, None), name("server.test"));
     let (client, server) = refused_both_sides(&listener, connecting.clone()).await;
     assert_contains(&client, "the listener's certificate has expired");
@@ -116,10 +125,11 @@ async fn tls_to_a_plain_listener_is_refused_by_name_on_both_sides() {
     assert_contains(&client, "the listener does not speak TLS");
     assert_contains(&server, "the peer speaks TLS, and this listener plain TCP");
     // The listener goes on serving plain partners.
-    let (registry, _agent) =
-        within("a plain pair", async { tokio::try_join!(Registry::connect(listener.local_addr()), listener.accept()) })
-            .await
-            .expect("a pair");
+    let (registry, _agent) = within("a plain pair", async {
+        tokio::try_join!(Registry::connect(listener.local_addr()), listener.accept())
+    })
+    .await
+    .expect("a pair");
     assert_eq!(registry.ping(2.0).await, Ok(3.0));
     assert!(registry.peer_identity().is_none(), "plain TCP says nothing of who the partner is");
 }
@@ -128,7 +138,8 @@ async fn tls_to_a_plain_listener_is_refused_by_name_on_both_sides() {
 async fn server_only_tls_encrypts_without_client_certificates() {
     let ca = Ca::new("Bank CA");
     let listening = TcpOptions::default().with_tls_server(server_config(&ca.leaf("server.test"), None));
-    let listener = within("listen", Agent::listen("127.0.0.1:0").with_options(listening)).await.expect("listen");
+    let listener =
+        within("listen", Agent::listen("127.0.0.1:0").with_options(listening)).await.expect("listen");
     let connecting = TcpOptions::default().with_tls_client(client_config(&ca, None), name("server.test"));
     let (registry, agent) = within("a pair", async {
         tokio::try_join!(Registry::connect(listener.local_addr()).with_options(connecting), listener.accept())

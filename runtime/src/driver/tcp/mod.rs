@@ -40,6 +40,7 @@ use crate::core::endpoint::EndpointCore;
 use crate::core::error::Error;
 use crate::driver::link::{Link, Program};
 use crate::engine::Side;
+use crate::wire::FrameDecoder;
 use conn::*;
 use handshake::*;
 pub use listener::Listener;
@@ -47,7 +48,6 @@ use options::*;
 pub use options::{Accepted, HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, TcpOptions, WIRE_VERSION, kind};
 pub use tls::{PeerIdentity, TlsClient};
 use tls::{Role, tls_error};
-use crate::wire::FrameDecoder;
 
 /// A connection whose handshake is done and whose link runs, waiting for this side's
 /// `onCreate` and the partner's ready signal before public calls may start.
@@ -138,65 +138,102 @@ async fn establish_as(
         Role::Connecting => options.tls_client.as_ref().map(|_| role),
         Role::Listening => options.tls_server.as_ref().map(|_| role),
     };
-    let (dec, io, identity) = match (role, &options.tls_client, &options.tls_server) {
-        (Role::Connecting, Some(client), _) => {
-            let connector = tokio_rustls::TlsConnector::from(client.config.clone());
-            let mut session = match tokio::time::timeout(limit, connector.connect(client.server_name.clone(), stream)).await {
-                Ok(Ok(session)) => session,
-                Ok(Err(e)) => return Err(tls_error(&e, role).unwrap_or_else(|| network(format!("the TLS handshake failed: {e}")))),
-                Err(_) => return Err(within("TLS handshake").await),
-            };
-            let identity = session.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| PeerIdentity::from_der(c));
-            let dec = match tokio::time::timeout(limit, handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls)).await {
-                Ok(result) => result?,
-                Err(_) => return Err(within("handshake").await),
-            };
-            let (read, write) = tokio::io::split(session);
-            (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
-        }
-        (Role::Listening, _, Some(server)) => {
-            // A peer that speaks Waldo in plain TCP is told so in plain TCP.
-            let mut first = [0u8; 6];
-            let n = match tokio::time::timeout(options.handshake_idle.min(limit), stream.peek(&mut first)).await {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(network(format!("the handshake failed: {e}"))),
-                Err(_) => {
-                    return Err(refused(format!(
-                        "the peer sent nothing for {:?} during the handshake",
-                        options.handshake_idle.min(limit)
-                    )));
+    let (dec, io, identity) =
+        match (role, &options.tls_client, &options.tls_server) {
+            (Role::Connecting, Some(client), _) => {
+                let connector = tokio_rustls::TlsConnector::from(client.config.clone());
+                let mut session =
+                    match tokio::time::timeout(limit, connector.connect(client.server_name.clone(), stream))
+                        .await
+                    {
+                        Ok(Ok(session)) => session,
+                        Ok(Err(e)) => {
+                            return Err(tls_error(&e, role)
+                                .unwrap_or_else(|| network(format!("the TLS handshake failed: {e}"))));
+                        }
+                        Err(_) => return Err(within("TLS handshake").await),
+                    };
+                let identity = session
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| PeerIdentity::from_der(c));
+                let dec = match tokio::time::timeout(
+                    limit,
+                    handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls),
+                )
+                .await
+                {
+                    Ok(result) => result?,
+                    Err(_) => return Err(within("handshake").await),
+                };
+                let (read, write) = tokio::io::split(session);
+                (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
+            }
+            (Role::Listening, _, Some(server)) => {
+                // A peer that speaks Waldo in plain TCP is told so in plain TCP.
+                let mut first = [0u8; 6];
+                let n = match tokio::time::timeout(options.handshake_idle.min(limit), stream.peek(&mut first))
+                    .await
+                {
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => return Err(network(format!("the handshake failed: {e}"))),
+                    Err(_) => {
+                        return Err(refused(format!(
+                            "the peer sent nothing for {:?} during the handshake",
+                            options.handshake_idle.min(limit)
+                        )));
+                    }
+                };
+                if let Some(heard) = heard {
+                    heard.store(true, std::sync::atomic::Ordering::Release);
                 }
-            };
-            if let Some(heard) = heard {
-                heard.store(true, std::sync::atomic::Ordering::Release);
+                if n > 0 && first[..n] == MAGIC[..n] {
+                    listener::refuse_over_limit(stream, tls::PLAIN_TO_TLS).await;
+                    return Err(refused(tls::PLAIN_TO_TLS));
+                }
+                let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
+                let mut session = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                    Ok(Ok(session)) => session,
+                    Ok(Err(e)) => {
+                        return Err(tls_error(&e, role)
+                            .unwrap_or_else(|| network(format!("the TLS handshake failed: {e}"))));
+                    }
+                    Err(_) => return Err(within("TLS handshake").await),
+                };
+                let identity = session
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| PeerIdentity::from_der(c));
+                let dec = match tokio::time::timeout(
+                    limit,
+                    handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls),
+                )
+                .await
+                {
+                    Ok(result) => result?,
+                    Err(_) => return Err(within("handshake").await),
+                };
+                let (read, write) = tokio::io::split(session);
+                (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
             }
-            if n > 0 && first[..n] == MAGIC[..n] {
-                listener::refuse_over_limit(stream, tls::PLAIN_TO_TLS).await;
-                return Err(refused(tls::PLAIN_TO_TLS));
+            _ => {
+                let dec = match tokio::time::timeout(
+                    limit,
+                    handshake(&mut stream, end.spec, end.side, options.handshake_idle, heard, None),
+                )
+                .await
+                {
+                    Ok(result) => result?,
+                    Err(_) => return Err(within("handshake").await),
+                };
+                let (read, write) = stream.into_split();
+                (dec, Io::Tcp(read, write), None)
             }
-            let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
-            let mut session = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                Ok(Ok(session)) => session,
-                Ok(Err(e)) => return Err(tls_error(&e, role).unwrap_or_else(|| network(format!("the TLS handshake failed: {e}")))),
-                Err(_) => return Err(within("TLS handshake").await),
-            };
-            let identity = session.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| PeerIdentity::from_der(c));
-            let dec = match tokio::time::timeout(limit, handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls)).await {
-                Ok(result) => result?,
-                Err(_) => return Err(within("handshake").await),
-            };
-            let (read, write) = tokio::io::split(session);
-            (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
-        }
-        _ => {
-            let dec = match tokio::time::timeout(limit, handshake(&mut stream, end.spec, end.side, options.handshake_idle, heard, None)).await {
-                Ok(result) => result?,
-                Err(_) => return Err(within("handshake").await),
-            };
-            let (read, write) = stream.into_split();
-            (dec, Io::Tcp(read, write), None)
-        }
-    };
+        };
     Ok(start(dec, io, peer, identity, end, options, attach, admission))
 }
 

@@ -40,17 +40,24 @@ pub struct PeerIdentity {
 impl PeerIdentity {
     /// The identity in certificate `der` (the first of the chain the peer presented).
     pub(crate) fn from_der(der: &[u8]) -> PeerIdentity {
-        let mut identity = PeerIdentity { subject: String::new(), names: Vec::new(), certificate: der.to_vec() };
+        let mut identity =
+            PeerIdentity { subject: String::new(), names: Vec::new(), certificate: der.to_vec() };
         if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
             identity.subject = cert.subject().to_string();
             if let Ok(Some(san)) = cert.subject_alternative_name() {
                 for name in &san.value.general_names {
                     match name {
-                        x509_parser::extensions::GeneralName::DNSName(n) => identity.names.push((*n).to_owned()),
+                        x509_parser::extensions::GeneralName::DNSName(n) => {
+                            identity.names.push((*n).to_owned());
+                        }
                         x509_parser::extensions::GeneralName::IPAddress(ip) => {
                             let text = match ip.len() {
-                                4 => <[u8; 4]>::try_from(*ip).map(|b| std::net::IpAddr::from(b).to_string()).ok(),
-                                16 => <[u8; 16]>::try_from(*ip).map(|b| std::net::IpAddr::from(b).to_string()).ok(),
+                                4 => <[u8; 4]>::try_from(*ip)
+                                    .map(|b| std::net::IpAddr::from(b).to_string())
+                                    .ok(),
+                                16 => <[u8; 16]>::try_from(*ip)
+                                    .map(|b| std::net::IpAddr::from(b).to_string())
+                                    .ok(),
                                 _ => None,
                             };
                             identity.names.extend(text);
