@@ -128,7 +128,6 @@ async fn establish_as(
     role: Role,
 ) -> Result<Pending, Error> {
     let Accepted { stream, admission, heard } = accepted;
-    let mut stream = stream;
     stream.set_nodelay(true).map_err(|e| network(format!("could not set TCP_NODELAY: {e}")))?;
     let peer = stream.peer_addr().ok();
     let limit = options.handshake_timeout;
@@ -138,102 +137,81 @@ async fn establish_as(
         Role::Connecting => options.tls_client.as_ref().map(|_| role),
         Role::Listening => options.tls_server.as_ref().map(|_| role),
     };
-    let (dec, io, identity) =
-        match (role, &options.tls_client, &options.tls_server) {
-            (Role::Connecting, Some(client), _) => {
-                let connector = tokio_rustls::TlsConnector::from(client.config.clone());
-                let mut session =
-                    match tokio::time::timeout(limit, connector.connect(client.server_name.clone(), stream))
-                        .await
-                    {
-                        Ok(Ok(session)) => session,
-                        Ok(Err(e)) => {
-                            return Err(tls_error(&e, role)
-                                .unwrap_or_else(|| network(format!("the TLS handshake failed: {e}"))));
-                        }
-                        Err(_) => return Err(within("TLS handshake").await),
-                    };
-                let identity = session
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| PeerIdentity::from_der(c));
-                let dec = match tokio::time::timeout(
-                    limit,
-                    handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls),
-                )
-                .await
-                {
-                    Ok(result) => result?,
-                    Err(_) => return Err(within("handshake").await),
-                };
-                let (read, write) = tokio::io::split(session);
-                (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
-            }
-            (Role::Listening, _, Some(server)) => {
-                // A peer that speaks Waldo in plain TCP is told so in plain TCP.
-                let mut first = [0u8; 6];
-                let n = match tokio::time::timeout(options.handshake_idle.min(limit), stream.peek(&mut first))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
-                    Ok(Err(e)) => return Err(network(format!("the handshake failed: {e}"))),
-                    Err(_) => {
-                        return Err(refused(format!(
-                            "the peer sent nothing for {:?} during the handshake",
-                            options.handshake_idle.min(limit)
-                        )));
-                    }
-                };
-                if let Some(heard) = heard {
-                    heard.store(true, std::sync::atomic::Ordering::Release);
+    // The TLS handshake in time, its failures named.
+    let tls_session = async |handshake: std::pin::Pin<
+        Box<dyn Future<Output = std::io::Result<tokio_rustls::TlsStream<TcpStream>>> + Send + '_>,
+    >| match tokio::time::timeout(limit, handshake).await {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(e)) => {
+            Err(tls_error(&e, role).unwrap_or_else(|| network(format!("the TLS handshake failed: {e}"))))
+        }
+        Err(_) => Err(within("TLS handshake").await),
+    };
+    let session = match (role, &options.tls_client, &options.tls_server) {
+        (Role::Connecting, Some(client), _) => {
+            let connector = tokio_rustls::TlsConnector::from(client.config.clone());
+            let name = client.server_name.clone();
+            Ok(tls_session(Box::pin(async move { connector.connect(name, stream).await.map(Into::into) }))
+                .await?)
+        }
+        (Role::Listening, _, Some(server)) => {
+            // A peer that speaks Waldo in plain TCP is told so in plain TCP.
+            let mut first = [0u8; 6];
+            let idle = options.handshake_idle.min(limit);
+            let n = match tokio::time::timeout(idle, stream.peek(&mut first)).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(network(format!("the handshake failed: {e}"))),
+                Err(_) => {
+                    return Err(refused(format!("the peer sent nothing for {idle:?} during the handshake")));
                 }
-                if n > 0 && first[..n] == MAGIC[..n] {
-                    listener::refuse_over_limit(stream, tls::PLAIN_TO_TLS).await;
-                    return Err(refused(tls::PLAIN_TO_TLS));
-                }
-                let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
-                let mut session = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                    Ok(Ok(session)) => session,
-                    Ok(Err(e)) => {
-                        return Err(tls_error(&e, role)
-                            .unwrap_or_else(|| network(format!("the TLS handshake failed: {e}"))));
-                    }
-                    Err(_) => return Err(within("TLS handshake").await),
-                };
-                let identity = session
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| PeerIdentity::from_der(c));
-                let dec = match tokio::time::timeout(
-                    limit,
-                    handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls),
-                )
-                .await
-                {
-                    Ok(result) => result?,
-                    Err(_) => return Err(within("handshake").await),
-                };
-                let (read, write) = tokio::io::split(session);
-                (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
+            };
+            if let Some(heard) = heard {
+                heard.store(true, std::sync::atomic::Ordering::Release);
             }
-            _ => {
-                let dec = match tokio::time::timeout(
-                    limit,
-                    handshake(&mut stream, end.spec, end.side, options.handshake_idle, heard, None),
-                )
-                .await
-                {
-                    Ok(result) => result?,
-                    Err(_) => return Err(within("handshake").await),
-                };
-                let (read, write) = stream.into_split();
-                (dec, Io::Tcp(read, write), None)
+            if n > 0 && first[..n] == MAGIC[..n] {
+                listener::refuse_over_limit(stream, tls::PLAIN_TO_TLS).await;
+                return Err(refused(tls::PLAIN_TO_TLS));
             }
-        };
+            let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
+            Ok(tls_session(Box::pin(async move { acceptor.accept(stream).await.map(Into::into) })).await?)
+        }
+        // Plain TCP.
+        _ => Err(stream),
+    };
+    let (dec, io, identity) = match session {
+        Ok(mut session) => {
+            let identity = session
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| PeerIdentity::from_der(c));
+            let dec = match tokio::time::timeout(
+                limit,
+                handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls),
+            )
+            .await
+            {
+                Ok(result) => result?,
+                Err(_) => return Err(within("handshake").await),
+            };
+            let (read, write) = tokio::io::split(session);
+            (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
+        }
+        Err(mut stream) => {
+            let dec = match tokio::time::timeout(
+                limit,
+                handshake(&mut stream, end.spec, end.side, options.handshake_idle, heard, None),
+            )
+            .await
+            {
+                Ok(result) => result?,
+                Err(_) => return Err(within("handshake").await),
+            };
+            let (read, write) = stream.into_split();
+            (dec, Io::Tcp(read, write), None)
+        }
+    };
     Ok(start(dec, io, peer, identity, end, options, attach, admission))
 }
 
