@@ -26,6 +26,19 @@ mod chart;
 waldo::include_protocol!("bench");
 waldo::include_protocol!("solo");
 
+/// The fault campaign's bank, under the name the campaign's code expects (the campaign
+/// uses part of what is generated).
+#[allow(dead_code, unused_imports)]
+pub mod corpus_sim_bank {
+    waldo::include_protocol!("sim_bank");
+}
+
+/// The fault campaign's scenario, shared with `waldo-e2e`'s `sim_campaign` test (which
+/// also uses what the benchmark does not).
+#[allow(dead_code)]
+#[path = "../../tests/e2e/src/campaign.rs"]
+pub mod campaign;
+
 use bench::{Client, Server};
 
 /// How much to measure.
@@ -35,6 +48,8 @@ struct Plan {
     throughput_for: Duration,
     contention_for: Duration,
     compiler_runs: usize,
+    sim_round_trips: usize,
+    sim_seeds: u64,
 }
 
 impl Plan {
@@ -46,6 +61,8 @@ impl Plan {
                 throughput_for: Duration::from_millis(300),
                 contention_for: Duration::from_millis(500),
                 compiler_runs: 5,
+                sim_round_trips: 2_000,
+                sim_seeds: 20,
             }
         } else {
             Plan {
@@ -54,6 +71,8 @@ impl Plan {
                 throughput_for: Duration::from_secs(2),
                 contention_for: Duration::from_secs(3),
                 compiler_runs: 21,
+                sim_round_trips: 20_000,
+                sim_seeds: 100,
             }
         }
     }
@@ -484,6 +503,104 @@ fn compile_ms(source: &str, runs: usize) -> (f64, f64, f64) {
     (median(a), median(b), median(c))
 }
 
+// ---------------------------------------------------------------- simulation
+
+/// What the simulation costs in wall time.
+struct SimFigures {
+    /// Wall time per simulated 2-block transaction (one round trip), median of 5 runs, µs.
+    rtt_wall_us: f64,
+    /// Wall time per simulated raw TCP round trip (turmoil's own cost), median of 5 runs, µs.
+    raw_rtt_wall_us: f64,
+    /// Campaign seeds per second.
+    seeds_per_s: f64,
+    /// Violations the campaign's seeds found.
+    violations: usize,
+}
+
+/// Runs `client` as the only client of a simulation with no latency (each message arrives
+/// on the next tick) beside `server`; the wall time per round trip it reports.
+fn sim_run<S, SF, C>(server: S, client: C) -> f64
+where
+    S: Fn() -> SF + 'static,
+    SF: Future<Output = waldo::sim::HostResult> + 'static,
+    C: Future<Output = Result<f64, Box<dyn std::error::Error>>> + 'static,
+{
+    let mut sim = waldo::sim::Builder::new(1).latency(Duration::ZERO, Duration::ZERO).build();
+    let out = std::rc::Rc::new(std::cell::Cell::new(0.0));
+    let result = out.clone();
+    sim.host("server", server).expect("a host");
+    sim.client("client", async move {
+        result.set(client.await?);
+        Ok(())
+    })
+    .expect("a client");
+    sim.run().expect("the simulation runs");
+    out.get()
+}
+
+fn simulation(plan: &Plan) -> SimFigures {
+    let n = plan.sim_round_trips;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let waldo = (0..5)
+        .map(|_| {
+            sim_run(
+                || async {
+                    let listener = Server::listen("0.0.0.0:7000").with_options(waldo::sim::options()).await?;
+                    let _server = listener.accept().await?;
+                    std::future::pending::<()>().await;
+                    Ok(())
+                },
+                async move {
+                    let client = Client::connect("server:7000").with_options(waldo::sim::options()).await?;
+                    client.two(0.0).await?;
+                    let start = Instant::now();
+                    for i in 0..n {
+                        black_box(client.two(i as f64).await?);
+                    }
+                    Ok(start.elapsed().as_nanos() as f64 / n as f64 / 1e3)
+                },
+            )
+        })
+        .collect();
+    let raw = (0..5)
+        .map(|_| {
+            sim_run(
+                || async {
+                    let listener = turmoil::net::TcpListener::bind("0.0.0.0:7000").await?;
+                    let (mut s, _) = listener.accept().await?;
+                    let mut buf = [0u8; 64];
+                    loop {
+                        s.read_exact(&mut buf).await?;
+                        s.write_all(&buf).await?;
+                    }
+                },
+                async move {
+                    let mut s = turmoil::net::TcpStream::connect("server:7000").await?;
+                    let mut buf = [0u8; 64];
+                    let start = Instant::now();
+                    for _ in 0..n {
+                        s.write_all(&buf).await?;
+                        s.read_exact(&mut buf).await?;
+                    }
+                    Ok(start.elapsed().as_nanos() as f64 / n as f64 / 1e3)
+                },
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let mut violations = 0;
+    for seed in 0..plan.sim_seeds {
+        let report = campaign::run_seed(seed, campaign::Faults::Delays).expect("the campaign's seed runs");
+        black_box((report.trace_hash, report.transfers));
+        violations += report.violations.len();
+    }
+    let seeds_per_s = plan.sim_seeds as f64 / start.elapsed().as_secs_f64();
+    SimFigures { rtt_wall_us: median(waldo), raw_rtt_wall_us: median(raw), seeds_per_s, violations }
+}
+
 // ---------------------------------------------------------------- report
 
 fn main() {
@@ -504,6 +621,7 @@ fn main() {
     let (in_two, in_seven) = in_process(&plan);
     let local = local(&plan);
     let fight = contention(&plan);
+    let sim = simulation(&plan);
     let examples: Vec<(&str, &str)> = vec![
         ("bank", include_str!("../../examples/protocols/bank.wld")),
         ("chat", include_str!("../../examples/protocols/chat.wld")),
@@ -611,6 +729,12 @@ fn main() {
     line("tls.2block_p99_us", us(tls.p99()));
     // Budget: 1.2 (TLS costs at most a fifth more than plain TCP on an established connection).
     line("ratio.tls_2block_p50_vs_tcp_2block", tls.p50() / tcp.two.p50());
+    // Budget: 8 µs of wall time per simulated round trip of a 2-block transaction.
+    line("sim.rtt_wall_us", sim.rtt_wall_us);
+    line("sim.raw_rtt_wall_us", sim.raw_rtt_wall_us);
+    line("ratio.sim_rtt_wall_vs_raw", sim.rtt_wall_us / sim.raw_rtt_wall_us);
+    line("sim.seeds_per_s", sim.seeds_per_s);
+    println!("sim.campaign_violations: {}", sim.violations);
     let t32 = tcp.throughput.iter().find(|(n, _)| *n == 32).map_or(0.0, |(_, t)| *t);
     line("throughput.tcp_32_callers_tx_per_s", t32);
     println!("goal.tcp_2block_within_1.3x_raw: {}", tcp.two.p50() <= 1.3 * raw.p50());

@@ -17,10 +17,13 @@ mod driver;
 pub mod engine;
 mod exec;
 mod host;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod wire;
 
 pub use crate::core::endpoint::EndpointRef;
 pub use crate::core::error::{Error, Exception, ExceptionKind};
+pub use driver::tcp::ToSocketAddrs;
 pub use driver::tcp::{Accepted, Listener, TcpOptions};
 pub use engine::{liveness, proto};
 pub use exec::run::{CallOptions, Counters, counters};
@@ -28,7 +31,6 @@ pub use exec::{ops, watchdog};
 pub use host::convert::{self, HostResult, NumberKey, NumberMap};
 pub use host::external::External;
 pub use host::shell::{Connect, Endpoint, EndpointListener, Handle, Listen, StopListener};
-pub use tokio::net::ToSocketAddrs;
 
 /// TLS for connections: the `rustls` this runtime uses (build its `ClientConfig` and
 /// `ServerConfig` with it), and what a TLS connection tells about the partner.
@@ -37,8 +39,10 @@ pub mod tls {
     pub use rustls;
 }
 
-/// The wire-level constants of TCP connections (for tools and tests that speak the protocol).
+/// The networks connections are made over ([`TcpOptions::with_network`]), and the
+/// wire-level constants of connections (for tools and tests that speak the protocol).
 pub mod net {
+    pub use crate::driver::tcp::{Acceptor, Address, NetFuture, Network, Socket, Stream, SystemTcp};
     pub use crate::driver::tcp::{HANDSHAKE_MAX_FRAME, MAGIC, WIRE_VERSION, kind};
 }
 

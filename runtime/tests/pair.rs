@@ -515,7 +515,8 @@ async fn a_message_that_does_not_fit_closes_the_pair() {
     let p = pair();
     p.left.run(INC2, vec![Value::Nothing, Value::Nothing]).await.expect("commits");
     settle(&p).await;
-    let tx = Tx::begin(Clock::default().next());
+    let clock = Clock::default();
+    let tx = Tx::begin(&clock, clock.next());
     p.right.link().receive(Msg::Work {
         tx: tx.id(),
         prio: tx.priority(),

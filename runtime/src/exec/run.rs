@@ -137,7 +137,7 @@ where
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let tx = Tx::begin(priority);
+        let tx = Tx::begin(&core.clock, priority);
         let work = body(tx.clone());
         let prepared = tx.clone();
         // The body, then the partners' votes: both can be wounded, both count for the deadline.
@@ -181,7 +181,7 @@ where
             return Err(Error::ConflictRetriesExhausted { attempts });
         }
         let bound = options.backoff_base.saturating_mul(1 << attempts.min(16)).min(options.backoff_cap);
-        let pause = bound.mul_f64(rand::random::<f64>());
+        let pause = bound.mul_f64(core.clock.unit());
         if let Some(d) = deadline
             && Instant::now().checked_add(pause).is_none_or(|resume| resume >= d)
         {
@@ -228,6 +228,10 @@ impl<T, F: Future<Output = Flow<T>>> Future for Attempt<F> {
             return std::task::Poll::Pending;
         };
         let inner = this.inner;
+        if this.core.clock.is_deterministic() {
+            // A simulated host: no watchdog thread, no real time.
+            return inner.poll(cx);
+        }
         crate::exec::watchdog::during(*this.what, || inner.poll(cx))
     }
 }

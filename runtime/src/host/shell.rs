@@ -517,7 +517,7 @@ impl<E> fmt::Debug for Connect<'_, E> {
 impl<'a, E: Endpoint> Connect<'a, E> {
     /// Connects to `addr`, then runs this side's `onCreate` with `args`.
     #[doc(hidden)]
-    pub fn new(addr: impl tokio::net::ToSocketAddrs + Send + 'a, args: Vec<Value>) -> Self {
+    pub fn new(addr: impl crate::driver::tcp::ToSocketAddrs + Send + 'a, args: Vec<Value>) -> Self {
         Connect { state: Lazy::new(Box::new(move |tcp| Box::pin(connect::<E>(addr, tcp, args)))) }
     }
 
@@ -537,7 +537,7 @@ impl<E> Future for Connect<'_, E> {
 }
 
 async fn connect<E: Endpoint>(
-    addr: impl tokio::net::ToSocketAddrs,
+    addr: impl crate::driver::tcp::ToSocketAddrs,
     tcp: TcpOptions,
     args: Vec<Value>,
 ) -> Result<E, Error> {
@@ -573,7 +573,7 @@ impl<E: Endpoint> fmt::Debug for Listen<'_, E> {
 impl<'a, E: Endpoint> Listen<'a, E> {
     /// Listens at `addr` for partners of `E`.
     #[doc(hidden)]
-    pub fn new(addr: impl tokio::net::ToSocketAddrs + Send + 'a) -> Self {
+    pub fn new(addr: impl crate::driver::tcp::ToSocketAddrs + Send + 'a) -> Self {
         Listen {
             state: Lazy::new(Box::new(move |tcp| {
                 Box::pin(async move { listen::<E>(addr, tcp).await.map(E::Listener::from) })
@@ -597,13 +597,16 @@ impl<E: Endpoint> Future for Listen<'_, E> {
 }
 
 async fn listen<E: Endpoint>(
-    addr: impl tokio::net::ToSocketAddrs,
+    addr: impl crate::driver::tcp::ToSocketAddrs,
     tcp: TcpOptions,
 ) -> Result<EndpointListener<E>, Error> {
     let limits = tcp.clone();
+    // The endpoints made for partners belong to the host that listens (its clock), though
+    // their handshakes run in tasks of their own.
+    let clock = crate::core::tx::Clock::current();
     let listener = Listener::bind_with(addr, &limits, move |stream: Accepted| {
         let tcp = tcp.clone();
-        async move {
+        crate::core::tx::Clock::scope(clock.clone(), async move {
             let ep = Ep::new(E::CODE);
             ep.start(&CallOptions::default()).await?;
             let end = ep.pair_end()?;
@@ -615,7 +618,7 @@ async fn listen<E: Endpoint>(
                 let _ = ep.peer.set(identity.clone());
             }
             Ok((ep, pending))
-        }
+        })
     })
     .await?;
     Ok(EndpointListener { listener, endpoint: PhantomData })

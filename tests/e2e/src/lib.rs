@@ -6,6 +6,8 @@ include!(concat!(env!("OUT_DIR"), "/all.rs"));
 
 pub use waldo_dev_certs as certs;
 
+pub mod campaign;
+
 /// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
 /// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process,
 /// over TCP and over mutually authenticated TLS. `setup` statements run first in each test; `left` and `right` are the

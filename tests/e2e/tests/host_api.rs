@@ -862,7 +862,7 @@ async fn local_addr_is_the_bound_address_and_a_busy_port_is_a_network_error() {
     ] {
         match &err {
             Error::Network { message } => {
-                assert!(message.starts_with("could not listen: "), "{message}");
+                assert!(message.starts_with("could not listen at "), "{message}");
                 assert!(message.to_lowercase().contains("in use"), "{message}");
             }
             other => panic!("expected a network error, got {other:?}"),
@@ -888,7 +888,7 @@ async fn a_stopped_listener_refuses_new_connections_while_accepted_endpoints_go_
     let started = Instant::now();
     let refused = within("a connect to a stopped listener", Client::connect(addr, "late".into())).await;
     assert!(
-        matches!(&refused, Err(Error::Network { message }) if message.starts_with("could not connect to the partner: ")),
+        matches!(&refused, Err(Error::Network { message }) if message.starts_with("could not connect to the partner at ")),
         "{refused:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2), "refused after {:?}", started.elapsed());
@@ -949,17 +949,17 @@ async fn connecting_to_a_closed_port_is_a_quick_network_error_that_says_so() {
     for err in errors {
         match &err {
             Error::Network { message } => {
-                assert!(message.starts_with("could not connect to the partner: "), "{message}");
+                assert!(message.starts_with("could not connect to the partner at "), "{message}");
                 assert!(message.to_lowercase().contains("refused"), "{message}");
             }
             other => panic!("expected a network error, got {other:?}"),
         }
-        assert!(err.to_string().starts_with("network error: could not connect to the partner: "), "{err}");
+        assert!(err.to_string().starts_with("network error: could not connect to the partner at "), "{err}");
     }
     let err =
         within("connect", Client::connect("no such address", "cli".into())).await.expect_err("no address");
     assert!(
-        matches!(&err, Error::Network { message } if message.starts_with("could not connect to the partner: ")),
+        matches!(&err, Error::Network { message } if message.starts_with("could not connect to the partner at ")),
         "{err:?}"
     );
 }

@@ -62,7 +62,8 @@ async fn names_that_collide_in_rust_stay_apart() {
 async fn a_dynamic_call_with_wrong_arguments_is_an_application_exception() {
     let (_server, client) = clash::in_process_pair(clash::Config { port: 1.0 }).await.expect("a pair");
     let endpoint = client.endpoint();
-    let tx = waldo::__rt::Tx::begin(waldo::__rt::Clock::default().next());
+    let clock = waldo::__rt::Clock::default();
+    let tx = waldo::__rt::Tx::begin(&clock, clock.next());
     let err = endpoint
         .call(&tx, "apply", vec![waldo::__rt::Value::text("not a function"), waldo::__rt::Value::Number(1.0)])
         .await;

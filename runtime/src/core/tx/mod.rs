@@ -52,25 +52,24 @@ const PREPARED: u8 = 4;
 /// Undoing its writes and releasing its locks.
 const ABORTING: u8 = 5;
 
-static NEXT_ATTEMPT: AtomicU64 = AtomicU64::new(1);
-
-/// A number that tells this process apart from its peers (in transaction ids).
-fn process_tag() -> u64 {
-    static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TAG.get_or_init(rand::random)
-}
-
-/// A priority clock: a Lamport counter, advanced past every priority seen from a partner, so
-/// that transactions started later here are younger than every one already met. Each clock
-/// has its own random origin, so two clocks never hand out the same priority.
+/// A host's clock: the priorities of its transactions (a Lamport counter, advanced past
+/// every priority seen from a partner, so that transactions started later here are younger
+/// than every one already met), the ids of their attempts, and the host's randomness
+/// (retry jitter, handshake nonces). Each clock has its own origin, the tie-break of its
+/// priorities and the first half of its attempt ids, so two clocks never hand out the same.
 ///
 /// The endpoints of one host share a clock ([`Clock::current`]: the process's, or a scope's),
 /// so that on a host a transaction begun later is always younger, whichever endpoint begins
-/// it.
+/// it. A [seeded](Clock::seeded) clock makes its host deterministic: its origin and its random
+/// numbers come from the seed, and its code runs without the watchdog thread (a simulated
+/// host).
 #[derive(Debug)]
 pub struct Clock {
     now: AtomicU64,
     origin: u64,
+    attempts: AtomicU64,
+    rng: Mutex<rand::rngs::SmallRng>,
+    deterministic: bool,
 }
 
 impl Default for Clock {
@@ -105,9 +104,36 @@ impl Clock {
         CONTEXT.scope(clock, f).await
     }
 
-    /// A clock whose priorities carry `origin` as their tie-break.
+    /// A clock whose priorities carry `origin` as their tie-break (random numbers from the
+    /// operating system).
     pub fn with_origin(origin: u64) -> Clock {
-        Clock { now: AtomicU64::new(1), origin }
+        use rand::SeedableRng;
+        Clock {
+            now: AtomicU64::new(1),
+            origin,
+            attempts: AtomicU64::new(1),
+            rng: Mutex::new(rand::rngs::SmallRng::from_os_rng()),
+            deterministic: false,
+        }
+    }
+
+    /// A deterministic clock: its origin and every random number it gives come from `seed`,
+    /// and code of its endpoints runs without the watchdog thread.
+    pub fn seeded(seed: u64) -> Clock {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        Clock {
+            now: AtomicU64::new(1),
+            origin: rng.random(),
+            attempts: AtomicU64::new(1),
+            rng: Mutex::new(rng),
+            deterministic: true,
+        }
+    }
+
+    /// Whether this clock is [seeded](Clock::seeded).
+    pub fn is_deterministic(&self) -> bool {
+        self.deterministic
     }
 
     /// A priority younger than every one this clock handed out or saw before.
@@ -119,11 +145,21 @@ impl Clock {
     pub fn observe(&self, seen: Priority) {
         self.now.fetch_max(seen.parts().0.saturating_add(1), Ordering::Relaxed);
     }
-}
 
-/// A new attempt's identity: this process's tag and the next number.
-fn fresh_id() -> TxId {
-    TxId { origin: process_tag(), n: NEXT_ATTEMPT.fetch_add(1, Ordering::Relaxed) }
+    /// A random 64-bit number from this host's randomness.
+    pub fn random(&self) -> u64 {
+        rand::Rng::random(&mut *self.rng.lock())
+    }
+
+    /// A random number in `[0, 1)` from this host's randomness.
+    pub fn unit(&self) -> f64 {
+        rand::Rng::random(&mut *self.rng.lock())
+    }
+
+    /// A new attempt's identity: this clock's origin and its next number.
+    fn fresh_id(&self) -> TxId {
+        TxId { origin: self.origin, n: self.attempts.fetch_add(1, Ordering::Relaxed) }
+    }
 }
 
 /// Where a transaction spread over a connection, as the transaction sees it: the side that
@@ -343,8 +379,8 @@ impl Drop for Tx {
 
 impl Tx {
     /// Begins an attempt with `priority` (a retry passes its first attempt's priority).
-    pub fn begin(priority: Priority) -> Tx {
-        Self::with_id(fresh_id(), priority)
+    pub fn begin(clock: &Clock, priority: Priority) -> Tx {
+        Self::with_id(clock.fresh_id(), priority)
     }
 
     /// The local part of a transaction that began on another host.

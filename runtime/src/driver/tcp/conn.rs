@@ -464,7 +464,9 @@ pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_tim
         // `finished` wakes the writer after marking the connection closed, so the closed
         // flag is read on each wake rather than watched in its own branch (a cheaper poll:
         // the writer wakes about once per transaction, for a lazy commit).
+        // Biased: the same order every time, so a seeded simulation replays exactly.
         tokio::select! {
+            biased;
             _ = conn.wake_writer.notified() => {
                 if *closed.borrow() {
                     return;
@@ -525,6 +527,7 @@ pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_tim
                 }
             }
             tokio::select! {
+                biased;
                 ready = tcp.writable() => {
                     if let Err(e) = ready {
                         conn.broken(network(format!("writing to the partner failed: {e}")));

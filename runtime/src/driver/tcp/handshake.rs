@@ -156,6 +156,7 @@ pub(super) async fn handshake(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     spec: &PairSpec,
     side: Side,
+    nonce: u64,
     idle: Duration,
     heard: Option<&std::sync::atomic::AtomicBool>,
     tls: Option<Role>,
@@ -166,7 +167,6 @@ pub(super) async fn handshake(
         Some(named) => named,
         None => network(format!("the handshake failed: {e}")),
     };
-    let nonce: u64 = rand::random();
     let mut hello = Writer::new();
     hello.byte(kind::HELLO);
     hello.text(spec.protocol);

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::net::ToSocketAddrs;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 
+use super::network::{Socket, ToSocketAddrs};
 use super::options::*;
 use crate::core::error::Error;
 
@@ -61,10 +61,13 @@ impl<P: Send + 'static> Listener<P> {
         F: Fn(Accepted) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<P, Error>> + Send + 'static,
     {
-        let listener = tokio::net::TcpListener::bind(addr)
+        let addr = addr.to_address();
+        let mut listener = options
+            .network()
+            .bind(addr.clone())
             .await
-            .map_err(|e| network(format!("could not listen: {e}")))?;
-        let addr = listener.local_addr().map_err(|e| network(format!("could not listen: {e}")))?;
+            .map_err(|e| network(format!("could not listen at {addr}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| network(format!("could not listen at {addr}: {e}")))?;
         let (accepted_tx, accepted) = mpsc::channel(1024);
         let (failures_tx, failures) = mpsc::channel(FAILURES_KEPT);
         let setup = Arc::new(setup);
@@ -94,6 +97,7 @@ impl<P: Send + 'static> Listener<P> {
                                     });
                                 }
                                 Err(_) => {
+                                    let mut stream = stream;
                                     let _ = stream.try_write(&refusal(&reason));
                                     drop(stream);
                                 }
@@ -154,7 +158,7 @@ const REFUSALS_AT_ONCE: usize = 64;
 
 /// Writes the refusal, stops writing, and reads what the peer sends for a moment (at most
 /// half a second and 64 KiB) before closing.
-pub(super) async fn refuse_over_limit(mut stream: tokio::net::TcpStream, reason: &str) {
+pub(super) async fn refuse_over_limit(mut stream: Socket, reason: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = stream.write_all(&refusal(reason)).await;
     let _ = stream.shutdown().await;

@@ -25,6 +25,7 @@
 mod conn;
 mod handshake;
 mod listener;
+pub(crate) mod network;
 mod options;
 pub(crate) mod tls;
 
@@ -33,7 +34,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
-use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{Notify, watch};
 
 use crate::core::endpoint::EndpointCore;
@@ -44,6 +44,7 @@ use crate::wire::FrameDecoder;
 use conn::*;
 use handshake::*;
 pub use listener::Listener;
+pub use network::{Acceptor, Address, NetFuture, Network, Socket, Stream, SystemTcp, ToSocketAddrs};
 use options::*;
 pub use options::{Accepted, HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, TcpOptions, WIRE_VERSION, kind};
 pub use tls::{PeerIdentity, TlsClient};
@@ -128,8 +129,10 @@ async fn establish_as(
     role: Role,
 ) -> Result<Pending, Error> {
     let Accepted { stream, admission, heard } = accepted;
-    stream.set_nodelay(true).map_err(|e| network(format!("could not set TCP_NODELAY: {e}")))?;
-    let peer = stream.peer_addr().ok();
+    let mut stream = stream;
+    stream.set_nodelay().map_err(|e| network(format!("could not set TCP_NODELAY: {e}")))?;
+    let peer = stream.peer_addr();
+    let nonce = end.core.clock.random();
     let limit = options.handshake_timeout;
     let within = async |what: &str| refused(format!("the peer did not complete the {what} within {limit:?}"));
     let heard = heard.as_deref();
@@ -139,7 +142,7 @@ async fn establish_as(
     };
     // The TLS handshake in time, its failures named.
     let tls_session = async |handshake: std::pin::Pin<
-        Box<dyn Future<Output = std::io::Result<tokio_rustls::TlsStream<TcpStream>>> + Send + '_>,
+        Box<dyn Future<Output = std::io::Result<tokio_rustls::TlsStream<Socket>>> + Send + '_>,
     >| match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(session)) => Ok(session),
         Ok(Err(e)) => {
@@ -159,8 +162,10 @@ async fn establish_as(
             let mut first = [0u8; 6];
             let idle = options.handshake_idle.min(limit);
             let n = match tokio::time::timeout(idle, stream.peek(&mut first)).await {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(network(format!("the handshake failed: {e}"))),
+                Ok(Some(Ok(n))) => n,
+                // A stream that cannot peek: TLS tells a plain peer by its bad record.
+                Ok(None) => 0,
+                Ok(Some(Err(e))) => return Err(network(format!("the handshake failed: {e}"))),
                 Err(_) => {
                     return Err(refused(format!("the peer sent nothing for {idle:?} during the handshake")));
                 }
@@ -188,7 +193,7 @@ async fn establish_as(
                 .map(|c| PeerIdentity::from_der(c));
             let dec = match tokio::time::timeout(
                 limit,
-                handshake(&mut session, end.spec, end.side, options.handshake_idle, heard, tls),
+                handshake(&mut session, end.spec, end.side, nonce, options.handshake_idle, heard, tls),
             )
             .await
             {
@@ -201,15 +206,24 @@ async fn establish_as(
         Err(mut stream) => {
             let dec = match tokio::time::timeout(
                 limit,
-                handshake(&mut stream, end.spec, end.side, options.handshake_idle, heard, None),
+                handshake(&mut stream, end.spec, end.side, nonce, options.handshake_idle, heard, None),
             )
             .await
             {
                 Ok(result) => result?,
                 Err(_) => return Err(within("handshake").await),
             };
-            let (read, write) = stream.into_split();
-            (dec, Io::Tcp(read, write), None)
+            let io = match stream.into_tcp() {
+                Ok(tcp) => {
+                    let (read, write) = tcp.into_split();
+                    Io::Tcp(read, write)
+                }
+                Err(other) => {
+                    let (read, write) = tokio::io::split(other);
+                    Io::Stream(Box::new(read), Box::new(write))
+                }
+            };
+            (dec, io, None)
         }
     };
     Ok(start(dec, io, peer, identity, end, options, attach, admission))
@@ -271,15 +285,18 @@ fn start(
     Pending { conn, link, identity }
 }
 
-/// Connects to `addr` and runs [`establish`].
+/// Connects to `addr` (over `options.network`) and runs [`establish`].
 pub async fn connect(
     addr: impl ToSocketAddrs,
     end: PairEnd,
     options: &TcpOptions,
     attach: impl FnOnce(Link),
 ) -> Result<Pending, Error> {
-    let stream = TcpStream::connect(addr)
+    let addr = addr.to_address();
+    let stream = options
+        .network()
+        .connect(addr.clone())
         .await
-        .map_err(|e| network(format!("could not connect to the partner: {e}")))?;
+        .map_err(|e| network(format!("could not connect to the partner at {addr}: {e}")))?;
     establish_as(stream.into(), end, options, attach, Role::Connecting).await
 }

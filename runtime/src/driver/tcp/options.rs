@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use super::network::{Network, Socket, SystemTcp};
+
 use crate::core::error::Error;
 use crate::engine::SequenceInfo;
 
@@ -62,6 +64,9 @@ pub struct TcpOptions {
     /// TLS for listening: the rustls server configuration (its certificate, and whether it
     /// requires client certificates). `None` (the default): plain TCP.
     pub tls_server: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The network connections are made over: `None` (the default) is the system's TCP;
+    /// `waldo::sim::options()` sets the simulated network.
+    pub network: Option<std::sync::Arc<dyn Network>>,
 }
 
 impl Default for TcpOptions {
@@ -76,6 +81,7 @@ impl Default for TcpOptions {
             max_handshakes: 64,
             tls_client: None,
             tls_server: None,
+            network: None,
         }
     }
 }
@@ -140,12 +146,26 @@ impl TcpOptions {
         self.tls_server = Some(config);
         self
     }
+
+    /// These options connecting and listening over `network` instead of the system's TCP.
+    pub fn with_network(mut self, network: impl Network) -> Self {
+        self.network = Some(std::sync::Arc::new(network));
+        self
+    }
+
+    /// The network connections are made over.
+    pub(super) fn network(&self) -> &dyn Network {
+        match &self.network {
+            Some(n) => n.as_ref(),
+            None => &SystemTcp,
+        }
+    }
 }
 
 /// A connection to establish: a socket, and for one a listener accepted, its place among the
 /// listener's connections (given back when the connection closes).
 pub struct Accepted {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Socket,
     pub(super) admission: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Set once the peer's preamble arrived (the listener may close a handshake that heard
     /// nothing to make room for others).
@@ -155,7 +175,7 @@ pub struct Accepted {
 impl Accepted {
     /// A socket a listener accepted, holding `admission` until its connection closes.
     pub(super) fn admitted(
-        stream: TcpStream,
+        stream: Socket,
         admission: tokio::sync::OwnedSemaphorePermit,
         heard: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> Accepted {
@@ -163,15 +183,21 @@ impl Accepted {
     }
 }
 
+impl From<Socket> for Accepted {
+    fn from(stream: Socket) -> Accepted {
+        Accepted { stream, admission: None, heard: None }
+    }
+}
+
 impl From<TcpStream> for Accepted {
     fn from(stream: TcpStream) -> Accepted {
-        Accepted { stream, admission: None, heard: None }
+        Socket::from(stream).into()
     }
 }
 
 impl std::fmt::Debug for Accepted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Accepted").field("peer", &self.stream.peer_addr().ok()).finish()
+        f.debug_struct("Accepted").field("peer", &self.stream.peer_addr()).finish()
     }
 }
 

@@ -1,0 +1,59 @@
+//! The fault campaign (`waldo_e2e::campaign`; the book's "Testing a protocol under
+//! faults"). `WALDO_SIM_SEEDS=N` runs seeds `0..N` (default 500); `WALDO_SIM_SEED=S` runs
+//! seed `S` alone; `WALDO_SIM_FAULTS=all` adds partitions and cut connections to the
+//! schedules (see `campaign::Faults`); `WALDO_SIM_TRACE=1` prints a failing seed's trace.
+//! It prints `sim campaign: N seeds, V violations` and fails on any violation, naming each
+//! seed and the command that replays it.
+
+use waldo::sim;
+use waldo_e2e::campaign::{Faults, run_seed};
+
+#[test]
+fn sim_campaign() {
+    let seeds: Vec<u64> = match sim::seed_from_env("WALDO_SIM_SEED", u64::MAX).expect("WALDO_SIM_SEED") {
+        u64::MAX => {
+            let n = sim::seed_from_env("WALDO_SIM_SEEDS", 500).expect("WALDO_SIM_SEEDS");
+            (0..n).collect()
+        }
+        seed => vec![seed],
+    };
+    let faults = Faults::from_env().expect("WALDO_SIM_FAULTS");
+    let started = std::time::Instant::now();
+    let mut failed = Vec::new();
+    for (done, &seed) in seeds.iter().enumerate() {
+        let report = run_seed(seed, faults).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let violations = &report.violations;
+        if !violations.is_empty() {
+            eprintln!("seed {seed}: {} violations; replay: {}", violations.len(), sim::replay_command(seed));
+            for v in violations {
+                eprintln!("  {v}");
+            }
+            if std::env::var_os("WALDO_SIM_TRACE").is_some() {
+                for line in &report.trace {
+                    eprintln!("    {line}");
+                }
+            }
+            failed.push((seed, violations.len()));
+        }
+        if (done + 1) % 100 == 0 {
+            eprintln!("sim campaign: {} of {} seeds, {:?}", done + 1, seeds.len(), started.elapsed());
+        }
+    }
+    let total: usize = failed.iter().map(|(_, n)| n).sum();
+    println!(
+        "sim campaign: {} seeds, {total} violations ({faults:?}, {:.1} s)",
+        seeds.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failed.is_empty(), "violations in seeds {:?}", failed.iter().map(|(s, _)| s).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let first = run_seed(7, Faults::All).expect("runs");
+    let second = run_seed(7, Faults::All).expect("runs");
+    assert!(first.transfers > 10, "the seed ran only {} transfers", first.transfers);
+    assert_eq!(first.trace_hash, second.trace_hash, "the same seed gave two traces");
+    let other = run_seed(8, Faults::All).expect("runs");
+    assert_ne!(first.trace_hash, other.trace_hash, "two seeds gave the same trace");
+}
