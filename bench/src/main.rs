@@ -507,10 +507,12 @@ fn compile_ms(source: &str, runs: usize) -> (f64, f64, f64) {
 
 /// What the simulation costs in wall time.
 struct SimFigures {
-    /// Wall time per simulated 2-block transaction (one round trip), median of 5 runs, µs.
-    rtt_wall_us: f64,
-    /// Wall time per simulated raw TCP round trip (turmoil's own cost), median of 5 runs, µs.
-    raw_rtt_wall_us: f64,
+    /// Wall time per simulated 2-block transaction (one round trip), median of 5 runs, µs;
+    /// and the simulated ticks each took.
+    rtt_wall_us: (f64, f64),
+    /// Wall time per simulated raw TCP round trip (turmoil's own cost), median of 5 runs, µs;
+    /// and the simulated ticks each took.
+    raw_rtt_wall_us: (f64, f64),
     /// Campaign seeds per second.
     seeds_per_s: f64,
     /// Violations the campaign's seeds found.
@@ -518,15 +520,15 @@ struct SimFigures {
 }
 
 /// Runs `client` as the only client of a simulation with no latency (each message arrives
-/// on the next tick) beside `server`; the wall time per round trip it reports.
-fn sim_run<S, SF, C>(server: S, client: C) -> f64
+/// on the next tick) beside `server`; what it reports (wall µs and ticks per round trip).
+fn sim_run<S, SF, C>(server: S, client: C) -> (f64, f64)
 where
     S: Fn() -> SF + 'static,
     SF: Future<Output = waldo::sim::HostResult> + 'static,
-    C: Future<Output = Result<f64, Box<dyn std::error::Error>>> + 'static,
+    C: Future<Output = Result<(f64, f64), Box<dyn std::error::Error>>> + 'static,
 {
     let mut sim = waldo::sim::Builder::new(1).latency(Duration::ZERO, Duration::ZERO).build();
-    let out = std::rc::Rc::new(std::cell::Cell::new(0.0));
+    let out = std::rc::Rc::new(std::cell::Cell::new((0.0, 0.0)));
     let result = out.clone();
     sim.host("server", server).expect("a host");
     sim.client("client", async move {
@@ -538,10 +540,18 @@ where
     out.get()
 }
 
+/// Wall µs and simulated ticks (of 1 ms) per round trip, for `n` round trips since `start`
+/// (wall) and `ticks` (simulated time).
+fn per_round_trip(start: Instant, ticks: Duration, n: usize) -> (f64, f64) {
+    let simulated = waldo::sim::elapsed().unwrap_or_default().saturating_sub(ticks);
+    (start.elapsed().as_nanos() as f64 / n as f64 / 1e3, simulated.as_secs_f64() * 1e3 / n as f64)
+}
+
 fn simulation(plan: &Plan) -> SimFigures {
     let n = plan.sim_round_trips;
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
+    let median = |v: Vec<(f64, f64)>| {
+        let mut v = v;
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v[v.len() / 2]
     };
     let waldo = (0..5)
@@ -556,11 +566,11 @@ fn simulation(plan: &Plan) -> SimFigures {
                 async move {
                     let client = Client::connect("server:7000").with_options(waldo::sim::options()).await?;
                     client.two(0.0).await?;
-                    let start = Instant::now();
+                    let (start, ticks) = (Instant::now(), waldo::sim::elapsed().unwrap_or_default());
                     for i in 0..n {
                         black_box(client.two(i as f64).await?);
                     }
-                    Ok(start.elapsed().as_nanos() as f64 / n as f64 / 1e3)
+                    Ok(per_round_trip(start, ticks, n))
                 },
             )
         })
@@ -580,12 +590,12 @@ fn simulation(plan: &Plan) -> SimFigures {
                 async move {
                     let mut s = turmoil::net::TcpStream::connect("server:7000").await?;
                     let mut buf = [0u8; 64];
-                    let start = Instant::now();
+                    let (start, ticks) = (Instant::now(), waldo::sim::elapsed().unwrap_or_default());
                     for _ in 0..n {
                         s.write_all(&buf).await?;
                         s.read_exact(&mut buf).await?;
                     }
-                    Ok(start.elapsed().as_nanos() as f64 / n as f64 / 1e3)
+                    Ok(per_round_trip(start, ticks, n))
                 },
             )
         })
@@ -730,9 +740,11 @@ fn main() {
     // Budget: 1.2 (TLS costs at most a fifth more than plain TCP on an established connection).
     line("ratio.tls_2block_p50_vs_tcp_2block", tls.p50() / tcp.two.p50());
     // Budget: 8 µs of wall time per simulated round trip of a 2-block transaction.
-    line("sim.rtt_wall_us", sim.rtt_wall_us);
-    line("sim.raw_rtt_wall_us", sim.raw_rtt_wall_us);
-    line("ratio.sim_rtt_wall_vs_raw", sim.rtt_wall_us / sim.raw_rtt_wall_us);
+    line("sim.rtt_wall_us", sim.rtt_wall_us.0);
+    line("sim.rtt_ticks", sim.rtt_wall_us.1);
+    line("sim.raw_rtt_wall_us", sim.raw_rtt_wall_us.0);
+    line("sim.raw_rtt_ticks", sim.raw_rtt_wall_us.1);
+    line("ratio.sim_rtt_wall_vs_raw", sim.rtt_wall_us.0 / sim.raw_rtt_wall_us.0);
     line("sim.seeds_per_s", sim.seeds_per_s);
     println!("sim.campaign_violations: {}", sim.violations);
     let t32 = tcp.throughput.iter().find(|(n, _)| *n == 32).map_or(0.0, |(_, t)| *t);
