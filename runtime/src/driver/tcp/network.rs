@@ -243,6 +243,25 @@ impl AsyncWrite for Socket {
         }
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // TLS writes its records (an alert before a close, say) as several slices at once.
+        match &mut self.get_mut().0 {
+            Kind::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Kind::Other(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.0 {
+            Kind::Tcp(s) => s.is_write_vectored(),
+            Kind::Other(s) => s.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().0 {
             Kind::Tcp(s) => Pin::new(s).poll_flush(cx),
