@@ -8,7 +8,8 @@ use std::time::Instant;
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    let mut sim = waldo::sim::Builder::new(1).latency(std::time::Duration::ZERO, std::time::Duration::ZERO).build();
+    let mut sim =
+        waldo::sim::Builder::new(1).latency(std::time::Duration::ZERO, std::time::Duration::ZERO).build();
     sim.host("server", || async {
         let listener = bench::Server::listen("0.0.0.0:7000").with_options(waldo::sim::options()).await?;
         let _server = listener.accept().await?;

@@ -68,8 +68,8 @@ pub struct Clock {
     now: AtomicU64,
     origin: u64,
     attempts: AtomicU64,
-    rng: Mutex<rand::rngs::SmallRng>,
-    deterministic: bool,
+    /// The seeded generator of a deterministic clock (`None`: the thread's).
+    rng: Option<Mutex<rand::rngs::SmallRng>>,
 }
 
 impl Default for Clock {
@@ -105,16 +105,9 @@ impl Clock {
     }
 
     /// A clock whose priorities carry `origin` as their tie-break (random numbers from the
-    /// operating system).
+    /// thread's generator).
     pub fn with_origin(origin: u64) -> Clock {
-        use rand::SeedableRng;
-        Clock {
-            now: AtomicU64::new(1),
-            origin,
-            attempts: AtomicU64::new(1),
-            rng: Mutex::new(rand::rngs::SmallRng::from_os_rng()),
-            deterministic: false,
-        }
+        Clock { now: AtomicU64::new(1), origin, attempts: AtomicU64::new(1), rng: None }
     }
 
     /// A deterministic clock: its origin and every random number it gives come from `seed`,
@@ -126,14 +119,13 @@ impl Clock {
             now: AtomicU64::new(1),
             origin: rng.random(),
             attempts: AtomicU64::new(1),
-            rng: Mutex::new(rng),
-            deterministic: true,
+            rng: Some(Mutex::new(rng)),
         }
     }
 
     /// Whether this clock is [seeded](Clock::seeded).
     pub fn is_deterministic(&self) -> bool {
-        self.deterministic
+        self.rng.is_some()
     }
 
     /// A priority younger than every one this clock handed out or saw before.
@@ -146,14 +138,22 @@ impl Clock {
         self.now.fetch_max(seen.parts().0.saturating_add(1), Ordering::Relaxed);
     }
 
-    /// A random 64-bit number from this host's randomness.
+    /// A random 64-bit number from this host's randomness (the thread's generator unless
+    /// the clock is seeded).
     pub fn random(&self) -> u64 {
-        rand::Rng::random(&mut *self.rng.lock())
+        match &self.rng {
+            Some(rng) => rand::Rng::random(&mut *rng.lock()),
+            None => rand::random(),
+        }
     }
 
-    /// A random number in `[0, 1)` from this host's randomness.
+    /// A random number in `[0, 1)` from this host's randomness (the thread's generator
+    /// unless the clock is seeded).
     pub fn unit(&self) -> f64 {
-        rand::Rng::random(&mut *self.rng.lock())
+        match &self.rng {
+            Some(rng) => rand::Rng::random(&mut *rng.lock()),
+            None => rand::random(),
+        }
     }
 
     /// A new attempt's identity: this clock's origin and its next number.
