@@ -24,7 +24,7 @@ pub mod wire;
 pub use crate::core::endpoint::EndpointRef;
 pub use crate::core::error::{Error, Exception, ExceptionKind};
 pub use driver::tcp::ToSocketAddrs;
-pub use driver::tcp::{Accepted, Listener, TcpOptions};
+pub use driver::tcp::{Accepted, ConnectionState, Listener, ReconnectPolicy, TcpOptions};
 pub use engine::{liveness, proto};
 pub use exec::run::{CallOptions, Counters, counters};
 pub use exec::{ops, watchdog};
@@ -58,9 +58,12 @@ pub mod __rt {
     pub use crate::core::tx::{Clock, Committed, Priority, Savepoint, Tx, TxId};
     pub use crate::core::value::ExtCell;
     pub use crate::core::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
-    pub use crate::driver::link::{BlockFuture, Control, Link, Program, Transport, in_process_pair, stop};
+    pub use crate::driver::link::{
+        BlockFuture, Control, Link, Program, Room, Transport, in_process_pair, stop,
+    };
     pub use crate::driver::tcp::{
-        PairEnd, PairSpec, Pending, connect as tcp_connect, establish as tcp_establish,
+        Accept, Opened, PairEnd, PairSpec, Pending, accept as tcp_accept, connect as tcp_connect,
+        establish as tcp_establish,
     };
     pub use crate::engine::SequenceInfo;
     pub use crate::exec::ops;

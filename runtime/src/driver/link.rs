@@ -52,7 +52,20 @@ pub trait Transport: Send + Sync {
     fn control(&self, control: Control);
     /// Closes the connection because of `error`.
     fn close(&self, error: &Error);
+    /// When too much waits for the partner (a resumable connection during an outage, or a
+    /// partner slow to confirm): what a new sequence waits for before it starts.
+    fn room(&self) -> Option<Room> {
+        None
+    }
+    /// The connection's state, when it has one the host can watch.
+    fn state(&self) -> Option<tokio::sync::watch::Receiver<crate::driver::tcp::ConnectionState>> {
+        None
+    }
 }
+
+/// What a new sequence waits for when a connection's backlog is full: room, or the error
+/// that ended the connection.
+pub type Room = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
 /// The messages of the graceful stop handshake (the book's runtime chapter, "Connections over TCP").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +171,12 @@ impl Link {
     /// How many transactions are in flight over the connection.
     pub fn in_flight(&self) -> usize {
         self.0.engine.lock().in_flight()
+    }
+
+    /// The connection's state, when the transport has one (a TCP connection); `None` in
+    /// process.
+    pub fn connection(&self) -> Option<tokio::sync::watch::Receiver<crate::driver::tcp::ConnectionState>> {
+        self.0.transport.get().and_then(|t| t.state())
     }
 
     /// Why the connection closed, if it did.
@@ -405,6 +424,10 @@ impl LinkShared {
         }
         let locals = crate::exec::ops::copy_all(tx, locals).await?;
         let peered = self.take_dirty(tx).await?;
+        let room = self.transport.get().and_then(|t| t.room());
+        if let Some(room) = room {
+            room.await.map_err(|e| lost_exception(&e.to_string()))?;
+        }
         let (answer, waiter) = tokio::sync::oneshot::channel();
         self.with_engine(|e, out| e.start_frame(tx, seq, locals, peered, answer, out))
             .map_err(|(reason, _)| lost_exception(&reason))?;

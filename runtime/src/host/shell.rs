@@ -21,7 +21,7 @@ use crate::core::error::{Error, Exception, Flow, Raise, app_error};
 use crate::core::tx::Tx;
 use crate::core::value::Value;
 use crate::driver::link::{BlockFuture, Link, Program};
-use crate::driver::tcp::{Accepted, Listener, PairEnd, PairSpec, Pending, TcpOptions};
+use crate::driver::tcp::{Accepted, ConnectionState, Listener, PairEnd, PairSpec, Pending, TcpOptions};
 use crate::exec::ops::{Kind, check_args, copy_all};
 use crate::exec::run::{CallOptions, transact};
 use crate::exec::watchdog::What;
@@ -310,6 +310,31 @@ impl<E> Handle<E> {
     /// host's own code.
     pub fn peer_identity(&self) -> Option<&crate::driver::tcp::PeerIdentity> {
         self.ep.peer.get()
+    }
+
+    /// The state of the endpoint's connection to its partner now: `Connected` (also for a
+    /// pair in one process), `Reconnecting` while a resumable session is being resumed, or
+    /// `Closed` with the reason (also for an endpoint without a partner).
+    pub fn connection_state(&self) -> ConnectionState {
+        self.watch_connection().borrow().clone()
+    }
+
+    /// The state of the endpoint's connection, to watch: `changed().await` returns at each
+    /// change (and fails once no change can come: the connection closed, or the pair is in
+    /// one process).
+    pub fn watch_connection(&self) -> tokio::sync::watch::Receiver<ConnectionState> {
+        match self.ep.link.get() {
+            Some(link) => match link.connection() {
+                Some(state) => state,
+                None => tokio::sync::watch::channel(ConnectionState::Connected).1,
+            },
+            None => {
+                tokio::sync::watch::channel(ConnectionState::Closed {
+                    reason: format!("`{}` has no partner", self.ep.code.name),
+                })
+                .1
+            }
+        }
     }
 
     /// Whether the endpoint has stopped or is stopping.
@@ -607,17 +632,26 @@ async fn listen<E: Endpoint>(
     let listener = Listener::bind_with(addr, &limits, move |stream: Accepted| {
         let tcp = tcp.clone();
         crate::core::tx::Clock::scope(clock.clone(), async move {
+            let Some((spec, side)) = E::CODE.pair else {
+                return Err(Error::Application {
+                    message: format!("`{}` has no partner endpoint to listen for", E::CODE.name),
+                });
+            };
+            // The handshake first: a partner resuming its session needs no new endpoint.
+            let opened = match crate::driver::tcp::accept(stream, spec, side, &tcp).await? {
+                crate::driver::tcp::Accept::New(opened) => opened,
+                crate::driver::tcp::Accept::Resumed => return Ok(None),
+            };
             let ep = Ep::new(E::CODE);
             ep.start(&CallOptions::default()).await?;
             let end = ep.pair_end()?;
-            let pending = crate::driver::tcp::establish(stream, end, &tcp, |link| {
-                let _ = ep.link.set(link);
-            })
-            .await?;
-            if let Some(identity) = pending.peer_identity() {
+            if let Some(identity) = opened.peer_identity() {
                 let _ = ep.peer.set(identity.clone());
             }
-            Ok((ep, pending))
+            let pending = opened.start(end, &tcp, |link| {
+                let _ = ep.link.set(link);
+            });
+            Ok(Some((ep, pending)))
         })
     })
     .await?;

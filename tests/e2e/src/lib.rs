@@ -7,6 +7,7 @@ include!(concat!(env!("OUT_DIR"), "/all.rs"));
 pub use waldo_dev_certs as certs;
 
 pub mod campaign;
+pub mod proxy;
 
 /// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
 /// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process,

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::handshake::*;
 use super::options::*;
+use super::session::{CONFIRM_EVERY, Outage, Reading, Replay, Session};
 use crate::core::error::Error;
 use crate::driver::link::{Control, Link, Transport, WeakLink};
 use crate::engine::Msg;
@@ -39,6 +40,10 @@ pub(super) enum Partner {
 pub(super) struct Outgoing {
     /// Encoded frames not yet written.
     pub(super) bytes: Vec<u8>,
+    /// The socket they are written to.
+    pub(super) wire: Wire,
+    /// A resumable connection: the frames sent and not yet confirmed.
+    pub(super) replay: Option<Replay>,
     /// They include a message someone waits for (not just a commit or an abort).
     pub(super) urgent: bool,
     /// The writer task is finishing a write: others only append.
@@ -51,14 +56,74 @@ pub(super) struct Outgoing {
 /// cannot write inline.
 pub(super) type StreamWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// Where a connection's bytes go.
+pub(super) enum Wire {
+    /// Plain TCP: producers write inline with `try_write`.
+    Tcp(Arc<OwnedWriteHalf>),
+    /// Any other stream (TLS, a simulated network): locked only for one poll at a time.
+    Stream(Arc<Mutex<StreamWrite>>),
+    /// No socket: a resumable connection between two sockets (bytes wait for the next).
+    Down,
+}
+
+impl Outgoing {
+    /// A new queue writing to `wire`, keeping sent frames when `resumable`.
+    pub(super) fn new(wire: Wire, resumable: bool) -> Outgoing {
+        Outgoing {
+            bytes: Vec::with_capacity(4096),
+            wire,
+            replay: resumable.then(Replay::default),
+            urgent: false,
+            writing: false,
+            closing: false,
+        }
+    }
+
+    /// The first `n` queued bytes were handed to the socket.
+    fn written(&mut self, n: usize) {
+        match &mut self.replay {
+            Some(replay) => {
+                replay.sent(&self.bytes[..n]);
+                self.bytes.drain(..n);
+            }
+            None if n == self.bytes.len() => {
+                self.bytes.clear();
+                if self.bytes.capacity() > 1 << 20 {
+                    self.bytes.shrink_to(64 * 1024);
+                }
+            }
+            None => {
+                self.bytes.drain(..n);
+            }
+        }
+    }
+
+    /// The socket failed: what is queued is lost with it, unless the connection resumes.
+    fn failed(&mut self) {
+        if self.replay.is_none() {
+            self.bytes.clear();
+            self.closing = true;
+        }
+    }
+
+    /// Bytes waiting for the partner: queued, or sent and not confirmed.
+    pub(super) fn backlog(&self) -> usize {
+        self.bytes.len() + self.replay.as_ref().map_or(0, |r| r.sent.len())
+    }
+}
+
 /// One connection of a pair.
 pub(super) struct Conn {
     pub(super) me: Weak<Conn>,
-    /// The socket's write half when the stream is plain TCP (producers write inline); `None`
-    /// when the writer task owns another stream's write half.
-    pub(super) tcp: Option<OwnedWriteHalf>,
-    /// The write half of any other stream (TLS): locked only for one poll at a time.
-    pub(super) stream: Option<Mutex<StreamWrite>>,
+    /// The number of the current socket (a resumed connection's next socket has the next
+    /// number); changed under `out`'s lock.
+    pub(super) socket: AtomicU64,
+    /// A resumable connection's session.
+    pub(super) session: Option<Session>,
+    /// The state the host sees.
+    pub(super) state: watch::Sender<ConnectionState>,
+    /// Woken when the backlog shrinks or the connection ends.
+    pub(super) room: Notify,
     /// The peer's address, for messages.
     pub(super) peer: Option<std::net::SocketAddr>,
     pub(super) max_frame: usize,
@@ -70,8 +135,8 @@ pub(super) struct Conn {
     pub(super) closed: watch::Sender<bool>,
     /// The connection's place among its listener's connections, given back when it ends.
     pub(super) admission: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
-    /// The reader task, stopped when the connection is finished.
-    pub(super) reader: OnceLock<tokio::task::AbortHandle>,
+    /// The reader task of the current socket, stopped when the connection is finished.
+    pub(super) reader: Mutex<Option<tokio::task::AbortHandle>>,
     /// Reads that returned data, and writes that sent some (for liveness).
     pub(super) received: AtomicU64,
     pub(super) sent: AtomicU64,
@@ -87,11 +152,31 @@ impl Conn {
 
     /// Appends a frame with `payload` to the outgoing bytes.
     pub(super) fn push(&self, payload: &[u8]) {
+        self.push_frame(payload, true);
+    }
+
+    /// Appends a frame; `urgent` when someone waits for it.
+    fn push_frame(&self, payload: &[u8], urgent: bool) {
         let mut out = self.out.lock();
         if !out.closing {
             out.bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             out.bytes.extend_from_slice(payload);
-            out.urgent = true;
+            out.urgent |= urgent;
+            if let Some(replay) = &mut out.replay {
+                replay.queued(payload.len() + 4);
+            }
+        }
+    }
+
+    /// Tells the partner how many frames arrived (a resumable connection), so it may forget
+    /// them.
+    fn confirm(&self, reading: &mut Reading) {
+        if reading.received > reading.confirmed {
+            reading.confirmed = reading.received;
+            let mut w = Writer::new();
+            w.byte(kind::RECEIVED);
+            w.varint(reading.received);
+            self.push_frame(&w.finish(), false);
         }
     }
 
@@ -134,24 +219,24 @@ impl Conn {
             return;
         }
         out.urgent = false;
-        let Some(tcp) = &self.tcp else {
-            self.write_stream_now(&mut out);
-            return;
+        let result = match &out.wire {
+            Wire::Tcp(tcp) => tcp.try_write(&out.bytes),
+            Wire::Stream(stream) => {
+                let stream = stream.clone();
+                self.write_stream_now(&mut out, &stream);
+                return;
+            }
+            Wire::Down => return,
         };
-        match tcp.try_write(&out.bytes) {
+        match result {
             Ok(n) => {
                 self.sent.fetch_add(1, Ordering::Relaxed);
-                if n == out.bytes.len() {
-                    out.bytes.clear();
-                    if out.bytes.capacity() > 1 << 20 {
-                        out.bytes.shrink_to(64 * 1024);
-                    }
-                    if out.closing {
-                        self.wake_writer.notify_one();
-                    }
-                } else {
-                    out.bytes.drain(..n);
+                let all = n == out.bytes.len();
+                out.written(n);
+                if !all {
                     out.writing = true;
+                    self.wake_writer.notify_one();
+                } else if out.closing {
                     self.wake_writer.notify_one();
                 }
             }
@@ -160,18 +245,17 @@ impl Conn {
                 self.wake_writer.notify_one();
             }
             Err(e) => {
-                out.bytes.clear();
-                out.closing = true;
+                out.failed();
+                let socket = self.socket.load(Ordering::Relaxed);
                 drop(out);
-                self.broken(network(format!("writing to the partner failed: {e}")));
+                self.io_failed(socket, network(format!("writing to the partner failed: {e}")));
             }
         }
     }
 
     /// Writes what a stream that is not plain TCP takes at once (one poll, with a no-op waker,
     /// as `try_write` does for TCP); the writer task does the rest.
-    fn write_stream_now(&self, out: &mut Outgoing) {
-        let Some(stream) = &self.stream else { return };
+    fn write_stream_now(&self, out: &mut parking_lot::MutexGuard<'_, Outgoing>, stream: &Mutex<StreamWrite>) {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let mut stream = stream.lock();
         let mut written = 0;
@@ -199,15 +283,17 @@ impl Conn {
             };
         drop(stream);
         if let Some(e) = failed {
-            out.bytes.clear();
-            out.closing = true;
-            self.broken(network(format!("writing to the partner failed: {e}")));
+            out.failed();
+            let socket = self.socket.load(Ordering::Relaxed);
+            parking_lot::MutexGuard::unlocked(out, || {
+                self.io_failed(socket, network(format!("writing to the partner failed: {e}")));
+            });
             return;
         }
         if written > 0 {
             self.sent.fetch_add(1, Ordering::Relaxed);
         }
-        out.bytes.drain(..written);
+        out.written(written);
         if !flushed || !out.bytes.is_empty() || out.closing {
             out.writing = true;
             self.wake_writer.notify_one();
@@ -235,8 +321,52 @@ impl Conn {
         self.wake_writer.notify_one();
     }
 
+    /// The socket numbered `socket` failed with `error`: a resumable connection starts to
+    /// resume (unless that socket was already replaced); any other breaks.
+    pub(super) fn io_failed(&self, socket: u64, error: Error) {
+        let Some(session) = &self.session else {
+            self.broken(error);
+            return;
+        };
+        if *self.closed.borrow() {
+            return;
+        }
+        let old = {
+            let mut out = self.out.lock();
+            if out.closing {
+                drop(out);
+                self.broken(error);
+                return;
+            }
+            if self.socket.load(Ordering::Relaxed) != socket || matches!(out.wire, Wire::Down) {
+                return;
+            }
+            self.socket.fetch_add(1, Ordering::Relaxed);
+            out.writing = false;
+            std::mem::replace(&mut out.wire, Wire::Down)
+        };
+        // Make sure the old socket is dead on both ends, so the partner notices too.
+        if let Wire::Tcp(tcp) = &old {
+            let stream: &tokio::net::TcpStream = (**tcp).as_ref();
+            let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+        }
+        drop(old);
+        if let Some(reader) = self.reader.lock().take() {
+            reader.abort();
+        }
+        tracing::warn!(peer = ?self.peer, %error, "the connection broke; resuming the session");
+        self.state.send_replace(ConnectionState::Reconnecting { attempt: 0 });
+        let mut outage = session.outage.lock();
+        if outage.is_none()
+            && let Some(me) = self.me.upgrade()
+        {
+            let task = tokio::spawn(super::resume::recover(me)).abort_handle();
+            *outage = Some(Outage { since: Instant::now(), cause: error, task: Some(task) });
+        }
+    }
+
     /// The connection is unusable because of `error`: the pair breaks, the tasks end.
-    fn broken(&self, error: Error) {
+    pub(super) fn broken(&self, error: Error) {
         let _ = self.partner.send_if_modified(|p| {
             if matches!(p, Partner::Waiting) {
                 *p = Partner::Gone(error.clone());
@@ -245,10 +375,25 @@ impl Conn {
                 false
             }
         });
+        // Closed before the calls fail, so a host that sees the error sees the state too.
+        self.closed_because(error.to_string());
         if let Some(link) = self.link() {
             link.lost(error);
         }
         self.finished();
+    }
+
+    /// The state becomes `Closed` with `reason` (unless it already is).
+    fn closed_because(&self, reason: String) {
+        self.state.send_if_modified(|s| {
+            if matches!(s, ConnectionState::Closed { .. }) {
+                false
+            } else {
+                tracing::info!(peer = ?self.peer, %reason, "the connection closed");
+                *s = ConnectionState::Closed { reason };
+                true
+            }
+        });
     }
 
     /// Ends both tasks.
@@ -256,9 +401,25 @@ impl Conn {
         self.closed.send_replace(true);
         drop(self.admission.lock().take());
         self.wake_writer.notify_one();
-        if let Some(reader) = self.reader.get() {
+        self.room.notify_waiters();
+        if let Some(reader) = self.reader.lock().take() {
             reader.abort();
         }
+        if let Some(session) = &self.session {
+            if let Some(registry) = session.registry.as_ref().and_then(Weak::upgrade) {
+                registry.ended(session.keys.id);
+            }
+            if let Some(outage) = session.outage.lock().take()
+                && let Some(task) = outage.task
+            {
+                task.abort();
+            }
+        }
+        let reason = match self.link().and_then(|l| l.error()) {
+            Some(e) => e.to_string(),
+            None => "the connection closed".to_owned(),
+        };
+        self.closed_because(reason);
     }
 
     /// The peer broke the protocol: tell it why, close, break the pair.
@@ -287,6 +448,24 @@ impl Conn {
                 }
             },
             Some(kind::HEARTBEAT) if payload.len() == 1 => true,
+            Some(kind::RECEIVED) if self.session.is_some() => {
+                let mut r = crate::wire::Reader::new(&payload[1..]);
+                let count = r.varint().and_then(|n| r.finish().map(|()| n));
+                let confirmed = match count {
+                    Ok(n) => self.out.lock().replay.as_mut().map_or(Ok(()), |replay| replay.confirm(n)),
+                    Err(e) => Err(format!("a malformed confirmation: {e}")),
+                };
+                match confirmed {
+                    Ok(()) => {
+                        self.room.notify_waiters();
+                        true
+                    }
+                    Err(message) => {
+                        self.deviated(message);
+                        false
+                    }
+                }
+            }
             Some(kind::READY) if payload.len() == 1 => {
                 let _ = self.partner.send_if_modified(|p| {
                     if matches!(p, Partner::Waiting) {
@@ -354,7 +533,12 @@ impl Transport for Conn {
             Err(e) => Some(format!("a message could not be encoded: {e}")),
         };
         match problem {
-            None => out.bytes[start..start + 4].copy_from_slice(&(length as u32).to_le_bytes()),
+            None => {
+                out.bytes[start..start + 4].copy_from_slice(&(length as u32).to_le_bytes());
+                if let Some(replay) = &mut out.replay {
+                    replay.queued(length + 4);
+                }
+            }
             Some(problem) => {
                 out.bytes.truncate(start);
                 drop(out);
@@ -379,6 +563,30 @@ impl Transport for Conn {
     fn close(&self, error: &Error) {
         self.close_with(error);
     }
+
+    fn room(&self) -> Option<crate::driver::link::Room> {
+        let max = self.session.as_ref()?.policy.max_backlog;
+        if self.out.lock().backlog() < max {
+            return None;
+        }
+        let me = self.me.upgrade()?;
+        Some(Box::pin(async move {
+            loop {
+                let room = me.room.notified();
+                if *me.closed.borrow() {
+                    return Err(network("the connection closed while the call waited for the partner"));
+                }
+                if me.out.lock().backlog() < max {
+                    return Ok(());
+                }
+                room.await;
+            }
+        }))
+    }
+
+    fn state(&self) -> Option<watch::Receiver<ConnectionState>> {
+        Some(self.state.subscribe())
+    }
 }
 
 /// A gathered write starts once this many bytes are waiting.
@@ -391,13 +599,16 @@ thread_local! {
 }
 
 /// Handles every complete frame in `dec`, writing what they produce at the end; false when
-/// the connection is finished.
-pub(super) fn handle_frames(conn: &Conn, dec: &mut FrameDecoder) -> bool {
+/// the connection is finished. `received` counts the frames (a resumable connection).
+pub(super) fn handle_frames(conn: &Conn, dec: &mut FrameDecoder, mut received: Option<&mut u64>) -> bool {
     let outer = BATCH.with(|b| b.borrow_mut().replace(Vec::new()));
     let mut going = true;
     loop {
         match dec.next_frame_ref() {
             Ok(Some(payload)) => {
+                if let Some(received) = received.as_deref_mut() {
+                    *received += 1;
+                }
                 if !conn.frame(payload) {
                     going = false;
                     break;
@@ -421,18 +632,43 @@ pub(super) fn handle_frames(conn: &Conn, dec: &mut FrameDecoder) -> bool {
     going
 }
 
-/// Reads until the connection ends; aborted when it is closed from this side.
-pub(super) async fn read_loop(conn: Arc<Conn>, mut read: impl AsyncRead + Unpin, mut dec: FrameDecoder) {
+/// Handles what arrived on socket number `socket`; false when this reader must end (the
+/// connection is finished, or a resumed connection replaced the socket).
+fn handle(conn: &Conn, dec: &mut FrameDecoder, socket: u64) -> bool {
+    let Some(session) = &conn.session else {
+        return handle_frames(conn, dec, None);
+    };
+    let mut reading = session.reading.lock();
+    if reading.socket != socket {
+        return false;
+    }
+    let going = handle_frames(conn, dec, Some(&mut reading.received));
+    if going && reading.received >= reading.confirmed + CONFIRM_EVERY {
+        conn.confirm(&mut reading);
+        drop(reading);
+        conn.wake_writer.notify_one();
+    }
+    going
+}
+
+/// Reads socket number `socket` until it ends; aborted when the connection is closed from
+/// this side or the socket replaced.
+pub(super) async fn read_loop(
+    conn: Arc<Conn>,
+    mut read: impl AsyncRead + Unpin,
+    mut dec: FrameDecoder,
+    socket: u64,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         conn.reader_busy.store(true, Ordering::Relaxed);
-        if !handle_frames(&conn, &mut dec) {
+        if !handle(&conn, &mut dec, socket) {
             return;
         }
         conn.reader_busy.store(false, Ordering::Relaxed);
         match read.read(&mut buf).await {
             Ok(0) => {
-                let error = if dec.pending() > 0 {
+                let error = if dec.pending() > 0 && conn.session.is_none() {
                     deviation(format!(
                         "the connection ended inside a frame ({} bytes of it arrived)",
                         dec.pending()
@@ -440,7 +676,7 @@ pub(super) async fn read_loop(conn: Arc<Conn>, mut read: impl AsyncRead + Unpin,
                 } else {
                     network("the partner closed the connection")
                 };
-                conn.broken(error);
+                conn.io_failed(socket, error);
                 return;
             }
             Ok(n) => {
@@ -448,7 +684,7 @@ pub(super) async fn read_loop(conn: Arc<Conn>, mut read: impl AsyncRead + Unpin,
                 dec.feed(&buf[..n]);
             }
             Err(e) => {
-                conn.broken(network(format!("reading from the partner failed: {e}")));
+                conn.io_failed(socket, network(format!("reading from the partner failed: {e}")));
                 return;
             }
         }
@@ -457,6 +693,7 @@ pub(super) async fn read_loop(conn: Arc<Conn>, mut read: impl AsyncRead + Unpin,
 
 pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_timeout: Duration) {
     let mut closed = conn.closed.subscribe();
+    let mut socket = conn.socket.load(Ordering::Relaxed);
     let mut liveness = Liveness::new(Instant::now().into_std(), heartbeat, partner_timeout);
     let timer = tokio::time::sleep_until(liveness.next_timer().into());
     tokio::pin!(timer);
@@ -473,73 +710,110 @@ pub(super) async fn write_loop(conn: Arc<Conn>, heartbeat: Duration, partner_tim
                 }
             }
             () = &mut timer => {
-                let (sent, received) = (conn.sent.load(Ordering::Relaxed), conn.received.load(Ordering::Relaxed));
-                let busy = conn.reader_busy.load(Ordering::Relaxed);
-                match liveness.timer(Instant::now().into_std(), sent, received, busy) {
-                    Beat::Quiet => {}
-                    Beat::Heartbeat => {
-                        conn.push(&[kind::HEARTBEAT]);
-                        conn.write_now();
-                        liveness.sent(conn.sent.load(Ordering::Relaxed));
+                let now = conn.socket.load(Ordering::Relaxed);
+                let down = matches!(conn.out.lock().wire, Wire::Down);
+                if now != socket {
+                    // A resumed connection: a new socket, heard from just now.
+                    socket = now;
+                    liveness = Liveness::new(Instant::now().into_std(), heartbeat, partner_timeout);
+                } else if !down {
+                    if let Some(session) = &conn.session {
+                        conn.confirm(&mut session.reading.lock());
                     }
-                    Beat::Lost(silence) => {
-                        conn.broken(network(format!(
-                            "the partner sent nothing, not even a heartbeat, for {silence:?}"
-                        )));
-                        return;
+                    let (sent, received) = (conn.sent.load(Ordering::Relaxed), conn.received.load(Ordering::Relaxed));
+                    let busy = conn.reader_busy.load(Ordering::Relaxed);
+                    match liveness.timer(Instant::now().into_std(), sent, received, busy) {
+                        Beat::Quiet => {}
+                        Beat::Heartbeat => {
+                            conn.push(&[kind::HEARTBEAT]);
+                            conn.write_now();
+                            liveness.sent(conn.sent.load(Ordering::Relaxed));
+                        }
+                        Beat::Lost(silence) => {
+                            conn.io_failed(socket, network(format!(
+                                "the partner sent nothing, not even a heartbeat, for {silence:?}"
+                            )));
+                            if conn.session.is_none() {
+                                return;
+                            }
+                        }
                     }
                 }
-                timer.as_mut().reset(liveness.next_timer().into());
+                let next = if down { Instant::now() + heartbeat } else { liveness.next_timer().into() };
+                timer.as_mut().reset(next);
             }
         }
-        // A stream that is not plain TCP: the writer writes everything.
-        if let Some(stream) = &conn.stream {
-            match write_stream(&conn, stream, partner_timeout).await {
+        let (wire, current) = {
+            let out = conn.out.lock();
+            let wire = match &out.wire {
+                Wire::Tcp(tcp) => Some(Ok(tcp.clone())),
+                Wire::Stream(stream) => Some(Err(stream.clone())),
+                Wire::Down => None,
+            };
+            (wire, conn.socket.load(Ordering::Relaxed))
+        };
+        match wire {
+            None => continue,
+            // A stream that is not plain TCP: the writer writes everything.
+            Some(Err(stream)) => match write_stream(&conn, &stream, partner_timeout, current).await {
                 Step::Closed => {
                     let _ = tokio::time::timeout(partner_timeout, closed.wait_for(|c| *c)).await;
                     conn.finished();
                     return;
                 }
                 Step::Failed(e) => {
-                    conn.broken(network(format!("writing to the partner failed: {e}")));
-                    return;
-                }
-                Step::Done | Step::Wait | Step::Again => continue,
-            }
-        }
-        // Finish the write the producers could not complete.
-        let Some(tcp) = &conn.tcp else { continue };
-        loop {
-            match finish_write(&conn) {
-                Step::Done => break,
-                Step::Again => continue,
-                Step::Wait => {}
-                Step::Closed => {
-                    // The peer closes its side when it reads the close frame; give it a
-                    // moment, then let go of the socket.
-                    let _ = tokio::time::timeout(partner_timeout, closed.wait_for(|c| *c)).await;
-                    conn.finished();
-                    return;
-                }
-                Step::Failed(e) => {
-                    conn.broken(network(format!("writing to the partner failed: {e}")));
-                    return;
-                }
-            }
-            tokio::select! {
-                biased;
-                ready = tcp.writable() => {
-                    if let Err(e) = ready {
-                        conn.broken(network(format!("writing to the partner failed: {e}")));
+                    conn.io_failed(current, network(format!("writing to the partner failed: {e}")));
+                    if conn.session.is_none() {
                         return;
                     }
                 }
-                _ = closed.wait_for(|c| *c) => return,
-                _ = tokio::time::sleep(partner_timeout) => {
-                    conn.broken(network(format!("the partner read nothing for {partner_timeout:?}")));
-                    return;
+                Step::Done | Step::Wait | Step::Again => {}
+            },
+            // Finish the write the producers could not complete.
+            Some(Ok(tcp)) => loop {
+                match finish_write(&conn, &tcp, current) {
+                    Step::Done => break,
+                    Step::Again => continue,
+                    Step::Wait => {}
+                    Step::Closed => {
+                        // The peer closes its side when it reads the close frame; give it a
+                        // moment, then let go of the socket.
+                        let _ = tokio::time::timeout(partner_timeout, closed.wait_for(|c| *c)).await;
+                        conn.finished();
+                        return;
+                    }
+                    Step::Failed(e) => {
+                        conn.io_failed(current, network(format!("writing to the partner failed: {e}")));
+                        if conn.session.is_none() {
+                            return;
+                        }
+                        break;
+                    }
                 }
-            }
+                tokio::select! {
+                    biased;
+                    ready = tcp.writable() => {
+                        if let Err(e) = ready {
+                            conn.io_failed(current, network(format!("writing to the partner failed: {e}")));
+                            if conn.session.is_none() {
+                                return;
+                            }
+                            break;
+                        }
+                    }
+                    _ = closed.wait_for(|c| *c) => return,
+                    _ = tokio::time::sleep(partner_timeout) => {
+                        conn.io_failed(current, network(format!("the partner read nothing for {partner_timeout:?}")));
+                        if conn.session.is_none() {
+                            return;
+                        }
+                        break;
+                    }
+                }
+                if conn.socket.load(Ordering::Relaxed) != current {
+                    break;
+                }
+            },
         }
     }
 }
@@ -558,13 +832,21 @@ pub(super) enum Step {
     Failed(io::Error),
 }
 
-/// Writes everything queued to a stream that is not plain TCP, then flushes it; shuts it
-/// down after the close frame.
-async fn write_stream(conn: &Conn, stream: &Mutex<StreamWrite>, partner_timeout: Duration) -> Step {
+/// Writes everything queued to a stream that is not plain TCP (socket number `socket`), then
+/// flushes it; shuts it down after the close frame.
+async fn write_stream(
+    conn: &Conn,
+    stream: &Mutex<StreamWrite>,
+    partner_timeout: Duration,
+    socket: u64,
+) -> Step {
     let mut buf = Vec::new();
     loop {
         let closing = {
             let mut out = conn.out.lock();
+            if conn.socket.load(Ordering::Relaxed) != socket {
+                return Step::Done;
+            }
             if out.bytes.is_empty() {
                 out.writing = false;
                 if !out.closing {
@@ -574,7 +856,10 @@ async fn write_stream(conn: &Conn, stream: &Mutex<StreamWrite>, partner_timeout:
             } else {
                 out.urgent = false;
                 out.writing = true;
-                std::mem::swap(&mut buf, &mut out.bytes);
+                // Copied, not taken: until written, the bytes stay queued (a resumed
+                // connection re-sends them in order).
+                buf.clear();
+                buf.extend_from_slice(&out.bytes);
                 false
             }
         };
@@ -601,10 +886,17 @@ async fn write_stream(conn: &Conn, stream: &Mutex<StreamWrite>, partner_timeout:
             Ok(Ok(())) if closing => return Step::Closed,
             Ok(Ok(())) => {
                 conn.sent.fetch_add(1, Ordering::Relaxed);
-                buf.clear();
+                let mut out = conn.out.lock();
+                if conn.socket.load(Ordering::Relaxed) == socket {
+                    out.written(buf.len());
+                }
             }
-            Ok(Err(e)) => return Step::Failed(e),
+            Ok(Err(e)) => {
+                conn.out.lock().failed();
+                return Step::Failed(e);
+            }
             Err(_) => {
+                conn.out.lock().failed();
                 return Step::Failed(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("the partner read nothing for {partner_timeout:?}"),
@@ -614,9 +906,11 @@ async fn write_stream(conn: &Conn, stream: &Mutex<StreamWrite>, partner_timeout:
     }
 }
 
-pub(super) fn finish_write(conn: &Conn) -> Step {
-    let Some(tcp) = &conn.tcp else { return Step::Done };
+pub(super) fn finish_write(conn: &Conn, tcp: &OwnedWriteHalf, socket: u64) -> Step {
     let mut out = conn.out.lock();
+    if conn.socket.load(Ordering::Relaxed) != socket {
+        return Step::Done;
+    }
     if out.bytes.is_empty() {
         out.writing = false;
         if out.closing {
@@ -629,12 +923,12 @@ pub(super) fn finish_write(conn: &Conn) -> Step {
     match tcp.try_write(&out.bytes) {
         Ok(n) => {
             conn.sent.fetch_add(1, Ordering::Relaxed);
-            out.bytes.drain(..n);
+            out.written(n);
             Step::Again
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Wait,
         Err(e) => {
-            out.bytes.clear();
+            out.failed();
             Step::Failed(e)
         }
     }

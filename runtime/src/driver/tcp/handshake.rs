@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::options::*;
+use super::session::{Answer, Offer};
 use super::tls::{Role, TLS_TO_PLAIN, looks_like_tls, tls_error};
 use crate::core::error::Error;
 use crate::engine::Side;
@@ -39,18 +40,29 @@ pub(super) struct Hello {
     side: u64,
     endpoint: String,
     nonce: u64,
+    /// What the peer says about sessions.
+    pub(super) offer: Offer,
+}
+
+/// A handshake done: the decoder holding whatever arrived after it, and what the peer
+/// answered about sessions in its `Ack` (its offer went to the `answer` function).
+pub(super) struct Shook {
+    pub(super) dec: FrameDecoder,
+    pub(super) answer: Answer,
 }
 
 pub(super) fn parse_hello(payload: &[u8]) -> Result<Hello, WireError> {
     let mut r = Reader::new(payload);
     r.byte("the frame kind")?;
-    let hello = Hello {
+    let mut hello = Hello {
         protocol: r.text()?,
         fingerprint: r.varint()?,
         side: r.varint()?,
         endpoint: r.text()?,
         nonce: r.varint()?,
+        offer: Offer::None,
     };
+    hello.offer = Offer::read(&mut r)?;
     r.finish()?;
     Ok(hello)
 }
@@ -151,16 +163,26 @@ pub(super) fn check_hello(hello: &Hello, spec: &PairSpec, side: Side) -> Result<
     Ok(())
 }
 
-/// Runs the handshake as `side` of `spec`; returns the decoder holding whatever arrived after it.
+/// What one side brings to a handshake.
+pub(super) struct Terms<'a> {
+    pub(super) spec: &'a PairSpec,
+    pub(super) side: Side,
+    pub(super) nonce: u64,
+    pub(super) idle: Duration,
+    pub(super) heard: Option<&'a std::sync::atomic::AtomicBool>,
+    pub(super) tls: Option<Role>,
+    /// What this side says about sessions in its `Hello`.
+    pub(super) offer: Offer,
+}
+
+/// Runs the handshake; `answer` decides, from the peer's session offer, what this side's
+/// `Ack` says about sessions (or refuses the connection).
 pub(super) async fn handshake(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
-    spec: &PairSpec,
-    side: Side,
-    nonce: u64,
-    idle: Duration,
-    heard: Option<&std::sync::atomic::AtomicBool>,
-    tls: Option<Role>,
-) -> Result<FrameDecoder, Error> {
+    terms: Terms<'_>,
+    answer: impl FnOnce(&Offer) -> Result<Answer, Error>,
+) -> Result<Shook, Error> {
+    let Terms { spec, side, nonce, idle, heard, tls, offer } = terms;
     // Over TLS, an I/O error may be the peer refusing this side's certificate (TLS 1.3
     // reports it on the first read after the TLS handshake).
     let failed = |e: io::Error| match tls.and_then(|role| tls_error(&e, role)) {
@@ -174,6 +196,7 @@ pub(super) async fn handshake(
     hello.varint(u64::from(side));
     hello.text(spec.endpoints[side as usize]);
     hello.varint(nonce);
+    offer.write(&mut hello);
     let mut first = Vec::from(MAGIC);
     first.extend_from_slice(&WIRE_VERSION.to_le_bytes());
     first.extend_from_slice(&frame(&hello.finish()));
@@ -239,9 +262,14 @@ pub(super) async fn handshake(
     if let Err(reason) = check_hello(&peer, spec, side) {
         return Err(refuse(stream, refused(reason)).await);
     }
+    let mine = match answer(&peer.offer) {
+        Ok(mine) => mine,
+        Err(e) => return Err(refuse(stream, e).await),
+    };
     let mut ack = Writer::new();
     ack.byte(kind::ACK);
     ack.varint(peer.nonce);
+    mine.write(&mut ack);
     stream.write_all(&frame(&ack.finish())).await.map_err(failed)?;
     stream.flush().await.map_err(failed)?;
 
@@ -249,13 +277,14 @@ pub(super) async fn handshake(
         Ok(p) => p,
         Err(e) => return Err(refuse(stream, e).await),
     };
-    match payload.first() {
+    let answer = match payload.first() {
         Some(&kind::ACK) => {
             let mut r = Reader::new(&payload[1..]);
-            let echo = r.varint().and_then(|v| r.finish().map(|()| v));
+            let echo =
+                r.varint().and_then(|v| Answer::read(&mut r).and_then(|a| r.finish().map(|()| (v, a))));
             match echo {
-                Ok(echo) if echo == nonce => {}
-                Ok(echo) => {
+                Ok((echo, answer)) if echo == nonce => answer,
+                Ok((echo, _)) => {
                     let error = refused(format!(
                         "bad nonce: the peer echoed {echo:016x}, but this side sent {nonce:016x}"
                     ));
@@ -272,6 +301,6 @@ pub(super) async fn handshake(
             let error = refused("malformed handshake: expected an Ack frame");
             return Err(refuse(stream, error).await);
         }
-    }
-    Ok(dec)
+    };
+    Ok(Shook { dec, answer })
 }

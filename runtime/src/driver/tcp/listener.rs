@@ -37,17 +37,18 @@ impl<P> std::fmt::Debug for Listener<P> {
 pub(super) const FAILURES_KEPT: usize = 64;
 
 impl<P: Send + 'static> Listener<P> {
-    /// Listens on `addr` with the default limits; `setup` turns each accepted socket into a `P`.
+    /// Listens on `addr` with the default limits; `setup` turns each accepted socket into a `P`
+    /// (or nothing).
     pub async fn bind<F, Fut>(addr: impl ToSocketAddrs, setup: F) -> Result<Listener<P>, Error>
     where
         F: Fn(Accepted) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<P, Error>> + Send + 'static,
+        Fut: Future<Output = Result<Option<P>, Error>> + Send + 'static,
     {
         Self::bind_with(addr, &TcpOptions::default(), setup).await
     }
 
     /// Listens on `addr`; `setup` turns each accepted socket into a `P` (it runs the
-    /// handshake). At most `options.max_connections` connections are served at once (one
+    /// handshake), or into nothing (a partner that resumed its session). At most `options.max_connections` connections are served at once (one
     /// more is refused with the reason) and at most `options.max_handshakes` run their
     /// `setup` at once; the others wait, and a handshake that heard nothing from its peer
     /// for half a second is closed to make room for them, so sockets that connect and say
@@ -59,7 +60,7 @@ impl<P: Send + 'static> Listener<P> {
     ) -> Result<Listener<P>, Error>
     where
         F: Fn(Accepted) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<P, Error>> + Send + 'static,
+        Fut: Future<Output = Result<Option<P>, Error>> + Send + 'static,
     {
         let addr = addr.to_address();
         let mut listener = options
@@ -75,6 +76,7 @@ impl<P: Send + 'static> Listener<P> {
         let max_connections = options.max_connections.max(1);
         let handshakes = Arc::new(Handshakes::new(options.max_handshakes.max(1)));
         let refusing = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+        let sessions = options.reconnect.is_some().then(|| Arc::new(super::session::Sessions::default()));
         let task = tokio::spawn(async move {
             let mut refused_since_warning = 0u64;
             let mut last_warning: Option<std::time::Instant> = None;
@@ -111,7 +113,7 @@ impl<P: Send + 'static> Listener<P> {
                             continue;
                         };
                         let heard = Arc::new(AtomicBool::new(false));
-                        let accepted = Accepted::admitted(stream, admission, heard.clone());
+                        let accepted = Accepted::admitted(stream, admission, heard.clone(), sessions.clone());
                         let (setup, accepted_tx, failures_tx, handshakes) =
                             (setup.clone(), accepted_tx.clone(), failures_tx.clone(), handshakes.clone());
                         tokio::spawn(async move {
@@ -123,9 +125,10 @@ impl<P: Send + 'static> Listener<P> {
                                 let result = setup(accepted).await;
                                 drop(slot);
                                 match result {
-                                    Ok(p) => {
+                                    Ok(Some(p)) => {
                                         let _ = accepted_tx.send(p).await;
                                     }
+                                    Ok(None) => {}
                                     Err(error) => {
                                         tracing::warn!(%peer, %error, "a connection failed");
                                         let _ = failures_tx.try_send(error);

@@ -27,6 +27,8 @@ mod handshake;
 mod listener;
 pub(crate) mod network;
 mod options;
+mod resume;
+mod session;
 pub(crate) mod tls;
 
 use std::future::Future;
@@ -46,7 +48,11 @@ use handshake::*;
 pub use listener::Listener;
 pub use network::{Acceptor, Address, NetFuture, Network, Socket, Stream, SystemTcp, ToSocketAddrs};
 use options::*;
-pub use options::{Accepted, HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, TcpOptions, WIRE_VERSION, kind};
+pub use options::{
+    Accepted, ConnectionState, HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, ReconnectPolicy, TcpOptions,
+    WIRE_VERSION, kind,
+};
+use session::{Answer, Keys, Offer, Redial, Session};
 pub use tls::{PeerIdentity, TlsClient};
 use tls::{Role, tls_error};
 
@@ -111,28 +117,146 @@ pub struct PairEnd {
 
 /// Runs the handshake on a socket a listener accepted, for `end` (over TLS when
 /// `options.tls_server` is set), then starts the connection's link; `attach` receives the
-/// link before any message is read from the partner.
+/// link before any message is read from the partner. A connection that resumes a session
+/// of this listener is refused here (see [`accept`] for listeners that resume).
 pub async fn establish(
     accepted: impl Into<Accepted>,
     end: PairEnd,
     options: &TcpOptions,
     attach: impl FnOnce(Link),
 ) -> Result<Pending, Error> {
-    establish_as(accepted.into(), end, options, attach, Role::Listening).await
+    let mut accepted = accepted.into();
+    accepted.sessions = None;
+    match accept(accepted, end.spec, end.side, options).await? {
+        Accept::New(opened) => Ok(opened.start(end, options, attach)),
+        Accept::Resumed => Err(refused("a resumed session where a new one was expected")),
+    }
 }
 
-async fn establish_as(
+/// A connection a listener accepted, after its handshake.
+pub enum Accept {
+    /// A new partner: start its endpoint with [`Opened::start`].
+    New(Opened),
+    /// The partner of an existing session came back: the session goes on over this
+    /// connection, and nothing is left to do.
+    Resumed,
+}
+
+impl std::fmt::Debug for Accept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accept::New(_) => "New",
+            Accept::Resumed => "Resumed",
+        })
+    }
+}
+
+/// Runs the handshake of a socket a listener accepted, as `side` of `spec`: a new partner,
+/// or (when the listener resumes sessions) one resuming its session.
+pub async fn accept(
     accepted: Accepted,
-    end: PairEnd,
+    spec: &'static PairSpec,
+    side: Side,
     options: &TcpOptions,
-    attach: impl FnOnce(Link),
+) -> Result<Accept, Error> {
+    let clock = crate::core::tx::Clock::current();
+    let sessions = accepted.sessions.clone().filter(|_| options.reconnect.is_some());
+    let offer = if sessions.is_some() { Offer::Resumable } else { Offer::None };
+    let mut granted = None;
+    let mut resuming = None;
+    let shook =
+        open(accepted, spec, side, options, Role::Listening, clock.random(), offer, |peer| match peer {
+            Offer::None => Ok(Answer::None),
+            Offer::Resumable => Ok(match &sessions {
+                Some(_) => {
+                    let keys = Keys::new(&clock);
+                    granted = Some(keys);
+                    Answer::Grant(keys)
+                }
+                None => Answer::None,
+            }),
+            Offer::Resume { keys, received } => {
+                let Some(sessions) = &sessions else {
+                    return Err(refused(format!(
+                        "{} this listener does not resume sessions",
+                        resume::CANNOT
+                    )));
+                };
+                let conn =
+                    sessions.find(keys).map_err(|reason| refused(format!("{} {reason}", resume::CANNOT)))?;
+                let (guard, mine) = conn.begin_resume()?;
+                resuming = Some((conn, guard, *received));
+                Ok(Answer::Resumed { received: mine })
+            }
+        })
+        .await?;
+    if let Some((conn, guard, theirs)) = resuming {
+        conn.reattach(shook.io, shook.dec, theirs)?;
+        drop(guard);
+        return Ok(Accept::Resumed);
+    }
+    let session = match (granted, &options.reconnect, &sessions) {
+        (Some(keys), Some(policy), Some(registry)) => {
+            Some(Session::new(keys, policy.clone(), None, Some(Arc::downgrade(registry))))
+        }
+        _ => None,
+    };
+    Ok(Accept::New(Opened { shook, session }))
+}
+
+/// A connection whose handshake is done, before its link starts.
+pub struct Opened {
+    shook: Open,
+    session: Option<Session>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened").field("peer", &self.shook.peer).finish_non_exhaustive()
+    }
+}
+
+impl Opened {
+    /// The partner's verified certificate, over TLS.
+    pub fn peer_identity(&self) -> Option<&PeerIdentity> {
+        self.shook.identity.as_ref()
+    }
+
+    /// Starts the connection's link for `end`; `attach` receives the link before any message
+    /// is read from the partner.
+    pub fn start(self, end: PairEnd, options: &TcpOptions, attach: impl FnOnce(Link)) -> Pending {
+        start(self.shook, self.session, end, options, attach)
+    }
+}
+
+/// A socket after its handshake: what the connection is made of.
+struct Open {
+    dec: FrameDecoder,
+    io: Io,
+    peer: Option<std::net::SocketAddr>,
+    identity: Option<PeerIdentity>,
+    admission: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// What the partner answered about sessions.
+    answer: Answer,
+}
+
+/// Opens `accepted` as `side` of `spec`: TLS when the options say so, then the handshake
+/// with this side's session `offer`; `answer` decides what this side answers to the peer's.
+#[allow(clippy::too_many_arguments)]
+async fn open(
+    accepted: Accepted,
+    spec: &PairSpec,
+    side: Side,
+    options: &TcpOptions,
     role: Role,
-) -> Result<Pending, Error> {
-    let Accepted { stream, admission, heard } = accepted;
+    nonce: u64,
+    offer: Offer,
+    answer: impl FnOnce(&Offer) -> Result<Answer, Error>,
+) -> Result<Open, Error> {
+    let Accepted { stream, admission, heard, sessions: _ } = accepted;
     let mut stream = stream;
     stream.set_nodelay().map_err(|e| network(format!("could not set TCP_NODELAY: {e}")))?;
     let peer = stream.peer_addr();
-    let nonce = end.core.clock.random();
     let limit = options.handshake_timeout;
     let within = async |what: &str| refused(format!("the peer did not complete the {what} within {limit:?}"));
     let heard = heard.as_deref();
@@ -140,6 +264,7 @@ async fn establish_as(
         Role::Connecting => options.tls_client.as_ref().map(|_| role),
         Role::Listening => options.tls_server.as_ref().map(|_| role),
     };
+    let terms = |tls| Terms { spec, side, nonce, idle: options.handshake_idle, heard, tls, offer };
     // The TLS handshake in time, its failures named.
     let tls_session = async |handshake: std::pin::Pin<
         Box<dyn Future<Output = std::io::Result<tokio_rustls::TlsStream<Socket>>> + Send + '_>,
@@ -183,7 +308,7 @@ async fn establish_as(
         // Plain TCP.
         _ => Err(stream),
     };
-    let (dec, io, identity) = match session {
+    let (shook, io, identity) = match session {
         Ok(mut session) => {
             let identity = session
                 .get_ref()
@@ -191,25 +316,15 @@ async fn establish_as(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| PeerIdentity::from_der(c));
-            let dec = match tokio::time::timeout(
-                limit,
-                handshake(&mut session, end.spec, end.side, nonce, options.handshake_idle, heard, tls),
-            )
-            .await
-            {
+            let shook = match tokio::time::timeout(limit, handshake(&mut session, terms(tls), answer)).await {
                 Ok(result) => result?,
                 Err(_) => return Err(within("handshake").await),
             };
             let (read, write) = tokio::io::split(session);
-            (dec, Io::Stream(Box::new(read), Box::new(write)), identity)
+            (shook, Io::Stream(Box::new(read), Box::new(write)), identity)
         }
         Err(mut stream) => {
-            let dec = match tokio::time::timeout(
-                limit,
-                handshake(&mut stream, end.spec, end.side, nonce, options.handshake_idle, heard, None),
-            )
-            .await
-            {
+            let shook = match tokio::time::timeout(limit, handshake(&mut stream, terms(None), answer)).await {
                 Ok(result) => result?,
                 Err(_) => return Err(within("handshake").await),
             };
@@ -223,10 +338,11 @@ async fn establish_as(
                     Io::Stream(Box::new(read), Box::new(write))
                 }
             };
-            (dec, io, None)
+            (shook, io, None)
         }
     };
-    Ok(start(dec, io, peer, identity, end, options, attach, admission))
+    let Shook { dec, answer, .. } = shook;
+    Ok(Open { dec, io, peer, identity, admission, answer })
 }
 
 /// A connection's stream, split: plain TCP (written inline by producers), or any other.
@@ -235,52 +351,59 @@ enum Io {
     Stream(Box<dyn tokio::io::AsyncRead + Send + Unpin>, StreamWrite),
 }
 
+impl Io {
+    /// The read half, and where writes go.
+    fn split(self) -> (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Wire) {
+        match self {
+            Io::Tcp(read, write) => (Box::new(read), Wire::Tcp(Arc::new(write))),
+            Io::Stream(read, write) => (read, Wire::Stream(Arc::new(Mutex::new(write)))),
+        }
+    }
+}
+
 /// Starts the connection's link and tasks once its handshake is done.
-#[allow(clippy::too_many_arguments)]
 fn start(
-    mut dec: FrameDecoder,
-    io: Io,
-    peer: Option<std::net::SocketAddr>,
-    identity: Option<PeerIdentity>,
+    open: Open,
+    session: Option<Session>,
     end: PairEnd,
     options: &TcpOptions,
     attach: impl FnOnce(Link),
-    admission: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Pending {
     let PairEnd { spec, side, core, program } = end;
+    let Open { mut dec, io, peer, identity, admission, answer: _ } = open;
     // Frames after the handshake may be as large as the connection allows.
     dec.set_max(options.max_frame);
     let link = Link::new(core, side, spec.sequences.to_vec(), program);
-    let (tcp, stream_write, read): (_, _, Box<dyn tokio::io::AsyncRead + Send + Unpin>) = match io {
-        Io::Tcp(read, write) => (Some(write), None, Box::new(read)),
-        Io::Stream(read, write) => (None, Some(write), read),
-    };
+    let (read, wire) = io.split();
+    let resumable = session.is_some();
     let conn = Arc::new_cyclic(|me| Conn {
         me: me.clone(),
-        tcp,
-        stream: stream_write.map(Mutex::new),
+        socket: AtomicU64::new(0),
+        session,
+        state: watch::Sender::new(ConnectionState::Connected),
+        room: Notify::new(),
         peer,
         max_frame: options.max_frame,
-        out: Mutex::new(Outgoing {
-            bytes: Vec::with_capacity(4096),
-            urgent: false,
-            writing: false,
-            closing: false,
-        }),
+        out: Mutex::new(Outgoing::new(wire, resumable)),
         wake_writer: Notify::new(),
         link: OnceLock::new(),
         partner: watch::Sender::new(Partner::Waiting),
         closed: watch::Sender::new(false),
-        reader: OnceLock::new(),
+        reader: Mutex::new(None),
         received: AtomicU64::new(0),
         reader_busy: std::sync::atomic::AtomicBool::new(false),
         sent: AtomicU64::new(0),
         admission: Mutex::new(admission),
     });
+    if let Some(session) = &conn.session
+        && let Some(registry) = session.registry.as_ref().and_then(std::sync::Weak::upgrade)
+    {
+        registry.insert(session.keys.id, Arc::downgrade(&conn));
+    }
     let _ = conn.link.set(link.downgrade());
     link.attach(conn.clone());
     attach(link.clone());
-    let _ = conn.reader.set(tokio::spawn(read_loop(conn.clone(), read, dec)).abort_handle());
+    *conn.reader.lock() = Some(tokio::spawn(read_loop(conn.clone(), read, dec, 0)).abort_handle());
     tokio::spawn(write_loop(conn.clone(), options.heartbeat, options.partner_timeout));
     Pending { conn, link, identity }
 }
@@ -298,5 +421,21 @@ pub async fn connect(
         .connect(addr.clone())
         .await
         .map_err(|e| network(format!("could not connect to the partner at {addr}: {e}")))?;
-    establish_as(stream.into(), end, options, attach, Role::Connecting).await
+    let clock = end.core.clock.clone();
+    let offer = if options.reconnect.is_some() { Offer::Resumable } else { Offer::None };
+    let open =
+        open(stream.into(), end.spec, end.side, options, Role::Connecting, clock.random(), offer, |_| {
+            Ok(Answer::None)
+        })
+        .await?;
+    let session = match (&open.answer, &options.reconnect) {
+        (Answer::Grant(keys), Some(policy)) => Some(Session::new(
+            *keys,
+            policy.clone(),
+            Some(Redial { addr, options: options.clone(), spec: end.spec, side: end.side, clock }),
+            None,
+        )),
+        _ => None,
+    };
+    Ok(start(open, session, end, options, attach))
 }

@@ -35,6 +35,9 @@ pub mod kind {
     pub const STOP_ACK: u8 = 0x53;
     /// The sender closes the connection: the reason, as text.
     pub const CLOSE: u8 = 0x54;
+    /// A resumable session: how many frames the sender has received (a varint), so the
+    /// partner may forget them.
+    pub const RECEIVED: u8 = 0x55;
 }
 
 /// How a TCP connection behaves.
@@ -67,6 +70,102 @@ pub struct TcpOptions {
     /// The network connections are made over: `None` (the default) is the system's TCP;
     /// `waldo::sim::options()` sets the simulated network.
     pub network: Option<std::sync::Arc<dyn Network>>,
+    /// Whether a broken connection is resumed, and how (the book's "Connections over TCP").
+    /// `None` (the default): a broken connection ends the pair.
+    pub reconnect: Option<ReconnectPolicy>,
+}
+
+/// How a pair survives a broken connection: the connecting side redials with jittered
+/// exponential backoff, the listener routes the new connection to the session, and both
+/// sides re-send what the other did not receive, so transactions in flight go on.
+///
+/// Both sides must enable it (each side's window decides when it gives up).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconnectPolicy {
+    /// The wait before the first redial (default 0: most cuts are brief).
+    pub first_delay: Duration,
+    /// The bound of the second redial's wait; each later bound is `multiplier` times the one
+    /// before, up to `max_delay`; each wait is drawn uniformly below its bound (full jitter).
+    /// Default 100 ms.
+    pub base_delay: Duration,
+    /// The largest bound of a wait (default 5 s).
+    pub max_delay: Duration,
+    /// How much each bound grows (default 2).
+    pub multiplier: f64,
+    /// How long after the break the session may still be resumed; then the pair is given up
+    /// and calls in flight fail with a network error (default 30 s).
+    pub resume_window: Duration,
+    /// At most this many bytes wait for the partner while it is unreachable (or has not
+    /// confirmed them); a sequence that would start beyond that waits until the partner is
+    /// back (default 8 MiB).
+    pub max_backlog: usize,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            first_delay: Duration::ZERO,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            multiplier: 2.0,
+            resume_window: Duration::from_secs(30),
+            max_backlog: 8 << 20,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// This policy with another resume window.
+    pub fn with_resume_window(mut self, window: Duration) -> Self {
+        self.resume_window = window;
+        self
+    }
+
+    /// This policy with another backoff: the first wait, the bound of the second, the largest
+    /// bound and the growth of the bounds (at least 1).
+    pub fn with_backoff(mut self, first: Duration, base: Duration, max: Duration, multiplier: f64) -> Self {
+        self.first_delay = first;
+        self.base_delay = base;
+        self.max_delay = max;
+        self.multiplier = if multiplier.is_finite() { multiplier.max(1.0) } else { 2.0 };
+        self
+    }
+
+    /// This policy with another bound on the bytes waiting for the partner.
+    pub fn with_max_backlog(mut self, bytes: usize) -> Self {
+        self.max_backlog = bytes.max(1);
+        self
+    }
+
+    /// The wait before redial number `attempt` (1 is the first), given a uniform draw `unit`
+    /// in [0, 1).
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        if attempt <= 1 {
+            return self.first_delay;
+        }
+        let growth = self.multiplier.powi(attempt.saturating_sub(2).min(64) as i32);
+        let bound = self.base_delay.as_secs_f64() * growth;
+        let bound = bound.min(self.max_delay.as_secs_f64());
+        Duration::from_secs_f64((bound * unit.clamp(0.0, 1.0)).max(0.0))
+    }
+}
+
+/// The state of a pair's connection, as the host sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// The partner is reachable (or the pair is in one process).
+    Connected,
+    /// The connection broke and the session is being resumed; `attempt` counts the redials
+    /// of this side (0 on the listening side, which waits for its partner to come back).
+    Reconnecting {
+        /// Redials so far.
+        attempt: u32,
+    },
+    /// The pair is over: the reason.
+    Closed {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Default for TcpOptions {
@@ -82,6 +181,7 @@ impl Default for TcpOptions {
             tls_client: None,
             tls_server: None,
             network: None,
+            reconnect: None,
         }
     }
 }
@@ -153,6 +253,12 @@ impl TcpOptions {
         self
     }
 
+    /// These options resuming broken connections under `policy` (both sides must enable it).
+    pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
     /// The network connections are made over.
     pub(super) fn network(&self) -> &dyn Network {
         match &self.network {
@@ -170,6 +276,8 @@ pub struct Accepted {
     /// Set once the peer's preamble arrived (the listener may close a handshake that heard
     /// nothing to make room for others).
     pub(super) heard: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The listener's resumable sessions (when it resumes them).
+    pub(super) sessions: Option<std::sync::Arc<super::session::Sessions>>,
 }
 
 impl Accepted {
@@ -178,14 +286,15 @@ impl Accepted {
         stream: Socket,
         admission: tokio::sync::OwnedSemaphorePermit,
         heard: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        sessions: Option<std::sync::Arc<super::session::Sessions>>,
     ) -> Accepted {
-        Accepted { stream, admission: Some(admission), heard: Some(heard) }
+        Accepted { stream, admission: Some(admission), heard: Some(heard), sessions }
     }
 }
 
 impl From<Socket> for Accepted {
     fn from(stream: Socket) -> Accepted {
-        Accepted { stream, admission: None, heard: None }
+        Accepted { stream, admission: None, heard: None, sessions: None }
     }
 }
 

@@ -1,0 +1,342 @@
+//! Resumable sessions (the book's "Connections over TCP", "Reconnection"): what a pair keeps
+//! so that a broken connection can be replaced without the engines noticing.
+//!
+//! **The idea.** A resumable connection is a reliable stream of frames that outlives its
+//! sockets. Every frame after the handshake is numbered (in each direction, from 1); each side
+//! keeps the frames it sent until the partner confirms it received them (a `RECEIVED` frame
+//! every [`CONFIRM_EVERY`] frames, and with the heartbeats), and counts the frames it
+//! received. When the connection breaks, the connecting side redials; the new connection's
+//! handshake names the session (id and secret token) and says how many frames this side
+//! received; the listener answers with its own count; each side then re-sends what the other
+//! did not receive, in order, and reading goes on. So every message — a block's work, a vote,
+//! a commit or abort decision — arrives exactly once and in order, and the engines on both
+//! sides see one unbroken connection: a transaction in flight at the cut just takes longer,
+//! a prepared child keeps waiting for its decision, and nothing is applied twice or lost.
+//! Only when the resume window passes (or the partner says it no longer knows the session)
+//! is the pair given up as before.
+//!
+//! **Who may resume.** The listener makes the session's id and token (128 random bits each,
+//! from the host's clock: the thread's cryptographic generator, or a simulation's seed) and
+//! gives them in its handshake answer. A resume must present both; a wrong token, an unknown
+//! or expired session, another protocol or the other role is refused with the reason, and
+//! the session it named is not disturbed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::conn::Conn;
+use super::network::Address;
+use super::options::*;
+use crate::core::error::Error;
+use crate::engine::Side;
+use crate::wire::{Reader, WireError, Writer};
+
+/// A confirmation goes out once this many frames arrived since the last one.
+pub(super) const CONFIRM_EVERY: u64 = 32;
+
+/// A session's id and its secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Keys {
+    pub(super) id: u128,
+    pub(super) token: u128,
+}
+
+impl Keys {
+    /// New keys from the host's clock.
+    pub(super) fn new(clock: &crate::core::tx::Clock) -> Keys {
+        let draw = || (u128::from(clock.random()) << 64) | u128::from(clock.random());
+        Keys { id: draw(), token: draw() }
+    }
+
+    /// The id as people read it (the first 8 bytes: enough to tell sessions apart in a log).
+    pub(super) fn name(id: u128) -> String {
+        format!("{:016x}", (id >> 64) as u64)
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never printed.
+        f.debug_struct("Keys").field("id", &Keys::name(self.id)).finish_non_exhaustive()
+    }
+}
+
+/// What a side says about sessions in its `Hello`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Offer {
+    /// Nothing: the connection ends with its socket.
+    None,
+    /// This side resumes broken connections (the listener then grants a session).
+    Resumable,
+    /// This connection resumes `keys`' session; this side received `received` frames.
+    Resume { keys: Keys, received: u64 },
+}
+
+/// What a side says about sessions in its `Ack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// Nothing.
+    None,
+    /// The listener grants a resumable session with `keys`.
+    Grant(Keys),
+    /// The listener resumed the session; it received `received` frames.
+    Resumed { received: u64 },
+}
+
+const RESUMABLE: u8 = 1;
+const RESUME: u8 = 2;
+const GRANT: u8 = 1;
+const RESUMED: u8 = 2;
+
+fn write_keys(w: &mut Writer, keys: &Keys) {
+    for part in [keys.id >> 64, keys.id, keys.token >> 64, keys.token] {
+        w.fixed_u64(part as u64);
+    }
+}
+
+fn read_keys(r: &mut Reader<'_>) -> Result<Keys, WireError> {
+    let mut part = || r.fixed_u64("a session key").map(u128::from);
+    let id = (part()? << 64) | part()?;
+    let token = (part()? << 64) | part()?;
+    Ok(Keys { id, token })
+}
+
+impl Offer {
+    pub(super) fn write(&self, w: &mut Writer) {
+        match self {
+            // Nothing is written: a plain connection's handshake is the same as without sessions.
+            Offer::None => {}
+            Offer::Resumable => w.byte(RESUMABLE),
+            Offer::Resume { keys, received } => {
+                w.byte(RESUME);
+                write_keys(w, keys);
+                w.varint(*received);
+            }
+        }
+    }
+
+    /// Reads an offer; a `Hello` without one offers nothing.
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<Offer, WireError> {
+        if r.remaining() == 0 {
+            return Ok(Offer::None);
+        }
+        Ok(match r.byte("the session offer")? {
+            RESUMABLE => Offer::Resumable,
+            RESUME => {
+                let keys = read_keys(r)?;
+                Offer::Resume { keys, received: r.varint()? }
+            }
+            _ => Offer::None,
+        })
+    }
+}
+
+impl Answer {
+    pub(super) fn write(&self, w: &mut Writer) {
+        match self {
+            Answer::None => {}
+            Answer::Grant(keys) => {
+                w.byte(GRANT);
+                write_keys(w, keys);
+            }
+            Answer::Resumed { received } => {
+                w.byte(RESUMED);
+                w.varint(*received);
+            }
+        }
+    }
+
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<Answer, WireError> {
+        if r.remaining() == 0 {
+            return Ok(Answer::None);
+        }
+        Ok(match r.byte("the session answer")? {
+            GRANT => Answer::Grant(read_keys(r)?),
+            RESUMED => Answer::Resumed { received: r.varint()? },
+            _ => Answer::None,
+        })
+    }
+}
+
+/// What the connecting side needs to redial.
+pub(super) struct Redial {
+    pub(super) addr: Address,
+    pub(super) options: TcpOptions,
+    pub(super) spec: &'static PairSpec,
+    pub(super) side: Side,
+    pub(super) clock: Arc<crate::core::tx::Clock>,
+}
+
+/// A resumable connection's session.
+pub(super) struct Session {
+    pub(super) keys: Keys,
+    pub(super) policy: ReconnectPolicy,
+    /// On the connecting side: how to redial.
+    pub(super) redial: Option<Redial>,
+    /// On the listening side: the listener's sessions, left when the session ends.
+    pub(super) registry: Option<Weak<Sessions>>,
+    /// Which socket may read, and what has been read: the reader holds this lock while it
+    /// handles frames, so a resume that takes it knows the count is final for the old socket.
+    pub(super) reading: Mutex<Reading>,
+    /// The outage in progress, if any.
+    pub(super) outage: Mutex<Option<Outage>>,
+    /// Held while a new socket is being attached: one resume at a time.
+    pub(super) resuming: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Session {
+    pub(super) fn new(
+        keys: Keys,
+        policy: ReconnectPolicy,
+        redial: Option<Redial>,
+        registry: Option<Weak<Sessions>>,
+    ) -> Session {
+        Session {
+            keys,
+            policy,
+            redial,
+            registry,
+            reading: Mutex::new(Reading { socket: 0, received: 0, confirmed: 0 }),
+            outage: Mutex::new(None),
+            resuming: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+pub(super) struct Reading {
+    /// The socket (by number) whose reader may handle frames.
+    pub(super) socket: u64,
+    /// Frames received.
+    pub(super) received: u64,
+    /// The count last confirmed to the partner.
+    pub(super) confirmed: u64,
+}
+
+/// A broken connection being resumed.
+pub(super) struct Outage {
+    /// When it broke (the resume window runs from then).
+    pub(super) since: tokio::time::Instant,
+    /// What broke it.
+    pub(super) cause: Error,
+    /// The task that redials, or gives the session up when the window passes.
+    pub(super) task: Option<tokio::task::AbortHandle>,
+}
+
+/// Frames sent and not yet confirmed by the partner, kept to be re-sent after a resume.
+#[derive(Default)]
+pub(super) struct Replay {
+    /// The bytes of frames handed to a socket, not yet confirmed.
+    pub(super) sent: Vec<u8>,
+    /// The length (header included) of every frame not yet confirmed, sent or still queued,
+    /// oldest first.
+    pub(super) frames: VecDeque<usize>,
+    /// Frames confirmed so far.
+    pub(super) confirmed: u64,
+    /// Frames queued so far (confirmed or not).
+    pub(super) queued: u64,
+    /// Confirmed bytes not yet in `sent` (a write in progress reached the partner before it
+    /// was recorded): dropped as they are recorded.
+    pub(super) owed: usize,
+}
+
+impl Replay {
+    /// `bytes` were handed to the socket.
+    pub(super) fn sent(&mut self, bytes: &[u8]) {
+        let owed = self.owed.min(bytes.len());
+        self.owed -= owed;
+        self.sent.extend_from_slice(&bytes[owed..]);
+    }
+
+    /// Every unconfirmed byte, sent or `queued` (which it takes), in order, after the
+    /// partner said it received `count` frames: what a resumed connection sends first.
+    pub(super) fn resend(&mut self, queued: &mut Vec<u8>, count: u64) -> Result<Vec<u8>, String> {
+        self.sent.append(queued);
+        let owed = self.owed.min(self.sent.len());
+        self.sent.drain(..owed);
+        self.owed = 0;
+        self.confirm(count)?;
+        Ok(std::mem::take(&mut self.sent))
+    }
+
+    /// A frame of `len` bytes (header included) was queued.
+    pub(super) fn queued(&mut self, len: usize) {
+        self.frames.push_back(len);
+        self.queued += 1;
+    }
+
+    /// The partner received `count` frames: forget them. An error when it claims more than
+    /// were queued.
+    pub(super) fn confirm(&mut self, count: u64) -> Result<(), String> {
+        if count > self.queued {
+            return Err(format!("the partner confirmed {count} frames, but only {} were sent", self.queued));
+        }
+        let mut bytes = 0;
+        while self.confirmed < count {
+            bytes += self.frames.pop_front().unwrap_or(0);
+            self.confirmed += 1;
+        }
+        let now = bytes.min(self.sent.len());
+        self.owed += bytes - now;
+        self.sent.drain(..now);
+        if self.sent.capacity() > 1 << 20 && self.sent.len() < 64 * 1024 {
+            self.sent.shrink_to(64 * 1024);
+        }
+        Ok(())
+    }
+}
+
+/// The resumable sessions a listener serves, by id; and the ids of those given up lately, to
+/// tell "expired" from "unknown".
+#[derive(Default)]
+pub(super) struct Sessions {
+    live: Mutex<HashMap<u128, Weak<Conn>>>,
+    expired: Mutex<VecDeque<u128>>,
+}
+
+/// How many given-up session ids a listener remembers.
+const EXPIRED_KEPT: usize = 1024;
+
+impl Sessions {
+    pub(super) fn insert(&self, id: u128, conn: Weak<Conn>) {
+        self.live.lock().insert(id, conn);
+    }
+
+    /// The session ended: it can no longer be resumed.
+    pub(super) fn ended(&self, id: u128) {
+        if self.live.lock().remove(&id).is_some() {
+            let mut expired = self.expired.lock();
+            if expired.len() == EXPIRED_KEPT {
+                expired.pop_front();
+            }
+            expired.push_back(id);
+        }
+    }
+
+    /// The connection of session `keys`, or why it cannot be resumed.
+    pub(super) fn find(&self, keys: &Keys) -> Result<Arc<Conn>, String> {
+        let name = Keys::name(keys.id);
+        let found = self.live.lock().get(&keys.id).and_then(Weak::upgrade);
+        match found {
+            Some(conn) => {
+                let token = conn.session.as_ref().map_or(0, |s| s.keys.token);
+                // Compared in constant time: the time taken says nothing about the token.
+                let differ = (token ^ keys.token).count_ones();
+                if differ == 0 { Ok(conn) } else { Err(format!("wrong resume token for session {name}")) }
+            }
+            None if self.expired.lock().contains(&keys.id) => {
+                Err(format!("session {name} has expired (its resume window passed, or its endpoint stopped)"))
+            }
+            None => {
+                Err(format!("unknown session {name} (the listener restarted, or the session never existed)"))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").field("live", &self.live.lock().len()).finish()
+    }
+}
