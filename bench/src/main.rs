@@ -603,7 +603,7 @@ fn simulation(plan: &Plan) -> SimFigures {
     let start = Instant::now();
     let mut violations = 0;
     for seed in 0..plan.sim_seeds {
-        let report = campaign::run_seed(seed, campaign::Faults::Delays).expect("the campaign's seed runs");
+        let report = campaign::run_seed(seed, campaign::Faults::ALL).expect("the campaign's seed runs");
         black_box((report.trace_hash, report.transfers));
         violations += report.violations.len();
     }

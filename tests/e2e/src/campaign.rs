@@ -4,10 +4,13 @@
 //! and a Vault host, several concurrent callers on each side moving money under unique
 //! transfer ids — while a random schedule changes latencies, partitions and heals the
 //! link, holds and releases traffic, cuts connections and crashes and restarts the Vault.
-//! The Branch reconnects after every loss. When the faults stop and the network heals,
+//! Connections resume their sessions after a cut or a partition (within a window longer
+//! than any partition); the Branch connects anew when a pair ends (its Vault crashed). When the faults stop and the network heals,
 //! every pair is checked: every call ended (`Ok`, or a documented error) within its
 //! deadline; both replicas of the peered ledger are identical; money is conserved; each
-//! transfer id was applied once or not at all, and every one that returned `true` was.
+//! transfer id was applied once or not at all, and every one that returned `true` was
+//! (except on a Vault that crashed before its partner heard the decision: it took the
+//! decision with it, and its caller too).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -19,7 +22,7 @@ use crate::corpus_sim_bank::sim_bank::{Branch, Vault};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use waldo::sim::{self, Builder, SimError};
-use waldo::{CallOptions, Error, TcpOptions};
+use waldo::{CallOptions, Error, ReconnectPolicy, TcpOptions};
 
 /// Accounts opened on the Branch of every pair, and the money in each.
 const ACCOUNTS: [&str; 3] = ["a", "b", "c"];
@@ -31,10 +34,21 @@ const FAULT_PHASE: Duration = Duration::from_secs(3);
 /// The deadline of every host call.
 const DEADLINE: Duration = Duration::from_secs(2);
 
+/// How long a broken pair may take to resume: longer than any partition of the schedule.
+const RESUME_WINDOW: Duration = Duration::from_secs(10);
+
 /// How the connections of the campaign behave: the simulated network, heartbeats that find
-/// a silent partner within a second.
-fn options() -> TcpOptions {
-    sim::options().with_heartbeat(Duration::from_millis(200), Duration::from_secs(1))
+/// a silent partner within a second, and (unless `resume` is off) resumable sessions.
+fn options(resume: bool) -> TcpOptions {
+    let options = sim::options().with_heartbeat(Duration::from_millis(200), Duration::from_secs(1));
+    if !resume {
+        return options;
+    }
+    options.with_reconnect(
+        ReconnectPolicy::default()
+            .with_backoff(Duration::ZERO, Duration::from_millis(50), Duration::from_millis(500), 2.0)
+            .with_resume_window(RESUME_WINDOW),
+    )
 }
 
 fn call_options() -> CallOptions {
@@ -81,9 +95,9 @@ fn documented(e: &Error) -> bool {
 }
 
 /// The Vault host: accepts Branches; on each, callers withdraw until the pair ends.
-async fn vault_host(world: Shared, incarnation: u64) -> sim::HostResult {
+async fn vault_host(world: Shared, incarnation: u64, resume: bool) -> sim::HostResult {
     world.borrow_mut().incarnation = incarnation;
-    let listener = Vault::listen("0.0.0.0:7000").with_options(options()).await?;
+    let listener = Vault::listen("0.0.0.0:7000").with_options(options(resume)).await?;
     let mut accepted = 0u64;
     loop {
         let Ok(vault) = listener.accept().await else { continue };
@@ -168,12 +182,12 @@ async fn run_call(
 
 /// The Branch client: connects, opens the accounts, pays from several callers until the
 /// pair ends, and connects again, until the fault phase is over; then checks.
-async fn branch_client(world: Shared, seed: u64) -> sim::HostResult {
+async fn branch_client(world: Shared, seed: u64, resume: bool) -> sim::HostResult {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xb7a2);
     let mut pair = 0;
     let start = tokio::time::Instant::now();
     while start.elapsed() < FAULT_PHASE {
-        let branch = match Branch::connect("vault:7000").with_options(options()).await {
+        let branch = match Branch::connect("vault:7000").with_options(options(resume)).await {
             Ok(b) => b.with_options(call_options()),
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -266,7 +280,12 @@ async fn check(world: &Shared) {
             }
         }
         for (id, outcome) in &calls {
-            if matches!(outcome, Some(Outcome::Applied(true))) && !branch_book.contains_key(id) {
+            // A Vault that committed and crashed before its decision reached the Branch took
+            // the decision with it (nothing is written to disk): the Branch, prepared, rolls
+            // the transfer back when the Vault's new incarnation refuses to resume the
+            // session. Its caller's `true` died with the host.
+            let on_crashed = crashed.iter().any(|inc| id.starts_with(&format!("v{inc}.")));
+            if matches!(outcome, Some(Outcome::Applied(true))) && !on_crashed && !branch_book.contains_key(id) {
                 violations
                     .push(format!("{tag}: transfer {id} returned true but is not in the Branch's ledger"));
             }
@@ -320,27 +339,38 @@ enum Fault {
     Crash(Duration),
 }
 
-/// Which faults a campaign's schedules draw from.
+/// Which faults a campaign's schedules draw from, and whether its connections resume.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Faults {
-    /// Latency changes, held traffic, crashed and restarted hosts: faults that lose no
-    /// message on a connection that lives on.
-    Delays,
-    /// Also partitions and cut connections, which lose messages in flight: a pair whose
-    /// connection is lost while a commit decision is in flight can end with different
-    /// replicas (ARCHITECTURE.md, "Losing the parent while prepared presumes abort") until
-    /// connections resume and resolve such transactions.
-    All,
+pub struct Faults {
+    /// Also partitions and cut connections (otherwise only latency changes, held traffic
+    /// and crashed and restarted hosts: faults that lose no message on a connection that
+    /// lives on).
+    pub all: bool,
+    /// Connections resume their sessions ([`waldo::ReconnectPolicy`]). Without that, a pair
+    /// whose connection is lost while a commit decision is in flight can end with
+    /// different replicas (ARCHITECTURE.md, "Losing the parent while prepared presumes
+    /// abort"), which partitions and cuts find.
+    pub resume: bool,
 }
 
 impl Faults {
-    /// `WALDO_SIM_FAULTS`: `delays` (the default) or `all`.
+    /// Every fault, resumable connections: the campaign's default.
+    pub const ALL: Faults = Faults { all: true, resume: true };
+
+    /// `WALDO_SIM_FAULTS` (`all`, the default, or `delays`) and `WALDO_SIM_RESUME` (`on`,
+    /// the default, or `off`).
     pub fn from_env() -> Result<Faults, String> {
-        match std::env::var("WALDO_SIM_FAULTS").as_deref() {
-            Err(_) | Ok("delays") => Ok(Faults::Delays),
-            Ok("all") => Ok(Faults::All),
-            Ok(other) => Err(format!("WALDO_SIM_FAULTS=`{other}`: expected `delays` or `all`")),
-        }
+        let all = match std::env::var("WALDO_SIM_FAULTS").as_deref() {
+            Err(_) | Ok("all") => true,
+            Ok("delays") => false,
+            Ok(other) => return Err(format!("WALDO_SIM_FAULTS=`{other}`: expected `all` or `delays`")),
+        };
+        let resume = match std::env::var("WALDO_SIM_RESUME").as_deref() {
+            Err(_) | Ok("on") => true,
+            Ok("off") => false,
+            Ok(other) => return Err(format!("WALDO_SIM_RESUME=`{other}`: expected `on` or `off`")),
+        };
+        Ok(Faults { all, resume })
     }
 }
 
@@ -349,7 +379,7 @@ fn schedule(rng: &mut SmallRng, faults: Faults) -> Vec<(Duration, Fault)> {
     let mut faults: Vec<(Duration, Fault)> = (0..n)
         .map(|_| {
             let at = Duration::from_millis(rng.random_range(200..FAULT_PHASE.as_millis() as u64 - 500));
-            let kinds = if faults == Faults::All { 5 } else { 3 };
+            let kinds = if faults.all { 5 } else { 3 };
             let fault = match rng.random_range(0..kinds) {
                 0 => Fault::Latency(Duration::from_millis(rng.random_range(1..40))),
                 1 => Fault::Hold(Duration::from_millis(rng.random_range(50..800))),
@@ -391,10 +421,10 @@ pub fn run_seed(seed: u64, faults: Faults) -> Result<Report, SimError> {
         sim.host("vault", move || {
             let n = incarnations.get();
             incarnations.set(n + 1);
-            vault_host(world.clone(), n)
+            vault_host(world.clone(), n, faults.resume)
         })?;
     }
-    sim.client("branch", branch_client(world.clone(), seed))?;
+    sim.client("branch", branch_client(world.clone(), seed, faults.resume))?;
     let faults = schedule(&mut rng, faults);
     let mut pending: Vec<(Duration, &str)> = Vec::new();
     let mut next = 0;

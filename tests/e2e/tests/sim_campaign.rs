@@ -1,7 +1,8 @@
 //! The fault campaign (`waldo_e2e::campaign`; the book's "Testing a protocol under
 //! faults"). `WALDO_SIM_SEEDS=N` runs seeds `0..N` (default 500); `WALDO_SIM_SEED=S` runs
-//! seed `S` alone; `WALDO_SIM_FAULTS=all` adds partitions and cut connections to the
-//! schedules (see `campaign::Faults`); `WALDO_SIM_TRACE=1` prints a failing seed's trace.
+//! seed `S` alone; `WALDO_SIM_FAULTS=delays` leaves partitions and cut connections out of
+//! the schedules, `WALDO_SIM_RESUME=off` runs without resumable sessions (see
+//! `campaign::Faults`); `WALDO_SIM_TRACE=1` prints a failing seed's trace.
 //! It prints `sim campaign: N seeds, V violations` and fails on any violation, naming each
 //! seed and the command that replays it.
 
@@ -50,10 +51,10 @@ fn sim_campaign() {
 
 #[test]
 fn a_seed_replays_exactly() {
-    let first = run_seed(7, Faults::All).expect("runs");
-    let second = run_seed(7, Faults::All).expect("runs");
+    let first = run_seed(7, Faults::ALL).expect("runs");
+    let second = run_seed(7, Faults::ALL).expect("runs");
     assert!(first.transfers > 10, "the seed ran only {} transfers", first.transfers);
     assert_eq!(first.trace_hash, second.trace_hash, "the same seed gave two traces");
-    let other = run_seed(8, Faults::All).expect("runs");
+    let other = run_seed(8, Faults::ALL).expect("runs");
     assert_ne!(first.trace_hash, other.trace_hash, "two seeds gave the same trace");
 }
