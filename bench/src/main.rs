@@ -39,6 +39,11 @@ pub mod corpus_sim_bank {
 #[path = "../../tests/e2e/src/campaign.rs"]
 pub mod campaign;
 
+/// The cutting proxy of the reconnection tests (the benchmark uses part of it).
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/e2e/src/proxy.rs"]
+mod proxy;
+
 use bench::{Client, Server};
 
 /// How much to measure.
@@ -50,6 +55,8 @@ struct Plan {
     compiler_runs: usize,
     sim_round_trips: usize,
     sim_seeds: u64,
+    resumes: usize,
+    cut_rounds: usize,
 }
 
 impl Plan {
@@ -63,6 +70,8 @@ impl Plan {
                 compiler_runs: 5,
                 sim_round_trips: 2_000,
                 sim_seeds: 20,
+                resumes: 15,
+                cut_rounds: 5,
             }
         } else {
             Plan {
@@ -73,6 +82,8 @@ impl Plan {
                 compiler_runs: 21,
                 sim_round_trips: 20_000,
                 sim_seeds: 100,
+                resumes: 60,
+                cut_rounds: 30,
             }
         }
     }
@@ -611,6 +622,123 @@ fn simulation(plan: &Plan) -> SimFigures {
     SimFigures { rtt_wall_us: median(waldo), raw_rtt_wall_us: median(raw), seeds_per_s, violations }
 }
 
+// ---------------------------------------------------------------- reconnection
+
+/// What the reconnection benchmark measured.
+struct ReconnectFigures {
+    /// Median ms from a cut to the first committed transaction after the resume.
+    resume_ms: f64,
+    /// Median µs of a raw 64-byte round trip through the same proxy.
+    raw_rtt_via_proxy_us: f64,
+    /// Calls in flight at a cut, and how many of them returned `Ok`.
+    in_flight: usize,
+    ok: usize,
+}
+
+/// A resumable pair through the cutting proxy: the time from a cut to the first committed
+/// transaction after it (the backoff's first delay zero), and the share of calls in flight
+/// at a cut that still return `Ok` (8 callers, the resume window longer than any outage).
+fn reconnection(plan: &Plan) -> ReconnectFigures {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let (resumes, rounds, samples) = (plan.resumes, plan.cut_rounds, plan.latency_samples / 10);
+    rt.block_on(async move {
+        // The raw baseline through the same proxy.
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let echo_addr = echo.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut s, _) = echo.accept().await.expect("accept");
+            s.set_nodelay(true).expect("nodelay");
+            let mut buf = [0u8; 64];
+            while s.read_exact(&mut buf).await.is_ok() {
+                if s.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let raw_proxy = proxy::CutProxy::start(echo_addr).await;
+        let s = tokio::net::TcpStream::connect(raw_proxy.addr()).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        let s = tokio::sync::Mutex::new(s);
+        let raw = sample(samples, |i| {
+            let s = &s;
+            async move {
+                let mut s = s.lock().await;
+                let mut buf = [i as u8; 64];
+                s.write_all(&buf).await.expect("write");
+                s.read_exact(&mut buf).await.expect("read");
+            }
+        })
+        .await;
+
+        let policy = waldo::ReconnectPolicy::default()
+            .with_backoff(Duration::ZERO, Duration::from_millis(5), Duration::from_millis(50), 2.0)
+            .with_resume_window(Duration::from_secs(30));
+        let options = waldo::TcpOptions::default().with_reconnect(policy);
+        let listener = Server::listen("127.0.0.1:0").with_options(options.clone()).await.expect("listen");
+        let cutter = proxy::CutProxy::start(listener.local_addr()).await;
+        let (client, _server) =
+            tokio::try_join!(Client::connect(cutter.addr()).with_options(options), listener.accept())
+                .expect("a pair");
+        client.two(0.0).await.expect("a first call");
+        let mut resume_ms = Vec::with_capacity(resumes);
+        for i in 0..resumes {
+            let before = Instant::now();
+            cutter.cut_now();
+            let y = client.two(i as f64).await.expect("a call after the cut");
+            assert_eq!(y, (i as f64 + 1.0) * 2.0);
+            // From the moment the proxy closed the sockets.
+            let cut = cutter.last_cut().filter(|t| *t >= before).unwrap_or(before);
+            resume_ms.push(cut.elapsed().as_secs_f64() * 1e3);
+            // Back to the steady state before the next cut.
+            client.two(0.0).await.expect("a call");
+        }
+        assert_eq!(cutter.connections(), resumes + 1, "each cut resumed once");
+
+        // Calls in flight at cuts.
+        let cuts: Arc<parking_lot::Mutex<Vec<Instant>>> = Default::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut callers = Vec::new();
+        for c in 0..8 {
+            let (client, stop) = (client.clone(), stop.clone());
+            callers.push(tokio::spawn(async move {
+                let mut calls = Vec::new();
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let x = f64::from(c * 100_000 + i);
+                    let start = Instant::now();
+                    let ok = client.two(x).await == Ok((x + 1.0) * 2.0);
+                    calls.push((start, Instant::now(), ok));
+                    i += 1;
+                }
+                calls
+            }));
+        }
+        for _ in 0..rounds {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            cuts.lock().push(Instant::now());
+            cutter.cut_now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop.store(true, Ordering::Relaxed);
+        let cuts = cuts.lock().clone();
+        let (mut in_flight, mut ok) = (0, 0);
+        for caller in callers {
+            for (start, end, good) in caller.await.expect("a caller") {
+                if cuts.iter().any(|c| start <= *c && *c <= end) {
+                    in_flight += 1;
+                    ok += usize::from(good);
+                }
+            }
+        }
+        let (resume, raw) = (Dist::new("resume", resume_ms), Dist::new("raw via proxy", raw));
+        ReconnectFigures { resume_ms: resume.p50(), raw_rtt_via_proxy_us: raw.p50() / 1e3, in_flight, ok }
+    })
+}
+
 // ---------------------------------------------------------------- report
 
 fn main() {
@@ -632,6 +760,7 @@ fn main() {
     let local = local(&plan);
     let fight = contention(&plan);
     let sim = simulation(&plan);
+    let resume = reconnection(&plan);
     let examples: Vec<(&str, &str)> = vec![
         ("bank", include_str!("../../examples/protocols/bank.wld")),
         ("chat", include_str!("../../examples/protocols/chat.wld")),
@@ -747,6 +876,16 @@ fn main() {
     line("ratio.sim_rtt_wall_vs_raw", sim.rtt_wall_us.0 / sim.raw_rtt_wall_us.0);
     line("sim.seeds_per_s", sim.seeds_per_s);
     println!("sim.campaign_violations: {}", sim.violations);
+    // Budgets: a resume within 5 raw round trips (through the same proxy) plus the first
+    // delay (zero here); every call in flight at a cut returns Ok.
+    line("reconnect.resume_ms", resume.resume_ms);
+    line("reconnect.raw_rtt_via_proxy_us", resume.raw_rtt_via_proxy_us);
+    line("ratio.reconnect_resume_vs_raw_rtt", resume.resume_ms * 1e3 / resume.raw_rtt_via_proxy_us);
+    line("reconnect.cut_calls_in_flight", resume.in_flight as f64);
+    line(
+        "reconnect.cut_calls_ok_pct",
+        if resume.in_flight == 0 { 100.0 } else { 100.0 * resume.ok as f64 / resume.in_flight as f64 },
+    );
     let t32 = tcp.throughput.iter().find(|(n, _)| *n == 32).map_or(0.0, |(_, t)| *t);
     line("throughput.tcp_32_callers_tx_per_s", t32);
     println!("goal.tcp_2block_within_1.3x_raw: {}", tcp.two.p50() <= 1.3 * raw.p50());

@@ -639,7 +639,7 @@ async fn listen<E: Endpoint>(
             };
             // The handshake first: a partner resuming its session needs no new endpoint.
             let opened = match crate::driver::tcp::accept(stream, spec, side, &tcp).await? {
-                crate::driver::tcp::Accept::New(opened) => opened,
+                crate::driver::tcp::Accept::New(opened) => *opened,
                 crate::driver::tcp::Accept::Resumed => return Ok(None),
             };
             let ep = Ep::new(E::CODE);

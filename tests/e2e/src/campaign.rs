@@ -285,7 +285,8 @@ async fn check(world: &Shared) {
             // the transfer back when the Vault's new incarnation refuses to resume the
             // session. Its caller's `true` died with the host.
             let on_crashed = crashed.iter().any(|inc| id.starts_with(&format!("v{inc}.")));
-            if matches!(outcome, Some(Outcome::Applied(true))) && !on_crashed && !branch_book.contains_key(id) {
+            if matches!(outcome, Some(Outcome::Applied(true))) && !on_crashed && !branch_book.contains_key(id)
+            {
                 violations
                     .push(format!("{tag}: transfer {id} returned true but is not in the Branch's ledger"));
             }

@@ -34,6 +34,8 @@ struct Shared {
     /// Every live connection listens for a cut.
     cut_all: Notify,
     generation: AtomicU64,
+    /// When the last cut closed its sockets.
+    last_cut: parking_lot::Mutex<Option<std::time::Instant>>,
 }
 
 /// The proxy; dropping it stops accepting (connections already made go on until cut).
@@ -103,6 +105,11 @@ impl CutProxy {
     /// Connections made through the proxy.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// When the last cut closed its connection's sockets.
+    pub fn last_cut(&self) -> Option<std::time::Instant> {
+        *self.shared.last_cut.lock()
     }
 
     /// Connections cut.
@@ -196,10 +203,14 @@ async fn relay(client: TcpStream, server: TcpStream, plan: Option<(Dir, u64)>, s
         }
     };
     // A cut ends the connection (both sockets drop here), or both directions end.
-    tokio::select! {
-        _ = async { tokio::join!(up, down) } => {}
-        () = cut.notified() => { shared.cuts.fetch_add(1, Ordering::SeqCst); }
-        () = cut_all => { shared.cuts.fetch_add(1, Ordering::SeqCst); }
+    let cutting = tokio::select! {
+        _ = async { tokio::join!(up, down) } => false,
+        () = cut.notified() => true,
+        () = cut_all => true,
+    };
+    if cutting {
+        *shared.last_cut.lock() = Some(std::time::Instant::now());
+        shared.cuts.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -286,7 +286,7 @@ async fn a_partner_gone_for_good_is_given_up_after_the_resume_window() {
     let waited = started.elapsed();
     match &failed {
         Err(Error::Network { message }) => {
-            assert!(message.contains("resume window"), "the error says the resume window passed: {message}")
+            assert!(message.contains("resume window"), "the error says the resume window passed: {message}");
         }
         other => panic!("the call in flight fails with a network error, got {other:?}"),
     }
@@ -559,3 +559,50 @@ async fn a_listener_that_restarted_refuses_the_resume_and_the_pair_ends_at_once(
     let error = left.two("t".into(), 1.0).await.expect_err("the pair is over");
     assert!(matches!(error, Error::Network { .. } | Error::Stopped), "{error}");
 }
+
+// ANCHOR: reconnect
+/// The book's example: a pair whose connection is cut in the middle of a call, and a host
+/// that watches its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_books_example() {
+    // Both sides enable resumable sessions; each gives its pair up 30 s after a break.
+    let policy = ReconnectPolicy::default().with_resume_window(Duration::from_secs(30));
+    let options = TcpOptions::default().with_reconnect(policy);
+    let listener = Right::listen("127.0.0.1:0").with_options(options.clone()).await.expect("listen");
+    let proxy = CutProxy::start(listener.local_addr()).await; // a proxy that cuts on command
+    let (left, right) =
+        tokio::try_join!(Left::connect(proxy.addr()).with_options(options), listener.accept())
+            .expect("a pair");
+
+    // Watch the connection: log every change.
+    let mut changes = left.watch_connection();
+    let log = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while changes.changed().await.is_ok() {
+            let state = changes.borrow_and_update().clone();
+            let connected = state == ConnectionState::Connected;
+            seen.push(state);
+            if connected {
+                break;
+            }
+        }
+        seen
+    });
+
+    // A 7-block transfer, with the connection cut while it runs: the call just takes a
+    // little longer.
+    let call = tokio::spawn({
+        let left = left.clone();
+        async move { left.seven("t1".into(), 10.0).await }
+    });
+    proxy.cut_now();
+    assert_eq!(call.await.expect("the call"), Ok(16.0));
+    let seen = log.await.expect("the log");
+    assert!(matches!(seen.first(), Some(ConnectionState::Reconnecting { .. })), "{seen:?}");
+    assert_eq!(seen.last(), Some(&ConnectionState::Connected));
+    // Applied once, on both sides.
+    let once: BTreeMap<String, f64> = [("t1".to_owned(), 1.0)].into();
+    assert_eq!(left.book().await, Ok(once.clone()));
+    assert_eq!(right.book().await, Ok(once));
+}
+// ANCHOR_END: reconnect

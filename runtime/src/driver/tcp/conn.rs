@@ -18,7 +18,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::handshake::*;
+use super::handshake::parse_text;
+use super::network::Io;
 use super::options::*;
 use super::session::{CONFIRM_EVERY, Outage, Reading, Replay, Session};
 use crate::core::error::Error;
@@ -64,6 +65,16 @@ pub(super) enum Wire {
     Stream(Arc<Mutex<StreamWrite>>),
     /// No socket: a resumable connection between two sockets (bytes wait for the next).
     Down,
+}
+
+impl Wire {
+    /// The read half of `io`, and where its writes go.
+    pub(super) fn split(io: Io) -> (Box<dyn AsyncRead + Send + Unpin>, Wire) {
+        match io {
+            Io::Tcp(read, write) => (Box::new(read), Wire::Tcp(Arc::new(write))),
+            Io::Stream(read, write) => (read, Wire::Stream(Arc::new(Mutex::new(write)))),
+        }
+    }
 }
 
 impl Outgoing {

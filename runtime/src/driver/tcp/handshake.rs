@@ -304,3 +304,34 @@ pub(super) async fn handshake(
     };
     Ok(Shook { dec, answer })
 }
+
+/// Writes the refusal, stops writing, and reads what the peer sends for a moment (at most
+/// half a second and 64 KiB) before closing.
+pub(super) async fn refuse_over_limit(mut stream: super::network::Socket, reason: &str) {
+    let _ = stream.write_all(&refusal(reason)).await;
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < 64 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
+
+/// A preamble and a `Refuse` frame: what a refused peer reads before the socket closes.
+pub(super) fn refusal(reason: &str) -> Vec<u8> {
+    let mut bytes = Vec::from(MAGIC);
+    bytes.extend_from_slice(&WIRE_VERSION.to_le_bytes());
+    let mut w = Writer::new();
+    w.byte(kind::REFUSE);
+    w.text(reason);
+    let payload = w.finish();
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-use super::network::{Socket, ToSocketAddrs};
+use super::handshake::{refusal, refuse_over_limit};
+use super::network::ToSocketAddrs;
 use super::options::*;
 use crate::core::error::Error;
 
@@ -116,10 +117,10 @@ impl<P: Send + 'static> Listener<P> {
                         let accepted = Accepted::admitted(stream, admission, heard.clone(), sessions.clone());
                         let (setup, accepted_tx, failures_tx, handshakes) =
                             (setup.clone(), accepted_tx.clone(), failures_tx.clone(), handshakes.clone());
-                        tokio::spawn(async move {
-                            // A place among the running handshakes first; this task can be
-                            // aborted from then on to make room (see `Handshakes`).
-                            let slot = handshakes.enter(heard).await;
+                        let handshakes_now = handshakes.clone();
+                        // The handshake's task: it holds a place among the running
+                        // handshakes and can be aborted to make room (see `Handshakes`).
+                        let launch = move |slot: HandshakeSlot| {
                             let n = slot.n;
                             let task = tokio::spawn(async move {
                                 let result = setup(accepted).await;
@@ -136,7 +137,16 @@ impl<P: Send + 'static> Listener<P> {
                                 }
                             });
                             handshakes.started(n, task.abort_handle());
-                        });
+                        };
+                        // A free place: at once (no task hop before the handshake starts);
+                        // otherwise wait for one in a task of its own.
+                        match handshakes_now.try_enter(heard) {
+                            Ok(slot) => launch(slot),
+                            Err(heard) => {
+                                let handshakes = handshakes_now.clone();
+                                tokio::spawn(async move { launch(handshakes.enter(heard).await) });
+                            }
+                        }
                     }
                     Err(e) => {
                         // Out of descriptors or similar: wait a little and go on.
@@ -158,38 +168,6 @@ impl<P: Send + 'static> Listener<P> {
 
 /// How many refused connections may wait for their peer's bytes at once.
 const REFUSALS_AT_ONCE: usize = 64;
-
-/// Writes the refusal, stops writing, and reads what the peer sends for a moment (at most
-/// half a second and 64 KiB) before closing.
-pub(super) async fn refuse_over_limit(mut stream: Socket, reason: &str) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = stream.write_all(&refusal(reason)).await;
-    let _ = stream.shutdown().await;
-    let drain = async {
-        let mut buf = [0u8; 4096];
-        let mut total = 0;
-        while total < 64 * 1024 {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
-}
-
-/// A preamble and a `Refuse` frame: what a refused peer reads before the socket closes.
-pub(super) fn refusal(reason: &str) -> Vec<u8> {
-    let mut bytes = Vec::from(MAGIC);
-    bytes.extend_from_slice(&WIRE_VERSION.to_le_bytes());
-    let mut w = crate::wire::Writer::new();
-    w.byte(kind::REFUSE);
-    w.text(reason);
-    let payload = w.finish();
-    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&payload);
-    bytes
-}
 
 /// The handshakes a listener runs: at most `max` at once. A connection that finds them all
 /// taken waits for a place; while it waits, a handshake that has run for [`PATIENCE`]
@@ -274,6 +252,18 @@ impl Handshakes {
             };
             let _ = tokio::time::timeout(wait, freed).await;
         }
+    }
+
+    /// A place among the running handshakes if one is free now; `heard` back otherwise.
+    fn try_enter(self: &Arc<Self>, heard: Arc<AtomicBool>) -> Result<HandshakeSlot, Arc<AtomicBool>> {
+        let mut table = self.table.lock();
+        if table.running.len() >= self.max {
+            return Err(heard);
+        }
+        table.next += 1;
+        let n = table.next;
+        table.running.insert(n, Running { since: tokio::time::Instant::now(), heard, task: None });
+        Ok(HandshakeSlot { table: self.clone(), n })
     }
 
     /// The task of handshake `n` (unless it already ended).

@@ -21,11 +21,16 @@
 //! only finishes writes the socket could not take at once, sends heartbeats when the
 //! connection has been quiet for a period, and declares the partner lost when nothing has
 //! arrived for [`TcpOptions::partner_timeout`].
+//!
+//! **Reconnection.** With a [`ReconnectPolicy`] on both sides, the listener grants a session
+//! in its handshake answer, and a broken connection is resumed instead of ending the pair
+//! ([`session`] says how; [`resume`] runs an outage).
 
 mod conn;
 mod handshake;
 mod listener;
 pub(crate) mod network;
+mod open;
 mod options;
 mod resume;
 mod session;
@@ -42,19 +47,18 @@ use crate::core::endpoint::EndpointCore;
 use crate::core::error::Error;
 use crate::driver::link::{Link, Program};
 use crate::engine::Side;
-use crate::wire::FrameDecoder;
 use conn::*;
-use handshake::*;
 pub use listener::Listener;
 pub use network::{Acceptor, Address, NetFuture, Network, Socket, Stream, SystemTcp, ToSocketAddrs};
+use open::{Open, open};
 use options::*;
 pub use options::{
     Accepted, ConnectionState, HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, ReconnectPolicy, TcpOptions,
     WIRE_VERSION, kind,
 };
 use session::{Answer, Keys, Offer, Redial, Session};
+use tls::Role;
 pub use tls::{PeerIdentity, TlsClient};
-use tls::{Role, tls_error};
 
 /// A connection whose handshake is done and whose link runs, waiting for this side's
 /// `onCreate` and the partner's ready signal before public calls may start.
@@ -128,7 +132,7 @@ pub async fn establish(
     let mut accepted = accepted.into();
     accepted.sessions = None;
     match accept(accepted, end.spec, end.side, options).await? {
-        Accept::New(opened) => Ok(opened.start(end, options, attach)),
+        Accept::New(opened) => Ok((*opened).start(end, options, attach)),
         Accept::Resumed => Err(refused("a resumed session where a new one was expected")),
     }
 }
@@ -136,7 +140,7 @@ pub async fn establish(
 /// A connection a listener accepted, after its handshake.
 pub enum Accept {
     /// A new partner: start its endpoint with [`Opened::start`].
-    New(Opened),
+    New(Box<Opened>),
     /// The partner of an existing session came back: the session goes on over this
     /// connection, and nothing is left to do.
     Resumed,
@@ -201,7 +205,7 @@ pub async fn accept(
         }
         _ => None,
     };
-    Ok(Accept::New(Opened { shook, session }))
+    Ok(Accept::New(Box::new(Opened { shook, session })))
 }
 
 /// A connection whose handshake is done, before its link starts.
@@ -229,138 +233,6 @@ impl Opened {
     }
 }
 
-/// A socket after its handshake: what the connection is made of.
-struct Open {
-    dec: FrameDecoder,
-    io: Io,
-    peer: Option<std::net::SocketAddr>,
-    identity: Option<PeerIdentity>,
-    admission: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// What the partner answered about sessions.
-    answer: Answer,
-}
-
-/// Opens `accepted` as `side` of `spec`: TLS when the options say so, then the handshake
-/// with this side's session `offer`; `answer` decides what this side answers to the peer's.
-#[allow(clippy::too_many_arguments)]
-async fn open(
-    accepted: Accepted,
-    spec: &PairSpec,
-    side: Side,
-    options: &TcpOptions,
-    role: Role,
-    nonce: u64,
-    offer: Offer,
-    answer: impl FnOnce(&Offer) -> Result<Answer, Error>,
-) -> Result<Open, Error> {
-    let Accepted { stream, admission, heard, sessions: _ } = accepted;
-    let mut stream = stream;
-    stream.set_nodelay().map_err(|e| network(format!("could not set TCP_NODELAY: {e}")))?;
-    let peer = stream.peer_addr();
-    let limit = options.handshake_timeout;
-    let within = async |what: &str| refused(format!("the peer did not complete the {what} within {limit:?}"));
-    let heard = heard.as_deref();
-    let tls = match role {
-        Role::Connecting => options.tls_client.as_ref().map(|_| role),
-        Role::Listening => options.tls_server.as_ref().map(|_| role),
-    };
-    let terms = |tls| Terms { spec, side, nonce, idle: options.handshake_idle, heard, tls, offer };
-    // The TLS handshake in time, its failures named.
-    let tls_session = async |handshake: std::pin::Pin<
-        Box<dyn Future<Output = std::io::Result<tokio_rustls::TlsStream<Socket>>> + Send + '_>,
-    >| match tokio::time::timeout(limit, handshake).await {
-        Ok(Ok(session)) => Ok(session),
-        Ok(Err(e)) => {
-            Err(tls_error(&e, role).unwrap_or_else(|| network(format!("the TLS handshake failed: {e}"))))
-        }
-        Err(_) => Err(within("TLS handshake").await),
-    };
-    let session = match (role, &options.tls_client, &options.tls_server) {
-        (Role::Connecting, Some(client), _) => {
-            let connector = tokio_rustls::TlsConnector::from(client.config.clone());
-            let name = client.server_name.clone();
-            Ok(tls_session(Box::pin(async move { connector.connect(name, stream).await.map(Into::into) }))
-                .await?)
-        }
-        (Role::Listening, _, Some(server)) => {
-            // A peer that speaks Waldo in plain TCP is told so in plain TCP.
-            let mut first = [0u8; 6];
-            let idle = options.handshake_idle.min(limit);
-            let n = match tokio::time::timeout(idle, stream.peek(&mut first)).await {
-                Ok(Some(Ok(n))) => n,
-                // A stream that cannot peek: TLS tells a plain peer by its bad record.
-                Ok(None) => 0,
-                Ok(Some(Err(e))) => return Err(network(format!("the handshake failed: {e}"))),
-                Err(_) => {
-                    return Err(refused(format!("the peer sent nothing for {idle:?} during the handshake")));
-                }
-            };
-            if let Some(heard) = heard {
-                heard.store(true, std::sync::atomic::Ordering::Release);
-            }
-            if n > 0 && first[..n] == MAGIC[..n] {
-                listener::refuse_over_limit(stream, tls::PLAIN_TO_TLS).await;
-                return Err(refused(tls::PLAIN_TO_TLS));
-            }
-            let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
-            Ok(tls_session(Box::pin(async move { acceptor.accept(stream).await.map(Into::into) })).await?)
-        }
-        // Plain TCP.
-        _ => Err(stream),
-    };
-    let (shook, io, identity) = match session {
-        Ok(mut session) => {
-            let identity = session
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| PeerIdentity::from_der(c));
-            let shook = match tokio::time::timeout(limit, handshake(&mut session, terms(tls), answer)).await {
-                Ok(result) => result?,
-                Err(_) => return Err(within("handshake").await),
-            };
-            let (read, write) = tokio::io::split(session);
-            (shook, Io::Stream(Box::new(read), Box::new(write)), identity)
-        }
-        Err(mut stream) => {
-            let shook = match tokio::time::timeout(limit, handshake(&mut stream, terms(None), answer)).await {
-                Ok(result) => result?,
-                Err(_) => return Err(within("handshake").await),
-            };
-            let io = match stream.into_tcp() {
-                Ok(tcp) => {
-                    let (read, write) = tcp.into_split();
-                    Io::Tcp(read, write)
-                }
-                Err(other) => {
-                    let (read, write) = tokio::io::split(other);
-                    Io::Stream(Box::new(read), Box::new(write))
-                }
-            };
-            (shook, io, None)
-        }
-    };
-    let Shook { dec, answer, .. } = shook;
-    Ok(Open { dec, io, peer, identity, admission, answer })
-}
-
-/// A connection's stream, split: plain TCP (written inline by producers), or any other.
-enum Io {
-    Tcp(tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf),
-    Stream(Box<dyn tokio::io::AsyncRead + Send + Unpin>, StreamWrite),
-}
-
-impl Io {
-    /// The read half, and where writes go.
-    fn split(self) -> (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Wire) {
-        match self {
-            Io::Tcp(read, write) => (Box::new(read), Wire::Tcp(Arc::new(write))),
-            Io::Stream(read, write) => (read, Wire::Stream(Arc::new(Mutex::new(write)))),
-        }
-    }
-}
-
 /// Starts the connection's link and tasks once its handshake is done.
 fn start(
     open: Open,
@@ -374,7 +246,7 @@ fn start(
     // Frames after the handshake may be as large as the connection allows.
     dec.set_max(options.max_frame);
     let link = Link::new(core, side, spec.sequences.to_vec(), program);
-    let (read, wire) = io.split();
+    let (read, wire) = Wire::split(io);
     let resumable = session.is_some();
     let conn = Arc::new_cyclic(|me| Conn {
         me: me.clone(),
@@ -398,7 +270,8 @@ fn start(
     if let Some(session) = &conn.session
         && let Some(registry) = session.registry.as_ref().and_then(std::sync::Weak::upgrade)
     {
-        registry.insert(session.keys.id, Arc::downgrade(&conn));
+        let weak: std::sync::Weak<Conn> = Arc::downgrade(&conn);
+        registry.insert(session.keys.id, weak);
     }
     let _ = conn.link.set(link.downgrade());
     link.attach(conn.clone());

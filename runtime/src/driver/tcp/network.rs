@@ -324,6 +324,13 @@ impl Acceptor for tokio::net::TcpListener {
     }
 }
 
+/// A connection's stream after its handshake, split: plain TCP (written inline by
+/// producers), or any other.
+pub(super) enum Io {
+    Tcp(tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf),
+    Stream(Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

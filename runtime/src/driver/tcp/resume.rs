@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::conn::{Conn, Wire, read_loop};
+use super::network::Io;
+use super::open::open;
 use super::options::*;
-use super::session::{Answer, Offer, Redial};
+use super::session::{Answer, Offer, Redial, Resumable};
 use super::tls::Role;
-use super::{Io, open};
 use crate::core::error::Error;
 use crate::wire::FrameDecoder;
 
@@ -46,7 +47,10 @@ pub(super) async fn recover(conn: Arc<Conn>) {
             conn.broken(expired());
             return;
         }
-        tokio::time::sleep(wait).await;
+        if !wait.is_zero() {
+            // (A zero sleep would still wait for the timer's next tick, up to a millisecond.)
+            tokio::time::sleep(wait).await;
+        }
         conn.state.send_replace(ConnectionState::Reconnecting { attempt });
         tracing::info!(attempt, addr = %redial.addr, "redialing the partner");
         match tokio::time::timeout_at(deadline, redial_once(&conn, redial)).await {
@@ -97,6 +101,20 @@ async fn redial_once(conn: &Conn, redial: &Redial) -> Result<(), Error> {
     Ok(())
 }
 
+impl Resumable for Conn {
+    fn token(&self) -> u128 {
+        self.session.as_ref().map_or(0, |s| s.keys.token)
+    }
+
+    fn begin_resume(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, u64), Error> {
+        Conn::begin_resume(self)
+    }
+
+    fn reattach(&self, io: Io, dec: FrameDecoder, theirs: u64) -> Result<(), Error> {
+        Conn::reattach(self, io, dec, theirs)
+    }
+}
+
 impl Conn {
     /// Prepares to move the session onto a new socket: one resume at a time; the current
     /// socket (if this side had not noticed the break) is given up; its reader stops
@@ -126,7 +144,7 @@ impl Conn {
     pub(super) fn reattach(&self, io: Io, mut dec: FrameDecoder, theirs: u64) -> Result<(), Error> {
         let Some(session) = &self.session else { return Err(network("not a resumable connection")) };
         dec.set_max(self.max_frame);
-        let (read, wire) = io.split();
+        let (read, wire) = Wire::split(io);
         let socket = {
             let mut out = self.out.lock();
             if *self.closed.borrow() {

@@ -26,12 +26,11 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::conn::Conn;
-use super::network::Address;
+use super::network::{Address, Io};
 use super::options::*;
 use crate::core::error::Error;
 use crate::engine::Side;
-use crate::wire::{Reader, WireError, Writer};
+use crate::wire::{FrameDecoder, Reader, WireError, Writer};
 
 /// A confirmation goes out once this many frames arrived since the last one.
 pub(super) const CONFIRM_EVERY: u64 = 32;
@@ -287,11 +286,21 @@ impl Replay {
     }
 }
 
+/// A connection whose session can be resumed (the connection, as the registry sees it).
+pub(super) trait Resumable: Send + Sync {
+    /// The session's secret token.
+    fn token(&self) -> u128;
+    /// Prepares to move the session onto a new socket (see `Conn::begin_resume`).
+    fn begin_resume(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, u64), Error>;
+    /// Moves the session onto the socket of `io` (see `Conn::reattach`).
+    fn reattach(&self, io: Io, dec: FrameDecoder, theirs: u64) -> Result<(), Error>;
+}
+
 /// The resumable sessions a listener serves, by id; and the ids of those given up lately, to
 /// tell "expired" from "unknown".
 #[derive(Default)]
 pub(super) struct Sessions {
-    live: Mutex<HashMap<u128, Weak<Conn>>>,
+    live: Mutex<HashMap<u128, Weak<dyn Resumable>>>,
     expired: Mutex<VecDeque<u128>>,
 }
 
@@ -299,7 +308,7 @@ pub(super) struct Sessions {
 const EXPIRED_KEPT: usize = 1024;
 
 impl Sessions {
-    pub(super) fn insert(&self, id: u128, conn: Weak<Conn>) {
+    pub(super) fn insert(&self, id: u128, conn: Weak<dyn Resumable>) {
         self.live.lock().insert(id, conn);
     }
 
@@ -315,12 +324,12 @@ impl Sessions {
     }
 
     /// The connection of session `keys`, or why it cannot be resumed.
-    pub(super) fn find(&self, keys: &Keys) -> Result<Arc<Conn>, String> {
+    pub(super) fn find(&self, keys: &Keys) -> Result<Arc<dyn Resumable>, String> {
         let name = Keys::name(keys.id);
         let found = self.live.lock().get(&keys.id).and_then(Weak::upgrade);
         match found {
             Some(conn) => {
-                let token = conn.session.as_ref().map_or(0, |s| s.keys.token);
+                let token = conn.token();
                 // Compared in constant time: the time taken says nothing about the token.
                 let differ = (token ^ keys.token).count_ones();
                 if differ == 0 { Ok(conn) } else { Err(format!("wrong resume token for session {name}")) }
