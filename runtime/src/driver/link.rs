@@ -57,6 +57,11 @@ pub trait Transport: Send + Sync {
     fn room(&self) -> Option<Room> {
         None
     }
+    /// Bytes waiting for the partner: queued, or sent and not yet confirmed (a resumable
+    /// connection).
+    fn backlog(&self) -> usize {
+        0
+    }
     /// The connection's state, when it has one the host can watch.
     fn state(&self) -> Option<tokio::sync::watch::Receiver<crate::driver::tcp::ConnectionState>> {
         None
@@ -177,6 +182,11 @@ impl Link {
     /// process.
     pub fn connection(&self) -> Option<tokio::sync::watch::Receiver<crate::driver::tcp::ConnectionState>> {
         self.0.transport.get().and_then(|t| t.state())
+    }
+
+    /// Bytes waiting for the partner ([`Transport::backlog`]).
+    pub fn backlog(&self) -> usize {
+        self.0.transport.get().map_or(0, |t| t.backlog())
     }
 
     /// Why the connection closed, if it did.

@@ -337,6 +337,13 @@ impl<E> Handle<E> {
         }
     }
 
+    /// Bytes waiting for the partner: queued while it is unreachable, or sent and not yet
+    /// confirmed (a resumable connection; see `ReconnectPolicy::max_backlog`). 0 in process
+    /// and on a connection that does not resume.
+    pub fn backlog(&self) -> usize {
+        self.ep.link.get().map_or(0, |l| l.backlog())
+    }
+
     /// Whether the endpoint has stopped or is stopping.
     pub fn is_stopped(&self) -> bool {
         self.ep.core.is_stopped()

@@ -9,6 +9,7 @@
 //! can watch; the bound on what waits during an outage.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,10 +32,21 @@ fn options(window: Duration) -> TcpOptions {
         .with_reconnect(policy(window))
 }
 
+/// What a side's host was signalled: the ids of the transfers it committed.
+type Signals = Arc<Mutex<Vec<String>>>;
+
+/// A log, and the host function that writes to it.
+fn signals() -> (Signals, impl Fn(String) + Send + Sync + 'static) {
+    let log = Signals::default();
+    let writer = log.clone();
+    (log, move |id| writer.lock().expect("the log").push(id))
+}
+
 /// A Left connected through a proxy to a Right.
 struct Pair {
     left: Left,
     right: Right,
+    signalled: [Signals; 2],
     _listener: resume::RightListener,
     proxy: CutProxy,
 }
@@ -45,10 +57,11 @@ async fn pair(window: Duration, cut: Option<(Dir, u64)>) -> Pair {
     if let Some((dir, k)) = cut {
         proxy.cut_after(dir, k);
     }
+    let ((ls, lf), (rs, rf)) = (signals(), signals());
     let (left, right) =
-        tokio::try_join!(Left::connect(proxy.addr()).with_options(options(window)), listener.accept())
+        tokio::try_join!(Left::connect(proxy.addr(), lf).with_options(options(window)), listener.accept(rf))
             .expect("a pair");
-    Pair { left, right, _listener: listener, proxy }
+    Pair { left, right, signalled: [ls, rs], _listener: listener, proxy }
 }
 
 /// Blocks in the script's sequences: 2 + 7 + 2 + 2 + 7.
@@ -83,6 +96,24 @@ async fn agree(p: &Pair, refs: &[&str], blocks: f64) -> Result<(), String> {
         (p.left.count().await.map_err(|e| e.to_string())?, p.right.count().await.map_err(|e| e.to_string())?);
     if lc != blocks || rc != blocks {
         return Err(format!("blocks counted {lc} / {rc}, expected {blocks}"));
+    }
+    // Each side was signalled each transfer once (the partner's signals run when the commit
+    // reaches it: wait a moment for them).
+    let mut want: Vec<&str> = refs.to_vec();
+    want.sort_unstable();
+    for (side, log) in ["Left", "Right"].iter().zip(&p.signalled) {
+        let got = || {
+            let mut got = log.lock().expect("the log").clone();
+            got.sort_unstable();
+            got
+        };
+        let waited = std::time::Instant::now();
+        while got().len() < want.len() && waited.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if got() != want {
+            return Err(format!("the {side} was signalled {:?}, expected each of {want:?} once", got()));
+        }
     }
     Ok(())
 }
@@ -329,10 +360,10 @@ async fn the_host_sees_the_connection_state_change() {
     assert!(back.is_ok(), "connected again: {:?}", p.left.connection_state());
     assert_eq!(p.left.two("t1".into(), 1.0).await, Ok(4.0));
     // In process: always connected.
-    let (l, _r) = resume::in_process_pair().await.expect("a pair");
+    let (l, _r) = resume::in_process_pair(|_| (), |_| ()).await.expect("a pair");
     assert_eq!(l.connection_state(), ConnectionState::Connected);
     // Without a partner: closed, with the reason.
-    let solo = Left::without_partner().await.expect("solo");
+    let solo = Left::without_partner(|_| ()).await.expect("solo");
     assert!(
         matches!(solo.connection_state(), ConnectionState::Closed { reason } if reason.contains("no partner"))
     );
@@ -342,7 +373,8 @@ async fn the_host_sees_the_connection_state_change() {
 async fn a_plain_connection_still_ends_with_its_socket() {
     let listener = Right::listen("127.0.0.1:0").await.expect("listen");
     let proxy = CutProxy::start(listener.local_addr()).await;
-    let (left, _right) = tokio::try_join!(Left::connect(proxy.addr()), listener.accept()).expect("a pair");
+    let (left, _right) =
+        tokio::try_join!(Left::connect(proxy.addr(), |_| ()), listener.accept(|_| ())).expect("a pair");
     proxy.cut_now();
     let mut state = left.watch_connection();
     let closed = tokio::time::timeout(
@@ -486,7 +518,7 @@ async fn resumes_with_a_wrong_token_an_unknown_or_an_expired_session_are_refused
     let addr = listener.local_addr();
     // A real partner, served throughout.
     let (left, right) =
-        tokio::try_join!(Left::connect(addr).with_options(options(window)), listener.accept())
+        tokio::try_join!(Left::connect(addr, |_| ()).with_options(options(window)), listener.accept(|_| ()))
             .expect("a pair");
     assert_eq!(left.two("real-1".into(), 1.0).await, Ok(4.0));
 
@@ -515,9 +547,9 @@ async fn resumes_with_a_wrong_token_an_unknown_or_an_expired_session_are_refused
     assert_eq!(right.back("real-3".into(), 1.0).await, Ok(3.0));
     // The raw Left's own connection made an endpoint, given up with its session; the
     // resumes (refused or not) made none.
-    let raw = tokio::time::timeout(Duration::from_secs(1), listener.accept()).await;
+    let raw = tokio::time::timeout(Duration::from_secs(1), listener.accept(|_| ())).await;
     assert!(matches!(raw, Ok(Err(Error::Network { .. }))), "the raw Left's endpoint, given up: {raw:?}");
-    let none = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+    let none = tokio::time::timeout(Duration::from_millis(100), listener.accept(|_| ())).await;
     assert!(none.is_err(), "a resume (refused or not) is not a new partner");
 }
 
@@ -527,9 +559,11 @@ async fn a_listener_that_restarted_refuses_the_resume_and_the_pair_ends_at_once(
     let listener = Right::listen("127.0.0.1:0").with_options(options(window)).await.expect("listen");
     let addr = listener.local_addr();
     let proxy = CutProxy::start(addr).await;
-    let (left, right) =
-        tokio::try_join!(Left::connect(proxy.addr()).with_options(options(window)), listener.accept())
-            .expect("a pair");
+    let (left, right) = tokio::try_join!(
+        Left::connect(proxy.addr(), |_| ()).with_options(options(window)),
+        listener.accept(|_| ())
+    )
+    .expect("a pair");
     // The Right's host "restarts": its endpoint and listener are gone; a new listener
     // takes the port.
     drop(right);
@@ -571,7 +605,7 @@ async fn the_books_example() {
     let listener = Right::listen("127.0.0.1:0").with_options(options.clone()).await.expect("listen");
     let proxy = CutProxy::start(listener.local_addr()).await; // a proxy that cuts on command
     let (left, right) =
-        tokio::try_join!(Left::connect(proxy.addr()).with_options(options), listener.accept())
+        tokio::try_join!(Left::connect(proxy.addr(), |_| ()).with_options(options), listener.accept(|_| ()))
             .expect("a pair");
 
     // Watch the connection: log every change.
@@ -606,3 +640,109 @@ async fn the_books_example() {
     assert_eq!(right.book().await, Ok(once));
 }
 // ANCHOR_END: reconnect
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_waits_for_an_unreachable_partner_is_bounded() {
+    const BOUND: usize = 4096;
+    let options = || {
+        TcpOptions::default()
+            .with_heartbeat(Duration::from_secs(1), Duration::from_secs(3))
+            .with_reconnect(policy(Duration::from_secs(20)).with_max_backlog(BOUND))
+    };
+    let listener = Right::listen("127.0.0.1:0").with_options(options()).await.expect("listen");
+    let proxy = CutProxy::start(listener.local_addr()).await;
+    let (left, _right) = tokio::try_join!(
+        Left::connect(proxy.addr(), |_| ()).with_options(options()),
+        listener.accept(|_| ())
+    )
+    .expect("a pair");
+    assert_eq!(left.echo("x".into()).await, Ok("x!".to_owned()));
+    // The partner becomes unreachable.
+    proxy.refuse(true);
+    proxy.cut_now();
+    let mut state = left.watch_connection();
+    let _ = state.wait_for(|s| matches!(s, ConnectionState::Reconnecting { .. })).await;
+    // 300 calls of about 130 bytes each: about ten times the bound, if nothing held them.
+    let pad = "p".repeat(100);
+    let calls: Vec<_> = (0..300)
+        .map(|i| {
+            let (left, pad) = (left.clone(), format!("{i}:{pad}"));
+            tokio::spawn(async move { (left.echo(pad.clone()).await, pad) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = left.backlog();
+    assert!(waiting > 0, "some calls queued their messages");
+    assert!(waiting <= BOUND + 256, "at most the bound and one message wait: {waiting} bytes");
+    assert!(calls.iter().all(|c| !c.is_finished()), "the calls beyond the bound wait");
+    // The partner comes back: every call completes.
+    proxy.refuse(false);
+    for call in calls {
+        let (got, pad) = call.await.expect("a call");
+        assert_eq!(got, Ok(format!("{pad}!")));
+    }
+}
+
+/// Every event logged in this process, as (level, message); installed once.
+fn events() -> &'static Mutex<Vec<(tracing::Level, String)>> {
+    static EVENTS: std::sync::OnceLock<&'static Mutex<Vec<(tracing::Level, String)>>> =
+        std::sync::OnceLock::new();
+    EVENTS.get_or_init(|| {
+        let log: &'static Mutex<Vec<_>> = Box::leak(Box::default());
+        let _ = tracing::subscriber::set_global_default(Collect(log));
+        log
+    })
+}
+
+/// A subscriber that keeps every event's level and message.
+struct Collect(&'static Mutex<Vec<(tracing::Level, String)>>);
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for Collect {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.0.lock().expect("the events").push((*event.metadata().level(), message.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_transition_is_a_tracing_event() {
+    let log = events();
+    let p = pair(Duration::from_millis(400), None).await;
+    p.proxy.cut_now();
+    assert_eq!(p.left.two("t1".into(), 1.0).await, Ok(4.0));
+    p.proxy.refuse(true);
+    p.proxy.cut_now();
+    let mut state = p.left.watch_connection();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        state.wait_for(|s| matches!(s, ConnectionState::Closed { .. })),
+    )
+    .await;
+    let seen = log.lock().expect("the events").clone();
+    let has = |level: tracing::Level, text: &str| seen.iter().any(|(l, m)| *l == level && m.contains(text));
+    assert!(has(tracing::Level::WARN, "the connection broke; resuming the session"), "{seen:?}");
+    assert!(has(tracing::Level::INFO, "redialing the partner"), "{seen:?}");
+    assert!(has(tracing::Level::INFO, "the session resumed"), "{seen:?}");
+    assert!(has(tracing::Level::INFO, "the connection closed"), "{seen:?}");
+}

@@ -595,6 +595,10 @@ impl Transport for Conn {
         }))
     }
 
+    fn backlog(&self) -> usize {
+        self.out.lock().backlog()
+    }
+
     fn state(&self) -> Option<watch::Receiver<ConnectionState>> {
         Some(self.state.subscribe())
     }
