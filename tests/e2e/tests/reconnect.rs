@@ -267,7 +267,7 @@ async fn a_cut_after_any_frame_inside_a_commit_tree_of_three_pairs_is_resumed() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_in_flight_at_a_cut_all_return_ok() {
     let p = pair(Duration::from_secs(10), None).await;
-    let p = std::sync::Arc::new(p);
+    let p = Arc::new(p);
     let mut callers = Vec::new();
     for c in 0..4 {
         let p = p.clone();
