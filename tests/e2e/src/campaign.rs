@@ -2,7 +2,7 @@
 //! times it; the book's "Testing a protocol under faults" describes it): per seed, the
 //! campaign bank (`protocols/sim_bank.wld`) runs on a simulated network — a Branch host
 //! and a Vault host, several concurrent callers on each side moving money under unique
-//! transfer ids — while a random schedule changes latencies, partitions and heals the
+//! transfer ids, in 2-block and 7-block sequences — while a random schedule changes latencies, partitions and heals the
 //! link, holds and releases traffic, cuts connections and crashes and restarts the Vault.
 //! Connections resume their sessions after a cut or a partition (within a window longer
 //! than any partition); the Branch connects anew when a pair ends (its Vault crashed). When the faults stop and the network heals,
@@ -221,7 +221,13 @@ async fn branch_client(world: Shared, seed: u64, resume: bool) -> sim::HostResul
                     let id = format!("{tag}.b{caller}.{i}");
                     let acct = ACCOUNTS[rng.random_range(0..ACCOUNTS.len())];
                     let amount = f64::from(rng.random_range(1..20));
-                    if run_call(&world, &tag, id.clone(), branch.pay(id, acct.into(), amount)).await {
+                    // Every third transfer is a 7-block one.
+                    let call: std::pin::Pin<Box<dyn Future<Output = Result<bool, Error>>>> = if i % 3 == 2 {
+                        Box::pin(branch.shuttle(id.clone(), acct.into(), amount))
+                    } else {
+                        Box::pin(branch.pay(id.clone(), acct.into(), amount))
+                    };
+                    if run_call(&world, &tag, id, call).await {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
@@ -318,6 +324,10 @@ async fn check(world: &Shared) {
         match (branch.count().await, vault.count().await) {
             (Ok(a), Ok(b)) if a == b => {}
             (a, b) => violations.push(format!("{tag}: the replicas of `transfers` differ: {a:?} and {b:?}")),
+        }
+        match (branch.hopped().await, vault.hopped().await) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (a, b) => violations.push(format!("{tag}: the replicas of `hops` differ: {a:?} and {b:?}")),
         }
         match (branch.money().await, vault.money().await) {
             (Ok(a), Ok(b)) if a + b == OPENED * ACCOUNTS.len() as f64 => {}

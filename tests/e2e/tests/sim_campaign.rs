@@ -54,6 +54,15 @@ fn a_seed_replays_exactly() {
     let first = run_seed(7, Faults::ALL).expect("runs");
     let second = run_seed(7, Faults::ALL).expect("runs");
     assert!(first.transfers > 10, "the seed ran only {} transfers", first.transfers);
+    // Every third Branch transfer (`p<pair>.b<caller>.<i>` with i % 3 == 2) is a 7-block one.
+    let seven_block = |line: &&String| {
+        line.split(' ').nth(1).is_some_and(|id| {
+            id.contains(".b")
+                && id.rsplit('.').next().and_then(|i| i.parse::<u64>().ok()).is_some_and(|i| i % 3 == 2)
+        })
+    };
+    let applied = first.trace.iter().filter(seven_block).filter(|l| l.ends_with("Applied(true)")).count();
+    assert!(applied > 0, "some 7-block transfers committed: {:?}", first.trace);
     assert_eq!(first.trace_hash, second.trace_hash, "the same seed gave two traces");
     let other = run_seed(8, Faults::ALL).expect("runs");
     assert_ne!(first.trace_hash, other.trace_hash, "two seeds gave the same trace");
