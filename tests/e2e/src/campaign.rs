@@ -30,16 +30,16 @@ const OPENED: f64 = 100.0;
 /// Callers per side.
 const CALLERS: usize = 2;
 /// Faults happen during this much simulated time; then the network heals.
-const FAULT_PHASE: Duration = Duration::from_secs(3);
+pub const FAULT_PHASE: Duration = Duration::from_secs(3);
 /// The deadline of every host call.
-const DEADLINE: Duration = Duration::from_secs(2);
+pub const DEADLINE: Duration = Duration::from_secs(2);
 
 /// How long a broken pair may take to resume: longer than any partition of the schedule.
 const RESUME_WINDOW: Duration = Duration::from_secs(10);
 
 /// How the connections of the campaign behave: the simulated network, heartbeats that find
 /// a silent partner within a second, and (unless `resume` is off) resumable sessions.
-fn options(resume: bool) -> TcpOptions {
+pub fn options(resume: bool) -> TcpOptions {
     let options = sim::options().with_heartbeat(Duration::from_millis(200), Duration::from_secs(1));
     if !resume {
         return options;
@@ -51,7 +51,8 @@ fn options(resume: bool) -> TcpOptions {
     )
 }
 
-fn call_options() -> CallOptions {
+/// The per-call options of the campaign: a deadline.
+pub fn call_options() -> CallOptions {
     CallOptions::default().with_deadline(DEADLINE)
 }
 
@@ -87,7 +88,8 @@ struct World {
 
 type Shared = Rc<RefCell<World>>;
 
-fn documented(e: &Error) -> bool {
+/// Whether `e` is one of the errors a call may end with under faults.
+pub fn documented(e: &Error) -> bool {
     matches!(
         e,
         Error::Network { .. } | Error::Timeout | Error::ConflictRetriesExhausted { .. } | Error::Stopped
@@ -502,12 +504,17 @@ pub fn run_seed(seed: u64, faults: Faults) -> Result<Report, SimError> {
     if let Err(e) = outcome {
         violations.push(e.to_string());
     }
+    let transfers = world.pairs.values().map(|p| p.calls.len()).sum();
+    Ok(Report { violations, trace_hash: trace_hash(&world.trace), transfers, trace: world.trace.clone() })
+}
+
+/// A hash of a run's trace (FNV-1a over its lines).
+pub fn trace_hash(trace: &[String]) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for line in &world.trace {
+    for line in trace {
         for b in line.bytes().chain([b'\n']) {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
-    let transfers = world.pairs.values().map(|p| p.calls.len()).sum();
-    Ok(Report { violations, trace_hash: hash, transfers, trace: world.trace.clone() })
+    hash
 }

@@ -3,11 +3,13 @@
 //! seed `S` alone; `WALDO_SIM_FAULTS=delays` leaves partitions and cut connections out of
 //! the schedules, `WALDO_SIM_RESUME=off` runs without resumable sessions (see
 //! `campaign::Faults`); `WALDO_SIM_TRACE=1` prints a failing seed's trace.
-//! It prints `sim campaign: N seeds, V violations` and fails on any violation, naming each
-//! seed and the command that replays it.
+//! Each seed runs the bank (`waldo_e2e::campaign`) and the commit tree of three relay pairs
+//! (`waldo_e2e::relay_campaign`). It prints `sim campaign: N seeds, V violations` and fails
+//! on any violation, naming each seed and the command that replays it.
 
 use waldo::sim;
 use waldo_e2e::campaign::{Faults, run_seed};
+use waldo_e2e::relay_campaign;
 
 #[test]
 fn sim_campaign() {
@@ -22,7 +24,12 @@ fn sim_campaign() {
     let started = std::time::Instant::now();
     let mut failed = Vec::new();
     for (done, &seed) in seeds.iter().enumerate() {
-        let report = run_seed(seed, faults).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        // Each seed runs the bank and the commit tree of three relay pairs.
+        let mut report = run_seed(seed, faults).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let relay =
+            relay_campaign::run_seed(seed, faults).unwrap_or_else(|e| panic!("seed {seed} (relay): {e}"));
+        report.violations.extend(relay.violations.into_iter().map(|v| format!("relay: {v}")));
+        report.trace.extend(relay.trace.into_iter().map(|l| format!("relay: {l}")));
         let violations = &report.violations;
         if !violations.is_empty() {
             eprintln!("seed {seed}: {} violations; replay: {}", violations.len(), sim::replay_command(seed));
@@ -66,4 +73,16 @@ fn a_seed_replays_exactly() {
     assert_eq!(first.trace_hash, second.trace_hash, "the same seed gave two traces");
     let other = run_seed(8, Faults::ALL).expect("runs");
     assert_ne!(first.trace_hash, other.trace_hash, "two seeds gave the same trace");
+    // The commit tree too.
+    let (a, b) = (
+        relay_campaign::run_seed(7, Faults::ALL).expect("runs"),
+        relay_campaign::run_seed(7, Faults::ALL).expect("runs"),
+    );
+    assert!(a.transfers > 10, "the relay seed ran only {} relays", a.transfers);
+    assert_eq!(a.trace_hash, b.trace_hash, "the same seed gave two traces");
+    assert!(
+        a.trace.iter().any(|l| l.ends_with(">r3\")")),
+        "some relays crossed all three pairs: {:?}",
+        a.trace
+    );
 }
