@@ -95,29 +95,30 @@ async fn root(world: Shared, seed: u64, resume: bool) -> sim::HostResult {
         let began = tokio::time::Instant::now();
         let result = first.relay(note.clone(), 2.0).await;
         let took = began.elapsed();
-        let mut w = world.borrow_mut();
-        if took > DEADLINE + Duration::from_secs(1) {
-            w.violations.push(format!("relay {note} took {took:?}, past its deadline of {DEADLINE:?}"));
+        {
+            let mut w = world.borrow_mut();
+            if took > DEADLINE + Duration::from_secs(1) {
+                w.violations.push(format!("relay {note} took {took:?}, past its deadline of {DEADLINE:?}"));
+            }
+            let outcome = match result {
+                Ok(trail) => {
+                    let want = format!("{note}>r1>r2>r3");
+                    if trail != want {
+                        w.violations.push(format!("relay {note} returned {trail:?}, expected {want:?}"));
+                    }
+                    Ok(trail)
+                }
+                Err(e) => {
+                    if !documented(&e) {
+                        w.violations.push(format!("relay {note} failed with an undocumented error: {e}"));
+                    }
+                    Err(e.to_string())
+                }
+            };
+            let line = format!("{:?} {note} {outcome:?}", sim::elapsed().unwrap_or_default());
+            w.trace.push(line);
+            w.calls[index].1 = Some(outcome);
         }
-        let outcome = match result {
-            Ok(trail) => {
-                let want = format!("{note}>r1>r2>r3");
-                if trail != want {
-                    w.violations.push(format!("relay {note} returned {trail:?}, expected {want:?}"));
-                }
-                Ok(trail)
-            }
-            Err(e) => {
-                if !documented(&e) {
-                    w.violations.push(format!("relay {note} failed with an undocumented error: {e}"));
-                }
-                Err(e.to_string())
-            }
-        };
-        let line = format!("{:?} {note} {outcome:?}", sim::elapsed().unwrap_or_default());
-        w.trace.push(line);
-        w.calls[index].1 = Some(outcome);
-        drop(w);
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..30))).await;
     }
     // The network has healed: give the decisions in flight a moment, then check.
