@@ -156,9 +156,11 @@ async fn a_cut_after_any_frame_of_two_and_seven_block_sequences_is_resumed() {
             .unwrap_or_else(|_| Err("the script did not finish within 20 s".into()));
             if let Err(e) = outcome {
                 failures.push(format!("cut after frame {k} {dir:?}: {e}"));
-            } else if p.proxy.cuts() != 1 || p.proxy.connections() != 2 {
+            } else if p.proxy.cuts() != 1 || p.proxy.connections() < 2 {
+                // (A resume that comes before the listener's side of the pair has started is
+                // told to try again: more than one redial is fine.)
                 failures.push(format!(
-                    "cut after frame {k} {dir:?}: {} cuts and {} connections (expected 1 cut, 1 resume)",
+                    "cut after frame {k} {dir:?}: {} cuts and {} connections (expected 1 cut, then a resume)",
                     p.proxy.cuts(),
                     p.proxy.connections()
                 ));
@@ -300,7 +302,7 @@ async fn calls_in_flight_at_a_cut_all_return_ok() {
     let blocks = (0..40).map(|i| if i % 3 == 0 { 7.0 } else { 2.0 }).sum::<f64>() * 4.0;
     agree(&p, &refs, blocks).await.expect("the replicas after the cuts");
     assert!(p.proxy.cuts() >= 1, "the proxy cut the connection");
-    assert_eq!(p.proxy.connections(), 1 + p.proxy.cuts(), "each cut was resumed once");
+    assert!(p.proxy.connections() > p.proxy.cuts(), "each cut was resumed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -631,9 +633,12 @@ async fn the_books_example() {
     });
     proxy.cut_now();
     assert_eq!(call.await.expect("the call"), Ok(16.0));
+    // The watcher saw the connection come back (a watch keeps the latest state, so it may
+    // not see every step in between).
     let seen = log.await.expect("the log");
-    assert!(matches!(seen.first(), Some(ConnectionState::Reconnecting { .. })), "{seen:?}");
     assert_eq!(seen.last(), Some(&ConnectionState::Connected));
+    assert_eq!(proxy.cuts(), 1);
+    assert!(proxy.connections() >= 2, "resumed over a new connection");
     // Applied once, on both sides.
     let once: BTreeMap<String, f64> = [("t1".to_owned(), 1.0)].into();
     assert_eq!(left.book().await, Ok(once.clone()));

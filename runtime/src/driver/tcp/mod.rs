@@ -56,7 +56,7 @@ pub use options::{
     Accepted, ConnectionState, HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, ReconnectPolicy, TcpOptions,
     WIRE_VERSION, kind,
 };
-use session::{Answer, Keys, Offer, Redial, Session};
+use session::{Answer, Keys, NotFound, Offer, Redial, Session, Starting};
 use tls::Role;
 pub use tls::{PeerIdentity, TlsClient};
 
@@ -167,13 +167,17 @@ pub async fn accept(
     let sessions = accepted.sessions.clone().filter(|_| options.reconnect.is_some());
     let offer = if sessions.is_some() { Offer::Resumable } else { Offer::None };
     let mut granted = None;
+    let mut starting = None;
     let mut resuming = None;
     let shook =
         open(accepted, spec, side, options, Role::Listening, clock.random(), offer, |peer| match peer {
             Offer::None => Ok(Answer::None),
             Offer::Resumable => Ok(match &sessions {
-                Some(_) => {
+                Some(registry) => {
                     let keys = Keys::new(&clock);
+                    // Known from the grant on: a partner that breaks and comes back before
+                    // this side's connection starts is told to try again, not refused.
+                    starting = Some(registry.starting(keys.id));
                     granted = Some(keys);
                     Answer::Grant(keys)
                 }
@@ -186,8 +190,10 @@ pub async fn accept(
                         resume::CANNOT
                     )));
                 };
-                let conn =
-                    sessions.find(keys).map_err(|reason| refused(format!("{} {reason}", resume::CANNOT)))?;
+                let conn = sessions.find(keys).map_err(|not| match not {
+                    NotFound::Never(reason) => refused(format!("{} {reason}", resume::CANNOT)),
+                    NotFound::NotYet(reason) => refused(reason),
+                })?;
                 let (guard, mine) = conn.begin_resume()?;
                 resuming = Some((conn, guard, *received));
                 Ok(Answer::Resumed { received: mine })
@@ -205,13 +211,15 @@ pub async fn accept(
         }
         _ => None,
     };
-    Ok(Accept::New(Box::new(Opened { shook, session })))
+    Ok(Accept::New(Box::new(Opened { shook, session, _starting: starting })))
 }
 
 /// A connection whose handshake is done, before its link starts.
 pub struct Opened {
     shook: Open,
     session: Option<Session>,
+    /// Until the connection starts, a resume of its session is told to try again.
+    _starting: Option<Starting>,
 }
 
 impl std::fmt::Debug for Opened {
@@ -229,6 +237,7 @@ impl Opened {
     /// Starts the connection's link for `end`; `attach` receives the link before any message
     /// is read from the partner.
     pub fn start(self, end: PairEnd, options: &TcpOptions, attach: impl FnOnce(Link)) -> Pending {
+        // The session is registered before `_starting` goes, at the end of this call.
         start(self.shook, self.session, end, options, attach)
     }
 }

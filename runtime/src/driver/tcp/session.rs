@@ -301,13 +301,42 @@ pub(super) trait Resumable: Send + Sync {
 #[derive(Default)]
 pub(super) struct Sessions {
     live: Mutex<HashMap<u128, Weak<dyn Resumable>>>,
+    /// Sessions granted whose connection has not started yet (the listener is still making
+    /// the endpoint): a resume of one is told to try again.
+    starting: Mutex<std::collections::HashSet<u128>>,
     expired: Mutex<VecDeque<u128>>,
+}
+
+/// A session granted and not yet started: leaves the registry's `starting` set when dropped.
+pub(super) struct Starting {
+    sessions: Arc<Sessions>,
+    id: u128,
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.sessions.starting.lock().remove(&self.id);
+    }
+}
+
+/// Why a session cannot be resumed now.
+pub(super) enum NotFound {
+    /// Never again (a wrong token, an unknown or expired session).
+    Never(String),
+    /// Not yet: try again.
+    NotYet(String),
 }
 
 /// How many given-up session ids a listener remembers.
 const EXPIRED_KEPT: usize = 1024;
 
 impl Sessions {
+    /// Session `id` was granted; its connection starts soon.
+    pub(super) fn starting(self: &Arc<Self>, id: u128) -> Starting {
+        self.starting.lock().insert(id);
+        Starting { sessions: self.clone(), id }
+    }
+
     pub(super) fn insert(&self, id: u128, conn: Weak<dyn Resumable>) {
         self.live.lock().insert(id, conn);
     }
@@ -324,7 +353,7 @@ impl Sessions {
     }
 
     /// The connection of session `keys`, or why it cannot be resumed.
-    pub(super) fn find(&self, keys: &Keys) -> Result<Arc<dyn Resumable>, String> {
+    pub(super) fn find(&self, keys: &Keys) -> Result<Arc<dyn Resumable>, NotFound> {
         let name = Keys::name(keys.id);
         let found = self.live.lock().get(&keys.id).and_then(Weak::upgrade);
         match found {
@@ -332,14 +361,21 @@ impl Sessions {
                 let token = conn.token();
                 // Compared in constant time: the time taken says nothing about the token.
                 let differ = (token ^ keys.token).count_ones();
-                if differ == 0 { Ok(conn) } else { Err(format!("wrong resume token for session {name}")) }
+                if differ == 0 {
+                    Ok(conn)
+                } else {
+                    Err(NotFound::Never(format!("wrong resume token for session {name}")))
+                }
             }
-            None if self.expired.lock().contains(&keys.id) => {
-                Err(format!("session {name} has expired (its resume window passed, or its endpoint stopped)"))
+            None if self.starting.lock().contains(&keys.id) => {
+                Err(NotFound::NotYet(format!("session {name} is still starting on the listener; try again")))
             }
-            None => {
-                Err(format!("unknown session {name} (the listener restarted, or the session never existed)"))
-            }
+            None if self.expired.lock().contains(&keys.id) => Err(NotFound::Never(format!(
+                "session {name} has expired (its resume window passed, or its endpoint stopped)"
+            ))),
+            None => Err(NotFound::Never(format!(
+                "unknown session {name} (the listener restarted, or the session never existed)"
+            ))),
         }
     }
 }
