@@ -86,3 +86,26 @@ fn a_seed_replays_exactly() {
         a.trace
     );
 }
+
+/// The seeds (of the first 30) in which the campaign found the mid-commit window without
+/// resumable sessions: a participant that voted lost its connection before the decision
+/// reached it, rolled back while the other side committed, and the replicas differed. With
+/// resumable sessions the decision arrives after the resume. (If the campaign's scenario
+/// changes, run `WALDO_SIM_RESUME=off WALDO_SIM_SEEDS=30` and take the seeds it names.)
+const WINDOW_SEEDS: [u64; 4] = [6, 7, 10, 14];
+
+fn violations(seed: u64, faults: Faults) -> Vec<String> {
+    let mut all = run_seed(seed, faults).expect("runs").violations;
+    all.extend(relay_campaign::run_seed(seed, faults).expect("runs").violations);
+    all
+}
+
+#[test]
+fn the_seeds_that_found_the_mid_commit_window_pass_with_resumable_sessions() {
+    for seed in WINDOW_SEEDS {
+        let without = violations(seed, Faults { all: true, resume: false });
+        assert!(!without.is_empty(), "seed {seed} no longer finds the window without resumable sessions");
+        let with = violations(seed, Faults::ALL);
+        assert!(with.is_empty(), "seed {seed}: {with:?}");
+    }
+}
