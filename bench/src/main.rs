@@ -115,6 +115,18 @@ impl Dist {
     }
 }
 
+/// The raw baseline's server: accepts one connection and echoes 64-byte messages.
+async fn echo(listener: tokio::net::TcpListener) {
+    let (mut s, _) = listener.accept().await.expect("accept");
+    s.set_nodelay(true).expect("nodelay");
+    let mut buf = [0u8; 64];
+    while s.read_exact(&mut buf).await.is_ok() {
+        if s.write_all(&buf).await.is_err() {
+            break;
+        }
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
 }
@@ -169,15 +181,7 @@ fn raw_tcp(plan: &Plan) -> Dist {
     let addr = listener.local_addr().expect("addr");
     let server = std::thread::spawn(move || {
         runtime().block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            let (mut s, _) = listener.accept().await.expect("accept");
-            s.set_nodelay(true).expect("nodelay");
-            let mut buf = [0u8; 64];
-            while s.read_exact(&mut buf).await.is_ok() {
-                if s.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
+            echo(tokio::net::TcpListener::from_std(listener).expect("listener")).await;
         });
     });
     let n = plan.latency_samples;
@@ -647,18 +651,9 @@ fn reconnection(plan: &Plan) -> ReconnectFigures {
     let (resumes, rounds, samples) = (plan.resumes, plan.cut_rounds, plan.latency_samples / 10);
     rt.block_on(async move {
         // The raw baseline through the same proxy.
-        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let echo_addr = echo.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let (mut s, _) = echo.accept().await.expect("accept");
-            s.set_nodelay(true).expect("nodelay");
-            let mut buf = [0u8; 64];
-            while s.read_exact(&mut buf).await.is_ok() {
-                if s.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let echo_addr = echo_listener.local_addr().expect("addr");
+        tokio::spawn(echo(echo_listener));
         let raw_proxy = proxy::CutProxy::start(echo_addr).await;
         let s = tokio::net::TcpStream::connect(raw_proxy.addr()).await.expect("connect");
         s.set_nodelay(true).expect("nodelay");

@@ -500,12 +500,25 @@ pub fn run_seed(seed: u64, faults: Faults) -> Result<Report, SimError> {
         }
     };
     let world = world.borrow();
-    let mut violations = world.violations.clone();
-    if let Err(e) = outcome {
-        violations.push(e.to_string());
-    }
     let transfers = world.pairs.values().map(|p| p.calls.len()).sum();
-    Ok(Report { violations, trace_hash: trace_hash(&world.trace), transfers, trace: world.trace.clone() })
+    Ok(Report::new(&world.violations, outcome, &world.trace, transfers))
+}
+
+impl Report {
+    /// What a seed did: the `violations` found, and the simulation's `outcome` (an error is
+    /// one more), its `trace` and how many `transfers` it started.
+    pub fn new(
+        violations: &[String],
+        outcome: Result<(), SimError>,
+        trace: &[String],
+        transfers: usize,
+    ) -> Report {
+        let mut violations = violations.to_vec();
+        if let Err(e) = outcome {
+            violations.push(e.to_string());
+        }
+        Report { violations, trace_hash: trace_hash(trace), transfers, trace: trace.to_vec() }
+    }
 }
 
 /// A hash of a run's trace (FNV-1a over its lines).

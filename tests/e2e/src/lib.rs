@@ -8,6 +8,7 @@ pub use waldo_dev_certs as certs;
 
 pub mod campaign;
 pub mod proxy;
+pub mod raw;
 pub mod relay_campaign;
 
 /// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::campaign::{DEADLINE, FAULT_PHASE, Faults, Report, call_options, documented, options, trace_hash};
+use crate::campaign::{DEADLINE, FAULT_PHASE, Faults, Report, call_options, documented, options};
 use crate::corpus_relay::relay::{Receiver, Sender};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -244,14 +244,5 @@ pub fn run_seed(seed: u64, faults: Faults) -> Result<Report, SimError> {
         }
     };
     let world = world.borrow();
-    let mut violations = world.violations.clone();
-    if let Err(e) = outcome {
-        violations.push(e.to_string());
-    }
-    Ok(Report {
-        violations,
-        trace_hash: trace_hash(&world.trace),
-        transfers: world.calls.len(),
-        trace: world.trace.clone(),
-    })
+    Ok(Report::new(&world.violations, outcome, &world.trace, world.calls.len()))
 }

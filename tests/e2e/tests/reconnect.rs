@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use waldo::net::kind;
 use waldo::{ConnectionState, Error, ReconnectPolicy, TcpOptions};
 use waldo_e2e::corpus_relay::relay::{Receiver, Sender};
 use waldo_e2e::corpus_resume::resume::{self, Left, Right};
 use waldo_e2e::proxy::{CutProxy, Dir};
+use waldo_e2e::raw;
 
 fn policy(window: Duration) -> ReconnectPolicy {
     ReconnectPolicy::default()
@@ -391,29 +393,6 @@ async fn a_plain_connection_still_ends_with_its_socket() {
 
 // ---------------------------------------------------------------- refusals, by hand
 
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn text(s: &str, out: &mut Vec<u8>) {
-    varint(s.len() as u64, out);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn framed(payload: Vec<u8>) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
-    out.extend(payload);
-    out
-}
-
 /// A session's id and token, as the listener granted them.
 #[derive(Clone, Copy, Debug)]
 struct Keys([u64; 4]);
@@ -428,12 +407,12 @@ enum RawOffer {
 /// the socket and the listener's answer (its Ack's session part, or its refusal).
 async fn raw_left(addr: std::net::SocketAddr, offer: RawOffer) -> (TcpStream, Result<Option<Keys>, String>) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let mut hello = vec![waldo::net::kind::HELLO];
-    text("Resume", &mut hello);
-    varint(resume::FINGERPRINT, &mut hello);
-    varint(0, &mut hello);
-    text("Left", &mut hello);
-    varint(7, &mut hello);
+    let mut hello = vec![kind::HELLO];
+    raw::text(&mut hello, "Resume");
+    raw::varint(&mut hello, resume::FINGERPRINT);
+    raw::varint(&mut hello, 0);
+    raw::text(&mut hello, "Left");
+    raw::varint(&mut hello, 7);
     match offer {
         RawOffer::Resumable => hello.push(1),
         RawOffer::Resume(Keys(k)) => {
@@ -441,36 +420,22 @@ async fn raw_left(addr: std::net::SocketAddr, offer: RawOffer) -> (TcpStream, Re
             for part in k {
                 hello.extend_from_slice(&part.to_le_bytes());
             }
-            varint(0, &mut hello);
+            raw::varint(&mut hello, 0);
         }
     }
-    let mut first = waldo::net::MAGIC.to_vec();
-    first.extend_from_slice(&waldo::net::WIRE_VERSION.to_le_bytes());
-    first.extend(framed(hello));
+    let mut first = raw::preamble();
+    first.extend(raw::frame(&hello));
     s.write_all(&first).await.expect("write the hello");
     let mut pre = [0u8; 8];
     s.read_exact(&mut pre).await.expect("the preamble");
-    let theirs = read_frame(&mut s).await;
-    assert_eq!(theirs[0], waldo::net::kind::HELLO);
-    // Their nonce: after the protocol, fingerprint, side and endpoint.
-    let mut i = 1;
-    let skip_text = |i: &mut usize| {
-        let n = read_varint(&theirs, i) as usize;
-        *i += n;
-    };
-    skip_text(&mut i);
-    read_varint(&theirs, &mut i);
-    read_varint(&theirs, &mut i);
-    skip_text(&mut i);
-    let nonce = read_varint(&theirs, &mut i);
-    let mut ack = vec![waldo::net::kind::ACK];
-    varint(nonce, &mut ack);
-    s.write_all(&framed(ack)).await.expect("write the ack");
-    let answer = read_frame(&mut s).await;
+    let theirs = raw::read_frame(&mut s).await.expect("the listener's hello");
+    assert_eq!(theirs[0], kind::HELLO);
+    s.write_all(&raw::ack(raw::hello_nonce(&theirs))).await.expect("write the ack");
+    let answer = raw::read_frame(&mut s).await.expect("the listener's answer");
     let result = match answer[0] {
-        k if k == waldo::net::kind::ACK => {
+        k if k == kind::ACK => {
             let mut i = 1;
-            read_varint(&answer, &mut i);
+            raw::read_varint(&answer, &mut i);
             if answer.len() > i && answer[i] == 1 {
                 let mut k = [0u64; 4];
                 for (n, part) in k.iter_mut().enumerate() {
@@ -482,35 +447,10 @@ async fn raw_left(addr: std::net::SocketAddr, offer: RawOffer) -> (TcpStream, Re
                 Ok(None)
             }
         }
-        k if k == waldo::net::kind::REFUSE => {
-            let mut i = 1;
-            let n = read_varint(&answer, &mut i) as usize;
-            Err(String::from_utf8_lossy(&answer[i..i + n]).into_owned())
-        }
+        k if k == kind::REFUSE => Err(raw::frame_text(&answer)),
         other => panic!("an Ack or a Refuse, got kind {other:#04x}"),
     };
     (s, result)
-}
-
-fn read_varint(payload: &[u8], i: &mut usize) -> u64 {
-    let (mut n, mut shift) = (0u64, 0);
-    loop {
-        let b = payload[*i];
-        *i += 1;
-        n |= u64::from(b & 0x7f) << shift;
-        shift += 7;
-        if b & 0x80 == 0 {
-            return n;
-        }
-    }
-}
-
-async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await.expect("a frame header");
-    let mut payload = vec![0u8; u32::from_le_bytes(len) as usize];
-    s.read_exact(&mut payload).await.expect("a frame");
-    payload
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

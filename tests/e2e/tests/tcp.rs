@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use waldo::net::{MAGIC, WIRE_VERSION, kind};
+use waldo::net::{MAGIC, kind};
 use waldo::{Error, TcpOptions};
 use waldo_e2e::corpus_bank::bank::{self, Branch, Vault};
 use waldo_e2e::corpus_ping_pong::ping_pong::Pinger;
 use waldo_e2e::corpus_ready::ready::{Guest, Host};
 use waldo_e2e::corpus_stall::stall::{Helper, Starter, StarterListener};
+use waldo_e2e::raw::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -31,93 +32,6 @@ fn refused(e: &Error, needle: &str) -> bool {
 }
 
 // ---------------------------------------------------------------- the wire, by hand
-
-fn varint(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn text(out: &mut Vec<u8>, s: &str) {
-    varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
-fn preamble() -> Vec<u8> {
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&WIRE_VERSION.to_le_bytes());
-    out
-}
-
-fn hello(protocol: &str, fingerprint: u64, side: u64, endpoint: &str, nonce: u64) -> Vec<u8> {
-    let mut p = vec![kind::HELLO];
-    text(&mut p, protocol);
-    varint(&mut p, fingerprint);
-    varint(&mut p, side);
-    text(&mut p, endpoint);
-    varint(&mut p, nonce);
-    frame(&p)
-}
-
-fn ack(nonce: u64) -> Vec<u8> {
-    let mut p = vec![kind::ACK];
-    varint(&mut p, nonce);
-    frame(&p)
-}
-
-/// Reads one frame; `None` at the end of the stream.
-async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await.ok()?;
-    let mut payload = vec![0u8; u32::from_le_bytes(len) as usize];
-    s.read_exact(&mut payload).await.ok()?;
-    Some(payload)
-}
-
-/// The text after the kind byte of a Refuse or Close frame.
-fn frame_text(payload: &[u8]) -> String {
-    let mut i = 1;
-    let len = read_varint(payload, &mut i) as usize;
-    String::from_utf8_lossy(&payload[i..i + len]).into_owned()
-}
-
-/// Reads a varint at `*i`.
-fn read_varint(payload: &[u8], i: &mut usize) -> u64 {
-    let (mut n, mut shift) = (0u64, 0);
-    loop {
-        let b = payload[*i];
-        *i += 1;
-        n |= u64::from(b & 0x7f) << shift;
-        shift += 7;
-        if b & 0x80 == 0 {
-            return n;
-        }
-    }
-}
-
-/// The nonce at the end of a Hello frame (after the protocol, fingerprint, side, endpoint).
-fn hello_nonce(payload: &[u8]) -> u64 {
-    let mut i = 1;
-    let protocol = read_varint(payload, &mut i) as usize;
-    i += protocol;
-    read_varint(payload, &mut i); // fingerprint
-    read_varint(payload, &mut i); // side
-    let endpoint = read_varint(payload, &mut i) as usize;
-    i += endpoint;
-    read_varint(payload, &mut i)
-}
 
 /// A raw Branch that completes the handshake with the Vault listening at `addr`.
 async fn raw_branch(addr: std::net::SocketAddr) -> TcpStream {
