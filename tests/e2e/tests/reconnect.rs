@@ -420,7 +420,8 @@ async fn raw_left(addr: std::net::SocketAddr, offer: RawOffer) -> (TcpStream, Re
             for part in k {
                 hello.extend_from_slice(&part.to_le_bytes());
             }
-            raw::varint(&mut hello, 0);
+            raw::varint(&mut hello, 0); // frames received
+            raw::varint(&mut hello, 1); // the first frame re-sent
         }
     }
     let mut first = raw::preamble();

@@ -614,15 +614,21 @@ thread_local! {
 }
 
 /// Handles every complete frame in `dec`, writing what they produce at the end; false when
-/// the connection is finished. `received` counts the frames (a resumable connection).
-pub(super) fn handle_frames(conn: &Conn, dec: &mut FrameDecoder, mut received: Option<&mut u64>) -> bool {
+/// the connection is finished. `reading` counts the frames (a resumable connection), after
+/// passing over those to skip.
+pub(super) fn handle_frames(conn: &Conn, dec: &mut FrameDecoder, mut reading: Option<&mut Reading>) -> bool {
     let outer = BATCH.with(|b| b.borrow_mut().replace(Vec::new()));
     let mut going = true;
     loop {
         match dec.next_frame_ref() {
             Ok(Some(payload)) => {
-                if let Some(received) = received.as_deref_mut() {
-                    *received += 1;
+                if let Some(reading) = reading.as_deref_mut() {
+                    // A frame re-sent after a resume that arrived before the break.
+                    if reading.skip > 0 {
+                        reading.skip -= 1;
+                        continue;
+                    }
+                    reading.received += 1;
                 }
                 if !conn.frame(payload) {
                     going = false;
@@ -657,7 +663,7 @@ fn handle(conn: &Conn, dec: &mut FrameDecoder, socket: u64) -> bool {
     if reading.socket != socket {
         return false;
     }
-    let going = handle_frames(conn, dec, Some(&mut reading.received));
+    let going = handle_frames(conn, dec, Some(&mut reading));
     if going && reading.received >= reading.confirmed + CONFIRM_EVERY {
         conn.confirm(&mut reading);
         drop(reading);

@@ -176,11 +176,11 @@ pub(super) struct Terms<'a> {
 }
 
 /// Runs the handshake; `answer` decides, from the peer's session offer, what this side's
-/// `Ack` says about sessions (or refuses the connection).
+/// `Ack` says about sessions and what follows it (or refuses the connection).
 pub(super) async fn handshake(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     terms: Terms<'_>,
-    answer: impl FnOnce(&Offer) -> Result<Answer, Error>,
+    answer: impl FnOnce(&Offer) -> Result<(Answer, Vec<u8>), Error>,
 ) -> Result<Shook, Error> {
     let Terms { spec, side, nonce, idle, heard, tls, offer } = terms;
     // Over TLS, an I/O error may be the peer refusing this side's certificate (TLS 1.3
@@ -262,7 +262,7 @@ pub(super) async fn handshake(
     if let Err(reason) = check_hello(&peer, spec, side) {
         return Err(refuse(stream, refused(reason)).await);
     }
-    let mine = match answer(&peer.offer) {
+    let (mine, after) = match answer(&peer.offer) {
         Ok(mine) => mine,
         Err(e) => return Err(refuse(stream, e).await),
     };
@@ -270,7 +270,10 @@ pub(super) async fn handshake(
     ack.byte(kind::ACK);
     ack.varint(peer.nonce);
     mine.write(&mut ack);
-    stream.write_all(&frame(&ack.finish())).await.map_err(failed)?;
+    // What a resumed session re-sends follows the Ack in the same write.
+    let mut out = frame(&ack.finish());
+    out.extend_from_slice(&after);
+    stream.write_all(&out).await.map_err(failed)?;
     stream.flush().await.map_err(failed)?;
 
     let payload = match read_frame(stream, &mut dec, idle).await {

@@ -171,19 +171,22 @@ pub async fn accept(
     let mut resuming = None;
     let shook =
         open(accepted, spec, side, options, Role::Listening, clock.random(), offer, |peer| match peer {
-            Offer::None => Ok(Answer::None),
-            Offer::Resumable => Ok(match &sessions {
-                Some(registry) => {
-                    let keys = Keys::new(&clock);
-                    // Known from the grant on: a partner that breaks and comes back before
-                    // this side's connection starts is told to try again, not refused.
-                    starting = Some(registry.starting(keys.id));
-                    granted = Some(keys);
-                    Answer::Grant(keys)
-                }
-                None => Answer::None,
-            }),
-            Offer::Resume { keys, received } => {
+            Offer::None => Ok((Answer::None, Vec::new())),
+            Offer::Resumable => Ok((
+                match &sessions {
+                    Some(registry) => {
+                        let keys = Keys::new(&clock);
+                        // Known from the grant on: a partner that breaks and comes back before
+                        // this side's connection starts is told to try again, not refused.
+                        starting = Some(registry.starting(keys.id));
+                        granted = Some(keys);
+                        Answer::Grant(keys)
+                    }
+                    None => Answer::None,
+                },
+                Vec::new(),
+            )),
+            Offer::Resume { keys, received, first } => {
                 let Some(sessions) = &sessions else {
                     return Err(refused(format!(
                         "{} this listener does not resume sessions",
@@ -195,13 +198,22 @@ pub async fn accept(
                     NotFound::NotYet(reason) => refused(reason),
                 })?;
                 let (guard, mine) = conn.begin_resume()?;
-                resuming = Some((conn, guard, *received));
-                Ok(Answer::Resumed { received: mine })
+                // The partner re-sends from frame `first` on: those this side already has
+                // are passed over; none may be missing.
+                if *first > mine + 1 {
+                    return Err(refused(format!(
+                        "{} the partner re-sends from frame {first}, but this side received only {mine}",
+                        resume::CANNOT
+                    )));
+                }
+                let (_, resend) = conn.resend(Some(*received))?;
+                resuming = Some((conn, guard, mine + 1 - *first));
+                Ok((Answer::Resumed { received: mine }, resend))
             }
         })
         .await?;
-    if let Some((conn, guard, theirs)) = resuming {
-        conn.reattach(shook.io, shook.dec, theirs)?;
+    if let Some((conn, guard, skip)) = resuming {
+        conn.reattach(shook.io, shook.dec, None, skip)?;
         drop(guard);
         return Ok(Accept::Resumed);
     }
@@ -307,7 +319,7 @@ pub async fn connect(
     let offer = if options.reconnect.is_some() { Offer::Resumable } else { Offer::None };
     let open =
         open(stream.into(), end.spec, end.side, options, Role::Connecting, clock.random(), offer, |_| {
-            Ok(Answer::None)
+            Ok((Answer::None, Vec::new()))
         })
         .await?;
     let session = match (&open.answer, &options.reconnect) {

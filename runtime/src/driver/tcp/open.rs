@@ -24,7 +24,8 @@ pub(super) struct Open {
 }
 
 /// Opens `accepted` as `side` of `spec`: TLS when the options say so, then the handshake
-/// with this side's session `offer`; `answer` decides what this side answers to the peer's.
+/// with this side's session `offer`; `answer` decides what this side answers to the peer's,
+/// and what it sends right after its `Ack`.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn open(
     accepted: Accepted,
@@ -34,7 +35,7 @@ pub(super) async fn open(
     role: Role,
     nonce: u64,
     offer: Offer,
-    answer: impl FnOnce(&Offer) -> Result<Answer, Error>,
+    answer: impl FnOnce(&Offer) -> Result<(Answer, Vec<u8>), Error>,
 ) -> Result<Open, Error> {
     let Accepted { stream, admission, heard, sessions: _ } = accepted;
     let mut stream = stream;

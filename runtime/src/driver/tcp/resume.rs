@@ -87,16 +87,20 @@ async fn redial_once(conn: &Conn, redial: &Redial) -> Result<(), Error> {
     let (guard, received) = conn.begin_resume()?;
     let keys = conn.session.as_ref().map(|s| s.keys).ok_or_else(|| network("not a resumable connection"))?;
     let nonce = redial.clock.random();
-    let offer = Offer::Resume { keys, received };
+    // Every frame the listener has not confirmed goes right after this side's Ack (the
+    // listener passes over those it has): no wait for its count first.
+    let (first, resend) = conn.resend(None)?;
+    let offer = Offer::Resume { keys, received, first };
     let opened =
         open(stream.into(), redial.spec, redial.side, options, Role::Connecting, nonce, offer, |_| {
-            Ok(Answer::None)
+            Ok((Answer::None, resend))
         })
         .await?;
     let Answer::Resumed { received: theirs } = opened.answer else {
         return Err(refused(format!("{CANNOT} the listener did not resume it")));
     };
-    conn.reattach(opened.io, opened.dec, theirs)?;
+    // The listener re-sent from our count on: nothing to pass over.
+    conn.reattach(opened.io, opened.dec, Some(theirs), 0)?;
     drop(guard);
     Ok(())
 }
@@ -110,8 +114,12 @@ impl Resumable for Conn {
         Conn::begin_resume(self)
     }
 
-    fn reattach(&self, io: Io, dec: FrameDecoder, theirs: u64) -> Result<(), Error> {
-        Conn::reattach(self, io, dec, theirs)
+    fn resend(&self, theirs: Option<u64>) -> Result<(u64, Vec<u8>), Error> {
+        Conn::resend(self, theirs)
+    }
+
+    fn reattach(&self, io: Io, dec: FrameDecoder, theirs: Option<u64>, skip: u64) -> Result<(), Error> {
+        Conn::reattach(self, io, dec, theirs, skip)
     }
 }
 
@@ -138,10 +146,36 @@ impl Conn {
         Ok((guard, reading.received))
     }
 
-    /// Moves the session onto the socket of `io` (its handshake done; `dec` holds what
-    /// arrived after it): re-sends every frame after the `theirs` the partner received,
-    /// then goes on.
-    pub(super) fn reattach(&self, io: Io, mut dec: FrameDecoder, theirs: u64) -> Result<(), Error> {
+    /// What to re-send on a new socket: every frame not confirmed (after the partner said it
+    /// received `theirs`, if it said), sent or queued, in order; from then on they count as
+    /// sent. Returns the number of the first. A partner that claims more than was sent
+    /// broke the protocol: the pair breaks.
+    pub(super) fn resend(&self, theirs: Option<u64>) -> Result<(u64, Vec<u8>), Error> {
+        let mut out = self.out.lock();
+        let mut queued = std::mem::take(&mut out.bytes);
+        let result = match out.replay.as_mut() {
+            Some(replay) => replay.resend(&mut queued, theirs),
+            None => Ok((1, queued)),
+        };
+        drop(out);
+        result.map_err(|message| {
+            let error = deviation(message);
+            self.broken(error.clone());
+            error
+        })
+    }
+
+    /// Moves the session onto the socket of `io` (its handshake done, the frames to re-send
+    /// written after it; `dec` holds what arrived after it, whose first `skip` frames this
+    /// side already has): forgets the frames the partner received (`theirs`, when it said
+    /// so in the handshake), writes what was queued since, and reads on.
+    pub(super) fn reattach(
+        &self,
+        io: Io,
+        mut dec: FrameDecoder,
+        theirs: Option<u64>,
+        skip: u64,
+    ) -> Result<(), Error> {
         let Some(session) = &self.session else { return Err(network("not a resumable connection")) };
         dec.set_max(self.max_frame);
         let (read, wire) = Wire::split(io);
@@ -150,24 +184,24 @@ impl Conn {
             if *self.closed.borrow() {
                 return Err(network("the session ended while it was resumed"));
             }
-            let mut queued = std::mem::take(&mut out.bytes);
-            let resend = match out.replay.as_mut().map(|r| r.resend(&mut queued, theirs)) {
-                Some(Ok(bytes)) => bytes,
-                Some(Err(message)) => {
-                    drop(out);
-                    let error = deviation(message);
-                    self.broken(error.clone());
-                    return Err(error);
-                }
-                None => queued,
-            };
-            out.bytes = resend;
+            if let (Some(theirs), Some(replay)) = (theirs, out.replay.as_mut())
+                && let Err(message) = replay.confirm(theirs)
+            {
+                drop(out);
+                let error = deviation(message);
+                self.broken(error.clone());
+                return Err(error);
+            }
             out.wire = wire;
             out.writing = false;
             out.urgent = true;
             self.socket.fetch_add(1, Ordering::Relaxed) + 1
         };
-        session.reading.lock().socket = socket;
+        {
+            let mut reading = session.reading.lock();
+            reading.socket = socket;
+            reading.skip = skip;
+        }
         let me = self.me.upgrade().ok_or_else(|| network("the connection ended"))?;
         let reader = tokio::spawn(read_loop(me, read, dec, socket)).abort_handle();
         if let Some(old) = self.reader.lock().replace(reader) {

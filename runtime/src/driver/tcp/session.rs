@@ -6,9 +6,11 @@
 //! keeps the frames it sent until the partner confirms it received them (a `RECEIVED` frame
 //! every [`CONFIRM_EVERY`] frames, and with the heartbeats), and counts the frames it
 //! received. When the connection breaks, the connecting side redials; the new connection's
-//! handshake names the session (id and secret token) and says how many frames this side
-//! received; the listener answers with its own count; each side then re-sends what the other
-//! did not receive, in order, and reading goes on. So every message — a block's work, a vote,
+//! handshake names the session (id and secret token), says how many frames this side
+//! received, and from which frame on it re-sends; the listener answers with its own count.
+//! Each side sends its re-sent frames right after its `Ack`, in the same write: the listener
+//! from the count the connecting side named, the connecting side from the last frame the
+//! listener confirmed (the listener passes over those it already has). Then reading goes on. So every message — a block's work, a vote,
 //! a commit or abort decision — arrives exactly once and in order, and the engines on both
 //! sides see one unbroken connection: a transaction in flight at the cut just takes longer,
 //! a prepared child keeps waiting for its decision, and nothing is applied twice or lost.
@@ -69,8 +71,9 @@ pub(super) enum Offer {
     None,
     /// This side resumes broken connections (the listener then grants a session).
     Resumable,
-    /// This connection resumes `keys`' session; this side received `received` frames.
-    Resume { keys: Keys, received: u64 },
+    /// This connection resumes `keys`' session; this side received `received` frames, and
+    /// re-sends, right after its `Ack`, every frame from number `first` on.
+    Resume { keys: Keys, received: u64, first: u64 },
 }
 
 /// What a side says about sessions in its `Ack`.
@@ -80,7 +83,8 @@ pub(super) enum Answer {
     None,
     /// The listener grants a resumable session with `keys`.
     Grant(Keys),
-    /// The listener resumed the session; it received `received` frames.
+    /// The listener resumed the session; it received `received` frames, and re-sends, right
+    /// after its `Ack`, every frame the other side did not receive.
     Resumed { received: u64 },
 }
 
@@ -108,10 +112,11 @@ impl Offer {
             // Nothing is written: a plain connection's handshake is the same as without sessions.
             Offer::None => {}
             Offer::Resumable => w.byte(RESUMABLE),
-            Offer::Resume { keys, received } => {
+            Offer::Resume { keys, received, first } => {
                 w.byte(RESUME);
                 write_keys(w, keys);
                 w.varint(*received);
+                w.varint(*first);
             }
         }
     }
@@ -125,7 +130,8 @@ impl Offer {
             RESUMABLE => Offer::Resumable,
             RESUME => {
                 let keys = read_keys(r)?;
-                Offer::Resume { keys, received: r.varint()? }
+                let received = r.varint()?;
+                Offer::Resume { keys, received, first: r.varint()? }
             }
             _ => Offer::None,
         })
@@ -197,7 +203,7 @@ impl Session {
             policy,
             redial,
             registry,
-            reading: Mutex::new(Reading { socket: 0, received: 0, confirmed: 0 }),
+            reading: Mutex::new(Reading { socket: 0, skip: 0, received: 0, confirmed: 0 }),
             outage: Mutex::new(None),
             resuming: Arc::new(tokio::sync::Mutex::new(())),
         }
@@ -207,6 +213,9 @@ impl Session {
 pub(super) struct Reading {
     /// The socket (by number) whose reader may handle frames.
     pub(super) socket: u64,
+    /// Frames to pass over at the start of a resumed socket: the partner re-sent them, and
+    /// they had arrived before.
+    pub(super) skip: u64,
     /// Frames received.
     pub(super) received: u64,
     /// The count last confirmed to the partner.
@@ -248,15 +257,22 @@ impl Replay {
         self.sent.extend_from_slice(&bytes[owed..]);
     }
 
-    /// Every unconfirmed byte, sent or `queued` (which it takes), in order, after the
-    /// partner said it received `count` frames: what a resumed connection sends first.
-    pub(super) fn resend(&mut self, queued: &mut Vec<u8>, count: u64) -> Result<Vec<u8>, String> {
+    /// Every frame not confirmed, sent or `queued` (which it takes), in order, after the
+    /// partner said it received `count` frames (if it said): what a resumed connection
+    /// sends first. They count as sent from now on. Returns the number of the first.
+    pub(super) fn resend(
+        &mut self,
+        queued: &mut Vec<u8>,
+        count: Option<u64>,
+    ) -> Result<(u64, Vec<u8>), String> {
         self.sent.append(queued);
         let owed = self.owed.min(self.sent.len());
         self.sent.drain(..owed);
         self.owed = 0;
-        self.confirm(count)?;
-        Ok(std::mem::take(&mut self.sent))
+        if let Some(count) = count {
+            self.confirm(count)?;
+        }
+        Ok((self.confirmed + 1, self.sent.clone()))
     }
 
     /// A frame of `len` bytes (header included) was queued.
@@ -292,8 +308,10 @@ pub(super) trait Resumable: Send + Sync {
     fn token(&self) -> u128;
     /// Prepares to move the session onto a new socket (see `Conn::begin_resume`).
     fn begin_resume(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, u64), Error>;
+    /// What to re-send (see `Conn::resend`).
+    fn resend(&self, theirs: Option<u64>) -> Result<(u64, Vec<u8>), Error>;
     /// Moves the session onto the socket of `io` (see `Conn::reattach`).
-    fn reattach(&self, io: Io, dec: FrameDecoder, theirs: u64) -> Result<(), Error>;
+    fn reattach(&self, io: Io, dec: FrameDecoder, theirs: Option<u64>, skip: u64) -> Result<(), Error>;
 }
 
 /// The resumable sessions a listener serves, by id; and the ids of those given up lately, to
