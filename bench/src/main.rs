@@ -39,11 +39,6 @@ pub mod corpus_sim_bank {
 #[path = "../../tests/e2e/src/campaign.rs"]
 pub mod campaign;
 
-/// The cutting proxy of the reconnection tests (the benchmark uses part of it).
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../tests/e2e/src/proxy.rs"]
-mod proxy;
-
 use bench::{Client, Server};
 
 /// How much to measure.
@@ -632,66 +627,116 @@ fn simulation(plan: &Plan) -> SimFigures {
 struct ReconnectFigures {
     /// Median ms from a cut to the first committed transaction after the resume.
     resume_ms: f64,
-    /// Median µs of a raw 64-byte round trip through the same proxy.
-    raw_rtt_via_proxy_us: f64,
+    /// Median µs of a raw 64-byte round trip between the same two threads.
+    raw_rtt_us: f64,
     /// Calls in flight at a cut, and how many of them returned `Ok`.
     in_flight: usize,
     ok: usize,
 }
 
-/// A resumable pair through the cutting proxy: the time from a cut to the first committed
-/// transaction after it (the backoff's first delay zero), and the share of calls in flight
-/// at a cut that still return `Ok` (8 callers, the resume window longer than any outage).
+/// The system's TCP, keeping a handle on every socket it connects, so that [`Cuttable::cut`]
+/// can break the connections from outside: both ends see them end at once, as when a NAT or
+/// a middlebox forgets them.
+#[derive(Clone, Debug, Default)]
+struct Cuttable {
+    sockets: Arc<parking_lot::Mutex<Vec<socket2::Socket>>>,
+}
+
+impl Cuttable {
+    /// Shuts every connection made so far down; returns when it did.
+    fn cut(&self) -> Instant {
+        for socket in self.sockets.lock().drain(..) {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+        Instant::now()
+    }
+}
+
+impl waldo::net::Network for Cuttable {
+    fn connect(&self, addr: waldo::net::Address) -> waldo::net::NetFuture<'static, waldo::net::Socket> {
+        let sockets = self.sockets.clone();
+        Box::pin(async move {
+            let stream = match addr {
+                waldo::net::Address::Socket(a) => tokio::net::TcpStream::connect(a).await?,
+                other => tokio::net::TcpStream::connect(other.to_string()).await?,
+            };
+            sockets.lock().push(socket2::SockRef::from(&stream).try_clone()?);
+            Ok(stream.into())
+        })
+    }
+
+    fn bind(
+        &self,
+        addr: waldo::net::Address,
+    ) -> waldo::net::NetFuture<'static, Box<dyn waldo::net::Acceptor>> {
+        waldo::net::SystemTcp.bind(addr)
+    }
+}
+
+/// A resumable pair whose connection is cut from outside: the time from a cut to the first
+/// committed transaction after it (the backoff's first delay zero), and the share of calls
+/// in flight at a cut that still return `Ok` (8 callers, the resume window longer than any
+/// outage). Like the other TCP figures, each side runs on a thread of its own: the
+/// connecting side on this one, the listening side (and the raw baseline's echo server) on
+/// another.
 fn reconnection(plan: &Plan) -> ReconnectFigures {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
     let (resumes, rounds, samples) = (plan.resumes, plan.cut_rounds, plan.latency_samples / 10);
-    rt.block_on(async move {
-        // The raw baseline through the same proxy.
-        let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let echo_addr = echo_listener.local_addr().expect("addr");
-        tokio::spawn(echo(echo_listener));
-        let raw_proxy = proxy::CutProxy::start(echo_addr).await;
-        let s = tokio::net::TcpStream::connect(raw_proxy.addr()).await.expect("connect");
+    let policy = waldo::ReconnectPolicy::default()
+        .with_backoff(Duration::ZERO, Duration::from_millis(5), Duration::from_millis(50), 2.0)
+        .with_resume_window(Duration::from_secs(30));
+    let options = waldo::TcpOptions::default().with_reconnect(policy);
+    let (addrs_tx, addrs) = std::sync::mpsc::channel::<(SocketAddr, SocketAddr)>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listening = options.clone();
+    let server = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let echo_addr = echo_listener.local_addr().expect("addr");
+            tokio::spawn(echo(echo_listener));
+            let listener = Server::listen("127.0.0.1:0").with_options(listening).await.expect("listen");
+            addrs_tx.send((echo_addr, listener.local_addr())).expect("send the addresses");
+            let _server = listener.accept().await.expect("accept");
+            let _ = stopped.await;
+        });
+    });
+    let (echo_addr, listener_addr) = addrs.recv().expect("the addresses");
+    let figures = runtime().block_on(async move {
+        // The raw baseline between the same two threads, sampled before and after the cuts.
+        let mut s = tokio::net::TcpStream::connect(echo_addr).await.expect("connect");
         s.set_nodelay(true).expect("nodelay");
-        let s = tokio::sync::Mutex::new(s);
-        let raw = sample(samples, |i| {
-            let s = &s;
-            async move {
-                let mut s = s.lock().await;
-                let mut buf = [i as u8; 64];
+        let mut raw = Vec::with_capacity(2 * samples);
+        let mut buf = [0u8; 64];
+        let mut raw_round_trips = async |n: usize, out: Option<&mut Vec<f64>>| {
+            let mut times = Vec::with_capacity(n);
+            for i in 0..n {
+                let start = Instant::now();
+                buf[0] = i as u8;
                 s.write_all(&buf).await.expect("write");
                 s.read_exact(&mut buf).await.expect("read");
+                times.push(start.elapsed().as_nanos() as f64);
             }
-        })
-        .await;
+            if let Some(out) = out {
+                out.extend(times);
+            }
+        };
+        raw_round_trips(samples / 10, None).await;
+        raw_round_trips(samples, Some(&mut raw)).await;
 
-        let policy = waldo::ReconnectPolicy::default()
-            .with_backoff(Duration::ZERO, Duration::from_millis(5), Duration::from_millis(50), 2.0)
-            .with_resume_window(Duration::from_secs(30));
-        let options = waldo::TcpOptions::default().with_reconnect(policy);
-        let listener = Server::listen("127.0.0.1:0").with_options(options.clone()).await.expect("listen");
-        let cutter = proxy::CutProxy::start(listener.local_addr()).await;
-        let (client, _server) =
-            tokio::try_join!(Client::connect(cutter.addr()).with_options(options), listener.accept())
-                .expect("a pair");
+        let network = Cuttable::default();
+        let options = options.with_network(network.clone());
+        let client = Client::connect(listener_addr).with_options(options).await.expect("a pair");
         client.two(0.0).await.expect("a first call");
         let mut resume_ms = Vec::with_capacity(resumes);
         for i in 0..resumes {
-            let before = Instant::now();
-            cutter.cut_now();
+            let cut = network.cut();
             let y = client.two(i as f64).await.expect("a call after the cut");
             assert_eq!(y, (i as f64 + 1.0) * 2.0);
-            // From the moment the proxy closed the sockets.
-            let cut = cutter.last_cut().filter(|t| *t >= before).unwrap_or(before);
             resume_ms.push(cut.elapsed().as_secs_f64() * 1e3);
             // Back to the steady state before the next cut.
             client.two(0.0).await.expect("a call");
         }
-        assert_eq!(cutter.connections(), resumes + 1, "each cut resumed once");
+        let resumed = client.connection_state();
+        assert_eq!(resumed, waldo::ConnectionState::Connected, "the pair resumed each cut");
 
         // Calls in flight at cuts.
         let cuts: Arc<parking_lot::Mutex<Vec<Instant>>> = Default::default();
@@ -714,8 +759,8 @@ fn reconnection(plan: &Plan) -> ReconnectFigures {
         }
         for _ in 0..rounds {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            cuts.lock().push(Instant::now());
-            cutter.cut_now();
+            let cut = network.cut();
+            cuts.lock().push(cut);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         stop.store(true, Ordering::Relaxed);
@@ -729,9 +774,14 @@ fn reconnection(plan: &Plan) -> ReconnectFigures {
                 }
             }
         }
-        let (resume, raw) = (Dist::new("resume", resume_ms), Dist::new("raw via proxy", raw));
-        ReconnectFigures { resume_ms: resume.p50(), raw_rtt_via_proxy_us: raw.p50() / 1e3, in_flight, ok }
-    })
+        client.stop().await;
+        raw_round_trips(samples, Some(&mut raw)).await;
+        let (resume, raw) = (Dist::new("resume", resume_ms), Dist::new("raw", raw));
+        ReconnectFigures { resume_ms: resume.p50(), raw_rtt_us: raw.p50() / 1e3, in_flight, ok }
+    });
+    let _ = stop.send(());
+    server.join().expect("the listening side's thread");
+    figures
 }
 
 // ---------------------------------------------------------------- report
@@ -874,8 +924,8 @@ fn main() {
     // Budgets: a resume within 5 raw round trips (through the same proxy) plus the first
     // delay (zero here); every call in flight at a cut returns Ok.
     line("reconnect.resume_ms", resume.resume_ms);
-    line("reconnect.raw_rtt_via_proxy_us", resume.raw_rtt_via_proxy_us);
-    line("ratio.reconnect_resume_vs_raw_rtt", resume.resume_ms * 1e3 / resume.raw_rtt_via_proxy_us);
+    line("reconnect.raw_rtt_us", resume.raw_rtt_us);
+    line("ratio.reconnect_resume_vs_raw_rtt", resume.resume_ms * 1e3 / resume.raw_rtt_us);
     line("reconnect.cut_calls_in_flight", resume.in_flight as f64);
     line(
         "reconnect.cut_calls_ok_pct",

@@ -1,6 +1,6 @@
 //! A TCP proxy that cuts connections, for the reconnection tests and benchmark: it forwards
 //! bytes both ways between a connecting side and a listener, counts the frames it forwards
-//! in each direction (after each connection's preamble and two handshake frames), and on
+//! in each direction (after each connection's preamble and handshake frames), and on
 //! command cuts a connection after its k-th frame in one direction, cuts every connection
 //! now, or refuses new ones (a partner that is gone for good). Cutting closes both sockets:
 //! each side sees its connection end, as when a NAT forgets it or a proxy restarts.
@@ -36,6 +36,9 @@ struct Shared {
     generation: AtomicU64,
     /// When the last cut closed its sockets.
     last_cut: parking_lot::Mutex<Option<std::time::Instant>>,
+    /// The sockets of every live connection (the connecting side's, the listener's), by
+    /// number: `cut_now` shuts them down itself, at once.
+    live: parking_lot::Mutex<std::collections::HashMap<usize, (socket2::Socket, socket2::Socket)>>,
 }
 
 /// The proxy; dropping it stops accepting (connections already made go on until cut).
@@ -66,9 +69,14 @@ impl CutProxy {
                 }
                 let Ok(server) = TcpStream::connect(target).await else { continue };
                 let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                s.connections.fetch_add(1, Ordering::SeqCst);
+                let n = s.connections.fetch_add(1, Ordering::SeqCst);
+                if let (Ok(c), Ok(l)) =
+                    (socket2::SockRef::from(&client).try_clone(), socket2::SockRef::from(&server).try_clone())
+                {
+                    s.live.lock().insert(n, (c, l));
+                }
                 let plan = s.armed.lock().take();
-                tokio::spawn(relay(client, server, plan, s.clone()));
+                tokio::spawn(relay(n, client, server, plan, s.clone()));
             }
         })
         .abort_handle();
@@ -86,9 +94,23 @@ impl CutProxy {
         *self.shared.armed.lock() = Some((dir, k));
     }
 
-    /// Cuts every connection through the proxy now.
+    /// Cuts every connection through the proxy now: shuts their sockets down before it
+    /// returns (the connecting sides' first, the side that redials).
     pub fn cut_now(&self) {
+        // The generation first: a connection made after it (a side that noticed the cut and
+        // redialed) is not cut.
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        let live: Vec<_> = self.shared.live.lock().drain().map(|(_, pair)| pair).collect();
+        for (connector, _) in &live {
+            let _ = connector.shutdown(std::net::Shutdown::Both);
+        }
+        for (_, listener) in &live {
+            let _ = listener.shutdown(std::net::Shutdown::Both);
+        }
+        if !live.is_empty() {
+            *self.shared.last_cut.lock() = Some(std::time::Instant::now());
+            self.shared.cuts.fetch_add(live.len(), Ordering::SeqCst);
+        }
         self.shared.cut_all.notify_waiters();
     }
 
@@ -124,15 +146,28 @@ struct Framing {
     header: [u8; 4],
     have: usize,
     payload: usize,
+    /// The kind of the frame whose payload is arriving (its first byte).
+    kind: Option<u8>,
+    /// Handshake frames still to come in this direction.
+    handshake: u64,
     frames: u64,
 }
 
-/// Handshake frames each side sends (its `Hello` and its `Ack`).
+/// Handshake frames each side sends: its `Hello` and its `Ack` (a side resuming a session
+/// sends no `Ack`: its frames follow its `Hello`).
 const HANDSHAKE_FRAMES: u64 = 2;
 
 impl Framing {
     fn new() -> Framing {
-        Framing { preamble: 8, header: [0; 4], have: 0, payload: 0, frames: 0 }
+        Framing {
+            preamble: 8,
+            header: [0; 4],
+            have: 0,
+            payload: 0,
+            kind: None,
+            handshake: HANDSHAKE_FRAMES,
+            frames: 0,
+        }
     }
 
     /// Takes `bytes`; returns how many to forward, and whether the connection is to be cut
@@ -161,6 +196,9 @@ impl Framing {
                 }
                 continue;
             }
+            if self.kind.is_none() {
+                self.kind = Some(bytes[i]);
+            }
             let n = self.payload.min(bytes.len() - i);
             self.payload -= n;
             i += n;
@@ -176,16 +214,28 @@ impl Framing {
 
     /// A frame ended; true when it is the one to cut after.
     fn done(&mut self, cut: Option<u64>, counted: &AtomicU64) -> bool {
-        self.frames += 1;
-        if self.frames <= HANDSHAKE_FRAMES {
+        let kind = self.kind.take();
+        if self.handshake == 1 && kind != Some(waldo::net::kind::ACK) {
+            // A resume's frames after its Hello.
+            self.handshake = 0;
+        }
+        if self.handshake > 0 {
+            self.handshake -= 1;
             return false;
         }
+        self.frames += 1;
         counted.fetch_add(1, Ordering::SeqCst);
-        cut == Some(self.frames - HANDSHAKE_FRAMES)
+        cut == Some(self.frames)
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, plan: Option<(Dir, u64)>, shared: Arc<Shared>) {
+async fn relay(
+    n: usize,
+    client: TcpStream,
+    server: TcpStream,
+    plan: Option<(Dir, u64)>,
+    shared: Arc<Shared>,
+) {
     let generation = shared.generation.load(Ordering::SeqCst);
     let cut = Arc::new(Notify::new());
     let (cr, cw) = client.into_split();
@@ -202,12 +252,14 @@ async fn relay(client: TcpStream, server: TcpStream, plan: Option<(Dir, u64)>, s
             notified.await;
         }
     };
-    // A cut ends the connection (both sockets drop here), or both directions end.
+    // A cut ends the connection (both sockets drop here), or both directions end; `cut_now`
+    // shut the sockets down and counted its cut itself.
     let cutting = tokio::select! {
         _ = async { tokio::join!(up, down) } => false,
         () = cut.notified() => true,
-        () = cut_all => true,
+        () = cut_all => false,
     };
+    shared.live.lock().remove(&n);
     if cutting {
         *shared.last_cut.lock() = Some(std::time::Instant::now());
         shared.cuts.fetch_add(1, Ordering::SeqCst);

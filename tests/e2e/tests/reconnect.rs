@@ -307,6 +307,48 @@ async fn calls_in_flight_at_a_cut_all_return_ok() {
     assert!(p.proxy.connections() > p.proxy.cuts(), "each cut was resumed");
 }
 
+/// Far more than goes out with a resume's handshake, and than a socket takes at once: what
+/// does not fit follows through the writers, in order, while both sides also read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn megabytes_waiting_on_both_sides_at_a_cut_all_arrive_once_and_in_order() {
+    let p = pair(Duration::from_secs(10), None).await;
+    let pads = |tag: &str| (0..40).map(|i| format!("{tag}{i}:{}", "x".repeat(64 * 1024))).collect::<Vec<_>>();
+    let echo_all = |pads: Vec<String>| {
+        let calls: Vec<_> = pads
+            .into_iter()
+            .map(|pad| {
+                let left = p.left.clone();
+                tokio::spawn(async move { (left.echo(pad.clone()).await, pad) })
+            })
+            .collect();
+        async move {
+            for call in calls {
+                let (got, pad) = call.await.expect("a call");
+                assert_eq!(got.as_deref(), Ok(format!("{pad}!").as_str()), "the echo of {}", &pad[..4]);
+            }
+        }
+    };
+    // 2.6 MB queued on the connecting side while the partner is unreachable.
+    p.proxy.refuse(true);
+    p.proxy.cut_now();
+    let mut state = p.left.watch_connection();
+    let _ = state.wait_for(|s| matches!(s, ConnectionState::Reconnecting { .. })).await;
+    let queued = echo_all(pads("a"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(p.left.backlog() > 2_000_000, "the calls' messages wait: {} bytes", p.left.backlog());
+    p.proxy.refuse(false);
+    tokio::time::timeout(Duration::from_secs(20), queued).await.expect("every queued call returns");
+    // A cut in the middle of a stream of large answers: both sides hold frames the other has
+    // not confirmed.
+    p.proxy.cut_after(Dir::ToConnector, 1);
+    let (connections, cuts) = (p.proxy.connections(), p.proxy.cuts());
+    p.proxy.cut_now();
+    tokio::time::timeout(Duration::from_secs(20), echo_all(pads("b"))).await.expect("every call returns");
+    assert!(p.proxy.cuts() >= cuts + 2, "the connection was cut inside the answers");
+    assert!(p.proxy.connections() >= connections + 2, "and resumed");
+    agree(&p, &[], 0.0).await.expect("the replicas after the cuts");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_gone_for_good_is_given_up_after_the_resume_window() {
     let window = Duration::from_millis(600);

@@ -91,7 +91,7 @@ impl Outgoing {
     }
 
     /// The first `n` queued bytes were handed to the socket.
-    fn written(&mut self, n: usize) {
+    pub(super) fn written(&mut self, n: usize) {
         match &mut self.replay {
             Some(replay) => {
                 replay.sent(&self.bytes[..n]);
@@ -335,22 +335,32 @@ impl Conn {
     /// The socket numbered `socket` failed with `error`: a resumable connection starts to
     /// resume (unless that socket was already replaced); any other breaks.
     pub(super) fn io_failed(&self, socket: u64, error: Error) {
+        self.fail(socket, error, false);
+    }
+
+    /// [`Conn::io_failed`], from the reader of that socket: true when the reader is to run
+    /// the outage itself ([`super::resume::recover`]: no task hop before redialing).
+    fn reader_failed(&self, socket: u64, error: Error) -> bool {
+        self.fail(socket, error, true)
+    }
+
+    fn fail(&self, socket: u64, error: Error, reading: bool) -> bool {
         let Some(session) = &self.session else {
             self.broken(error);
-            return;
+            return false;
         };
         if *self.closed.borrow() {
-            return;
+            return false;
         }
         let old = {
             let mut out = self.out.lock();
             if out.closing {
                 drop(out);
                 self.broken(error);
-                return;
+                return false;
             }
             if self.socket.load(Ordering::Relaxed) != socket || matches!(out.wire, Wire::Down) {
-                return;
+                return false;
             }
             self.socket.fetch_add(1, Ordering::Relaxed);
             out.writing = false;
@@ -362,18 +372,32 @@ impl Conn {
             let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
         }
         drop(old);
-        if let Some(reader) = self.reader.lock().take() {
-            reader.abort();
-        }
+        // The reader that failed runs the outage; any other reader of the socket ends.
+        let reader = self.reader.lock().take();
+        let reader = match reader {
+            Some(reader) if reading => Some(reader),
+            Some(reader) => {
+                reader.abort();
+                None
+            }
+            None => None,
+        };
         tracing::warn!(peer = ?self.peer, %error, "the connection broke; resuming the session");
         self.state.send_replace(ConnectionState::Reconnecting { attempt: 0 });
         let mut outage = session.outage.lock();
-        if outage.is_none()
-            && let Some(me) = self.me.upgrade()
-        {
-            let task = tokio::spawn(super::resume::recover(me)).abort_handle();
-            *outage = Some(Outage { since: Instant::now(), cause: error, task: Some(task) });
+        if outage.is_some() {
+            return false;
         }
+        let inline = reader.is_some();
+        let task = match reader {
+            Some(reader) => reader,
+            None => match self.me.upgrade() {
+                Some(me) => tokio::spawn(super::resume::recover(me)).abort_handle(),
+                None => return false,
+            },
+        };
+        *outage = Some(Outage { since: Instant::now(), cause: error, task: Some(task) });
+        inline
     }
 
     /// The connection is unusable because of `error`: the pair breaks, the tasks end.
@@ -655,7 +679,7 @@ pub(super) fn handle_frames(conn: &Conn, dec: &mut FrameDecoder, mut reading: Op
 
 /// Handles what arrived on socket number `socket`; false when this reader must end (the
 /// connection is finished, or a resumed connection replaced the socket).
-fn handle(conn: &Conn, dec: &mut FrameDecoder, socket: u64) -> bool {
+pub(super) fn handle(conn: &Conn, dec: &mut FrameDecoder, socket: u64) -> bool {
     let Some(session) = &conn.session else {
         return handle_frames(conn, dec, None);
     };
@@ -697,7 +721,9 @@ pub(super) async fn read_loop(
                 } else {
                     network("the partner closed the connection")
                 };
-                conn.io_failed(socket, error);
+                if conn.reader_failed(socket, error) {
+                    super::resume::recover(conn).await;
+                }
                 return;
             }
             Ok(n) => {
@@ -705,7 +731,9 @@ pub(super) async fn read_loop(
                 dec.feed(&buf[..n]);
             }
             Err(e) => {
-                conn.io_failed(socket, network(format!("reading from the partner failed: {e}")));
+                if conn.reader_failed(socket, network(format!("reading from the partner failed: {e}"))) {
+                    super::resume::recover(conn).await;
+                }
                 return;
             }
         }

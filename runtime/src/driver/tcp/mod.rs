@@ -4,7 +4,8 @@
 //! **Handshake.** Each side sends at once the 8-byte preamble (`WALDO\0` and the wire version,
 //! little-endian `u16`) and a `Hello` frame (protocol name, fingerprint, the side and
 //! endpoint it plays, a random 64-bit nonce); each checks the other's, then sends an `Ack`
-//! frame echoing the other's nonce and checks the echo of its own. Any mismatch is refused
+//! frame echoing the other's nonce and checks the echo of its own (a side resuming a session
+//! sends no `Ack`, and its frames follow its `Hello`: see [`session`]). Any mismatch is refused
 //! with a `Refuse` frame naming the cause, and reported on both sides as
 //! [`Error::HandshakeRefused`]. Handshake frames are limited to 64 KiB and the whole
 //! handshake to [`TcpOptions::handshake_timeout`].
@@ -56,7 +57,7 @@ pub use options::{
     Accepted, ConnectionState, HANDSHAKE_MAX_FRAME, MAGIC, PairSpec, ReconnectPolicy, TcpOptions,
     WIRE_VERSION, kind,
 };
-use session::{Answer, Keys, NotFound, Offer, Redial, Session, Starting};
+use session::{Answer, Keys, NotFound, Offer, RESEND_WITH_HANDSHAKE, Redial, Session, Starting};
 use tls::Role;
 pub use tls::{PeerIdentity, TlsClient};
 
@@ -170,7 +171,7 @@ pub async fn accept(
     let mut starting = None;
     let mut resuming = None;
     let shook =
-        open(accepted, spec, side, options, Role::Listening, clock.random(), offer, |peer| match peer {
+        open(accepted, spec, side, options, Role::Listening, clock.random(), offer, &[], |peer| match peer {
             Offer::None => Ok((Answer::None, Vec::new())),
             Offer::Resumable => Ok((
                 match &sessions {
@@ -206,7 +207,7 @@ pub async fn accept(
                         resume::CANNOT
                     )));
                 }
-                let (_, resend) = conn.resend(Some(*received))?;
+                let (_, resend) = conn.resend(Some(*received), RESEND_WITH_HANDSHAKE)?;
                 resuming = Some((conn, guard, mine + 1 - *first));
                 Ok((Answer::Resumed { received: mine }, resend))
             }
@@ -317,11 +318,18 @@ pub async fn connect(
         .map_err(|e| network(format!("could not connect to the partner at {addr}: {e}")))?;
     let clock = end.core.clock.clone();
     let offer = if options.reconnect.is_some() { Offer::Resumable } else { Offer::None };
-    let open =
-        open(stream.into(), end.spec, end.side, options, Role::Connecting, clock.random(), offer, |_| {
-            Ok((Answer::None, Vec::new()))
-        })
-        .await?;
+    let open = open(
+        stream.into(),
+        end.spec,
+        end.side,
+        options,
+        Role::Connecting,
+        clock.random(),
+        offer,
+        &[],
+        |_| Ok((Answer::None, Vec::new())),
+    )
+    .await?;
     let session = match (&open.answer, &options.reconnect) {
         (Answer::Grant(keys), Some(policy)) => Some(Session::new(
             *keys,

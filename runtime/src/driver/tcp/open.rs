@@ -24,8 +24,8 @@ pub(super) struct Open {
 }
 
 /// Opens `accepted` as `side` of `spec`: TLS when the options say so, then the handshake
-/// with this side's session `offer`; `answer` decides what this side answers to the peer's,
-/// and what it sends right after its `Ack`.
+/// with this side's session `offer` (and the bytes that `follow` its `Hello`); `answer`
+/// decides what this side answers to the peer's, and what it sends right after its `Ack`.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn open(
     accepted: Accepted,
@@ -35,6 +35,7 @@ pub(super) async fn open(
     role: Role,
     nonce: u64,
     offer: Offer,
+    follow: &[u8],
     answer: impl FnOnce(&Offer) -> Result<(Answer, Vec<u8>), Error>,
 ) -> Result<Open, Error> {
     let Accepted { stream, admission, heard, sessions: _ } = accepted;
@@ -48,7 +49,7 @@ pub(super) async fn open(
         Role::Connecting => options.tls_client.as_ref().map(|_| role),
         Role::Listening => options.tls_server.as_ref().map(|_| role),
     };
-    let terms = |tls| Terms { spec, side, nonce, idle: options.handshake_idle, heard, tls, offer };
+    let terms = |tls| Terms { spec, side, nonce, idle: options.handshake_idle, heard, tls, offer, follow };
     // The TLS handshake in time, its failures named.
     let tls_session = async |handshake: std::pin::Pin<
         Box<dyn Future<Output = std::io::Result<tokio_rustls::TlsStream<Socket>>> + Send + '_>,

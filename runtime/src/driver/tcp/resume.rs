@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::conn::{Conn, Wire, read_loop};
+use super::conn::{Conn, Wire, handle, read_loop};
 use super::network::Io;
 use super::open::open;
 use super::options::*;
-use super::session::{Answer, Offer, Redial, Resumable};
+use super::session::{Answer, Offer, RESEND_WITH_HANDSHAKE, Redial, Resumable};
 use super::tls::Role;
 use crate::core::error::Error;
 use crate::wire::FrameDecoder;
@@ -87,15 +87,23 @@ async fn redial_once(conn: &Conn, redial: &Redial) -> Result<(), Error> {
     let (guard, received) = conn.begin_resume()?;
     let keys = conn.session.as_ref().map(|s| s.keys).ok_or_else(|| network("not a resumable connection"))?;
     let nonce = redial.clock.random();
-    // Every frame the listener has not confirmed goes right after this side's Ack (the
-    // listener passes over those it has): no wait for its count first.
-    let (first, resend) = conn.resend(None)?;
+    // Every frame the listener has not confirmed follows the Hello at once (the listener
+    // passes over those it has): no wait for its count first. What does not fit in the
+    // handshake's write follows through the writer once the session is back.
+    let (first, resend) = conn.resend(None, RESEND_WITH_HANDSHAKE)?;
     let offer = Offer::Resume { keys, received, first };
-    let opened =
-        open(stream.into(), redial.spec, redial.side, options, Role::Connecting, nonce, offer, |_| {
-            Ok((Answer::None, resend))
-        })
-        .await?;
+    let opened = open(
+        stream.into(),
+        redial.spec,
+        redial.side,
+        options,
+        Role::Connecting,
+        nonce,
+        offer,
+        &resend,
+        |_| Ok((Answer::None, Vec::new())),
+    )
+    .await?;
     let Answer::Resumed { received: theirs } = opened.answer else {
         return Err(refused(format!("{CANNOT} the listener did not resume it")));
     };
@@ -114,8 +122,8 @@ impl Resumable for Conn {
         Conn::begin_resume(self)
     }
 
-    fn resend(&self, theirs: Option<u64>) -> Result<(u64, Vec<u8>), Error> {
-        Conn::resend(self, theirs)
+    fn resend(&self, theirs: Option<u64>, now: usize) -> Result<(u64, Vec<u8>), Error> {
+        Conn::resend(self, theirs, now)
     }
 
     fn reattach(&self, io: Io, dec: FrameDecoder, theirs: Option<u64>, skip: u64) -> Result<(), Error> {
@@ -146,29 +154,39 @@ impl Conn {
         Ok((guard, reading.received))
     }
 
-    /// What to re-send on a new socket: every frame not confirmed (after the partner said it
-    /// received `theirs`, if it said), sent or queued, in order; from then on they count as
-    /// sent. Returns the number of the first. A partner that claims more than was sent
-    /// broke the protocol: the pair breaks.
-    pub(super) fn resend(&self, theirs: Option<u64>) -> Result<(u64, Vec<u8>), Error> {
-        let mut out = self.out.lock();
-        let mut queued = std::mem::take(&mut out.bytes);
-        let result = match out.replay.as_mut() {
-            Some(replay) => replay.resend(&mut queued, theirs),
-            None => Ok((1, queued)),
+    /// Puts every frame not confirmed (after the partner said it received `theirs`, if it
+    /// said) back in the queue, before those not sent yet, for a new socket; returns the
+    /// number of the first, and the first `now` bytes of the queue, taken to go out with the
+    /// handshake (they count as sent). A partner that claims more than was sent broke the
+    /// protocol: the pair breaks.
+    pub(super) fn resend(&self, theirs: Option<u64>, now: usize) -> Result<(u64, Vec<u8>), Error> {
+        let mut guard = self.out.lock();
+        let out = &mut *guard;
+        let first = match out.replay.as_mut() {
+            Some(replay) => replay.requeue(&mut out.bytes, theirs),
+            None => Ok(1),
         };
-        drop(out);
-        result.map_err(|message| {
-            let error = deviation(message);
-            self.broken(error.clone());
-            error
-        })
+        match first {
+            Ok(first) => {
+                let n = now.min(out.bytes.len());
+                let bytes = out.bytes[..n].to_vec();
+                out.written(n);
+                Ok((first, bytes))
+            }
+            Err(message) => {
+                drop(guard);
+                let error = deviation(message);
+                self.broken(error.clone());
+                Err(error)
+            }
+        }
     }
 
-    /// Moves the session onto the socket of `io` (its handshake done, the frames to re-send
-    /// written after it; `dec` holds what arrived after it, whose first `skip` frames this
-    /// side already has): forgets the frames the partner received (`theirs`, when it said
-    /// so in the handshake), writes what was queued since, and reads on.
+    /// Moves the session onto the socket of `io` (its handshake done, the first frames to
+    /// re-send written with it; `dec` holds what arrived after it, whose first `skip` frames
+    /// this side already has): forgets the frames the partner received (`theirs`, when it
+    /// said so in the handshake), writes the rest of the queue, handles what arrived, and
+    /// reads on.
     pub(super) fn reattach(
         &self,
         io: Io,
@@ -203,15 +221,23 @@ impl Conn {
             reading.skip = skip;
         }
         let me = self.me.upgrade().ok_or_else(|| network("the connection ended"))?;
-        let reader = tokio::spawn(read_loop(me, read, dec, socket)).abort_handle();
-        if let Some(old) = self.reader.lock().replace(reader) {
-            old.abort();
-        }
+        // Taken first: if the new socket fails at once, that is a new outage.
         let outage = session.outage.lock().take();
         let down_for = outage.as_ref().map(|o| o.since.elapsed());
         self.state.send_replace(ConnectionState::Connected);
         tracing::info!(peer = ?self.peer, ?down_for, "the session resumed");
         self.write_now();
+        // What came with the handshake (a resuming partner's frames follow its Hello) is
+        // handled here and now: the first answer goes out without waiting for a new task.
+        self.reader_busy.store(true, Ordering::Relaxed);
+        let going = handle(self, &mut dec, socket);
+        self.reader_busy.store(false, Ordering::Relaxed);
+        if going {
+            let reader = tokio::spawn(read_loop(me, read, dec, socket)).abort_handle();
+            if let Some(old) = self.reader.lock().replace(reader) {
+                old.abort();
+            }
+        }
         self.wake_writer.notify_one();
         self.room.notify_waiters();
         // Last: on the connecting side this is the task running this code.

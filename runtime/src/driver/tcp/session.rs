@@ -5,12 +5,14 @@
 //! sockets. Every frame after the handshake is numbered (in each direction, from 1); each side
 //! keeps the frames it sent until the partner confirms it received them (a `RECEIVED` frame
 //! every [`CONFIRM_EVERY`] frames, and with the heartbeats), and counts the frames it
-//! received. When the connection breaks, the connecting side redials; the new connection's
-//! handshake names the session (id and secret token), says how many frames this side
-//! received, and from which frame on it re-sends; the listener answers with its own count.
-//! Each side sends its re-sent frames right after its `Ack`, in the same write: the listener
-//! from the count the connecting side named, the connecting side from the last frame the
-//! listener confirmed (the listener passes over those it already has). Then reading goes on. So every message — a block's work, a vote,
+//! received. When the connection breaks, the connecting side redials. Its `Hello` names the
+//! session (id and secret token), says how many frames this side received and from which
+//! frame on it re-sends, and the re-sent frames follow it at once: every frame the listener
+//! has not confirmed (the listener passes over those it already has). A resuming side sends
+//! no `Ack` (its token proves it; see the handshake in [`super`]): the listener answers with
+//! its `Ack` holding its own count, followed by its frames from the count the connecting side
+//! named, and reads on without waiting. So the first frames after a resume cost half a round
+//! trip beyond the new socket, and every message — a block's work, a vote,
 //! a commit or abort decision — arrives exactly once and in order, and the engines on both
 //! sides see one unbroken connection: a transaction in flight at the cut just takes longer,
 //! a prepared child keeps waiting for its decision, and nothing is applied twice or lost.
@@ -36,6 +38,12 @@ use crate::wire::{FrameDecoder, Reader, WireError, Writer};
 
 /// A confirmation goes out once this many frames arrived since the last one.
 pub(super) const CONFIRM_EVERY: u64 = 32;
+
+/// At most this many bytes of re-sent frames go out with a resume's handshake; the rest
+/// follows through the connection's writer once the session is back. Small enough that the
+/// socket takes them without the peer reading (the peer may be writing its own at the same
+/// moment), large enough for the frames of the calls waiting at a cut.
+pub(super) const RESEND_WITH_HANDSHAKE: usize = 16 * 1024;
 
 /// A session's id and its secret.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -257,22 +265,21 @@ impl Replay {
         self.sent.extend_from_slice(&bytes[owed..]);
     }
 
-    /// Every frame not confirmed, sent or `queued` (which it takes), in order, after the
-    /// partner said it received `count` frames (if it said): what a resumed connection
-    /// sends first. They count as sent from now on. Returns the number of the first.
-    pub(super) fn resend(
-        &mut self,
-        queued: &mut Vec<u8>,
-        count: Option<u64>,
-    ) -> Result<(u64, Vec<u8>), String> {
-        self.sent.append(queued);
-        let owed = self.owed.min(self.sent.len());
-        self.sent.drain(..owed);
-        self.owed = 0;
+    /// Every frame not confirmed goes back to the queue, before the frames `queued` and not
+    /// yet sent, once the partner said it received `count` frames (if it said): a resumed
+    /// connection sends them again, in order, like new ones. Returns the number of the first.
+    pub(super) fn requeue(&mut self, queued: &mut Vec<u8>, count: Option<u64>) -> Result<u64, String> {
         if let Some(count) = count {
             self.confirm(count)?;
         }
-        Ok((self.confirmed + 1, self.sent.clone()))
+        let mut all = std::mem::take(&mut self.sent);
+        all.append(queued);
+        // Confirmed bytes not recorded as sent yet are at the front of the queue.
+        let owed = self.owed.min(all.len());
+        all.drain(..owed);
+        self.owed = 0;
+        *queued = all;
+        Ok(self.confirmed + 1)
     }
 
     /// A frame of `len` bytes (header included) was queued.
@@ -309,7 +316,7 @@ pub(super) trait Resumable: Send + Sync {
     /// Prepares to move the session onto a new socket (see `Conn::begin_resume`).
     fn begin_resume(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, u64), Error>;
     /// What to re-send (see `Conn::resend`).
-    fn resend(&self, theirs: Option<u64>) -> Result<(u64, Vec<u8>), Error>;
+    fn resend(&self, theirs: Option<u64>, now: usize) -> Result<(u64, Vec<u8>), Error>;
     /// Moves the session onto the socket of `io` (see `Conn::reattach`).
     fn reattach(&self, io: Io, dec: FrameDecoder, theirs: Option<u64>, skip: u64) -> Result<(), Error>;
 }
@@ -401,5 +408,56 @@ impl Sessions {
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sessions").field("live", &self.live.lock().len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Replay;
+
+    /// Queues frames `1..=n` of 3 bytes each (`[k, k, k]`, with no header: the replay only
+    /// counts lengths) into `queued`.
+    fn queue(replay: &mut Replay, queued: &mut Vec<u8>, from: u8, to: u8) {
+        for k in from..=to {
+            queued.extend_from_slice(&[k; 3]);
+            replay.queued(3);
+        }
+    }
+
+    #[test]
+    fn a_resume_queues_what_was_not_confirmed_before_what_was_not_sent() {
+        let (mut replay, mut queued) = (Replay::default(), Vec::new());
+        queue(&mut replay, &mut queued, 1, 4);
+        // Frames 1 to 3 reach a socket; the partner confirms 1.
+        replay.sent(&queued[..9]);
+        queued.drain(..9);
+        replay.confirm(1).expect("a count within what was sent");
+        queue(&mut replay, &mut queued, 5, 5);
+        // The partner says it received 2: frames 3, 4 and 5 go again, in order.
+        assert_eq!(replay.requeue(&mut queued, Some(2)), Ok(3));
+        assert_eq!(queued, [3, 3, 3, 4, 4, 4, 5, 5, 5]);
+        assert!(replay.sent.is_empty());
+        // Written again, they are kept until confirmed, like new ones.
+        replay.sent(&queued);
+        assert_eq!(replay.requeue(&mut Vec::new(), None), Ok(3));
+    }
+
+    #[test]
+    fn confirmed_bytes_still_being_written_are_not_sent_again() {
+        let (mut replay, mut queued) = (Replay::default(), Vec::new());
+        queue(&mut replay, &mut queued, 1, 3);
+        // A write of frames 1 and 2 is in progress (still queued) when the partner confirms
+        // them: they are owed.
+        replay.confirm(2).expect("a count within what was queued");
+        assert_eq!(replay.requeue(&mut queued, None), Ok(3));
+        assert_eq!(queued, [3, 3, 3]);
+    }
+
+    #[test]
+    fn a_partner_that_claims_more_than_was_sent_is_an_error() {
+        let (mut replay, mut queued) = (Replay::default(), Vec::new());
+        queue(&mut replay, &mut queued, 1, 2);
+        let error = replay.requeue(&mut queued, Some(5)).expect_err("more than was sent");
+        assert!(error.contains("confirmed 5 frames, but only 2 were sent"), "{error}");
     }
 }
