@@ -259,7 +259,7 @@ async fn a_silent_partner_is_lost_after_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_process_killed_mid_sequence_fails_the_call_and_leaves_no_trace() {
     let listener = Starter::listen("127.0.0.1:0").await.expect("listen");
-    let (mut child, starter, work) = helper_paused_mid_sequence(&listener).await;
+    let (mut child, starter, work) = helper_paused_mid_sequence(&listener, None).await;
     child.kill().expect("kill the helper");
     let _ = child.wait();
 
@@ -276,15 +276,51 @@ async fn a_partner_process_killed_mid_sequence_fails_the_call_and_leaves_no_trac
     assert_eq!(starter.count().await.expect("read"), 0.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumable_partner_process_killed_mid_sequence_is_given_up_after_the_resume_window() {
+    let window = Duration::from_millis(800);
+    let options =
+        TcpOptions::default().with_reconnect(waldo::ReconnectPolicy::default().with_resume_window(window));
+    let listener = Starter::listen("127.0.0.1:0").with_options(options).await.expect("listen");
+    let (mut child, starter, work) = helper_paused_mid_sequence(&listener, Some("resume")).await;
+    assert_eq!(starter.connection_state(), waldo::ConnectionState::Connected);
+    child.kill().expect("kill the helper");
+    let _ = child.wait();
+    let killed_at = std::time::Instant::now();
+    // The listening side waits for its partner to come back...
+    let mut state = starter.watch_connection();
+    let waiting =
+        within("the break", state.wait_for(|s| *s == waldo::ConnectionState::Reconnecting { attempt: 0 }))
+            .await
+            .map(|s| s.clone());
+    assert!(waiting.is_ok(), "the break is seen: {waiting:?}");
+    // ...for the resume window, then gives the pair up: the call fails, undone here.
+    let err = within("the call", work).await.expect("join").expect_err("the partner died");
+    let waited = killed_at.elapsed();
+    assert!(
+        matches!(&err, Error::Network { message } if message.contains("did not come back within the resume window of 800ms")),
+        "{err}"
+    );
+    assert!(waited >= window - Duration::from_millis(100), "given up after {waited:?}, before the window");
+    assert!(waited < window + Duration::from_secs(2), "given up after {waited:?}");
+    assert!(matches!(starter.connection_state(), waldo::ConnectionState::Closed { .. }));
+    assert_eq!(starter.count().await.expect("peered data stays readable"), 0.0);
+    assert_eq!(starter.bump().await.expect("a local transaction"), 1.0);
+    let err = starter.work().await.expect_err("sequences fail");
+    assert!(matches!(err, Error::Network { .. }), "{err}");
+}
+
 /// Starts `stall_helper` (a Helper in a process of its own) connecting to `listener`, and a
 /// `work()` call on the Starter; returns once the helper's process is inside its block,
 /// whose host function never returns.
 async fn helper_paused_mid_sequence(
     listener: &StarterListener,
+    option: Option<&str>,
 ) -> (std::process::Child, Starter, tokio::task::JoinHandle<Result<f64, Error>>) {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stall_helper"))
         .arg(listener.local_addr().to_string())
+        .args(option)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start the helper process");
@@ -321,7 +357,7 @@ async fn a_partner_process_frozen_mid_sequence_is_lost_by_its_silence() {
     let options =
         TcpOptions::default().with_heartbeat(Duration::from_millis(100), Duration::from_millis(1500));
     let listener = Starter::listen("127.0.0.1:0").with_options(options).await.expect("listen");
-    let (mut child, starter, work) = helper_paused_mid_sequence(&listener).await;
+    let (mut child, starter, work) = helper_paused_mid_sequence(&listener, None).await;
     // Frozen, not killed: the socket stays open and only the silence tells.
     let stopped = std::process::Command::new("kill")
         .args(["-STOP", &child.id().to_string()])
