@@ -122,6 +122,14 @@ async fn echo(listener: tokio::net::TcpListener) {
     }
 }
 
+/// One raw 64-byte round trip on `s` (to an [`echo`] server).
+async fn ping(s: &mut tokio::net::TcpStream, tag: u8) {
+    let mut buf = [tag; 64];
+    s.write_all(&buf).await.expect("write");
+    s.read_exact(&mut buf).await.expect("read");
+    black_box(buf);
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
 }
@@ -188,19 +196,103 @@ fn raw_tcp(plan: &Plan) -> Dist {
             let s = tokio::sync::Mutex::new(s);
             sample(n, |i| {
                 let s = &s;
-                async move {
-                    let mut s = s.lock().await;
-                    let mut buf = [i as u8; 64];
-                    s.write_all(&buf).await.expect("write");
-                    s.read_exact(&mut buf).await.expect("read");
-                    black_box(buf);
-                }
+                async move { ping(&mut *s.lock().await, i as u8).await }
             })
             .await
         }))
         .expect("the measuring task");
     server.join().expect("the server thread");
     Dist::new("raw TCP round trip", ns)
+}
+
+/// Raw requests and responses over one TCP connection with 32 outstanding at a time (64-byte
+/// messages; the server on its own thread echoes whatever arrives, in one write per read):
+/// the ceiling for 32 callers on one connection. Requests per second.
+fn raw_pipelined(plan: &Plan) -> f64 {
+    const OUTSTANDING: usize = 32;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let (mut s, _) = listener.accept().await.expect("accept");
+            s.set_nodelay(true).expect("nodelay");
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+    });
+    let stop = stop_after(plan.throughput_for);
+    let per_s = runtime().block_on(async move {
+        let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        let (mut r, mut w) = s.into_split();
+        // A permit per request that may be sent: its answer came back.
+        let permits = Arc::new(tokio::sync::Semaphore::new(OUTSTANDING));
+        let writer = {
+            let (permits, stop) = (permits.clone(), stop.clone());
+            tokio::spawn(async move {
+                let requests = [7u8; 64 * OUTSTANDING];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(first) = permits.acquire().await else { break };
+                    first.forget();
+                    // Every request that may go goes now, in one write.
+                    let more = permits.available_permits();
+                    if let Ok(rest) = permits.try_acquire_many(more as u32) {
+                        rest.forget();
+                    }
+                    if w.write_all(&requests[..64 * (1 + more)]).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let start = Instant::now();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut bytes = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let n = match tokio::time::timeout(Duration::from_millis(100), r.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => break,
+            };
+            let answered = (bytes + n) / 64 - bytes / 64;
+            bytes += n;
+            permits.add_permits(answered);
+        }
+        let per_s = (bytes / 64) as f64 / start.elapsed().as_secs_f64();
+        writer.abort();
+        per_s
+    });
+    server.join().expect("the server thread");
+    per_s
+}
+
+/// A mutex-protected update of one number, in the same harness as the local transaction:
+/// what a local transaction is compared with.
+fn mutex_update(plan: &Plan) -> Dist {
+    let n = plan.latency_samples;
+    let rt = runtime();
+    let ns = rt
+        .block_on(rt.spawn(async move {
+            let counter = std::sync::Mutex::new(0.0f64);
+            let ns = sample(n, |_| {
+                let counter = &counter;
+                async move {
+                    let mut c = counter.lock().expect("the counter");
+                    *c += 1.0;
+                    black_box(*c);
+                }
+            })
+            .await;
+            assert_eq!(*counter.lock().expect("the counter"), (n + n / 10) as f64, "every update once");
+            ns
+        }))
+        .expect("the measuring task");
+    Dist::new("mutex-protected update", ns)
 }
 
 // ---------------------------------------------------------------- Waldo over TCP
@@ -705,14 +797,11 @@ fn reconnection(plan: &Plan) -> ReconnectFigures {
         let mut s = tokio::net::TcpStream::connect(echo_addr).await.expect("connect");
         s.set_nodelay(true).expect("nodelay");
         let mut raw = Vec::with_capacity(2 * samples);
-        let mut buf = [0u8; 64];
         let mut raw_round_trips = async |n: usize, out: Option<&mut Vec<f64>>| {
             let mut times = Vec::with_capacity(n);
             for i in 0..n {
                 let start = Instant::now();
-                buf[0] = i as u8;
-                s.write_all(&buf).await.expect("write");
-                s.read_exact(&mut buf).await.expect("read");
+                ping(&mut s, i as u8).await;
                 times.push(start.elapsed().as_nanos() as f64);
             }
             if let Some(out) = out {
@@ -799,6 +888,8 @@ fn main() {
 
     let chan = channel_rtt(&plan);
     let raw = raw_tcp(&plan);
+    let pipelined = raw_pipelined(&plan);
+    let mutex = mutex_update(&plan);
     let tcp = waldo_tcp(&plan);
     let tls = waldo_tls(&plan);
     let (in_two, in_seven) = in_process(&plan);
@@ -840,7 +931,7 @@ fn main() {
     println!("waldo-bench{}: every figure measured in this run", if quick { " --quick" } else { "" });
     println!();
     println!("{:<30} {:>10} {:>10} {:>12}", "latency", "p50 µs", "p99 µs", "p50 ratio");
-    let rows: [(&Dist, f64, &str); 8] = [
+    let rows: [(&Dist, f64, &str); 9] = [
         (&raw, raw.p50(), "raw RTT"),
         (&tcp.two, raw.p50(), "raw RTT"),
         (&tls, tcp.two.p50(), "TCP 2-block"),
@@ -848,7 +939,8 @@ fn main() {
         (&chan, chan.p50(), "chan RTT"),
         (&in_two, chan.p50(), "chan RTT"),
         (&in_seven, chan.p50(), "chan RTT"),
-        (&local, chan.p50(), "chan RTT"),
+        (&local, mutex.p50(), "mutex update"),
+        (&mutex, chan.p50(), "chan RTT"),
     ];
     for (d, base, of) in rows {
         println!("{:<30} {:>10.2} {:>10.2} {:>7.2}× {of}", d.name, us(d.p50()), us(d.p99()), d.p50() / base);
@@ -858,6 +950,7 @@ fn main() {
     for (n, tps) in &tcp.throughput {
         println!("{:<30} {:>14.0}", format!("{n} concurrent callers"), tps);
     }
+    println!("{:<30} {:>14.0}", "raw, 32 outstanding requests", pipelined);
     println!();
     println!(
         "contention, 4 clients on one peered counter: {:.0} commits/s, {:.3} retries per commit;\n\
@@ -887,6 +980,8 @@ fn main() {
     line("inproc.7block_p50_us", us(in_seven.p50()));
     line("inproc.7block_p99_us", us(in_seven.p99()));
     line("local.tx_p50_us", us(local.p50()));
+    line("baseline.mutex_update_p50_us", us(mutex.p50()));
+    line("ratio.local_tx_p50_vs_mutex", local.p50() / mutex.p50());
     // The 32-caller line comes once, with the ratio lines below.
     for (n, tps) in tcp.throughput.iter().filter(|(n, _)| *n != 32) {
         line(&format!("throughput.tcp_{n}_callers_tx_per_s"), *tps);
@@ -895,6 +990,10 @@ fn main() {
     line("contention.retries_per_commit", fight.retries_per_commit);
     line("contention.min_client_commits", fight.spread.0 as f64);
     line("contention.max_client_commits", fight.spread.1 as f64);
+    // Budgets: about one commit per raw round trip (the lock crosses the link), the least
+    // successful client at least 0.7 of the most.
+    line("contention.commits_per_rtt", fight.commits_per_s * raw.p50() / 1e9);
+    line("contention.fairness_min_over_max", fight.spread.0 as f64 / fight.spread.1.max(1) as f64);
     println!("contention.exactly_once: {}", fight.exact);
     for (name, lines, rust, (p, c, g)) in &compiled {
         line(&format!("compiler.{name}.lines"), *lines as f64);
@@ -921,8 +1020,8 @@ fn main() {
     line("ratio.sim_rtt_wall_vs_raw", sim.rtt_wall_us.0 / sim.raw_rtt_wall_us.0);
     line("sim.seeds_per_s", sim.seeds_per_s);
     println!("sim.campaign_violations: {}", sim.violations);
-    // Budgets: a resume within 5 raw round trips (through the same proxy) plus the first
-    // delay (zero here); every call in flight at a cut returns Ok.
+    // Budgets: a resume within 5 raw round trips plus the first delay (zero here); every call
+    // in flight at a cut returns Ok.
     line("reconnect.resume_ms", resume.resume_ms);
     line("reconnect.raw_rtt_us", resume.raw_rtt_us);
     line("ratio.reconnect_resume_vs_raw_rtt", resume.resume_ms * 1e3 / resume.raw_rtt_us);
@@ -933,6 +1032,9 @@ fn main() {
     );
     let t32 = tcp.throughput.iter().find(|(n, _)| *n == 32).map_or(0.0, |(_, t)| *t);
     line("throughput.tcp_32_callers_tx_per_s", t32);
+    line("baseline.raw_pipelined_32_tx_per_s", pipelined);
+    // Budget: 32 callers on one connection reach at least 0.4 of raw pipelined requests.
+    line("ratio.tcp_32_callers_vs_raw_pipelined", t32 / pipelined);
     println!("goal.tcp_2block_within_1.3x_raw: {}", tcp.two.p50() <= 1.3 * raw.p50());
     println!("goal.tcp_7block_within_1.3x_4raw: {}", tcp.seven.p50() <= 1.3 * 4.0 * raw.p50());
     println!("goal.tcp_7block_within_1.1x_3raw: {}", tcp.seven.p50() <= 1.1 * 3.0 * raw.p50());
