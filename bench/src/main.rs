@@ -537,6 +537,36 @@ fn in_process(plan: &Plan) -> (Dist, Dist) {
     .expect("the measuring task")
 }
 
+/// The in-process 2-block transaction with the runtime's spans on (and no subscriber, as
+/// here) and off, in alternating rounds: medians of each. What the spans cost when nobody
+/// listens.
+fn span_overhead(plan: &Plan) -> (Dist, Dist) {
+    let rounds = 10;
+    let per_round = plan.latency_samples / rounds;
+    let rt = runtime();
+    let (on, off) = rt
+        .block_on(rt.spawn(async move {
+            let (client, _server) = bench::in_process_pair().await.expect("a pair");
+            let (mut on, mut off) = (Vec::new(), Vec::new());
+            for round in 0..2 * rounds {
+                let spans = round % 2 == 0;
+                waldo::__rt::set_spans(spans);
+                let ns = sample(per_round, |i| {
+                    let client = &client;
+                    async move {
+                        black_box(client.two(i as f64).await.expect("two"));
+                    }
+                })
+                .await;
+                if spans { on.extend(ns) } else { off.extend(ns) }
+            }
+            waldo::__rt::set_spans(true);
+            (on, off)
+        }))
+        .expect("the measuring task");
+    (Dist::new("2-block in process, spans on", on), Dist::new("2-block in process, spans off", off))
+}
+
 /// A local transaction on an endpoint with no partner (`solo.wld`).
 fn local(plan: &Plan) -> Dist {
     let n = plan.latency_samples;
@@ -894,6 +924,7 @@ fn main() {
     let tls = waldo_tls(&plan);
     let (in_two, in_seven) = in_process(&plan);
     let local = local(&plan);
+    let (spans_on, spans_off) = span_overhead(&plan);
     let fight = contention(&plan);
     let sim = simulation(&plan);
     let resume = reconnection(&plan);
@@ -1008,6 +1039,10 @@ fn main() {
     // Six messages: three round trips (the last block's Commit leaves without a wait).
     line("ratio.tcp_7block_p50_vs_raw_3rtt", tcp.seven.p50() / (3.0 * raw.p50()));
     line("ratio.inproc_2block_p50_vs_chan_rtt", in_two.p50() / chan.p50());
+    // Budget: 1.02 (the spans cost at most 2 % when no subscriber listens).
+    line("observe.inproc_2block_spans_on_p50_us", us(spans_on.p50()));
+    line("observe.inproc_2block_spans_off_p50_us", us(spans_off.p50()));
+    line("ratio.inproc_2block_spans_on_vs_off", spans_on.p50() / spans_off.p50());
     line("tls.2block_p50_us", us(tls.p50()));
     line("tls.2block_p99_us", us(tls.p99()));
     // Budget: 1.2 (TLS costs at most a fifth more than plain TCP on an established connection).

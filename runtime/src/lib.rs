@@ -23,6 +23,7 @@ pub mod wire;
 
 pub use crate::core::endpoint::EndpointRef;
 pub use crate::core::error::{Error, Exception, ExceptionKind};
+pub use crate::core::stats::{Aborts, Stats};
 pub use driver::tcp::ToSocketAddrs;
 pub use driver::tcp::{Accepted, ConnectionState, Listener, ReconnectPolicy, TcpOptions};
 pub use engine::{liveness, proto};
@@ -55,6 +56,7 @@ pub mod __rt {
     pub use crate::core::effects::{Printer, stdout_printer};
     pub use crate::core::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
     pub use crate::core::error::{Abort, Exception, ExceptionKind, Flow, Raise, app_error};
+    pub use crate::core::stats::Traffic;
     pub use crate::core::tx::{Clock, Committed, Priority, Savepoint, Tx, TxId};
     pub use crate::core::value::ExtCell;
     pub use crate::core::value::{HostClosure, HostFn, Key, Obj, ObjData, Value, number_to_text};
@@ -66,6 +68,7 @@ pub mod __rt {
         establish as tcp_establish,
     };
     pub use crate::engine::SequenceInfo;
+    pub use crate::exec::observe::set_spans;
     pub use crate::exec::ops;
     pub use crate::exec::ops::Kind;
     pub use crate::exec::run::{Attempts, transact, transact_counted};

@@ -40,6 +40,8 @@ pub struct EndpointCore {
     pub(crate) effects: Arc<crate::core::effects::EffectQueue>,
     pub(crate) gate: crate::core::gate::Gate,
     pub(crate) life: crate::core::lifecycle::Lifecycle,
+    /// What the endpoint's host calls did.
+    pub(crate) stats: crate::core::stats::Counts,
 }
 
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
@@ -69,6 +71,7 @@ impl EndpointCore {
             effects: Arc::default(),
             gate: crate::core::gate::Gate::default(),
             life: crate::core::lifecycle::Lifecycle::default(),
+            stats: crate::core::stats::Counts::default(),
         })
     }
 

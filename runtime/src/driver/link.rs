@@ -66,6 +66,10 @@ pub trait Transport: Send + Sync {
     fn state(&self) -> Option<tokio::sync::watch::Receiver<crate::driver::tcp::ConnectionState>> {
         None
     }
+    /// What the connection carried so far.
+    fn traffic(&self) -> crate::core::stats::Traffic {
+        crate::core::stats::Traffic::default()
+    }
 }
 
 /// What a new sequence waits for when a connection's backlog is full: room, or the error
@@ -187,6 +191,11 @@ impl Link {
     /// Bytes waiting for the partner ([`Transport::backlog`]).
     pub fn backlog(&self) -> usize {
         self.0.transport.get().map_or(0, |t| t.backlog())
+    }
+
+    /// What the connection carried so far ([`Transport::traffic`]).
+    pub(crate) fn traffic(&self) -> crate::core::stats::Traffic {
+        self.0.transport.get().map(|t| t.traffic()).unwrap_or_default()
     }
 
     /// Why the connection closed, if it did.
@@ -414,7 +423,7 @@ impl LinkShared {
         self.with_engine(|e, out| e.enlist(tx, out));
     }
 
-    async fn sequence(&self, tx: &Tx, seq: u32, mut locals: Vec<Value>) -> Flow<Vec<Value>> {
+    async fn sequence(&self, tx: &Tx, seq: u32, locals: Vec<Value>) -> Flow<Vec<Value>> {
         let info = {
             let engine = self.engine.lock();
             if let Some(reason) = engine.closed() {
@@ -425,6 +434,14 @@ impl LinkShared {
         let Some(info) = info else {
             return Err(Exception::application(format!("no sequence number {seq}")).into());
         };
+        self.core.stats.sequence();
+        // The sequence's span (`waldo.sequence`, inside its host call's): open while the
+        // sequence runs. It is not entered across the waits (the call's span is).
+        let _span = crate::exec::observe::spans()
+            .then(|| tracing::debug_span!("waldo.sequence", sequence = info.name, blocks = info.blocks))
+            .filter(|span| !span.is_disabled())
+            .map(Box::new);
+        let mut locals = locals;
         // The transaction joins the connection when it first sends over it (or writes peered
         // data, which enlists it at once).
         self.program()?.run_block(tx, seq, 0, &mut locals).await?;

@@ -131,6 +131,21 @@ where
 {
     let what = what.into();
     let _call = core.life.enter()?;
+    // The call's span (`waldo.call`): each attempt runs in it; it records how the call ended.
+    // Boxed, and only when a subscriber wants it: the call's future stays small.
+    let span = crate::exec::observe::spans()
+        .then(|| {
+            tracing::debug_span!(
+                "waldo.call",
+                endpoint = %core.id,
+                function = %what,
+                attempts = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                error = tracing::field::Empty,
+            )
+        })
+        .filter(|span| !span.is_disabled())
+        .map(Box::new);
     let priority = core.clock.next();
     // A deadline too far away to represent is no deadline.
     let deadline = options.deadline.and_then(|d| Instant::now().checked_add(d));
@@ -146,7 +161,7 @@ where
             prepared.prepare_links().await?;
             Ok(value)
         };
-        let attempt = guarded(what, core.clone(), tx.clone(), work);
+        let attempt = guarded(what, core.clone(), tx.clone(), work).in_span(span.as_deref());
         let outcome = match deadline {
             Some(d) => match tokio::time::timeout_at(d, attempt).await {
                 Ok(outcome) => outcome,
@@ -158,35 +173,44 @@ where
             Ok(value) => {
                 if let Ok(committed) = tx.commit() {
                     COMMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    core.stats.committed();
                     // The call returns once its effects have run.
                     committed.delivered().await;
-                    return Ok((value, Attempts { attempts }));
+                    return finished(core, span.as_deref(), Ok(value), attempts);
                 }
                 ABORTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                core.stats.conflict();
             }
             Err(Raise::Exception(e)) => {
                 tx.abort();
-                return Err(e.into());
+                return finished(core, span.as_deref(), Err(e.into()), attempts);
             }
             Err(Raise::Abort(Abort::Deadline)) => {
                 tx.abort();
-                return Err(Error::Timeout);
+                return finished(core, span.as_deref(), Err(Error::Timeout), attempts);
             }
             Err(Raise::Abort(Abort::Wounded)) => {
                 ABORTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                core.stats.conflict();
                 tx.abort();
             }
         }
         if attempts >= options.max_attempts {
-            return Err(Error::ConflictRetriesExhausted { attempts });
+            return finished(
+                core,
+                span.as_deref(),
+                Err(Error::ConflictRetriesExhausted { attempts }),
+                attempts,
+            );
         }
         let bound = options.backoff_base.saturating_mul(1 << attempts.min(16)).min(options.backoff_cap);
         let pause = bound.mul_f64(core.clock.unit());
         if let Some(d) = deadline
             && Instant::now().checked_add(pause).is_none_or(|resume| resume >= d)
         {
-            return Err(Error::Timeout);
+            return finished(core, span.as_deref(), Err(Error::Timeout), attempts);
         }
+        core.stats.retry();
         tokio::time::sleep(pause).await;
     }
 }
@@ -198,7 +222,7 @@ pub(crate) fn guarded<T, F: Future<Output = Flow<T>>>(
     tx: Tx,
     future: F,
 ) -> Attempt<F> {
-    Attempt { what: what.into(), core, tx, inner: future }
+    Attempt { what: what.into(), core, tx, span: None, inner: future }
 }
 
 pin_project_lite::pin_project! {
@@ -210,9 +234,39 @@ pin_project_lite::pin_project! {
         what: What,
         core: Arc<EndpointCore>,
         tx: Tx,
+        // Boxed: most calls have no span (no subscriber), and the attempt stays small.
+        span: Option<Box<tracing::Span>>,
         #[pin]
         inner: F,
     }
+}
+
+impl<F> Attempt<F> {
+    /// The attempt runs in `span` (a host call's), if there is one.
+    fn in_span(mut self, span: Option<&tracing::Span>) -> Self {
+        self.span = span.map(|span| Box::new(span.clone()));
+        self
+    }
+}
+
+/// A host call ended with `result` after `attempts`: counted, and recorded in its span.
+fn finished<T>(
+    core: &EndpointCore,
+    span: Option<&tracing::Span>,
+    result: Result<T, Error>,
+    attempts: u32,
+) -> Result<(T, Attempts), Error> {
+    if let Err(error) = &result {
+        core.stats.aborted(error);
+    }
+    if let Some(span) = span {
+        span.record("attempts", attempts);
+        span.record("outcome", crate::exec::observe::outcome(result.as_ref().err()));
+        if let Err(error) = &result {
+            span.record("error", tracing::field::display(error));
+        }
+    }
+    result.map(|value| (value, Attempts { attempts }))
 }
 
 impl<T, F: Future<Output = Flow<T>>> Future for Attempt<F> {
@@ -220,6 +274,7 @@ impl<T, F: Future<Output = Flow<T>>> Future for Attempt<F> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow<T>> {
         let this = self.project();
+        let _entered = this.span.as_ref().map(|span| span.enter());
         this.tx.wake_on_wound(cx.waker());
         if this.tx.is_wounded() {
             return std::task::Poll::Ready(Err(Raise::Abort(Abort::Wounded)));

@@ -344,6 +344,19 @@ impl<E> Handle<E> {
         self.ep.link.get().map_or(0, |l| l.backlog())
     }
 
+    /// What the endpoint did so far: its host calls (commits, aborts by cause, retries,
+    /// conflicts), the sequences it started, and its connection's bytes and resumes.
+    pub fn stats(&self) -> crate::Stats {
+        let mut stats = self.ep.core.stats.snapshot();
+        if let Some(link) = self.ep.link.get() {
+            let traffic = link.traffic();
+            stats.bytes_in = traffic.bytes_in;
+            stats.bytes_out = traffic.bytes_out;
+            stats.reconnects = traffic.resumes;
+        }
+        stats
+    }
+
     /// Whether the endpoint has stopped or is stopping.
     pub fn is_stopped(&self) -> bool {
         self.ep.core.is_stopped()

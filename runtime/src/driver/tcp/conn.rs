@@ -51,6 +51,8 @@ pub(super) struct Outgoing {
     pub(super) writing: bool,
     /// A close frame was queued: nothing more is sent.
     pub(super) closing: bool,
+    /// Bytes handed to sockets so far.
+    pub(super) bytes_out: u64,
 }
 
 /// The write half of a connection's stream, as the writer task holds it when producers
@@ -87,11 +89,13 @@ impl Outgoing {
             urgent: false,
             writing: false,
             closing: false,
+            bytes_out: 0,
         }
     }
 
     /// The first `n` queued bytes were handed to the socket.
     pub(super) fn written(&mut self, n: usize) {
+        self.bytes_out += n as u64;
         match &mut self.replay {
             Some(replay) => {
                 replay.sent(&self.bytes[..n]);
@@ -151,9 +155,14 @@ pub(super) struct Conn {
     /// Reads that returned data, and writes that sent some (for liveness).
     pub(super) received: AtomicU64,
     pub(super) sent: AtomicU64,
+    /// Bytes read from sockets so far, and times the session was resumed.
+    pub(super) bytes_in: AtomicU64,
+    pub(super) resumes: AtomicU64,
     /// The reader task is handling frames (running a block inline, which may block on a
     /// host function) rather than waiting for bytes: the partner's silence cannot be told.
     pub(super) reader_busy: std::sync::atomic::AtomicBool,
+    /// The connection's `waldo.connection` span: its tasks run in it.
+    pub(super) span: tracing::Span,
 }
 
 impl Conn {
@@ -392,7 +401,11 @@ impl Conn {
         let task = match reader {
             Some(reader) => reader,
             None => match self.me.upgrade() {
-                Some(me) => tokio::spawn(super::resume::recover(me)).abort_handle(),
+                Some(me) => {
+                    let recover =
+                        tracing::Instrument::instrument(super::resume::recover(me), self.span.clone());
+                    tokio::spawn(recover).abort_handle()
+                }
                 None => return false,
             },
         };
@@ -626,6 +639,14 @@ impl Transport for Conn {
     fn state(&self) -> Option<watch::Receiver<ConnectionState>> {
         Some(self.state.subscribe())
     }
+
+    fn traffic(&self) -> crate::core::stats::Traffic {
+        crate::core::stats::Traffic {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.out.lock().bytes_out,
+            resumes: self.resumes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A gathered write starts once this many bytes are waiting.
@@ -728,6 +749,7 @@ pub(super) async fn read_loop(
             }
             Ok(n) => {
                 conn.received.fetch_add(1, Ordering::Relaxed);
+                conn.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 dec.feed(&buf[..n]);
             }
             Err(e) => {

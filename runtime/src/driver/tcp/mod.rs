@@ -270,6 +270,13 @@ fn start(
     let link = Link::new(core, side, spec.sequences.to_vec(), program);
     let (read, wire) = Wire::split(io);
     let resumable = session.is_some();
+    let span = tracing::debug_span!(
+        "waldo.connection",
+        protocol = spec.protocol,
+        endpoint = spec.endpoints[side as usize],
+        ?peer,
+        session = session.as_ref().map(|s| Keys::name(s.keys.id)),
+    );
     let conn = Arc::new_cyclic(|me| Conn {
         me: me.clone(),
         socket: AtomicU64::new(0),
@@ -285,6 +292,10 @@ fn start(
         closed: watch::Sender::new(false),
         reader: Mutex::new(None),
         received: AtomicU64::new(0),
+        // What arrived with the handshake counts too.
+        bytes_in: AtomicU64::new(dec.pending() as u64),
+        resumes: AtomicU64::new(0),
+        span: span.clone(),
         reader_busy: std::sync::atomic::AtomicBool::new(false),
         sent: AtomicU64::new(0),
         admission: Mutex::new(admission),
@@ -298,8 +309,10 @@ fn start(
     let _ = conn.link.set(link.downgrade());
     link.attach(conn.clone());
     attach(link.clone());
-    *conn.reader.lock() = Some(tokio::spawn(read_loop(conn.clone(), read, dec, 0)).abort_handle());
-    tokio::spawn(write_loop(conn.clone(), options.heartbeat, options.partner_timeout));
+    let reader = tracing::Instrument::instrument(read_loop(conn.clone(), read, dec, 0), span.clone());
+    *conn.reader.lock() = Some(tokio::spawn(reader).abort_handle());
+    let writer = write_loop(conn.clone(), options.heartbeat, options.partner_timeout);
+    tokio::spawn(tracing::Instrument::instrument(writer, span));
     Pending { conn, link, identity }
 }
 

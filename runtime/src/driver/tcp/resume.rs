@@ -225,6 +225,8 @@ impl Conn {
         let outage = session.outage.lock().take();
         let down_for = outage.as_ref().map(|o| o.since.elapsed());
         self.state.send_replace(ConnectionState::Connected);
+        self.resumes.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(dec.pending() as u64, Ordering::Relaxed);
         tracing::info!(peer = ?self.peer, ?down_for, "the session resumed");
         self.write_now();
         // What came with the handshake (a resuming partner's frames follow its Hello) is
@@ -233,7 +235,10 @@ impl Conn {
         let going = handle(self, &mut dec, socket);
         self.reader_busy.store(false, Ordering::Relaxed);
         if going {
-            let reader = tokio::spawn(read_loop(me, read, dec, socket)).abort_handle();
+            let span = self.span.clone();
+            let reader =
+                tokio::spawn(tracing::Instrument::instrument(read_loop(me, read, dec, socket), span))
+                    .abort_handle();
             if let Some(old) = self.reader.lock().replace(reader) {
                 old.abort();
             }
