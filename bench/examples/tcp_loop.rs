@@ -1,12 +1,14 @@
 //! Runs 2-block transactions in a loop for a profiler to look at:
-//! `cargo run --release -p waldo-bench --example tcp_loop -- SECONDS [CALLERS] [raw|inproc]`.
+//! `cargo run --release -p waldo-bench --example tcp_loop -- SECONDS [CALLERS] [raw|inproc|local]`.
 //!
 //! By default over loopback TCP, each side on its own thread; `raw` runs the baseline
-//! ping-pong instead, and `inproc` an in-process pair (one caller). Under
+//! ping-pong instead, `inproc` an in-process pair (one caller), and `local` a local
+//! transaction (an endpoint with no partner). Under
 //! `valgrind --tool=callgrind` the instruction count per transaction is a measure that the
 //! noise of a shared machine does not blur.
 
 waldo::include_protocol!("bench");
+waldo::include_protocol!("solo");
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,7 @@ fn main() {
     match args.next().as_deref() {
         Some("raw") => return raw(seconds),
         Some("inproc") => return inproc(seconds),
+        Some("local") => return local(seconds),
         _ => {}
     }
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -98,6 +101,23 @@ fn raw(seconds: f64) {
 }
 
 /// 2-block transactions on an in-process pair, one caller, one current-thread runtime.
+fn local(seconds: f64) {
+    let rt = runtime();
+    rt.block_on(rt.spawn(async move {
+        let counter = solo::Counter::new().await.expect("a Counter");
+        let until = Instant::now() + Duration::from_secs_f64(seconds);
+        let mut n = 0u64;
+        while Instant::now() < until {
+            for _ in 0..100 {
+                counter.tick().await.expect("tick");
+            }
+            n += 100;
+        }
+        println!("{n} local transactions in {seconds} s: {:.2} µs each", seconds * 1e6 / n as f64);
+    }))
+    .expect("the loop");
+}
+
 fn inproc(seconds: f64) {
     let rt = runtime();
     rt.block_on(rt.spawn(async move {

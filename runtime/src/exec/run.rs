@@ -161,7 +161,14 @@ where
             prepared.prepare_links().await?;
             Ok(value)
         };
-        let attempt = guarded(what, core.clone(), tx.clone(), work).in_span(span.as_deref());
+        // Built in place, with the call's span (a move of an attempt copies its whole future).
+        let attempt = Attempt {
+            what,
+            core: core.clone(),
+            tx: tx.clone(),
+            span: span.as_deref().map(|span| Box::new(span.clone())),
+            inner: work,
+        };
         let outcome = match deadline {
             Some(d) => match tokio::time::timeout_at(d, attempt).await {
                 Ok(outcome) => outcome,
@@ -238,14 +245,6 @@ pin_project_lite::pin_project! {
         span: Option<Box<tracing::Span>>,
         #[pin]
         inner: F,
-    }
-}
-
-impl<F> Attempt<F> {
-    /// The attempt runs in `span` (a host call's), if there is one.
-    fn in_span(mut self, span: Option<&tracing::Span>) -> Self {
-        self.span = span.map(|span| Box::new(span.clone()));
-        self
     }
 }
 
