@@ -49,6 +49,11 @@ pub(crate) enum Grant<H> {
     Granted(bool),
     /// Held by others in a conflicting mode.
     Conflict(Vec<Arc<H>>),
+    /// Free to read, but an older transaction waits to write it: the reader queues behind
+    /// that writer. The writer may end without ever holding the item (wounded elsewhere,
+    /// past its deadline), and then no release wakes the reader: it must also be woken
+    /// when the writer finishes.
+    Behind(Arc<H>),
 }
 
 impl<H: Holder> LockState<H> {
@@ -74,7 +79,7 @@ impl<H: Holder> LockState<H> {
                     && !is_me(w)
                     && w.priority() < tx.priority()
                 {
-                    return Grant::Conflict(Vec::new());
+                    return Grant::Behind(w.clone());
                 }
                 match &self.writer {
                     Some(w) if !is_me(w) => return Grant::Conflict(vec![w.clone()]),

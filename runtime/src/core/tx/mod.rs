@@ -297,12 +297,38 @@ pub(crate) struct TxInner {
     /// For a child: the link to ask its parent through when wounded while prepared.
     hook: Mutex<Option<std::sync::Weak<dyn TxLink>>>,
     hook_fired: std::sync::atomic::AtomicBool,
+    /// Readers queued behind this transaction's request to write an item
+    /// ([`Grant::Behind`]): woken when it finishes.
+    behind: Mutex<Vec<Waker>>,
 }
 
 impl TxInner {
     /// Whether the attempt is still running (not committed nor aborted).
     pub(crate) fn is_live(&self) -> bool {
         self.state.load(Ordering::Acquire) != FINISHED
+    }
+
+    /// Wakes `waker` when this transaction finishes (at once if it has).
+    fn wake_when_finished(&self, waker: &Waker) {
+        {
+            let mut behind = self.behind.lock();
+            if !behind.iter().any(|w| w.will_wake(waker)) {
+                behind.push(waker.clone());
+            }
+        }
+        // Finishing stores FINISHED before it takes the list: either it saw this waker, or
+        // this look sees FINISHED.
+        if !self.is_live() {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// It finished: the readers queued behind it look again.
+    fn finished(&self) {
+        let behind = std::mem::take(&mut *self.behind.lock());
+        for w in behind {
+            w.wake();
+        }
     }
 
     /// Wounds the transaction unless it has begun to commit; wakes it so it notices. A
@@ -394,6 +420,7 @@ impl Tx {
             log: Mutex::new(TxLog::default()),
             hook: Mutex::new(None),
             hook_fired: std::sync::atomic::AtomicBool::new(false),
+            behind: Mutex::new(Vec::new()),
         });
         Tx { inner, guarded: true }
     }
@@ -585,6 +612,15 @@ impl Tx {
         }
         match lock.try_acquire(&self.inner, mode) {
             Grant::Granted(new) => Poll::Ready(Ok(new)),
+            Grant::Behind(writer) => {
+                lock.wait(cx.waker());
+                writer.wake_when_finished(cx.waker());
+                self.wake_on_wound(cx.waker());
+                if let Err(abort) = self.check() {
+                    return Poll::Ready(Err(abort));
+                }
+                Poll::Pending
+            }
             Grant::Conflict(holders) => {
                 for holder in holders {
                     if self.inner.priority < holder.priority {
@@ -655,6 +691,7 @@ fn commit_inner(inner: &Arc<TxInner>) -> Committed {
     let places = effects::reserve(log.effects);
     release(inner, log.held);
     inner.state.store(FINISHED, Ordering::Release);
+    inner.finished();
     let filled = places.map(effects::Reserved::fill);
     // The partners first (they hold locks until they hear), then the effects that can run.
     for reg in log.links.iter().filter(|l| l.parent) {
@@ -696,6 +733,7 @@ fn abort_inner(inner: &Arc<TxInner>) {
     replay(log.undo);
     release(inner, log.held);
     inner.state.store(FINISHED, Ordering::Release);
+    inner.finished();
     for reg in log.links.iter().filter(|l| l.parent) {
         reg.link.finish(inner.id, false);
     }
@@ -787,5 +825,66 @@ fn release(inner: &Arc<TxInner>, held: SmallVec<[Held; 4]>) {
     }
     for w in wake {
         w.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::{Clock, Tx};
+    use crate::core::endpoint::EndpointCore;
+    use crate::core::value::Value;
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn poll_once<F: Future>(future: &mut std::pin::Pin<Box<F>>, waker: &Waker) -> Poll<F::Output> {
+        future.as_mut().poll(&mut Context::from_waker(waker))
+    }
+
+    /// A reader queued behind an older transaction waiting to write is woken when that
+    /// writer ends without ever holding the item (here it aborts; wounded elsewhere or past
+    /// its deadline, the same). Without it, the reader would wait forever.
+    #[test]
+    fn a_reader_behind_a_writer_that_gives_up_is_woken() {
+        let clock = Clock::with_origin(1);
+        let ep = EndpointCore::new("E", vec![Value::Number(0.0)]);
+        let (holder, writer, reader) = (
+            Tx::begin(&clock, clock.next()),
+            Tx::begin(&clock, clock.next()),
+            Tx::begin(&clock, clock.next()),
+        );
+        let noop = Waker::noop();
+        // The oldest holds the item; the next waits to write it.
+        let mut hold = Box::pin(holder.write(&ep, 0, Value::Number(1.0)));
+        assert!(matches!(poll_once(&mut hold, noop), Poll::Ready(Ok(()))));
+        let mut write = Box::pin(writer.write(&ep, 0, Value::Number(2.0)));
+        assert!(poll_once(&mut write, noop).is_pending(), "the writer waits for the holder");
+        // The holder commits; before the writer looks again, the youngest asks to read and
+        // queues behind the waiting writer.
+        drop(hold);
+        let _ = holder.commit().map(drop);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let woken = Waker::from(flag.clone());
+        let mut read = Box::pin(reader.read(&ep, 0));
+        assert!(poll_once(&mut read, &woken).is_pending(), "the reader queues behind the writer");
+        assert!(!flag.0.load(Ordering::SeqCst));
+        // The writer gives up without ever holding the item: the reader is woken, and reads.
+        drop(write);
+        writer.abort();
+        assert!(flag.0.load(Ordering::SeqCst), "the reader was woken");
+        match poll_once(&mut read, &woken) {
+            Poll::Ready(Ok(Value::Number(n))) => assert_eq!(n, 1.0),
+            other => panic!("expected the committed value, got {other:?}"),
+        }
     }
 }
