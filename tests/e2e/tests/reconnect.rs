@@ -442,7 +442,8 @@ struct Keys([u64; 4]);
 /// What a raw Left offers: resumable, or resuming `keys`.
 enum RawOffer {
     Resumable,
-    Resume(Keys),
+    /// A resume of a session, re-sending from frame `first` (1 for a real partner).
+    Resume(Keys, u64),
 }
 
 /// A Left by hand: preamble, Hello with `offer`, the Ack of the listener's nonce. Returns
@@ -457,13 +458,13 @@ async fn raw_left(addr: std::net::SocketAddr, offer: RawOffer) -> (TcpStream, Re
     raw::varint(&mut hello, 7);
     match offer {
         RawOffer::Resumable => hello.push(1),
-        RawOffer::Resume(Keys(k)) => {
+        RawOffer::Resume(Keys(k), first) => {
             hello.push(2);
             for part in k {
                 hello.extend_from_slice(&part.to_le_bytes());
             }
             raw::varint(&mut hello, 0); // frames received
-            raw::varint(&mut hello, 1); // the first frame re-sent
+            raw::varint(&mut hello, first); // the first frame re-sent
         }
     }
     let mut first = raw::preamble();
@@ -513,18 +514,22 @@ async fn resumes_with_a_wrong_token_an_unknown_or_an_expired_session_are_refused
     // ...which nobody else can take with a wrong token.
     let mut wrong = keys;
     wrong.0[3] ^= 1;
-    let (_s, refused) = raw_left(addr, RawOffer::Resume(wrong)).await;
+    let (_s, refused) = raw_left(addr, RawOffer::Resume(wrong, 1)).await;
     let reason = refused.expect_err("a wrong token is refused");
     assert!(reason.contains("wrong resume token for session"), "{reason}");
     // An id the listener never gave.
-    let (_s, refused) = raw_left(addr, RawOffer::Resume(Keys([1, 2, 3, 4]))).await;
+    let (_s, refused) = raw_left(addr, RawOffer::Resume(Keys([1, 2, 3, 4]), 1)).await;
     let reason = refused.expect_err("an unknown session is refused");
     assert!(reason.contains("unknown session"), "{reason}");
+    // A frame number that cannot be, even with the right token.
+    let (_s, refused) = raw_left(addr, RawOffer::Resume(keys, 0)).await;
+    let reason = refused.expect_err("a resume from frame 0 is refused");
+    assert!(reason.contains("re-sends from frame 0, but frames are numbered from 1"), "{reason}");
     // The raw Left vanishes; its session expires after the window; then even the right
     // token is refused.
     drop(first);
     tokio::time::sleep(window * 3).await;
-    let (_s, refused) = raw_left(addr, RawOffer::Resume(keys)).await;
+    let (_s, refused) = raw_left(addr, RawOffer::Resume(keys, 1)).await;
     let reason = refused.expect_err("an expired session is refused");
     assert!(reason.contains("has expired"), "{reason}");
     // The real partner was not disturbed.

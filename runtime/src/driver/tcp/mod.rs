@@ -194,6 +194,12 @@ pub async fn accept(
                         resume::CANNOT
                     )));
                 };
+                if *first == 0 {
+                    return Err(refused(format!(
+                        "{} the partner re-sends from frame 0, but frames are numbered from 1",
+                        resume::CANNOT
+                    )));
+                }
                 let conn = sessions.find(keys).map_err(|not| match not {
                     NotFound::Never(reason) => refused(format!("{} {reason}", resume::CANNOT)),
                     NotFound::NotYet(reason) => refused(reason),
