@@ -446,8 +446,10 @@ enum RawOffer {
     Resume(Keys, u64),
 }
 
-/// A Left by hand: preamble, Hello with `offer`, the Ack of the listener's nonce. Returns
-/// the socket and the listener's answer (its Ack's session part, or its refusal).
+/// A Left by hand: preamble, Hello with `offer`, the Ack of the listener's nonce (a real
+/// resuming side sends none; every resume here is refused before the listener would read
+/// one). Returns the socket and the listener's answer (its Ack's session part, or its
+/// refusal).
 async fn raw_left(addr: std::net::SocketAddr, offer: RawOffer) -> (TcpStream, Result<Option<Keys>, String>) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let mut hello = vec![kind::HELLO];
