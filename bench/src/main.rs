@@ -596,11 +596,7 @@ fn local(plan: &Plan) -> Dist {
 
 /// How many lines of Rust `source` becomes.
 fn generated_lines(source: &str) -> usize {
-    let (tree, _) = waldo_grammar::parse(source, waldo_grammar::FileId(0));
-    let (protocol, _) = waldo_compiler::check::check(&tree);
-    let code = waldo_compiler::codegen::generate(&protocol, &waldo_compiler::codegen::Options::default())
-        .expect("generates");
-    code.lines().count()
+    generated_code(source).lines().count()
 }
 
 /// Median milliseconds to parse, check and generate `source`.
@@ -633,6 +629,57 @@ fn compile_ms(source: &str, runs: usize) -> (f64, f64, f64) {
     };
     let [a, b, c] = &mut times;
     (median(a), median(b), median(c))
+}
+
+/// The generated code of `source`.
+fn generated_code(source: &str) -> String {
+    let (tree, _) = waldo_grammar::parse(source, waldo_grammar::FileId(0));
+    let (protocol, _) = waldo_compiler::check::check(&tree);
+    waldo_compiler::codegen::generate(&protocol, &waldo_compiler::codegen::Options::default())
+        .expect("generates")
+}
+
+/// Seconds `cargo check` takes on a crate holding only `code` (the generated code of one
+/// protocol), once the crate's dependencies are built. The crate lives in the workspace's
+/// `target/codegen-check`, with the workspace's lock file, so that its dependencies are the
+/// ones already built and downloaded.
+fn cargo_check_s(code: &str) -> Result<f64, String> {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = workspace.join("target/codegen-check");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).map_err(|e| format!("cannot create {}: {e}", src.display()))?;
+    let runtime = workspace.join("runtime").canonicalize().map_err(|e| format!("the runtime crate: {e}"))?;
+    let manifest = format!(
+        "[package]\nname = \"waldo-codegen-check\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [dependencies]\nwaldo = {{ path = {:?} }}\n\n[workspace]\n",
+        runtime.display().to_string()
+    );
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    write(dir.join("Cargo.toml"), &manifest)?;
+    let lock =
+        std::fs::read_to_string(workspace.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    write(dir.join("Cargo.lock"), &lock)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let check = || -> Result<f64, String> {
+        let start = Instant::now();
+        let out = std::process::Command::new(&cargo)
+            .args(["check", "--offline", "--quiet", "--lib"])
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .output()
+            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("cargo check failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(start.elapsed().as_secs_f64())
+    };
+    // The dependencies first, with an empty crate.
+    write(src.join("lib.rs"), "")?;
+    check()?;
+    write(src.join("lib.rs"), code)?;
+    check()
 }
 
 // ---------------------------------------------------------------- simulation
@@ -950,7 +997,18 @@ fn main() {
         })
         .collect();
     let big = waldo_compiler::sample::protocol(10_000);
-    let big_lines = generated_lines(&big);
+    let big_code = generated_code(&big);
+    let big_lines = big_code.lines().count();
+    // A full run also times `cargo check` of the sample's code (a minute or two the first
+    // time, to build the runtime's dependencies for it).
+    let big_check = if quick {
+        None
+    } else {
+        Some(cargo_check_s(&big_code).unwrap_or_else(|e| {
+            eprintln!("codegen.sample_cargo_check_s not measured: {e}");
+            f64::NAN
+        }))
+    };
     compiled.push((
         "generated".into(),
         big.lines().count(),
@@ -1033,6 +1091,17 @@ fn main() {
         line(&format!("compiler.{name}.parse_ms"), *p);
         line(&format!("compiler.{name}.check_ms"), *c);
         line(&format!("compiler.{name}.generate_ms"), *g);
+    }
+    // Budgets: at most 2,000,000 bytes and 4 lines of Rust per line of the 10,000-line sample,
+    // generated in at most 150 ms; `cargo check` of that code within 8 s.
+    line("codegen.sample_bytes", big_code.len() as f64);
+    line("codegen.sample_lines", big_lines as f64);
+    line("codegen.sample_lines_per_source_line", big_lines as f64 / big.lines().count() as f64);
+    if let Some((_, _, _, (_, _, g))) = compiled.iter().find(|(name, ..)| name == "generated") {
+        line("codegen.sample_generate_ms", *g);
+    }
+    if let Some(s) = big_check {
+        line("codegen.sample_cargo_check_s", s);
     }
     line("ratio.tcp_2block_p50_vs_raw_rtt", tcp.two.p50() / raw.p50());
     line("ratio.tcp_7block_p50_vs_raw_4rtt", tcp.seven.p50() / (4.0 * raw.p50()));

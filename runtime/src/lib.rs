@@ -33,6 +33,9 @@ pub use host::convert::{self, HostResult, NumberKey, NumberMap};
 pub use host::external::External;
 pub use host::shell::{Connect, Endpoint, EndpointListener, Handle, Listen, StopListener};
 
+/// What host calls return: a value, or the [`Error`] that ended the call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// TLS for connections: the `rustls` this runtime uses (build its `ClientConfig` and
 /// `ServerConfig` with it), and what a TLS connection tells about the partner.
 pub mod tls {
@@ -78,6 +81,15 @@ pub mod __rt {
         join_in_process, join_loopback, result, results, value,
     };
     pub use tokio::net::TcpStream;
+
+    /// The arguments of a call.
+    pub type Args = Vec<Value>;
+    /// What a lowered function returns.
+    pub type Call<'a> = CallFuture<'a>;
+    /// What a lowered block returns.
+    pub type Step<'a> = BlockFuture<'a>;
+    /// The sequence data a block reads and writes.
+    pub type Data<'a> = &'a mut [Value];
 
     /// Runs two futures concurrently (both sides' `onCreate`).
     pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {

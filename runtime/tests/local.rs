@@ -1036,12 +1036,12 @@ async fn operations_on_containers_and_text() {
         ]));
         let text = Value::text("hello");
         let found = (
-            ops::contains(&tx, &Value::text("two"), &list).await?.as_bool()?,
-            ops::contains(&tx, &Value::Number(3.0), &map).await?.as_bool()?,
-            ops::contains(&tx, &Value::text("ell"), &text).await?.as_bool()?,
-            ops::contains(&tx, &Value::Number(9.0), &list).await?.as_bool()?,
+            ops::contains(&tx, &Value::text("two"), &list).await?,
+            ops::contains(&tx, &Value::Number(3.0), &map).await?,
+            ops::contains(&tx, &Value::text("ell"), &text).await?,
+            ops::contains(&tx, &Value::Number(9.0), &list).await?,
         );
-        let lens = (ops::len(&tx, &list).await?.as_number()?, ops::len(&tx, &text).await?.as_number()?);
+        let lens = (ops::len(&tx, &list).await?, ops::len(&tx, &text).await?);
         let keys: Vec<f64> =
             ops::iteration(&tx, &map).await?.iter().map(|k| k.as_number().unwrap_or(f64::NAN)).collect();
         let second = ops::index_get(&tx, &text, &Value::Number(1.0)).await?;

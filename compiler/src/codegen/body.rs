@@ -1,14 +1,17 @@
-//! Lowering checked code (functions, `onCreate`, sequence blocks) to async Rust over the
-//! runtime's `Value`.
+//! Lowering checked code (functions, `onCreate`, sequence blocks) to async Rust.
 //!
-//! Every Waldo expression becomes a Rust expression of type `Value` (calls, which may return
-//! several values, become a `Vec<Value>` that single-value positions take the first of).
-//! Locals are hoisted to the top of the body, since Waldo's scope is the whole function.
-//! Operators go through `ops`, whose errors are Waldo's `ApplicationException`s, and every
-//! variable or container access through the transaction `tx`, which locks it. A `try` body
-//! becomes an async block whose `?` stops at the `try`; `return`, `break` and `continue`
-//! inside it leave that block as a `Ctl` value that the code after the `try` acts on once
-//! `finally` has run.
+//! Values the checker has typed Number, TrueFalse or Text are plain Rust values in the
+//! generated code (`f64`, `bool`, the runtime's cheap `Text`): their arithmetic, comparisons
+//! and logic are Rust operators, and only what the language says can raise (`/` and `%` by
+//! zero, a Text index out of range) calls a runtime helper that returns the exception. Every
+//! other value is the runtime's dynamic `Value`; the two meet where a value enters or leaves
+//! a container, a shared variable, the sequence data or a call ([`Repr`] and [`Code`]).
+//! Calls, which may return several values, give a `Vec<Value>`. Locals are hoisted to the top
+//! of the body when Waldo's function-wide scope needs it. Operators on dynamic values go
+//! through `ops`, whose errors are Waldo's `ApplicationException`s, and every variable or
+//! container access through the transaction `tx`, which locks it. A `try` body becomes an
+//! async block whose `?` stops at the `try`; `return`, `break` and `continue` inside it leave
+//! that block as a `Ctl` value that the code after the `try` acts on once `finally` has run.
 
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
@@ -20,6 +23,73 @@ use crate::ir::{
 };
 
 use super::names;
+
+/// How generated code holds a value of a checked type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Repr {
+    /// `f64`.
+    Num,
+    /// `bool`.
+    Bool,
+    /// `rt::ops::Text`.
+    Text,
+    /// `rt::Value`.
+    Dyn,
+}
+
+impl Repr {
+    /// How a value of type `ty` is held.
+    pub(super) fn of(ty: &Ty) -> Repr {
+        match ty {
+            Ty::Number => Repr::Num,
+            Ty::Bool => Repr::Bool,
+            Ty::Text => Repr::Text,
+            _ => Repr::Dyn,
+        }
+    }
+
+    fn is_copy(self) -> bool {
+        matches!(self, Repr::Num | Repr::Bool)
+    }
+}
+
+/// A lowered expression: its Rust code, how it holds its value, and how tightly its
+/// outermost operator binds (to parenthesize it as an operand only where Rust needs it).
+pub(super) struct Code {
+    ts: TokenStream,
+    repr: Repr,
+    prec: u8,
+}
+
+/// Rust's operator precedences, loosest first; `ATOM` for paths, literals, calls, indexing.
+const OR: u8 = 1;
+const AND: u8 = 2;
+const CMP: u8 = 3;
+const ADD: u8 = 4;
+const MUL: u8 = 5;
+const UNARY: u8 = 6;
+const ATOM: u8 = 9;
+
+impl Code {
+    fn atom(ts: TokenStream, repr: Repr) -> Code {
+        Code { ts, repr, prec: ATOM }
+    }
+
+    fn op(ts: TokenStream, repr: Repr, prec: u8) -> Code {
+        Code { ts, repr, prec }
+    }
+
+    /// The code as a method receiver.
+    fn operand(&self) -> TokenStream {
+        self.at(ATOM)
+    }
+
+    /// The code where an operand must bind at least as tightly as `prec`.
+    fn at(&self, prec: u8) -> TokenStream {
+        let ts = &self.ts;
+        if self.prec >= prec { ts.clone() } else { quote!((#ts)) }
+    }
+}
 
 /// What kind of body is being lowered: it decides what `return` means.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -319,7 +389,7 @@ impl<'p> Lower<'p> {
             .filter(|&id| self.usage.is_hoisted(id))
             .map(|id| {
                 let name = &self.local_names[id.index()];
-                let value = default_value(self.protocol, &self.locals[id].ty);
+                let value = self.local_default(id);
                 if self.usage.dead_decl[id.index()] && !self.usage.is_assigned(id) {
                     quote!(let #name = #value;)
                 } else {
@@ -329,9 +399,28 @@ impl<'p> Lower<'p> {
             .collect()
     }
 
-    /// `let` or `let mut` for parameter `id`.
-    pub(super) fn binding_for_param(&self, id: LocalId) -> TokenStream {
-        self.binding(id)
+    /// The value local `id` starts with when declared without one, held as its type is.
+    fn local_default(&self, id: LocalId) -> TokenStream {
+        let rt = rt();
+        match Repr::of(&self.locals[id].ty) {
+            Repr::Num => quote!(0.0),
+            Repr::Bool => quote!(false),
+            Repr::Text => quote!(#rt::ops::text("")),
+            Repr::Dyn => default_value(self.protocol, &self.locals[id].ty),
+        }
+    }
+
+    /// The statement that takes parameter `id` out of the call's `args`.
+    pub(super) fn param(&self, id: LocalId) -> TokenStream {
+        let rt = rt();
+        let binding = self.binding(id);
+        let ty = match Repr::of(&self.locals[id].ty) {
+            Repr::Num => quote!(f64),
+            Repr::Bool => quote!(bool),
+            Repr::Text => quote!(#rt::ops::Text),
+            Repr::Dyn => return quote!(#binding = args.next().unwrap_or(#rt::Value::Nothing);),
+        };
+        quote!(#binding: #ty = #rt::ops::arg(&mut args)?;)
     }
 
     /// `let` or `let mut` for local `id` declared in place.
@@ -404,10 +493,10 @@ impl<'p> Lower<'p> {
             }
             TStmtKind::If { branches, otherwise: Some(o) } if diverges(std::slice::from_ref(last)) => {
                 for (i, (cond, body)) in branches.iter().enumerate() {
-                    let c = self.r(cond);
+                    let c = self.cond(cond);
                     let b = self.tail(body, quote!());
                     let kw = if i == 0 { quote!(if) } else { quote!(else if) };
-                    out.extend(quote!(#kw #rt::ops::truth(&#c)? { #b }));
+                    out.extend(quote!(#kw #c { #b }));
                 }
                 let o = self.tail(o, quote!());
                 out.extend(quote!(else { #o }));
@@ -432,8 +521,11 @@ impl<'p> Lower<'p> {
             TStmtKind::Decl(id) => {
                 let var = &self.locals[*id];
                 let value = match &var.init {
-                    Some(init) => self.expr(init),
-                    None => default_value(self.protocol, &var.ty),
+                    Some(init) => {
+                        let init = self.typed(init);
+                        self.as_repr(init, Repr::of(&var.ty)).ts
+                    }
+                    None => self.local_default(*id),
                 };
                 if self.usage.is_hoisted(*id) {
                     let name = &self.local_names[id.index()];
@@ -450,13 +542,15 @@ impl<'p> Lower<'p> {
                     let writes: TokenStream = targets
                         .iter()
                         .enumerate()
-                        .map(|(i, t)| self.write(t, quote!(#rt::ops::nth(&#results, #i))))
+                        .map(|(i, t)| {
+                            self.write(t, Code::atom(quote!(#rt::ops::nth(&#results, #i)), Repr::Dyn))
+                        })
                         .collect();
                     return quote!({ let #results = #call; #writes });
                 }
                 let target = &targets[0];
                 if *op == AssignOp::Assign {
-                    let v = self.expr(value);
+                    let v = self.typed(value);
                     return self.write(target, v);
                 }
                 self.compound(target, *op, value)
@@ -468,15 +562,15 @@ impl<'p> Lower<'p> {
                     && otherwise.as_ref().is_none_or(Vec::is_empty)
                 {
                     // Nothing to do either way: only the condition's own errors matter.
-                    let c = self.r(cond);
-                    return quote!(#rt::ops::truth(&#c)?;);
+                    let c = self.cond(cond);
+                    return quote!(let _ = #c;);
                 }
                 let mut out = TokenStream::new();
                 for (i, (cond, body)) in branches.iter().enumerate() {
-                    let c = self.r(cond);
+                    let c = self.cond(cond);
                     let b = self.stmts(body);
                     let kw = if i == 0 { quote!(if) } else { quote!(else if) };
-                    out.extend(quote!(#kw #rt::ops::truth(&#c)? { #b }));
+                    out.extend(quote!(#kw #c { #b }));
                 }
                 if let Some(body) = otherwise.as_ref().filter(|b| !b.is_empty()) {
                     let b = self.stmts(body);
@@ -485,21 +579,23 @@ impl<'p> Lower<'p> {
                 out
             }
             TStmtKind::While { cond, body } => {
-                let c = self.r(cond);
+                let c = self.cond(cond);
                 self.frames.push(Frame::Loop);
                 let b = self.stmts(body);
                 self.frames.pop();
-                quote!(while #rt::ops::truth(&#c)? { #b })
+                quote!(while #c { #b })
             }
             TStmtKind::For { var, iter, body } => {
                 let it = self.r(iter);
                 let item = self.tmp("item");
+                let item_code = Code::atom(quote!(#item), Repr::Dyn);
                 let assign = match var {
                     VarRef::Local(id) if !self.usage.is_hoisted(*id) && self.usage.is_loop_declared(*id) => {
                         let binding = self.binding(*id);
-                        quote!(#binding = #item;)
+                        let value = self.as_repr(item_code, Repr::of(&self.locals[*id].ty)).ts;
+                        quote!(#binding = #value;)
                     }
-                    _ => self.write_var(*var, quote!(#item)),
+                    _ => self.write_var(*var, item_code),
                 };
                 self.frames.push(Frame::Loop);
                 let b = self.stmts(body);
@@ -519,7 +615,7 @@ impl<'p> Lower<'p> {
             }
             TStmtKind::Try { body, catches, finally } => self.try_stmt(body, catches, finally.as_deref()),
             TStmtKind::ExtAssign { source, target } => {
-                let v = self.expr(source);
+                let v = self.typed(source);
                 self.write(target, v)
             }
             TStmtKind::ExtCopy { source, target } => {
@@ -555,7 +651,7 @@ impl<'p> Lower<'p> {
                     }
                     TExprKind::Var(_) | TExprKind::Deref(_) => {
                         let current = self.r(target);
-                        let store = self.write(target, quote!(#fresh));
+                        let store = self.write(target, Code::atom(quote!(#fresh), Repr::Dyn));
                         quote!({
                             let #value = #v;
                             if let Some(#fresh) = #rt::ops::ext_copy(tx, &#current, #value).await? {
@@ -596,13 +692,12 @@ impl<'p> Lower<'p> {
     /// `a op= v`: reads the place once, computes, writes back.
     fn compound(&mut self, target: &TExpr, op: AssignOp, value: &TExpr) -> TokenStream {
         let rt = rt();
-        let v = self.expr(value);
-        let f = match op {
-            AssignOp::Add => quote!(add),
-            AssignOp::Sub => quote!(sub),
-            AssignOp::Mul => quote!(mul),
-            AssignOp::Div => quote!(div),
-            AssignOp::Rem => quote!(rem),
+        let op = match op {
+            AssignOp::Add => BinOp::Add,
+            AssignOp::Sub => BinOp::Sub,
+            AssignOp::Mul => BinOp::Mul,
+            AssignOp::Div => BinOp::Div,
+            AssignOp::Rem => BinOp::Rem,
             AssignOp::Assign => unreachable!("plain assignment is handled by the caller"),
         };
         match &target.kind {
@@ -610,63 +705,99 @@ impl<'p> Lower<'p> {
                 let (b, i, cur) = (self.tmp("base"), self.tmp("key"), self.tmp("current"));
                 let base_v = self.container_owned(base);
                 let index_v = self.expr(index);
+                let current = self.read_as(quote!(#rt::ops::index_get(tx, &#b, &#i).await?), &target.ty);
+                let y = self.typed(value);
+                let new = self.arith(op, Code::atom(quote!(#cur), current.repr), y);
+                let new = self.value_of(new);
+                let current = current.ts;
                 quote!({
                     let #b = #base_v;
                     let #i = #index_v;
-                    let #cur = #rt::ops::index_get(tx, &#b, &#i).await?;
-                    #rt::ops::index_set(tx, &#b, &#i, #rt::ops::#f(&#cur, &#v)?).await?;
+                    let #cur = #current;
+                    #rt::ops::index_set(tx, &#b, &#i, #new).await?;
                 })
             }
             TExprKind::Field(base, field) => {
                 let (b, cur) = (self.tmp("base"), self.tmp("current"));
                 let base_v = self.container_owned(base);
+                let current = self.read_as(quote!(#rt::ops::field_get(tx, &#b, #field).await?), &target.ty);
+                let y = self.typed(value);
+                let new = self.arith(op, Code::atom(quote!(#cur), current.repr), y);
+                let new = self.value_of(new);
+                let current = current.ts;
                 quote!({
                     let #b = #base_v;
-                    let #cur = #rt::ops::field_get(tx, &#b, #field).await?;
-                    #rt::ops::field_set(tx, &#b, #field, #rt::ops::#f(&#cur, &#v)?).await?;
+                    let #cur = #current;
+                    #rt::ops::field_set(tx, &#b, #field, #new).await?;
                 })
             }
+            TExprKind::Var(VarRef::Local(id))
+                if Repr::of(&self.locals[*id].ty) == Repr::Num
+                    && matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul) =>
+            {
+                // A Number local changes in place: `x += v;`.
+                let name = self.local_names[id.index()].clone();
+                let y = self.want(value, Repr::Num).ts;
+                match op {
+                    BinOp::Add => quote!(#name += #y;),
+                    BinOp::Sub => quote!(#name -= #y;),
+                    _ => quote!(#name *= #y;),
+                }
+            }
             _ => {
-                let cur = self.r(target);
-                self.write(target, quote!(#rt::ops::#f(&#cur, &#v)?))
+                let x = self.typed_place(target);
+                let y = self.typed(value);
+                let new = self.arith(op, x, y);
+                self.write(target, new)
             }
         }
     }
 
     /// Stores `value` into the place `target`.
-    fn write(&mut self, target: &TExpr, value: TokenStream) -> TokenStream {
+    fn write(&mut self, target: &TExpr, value: Code) -> TokenStream {
         let rt = rt();
         match &target.kind {
             TExprKind::Var(v) => self.write_var(*v, value),
             TExprKind::Index(base, index) => {
                 let b = self.container(base);
                 let i = self.r(index);
+                let value = self.value_of(value);
                 quote!(#rt::ops::index_set(tx, &#b, &#i, #value).await?;)
             }
             TExprKind::Field(base, field) => {
                 let b = self.container(base);
+                let value = self.value_of(value);
                 quote!(#rt::ops::field_set(tx, &#b, #field, #value).await?;)
             }
             TExprKind::Deref(inner) => self.write(inner, value),
             _ => {
                 let v = self.expr(target);
+                let value = self.value_of(value);
                 quote!(let _ = (#v, #value);)
             }
         }
     }
 
-    fn write_var(&mut self, v: VarRef, value: TokenStream) -> TokenStream {
+    fn write_var(&mut self, v: VarRef, value: Code) -> TokenStream {
         match v {
             VarRef::Local(id) => {
                 let name = &self.local_names[id.index()];
+                let value = self.as_repr(value, Repr::of(&self.locals[id].ty)).ts;
                 quote!(#name = #value;)
             }
-            VarRef::SeqData(i) => quote!(data[#i] = #value;),
+            VarRef::SeqData(i) => {
+                let value = self.value_of(value);
+                quote!(data[#i] = #value;)
+            }
             VarRef::Global(i) => {
                 let slot = self.global_slot(i);
-                quote!(tx.write(&ep.core, #slot, #value).await?;)
+                let value = value.ts;
+                quote!(ep.set(tx, #slot, #value).await?;)
             }
-            VarRef::Peered(i) => quote!(tx.write(&ep.core, #i, #value).await?;),
+            VarRef::Peered(i) => {
+                let value = value.ts;
+                quote!(ep.set(tx, #i, #value).await?;)
+            }
         }
     }
 
@@ -682,7 +813,7 @@ impl<'p> Lower<'p> {
     /// place, anything else is a temporary.
     fn r(&mut self, e: &TExpr) -> TokenStream {
         match &e.kind {
-            TExprKind::Var(VarRef::Local(id)) => {
+            TExprKind::Var(VarRef::Local(id)) if Repr::of(&self.locals[*id].ty) == Repr::Dyn => {
                 let name = &self.local_names[id.index()];
                 quote!(#name)
             }
@@ -776,8 +907,13 @@ impl<'p> Lower<'p> {
         if !catches.is_empty() {
             for id in &assigned {
                 let (name, saved) = (self.local_names[id.index()].clone(), self.tmp("saved"));
-                save.extend(quote!(let #saved = #name.clone();));
-                restore.extend(quote!(#name = #saved.clone();));
+                if Repr::of(&self.locals[*id].ty).is_copy() {
+                    save.extend(quote!(let #saved = #name;));
+                    restore.extend(quote!(#name = #saved;));
+                } else {
+                    save.extend(quote!(let #saved = #name.clone();));
+                    restore.extend(quote!(#name = #saved.clone();));
+                }
             }
             if data_written {
                 let saved = self.tmp("saved_data");
@@ -795,63 +931,71 @@ impl<'p> Lower<'p> {
                 ExceptionKind::Any => quote!(),
             };
             let binding = self.binding(*local);
+            let message = match Repr::of(&self.locals[*local].ty) {
+                Repr::Text => quote!(#rt::ops::text(&#e.message)),
+                _ => quote!(#rt::Value::text(&#e.message)),
+            };
             let h = self.tail(handler, quote!(Ok(#rt::ops::Ctl::Next)));
+            // The handler is a block of its own: its `?` and jumps end it, not the body.
             arms.extend(quote!(
                 Err(#rt::Raise::Exception(#e)) #guard => {
                     tx.rollback_to(#sp.clone());
                     #restore
-                    #binding = #rt::Value::text(&#e.message);
-                    #h
+                    #binding = #message;
+                    async { #h }.await
                 }
             ));
         }
         self.frames = saved;
         let fin = finally.map(|f| self.stmts(f)).unwrap_or_default();
-        let outcome = self.tmp("outcome");
         let done = self.tmp("done");
-        let after_return = {
-            let v = self.tmp("values");
-            let r = self.ret(quote!(#v));
-            (v, r)
-        };
-        let (rv, r) = after_return;
-        let brk = self.jump(Jump::Break);
-        let cont = self.jump(Jump::Continue);
-        let loop_arms = if self.frames.is_empty() && !self.inside_try() {
-            // No loop around: break/continue cannot come out of the body.
-            quote!(#rt::ops::Ctl::Break | #rt::ops::Ctl::Continue => {})
-        } else {
-            quote!(#rt::ops::Ctl::Break => { #brk } #rt::ops::Ctl::Continue => { #cont })
-        };
-        let handled =
-            if catches.is_empty() { quote!(#done) } else { quote!(match #done { #arms other => other }) };
-        let attempt = quote!(async {
-            let #done: #rt::Flow<#rt::ops::Ctl> = async {
-                #body_code
-            }
-            .await;
-            #handled
+        let attempt = quote!(let #done: #rt::Flow<#rt::ops::Ctl> = async { #body_code }.await;);
+        if catches.is_empty() {
+            return self.try_end(quote!(#take_savepoint #attempt), &done, fin, finally, body, catches);
         }
-        .await);
+        let outcome = self.tmp("outcome");
+        let handled = quote!(let #outcome = match #done { #arms other => other };);
+        self.try_end(quote!(#take_savepoint #attempt #handled), &outcome, fin, finally, body, catches)
+    }
+
+    /// The end of a `try` statement: `start` has run the body and the handlers into
+    /// `outcome`; then `finally` (`fin`), then what the outcome says to do.
+    fn try_end(
+        &mut self,
+        start: TokenStream,
+        outcome: &Ident,
+        fin: TokenStream,
+        finally: Option<&[TStmt]>,
+        body: &[TStmt],
+        catches: &[(ExceptionKind, LocalId, Vec<TStmt>)],
+    ) -> TokenStream {
+        let rt = rt();
         if finally.is_some_and(diverges) {
             // A `finally` that always leaves decides how the statement ends, whatever the
             // body or a catch did (an exception included).
-            return quote!({
-                #take_savepoint
-                let _ = #attempt;
-                #fin
-            });
+            return quote!({ #start let _ = #outcome; #fin });
         }
-        quote!({
-            #take_savepoint
-            let #outcome: #rt::Flow<#rt::ops::Ctl> = #attempt;
-            #fin
-            match #outcome? {
+        let jumps = has_jump(body) || catches.iter().any(|(_, _, h)| has_jump(h));
+        if !jumps {
+            // Nothing in the body or the handlers leaves the statement but an exception.
+            return quote!({ #start #fin #outcome?; });
+        }
+        let v = self.tmp("values");
+        let r = self.ret(quote!(#v));
+        let brk = self.jump(Jump::Break);
+        let cont = self.jump(Jump::Continue);
+        let end = if self.frames.is_empty() && !self.inside_try() {
+            // No loop around: break/continue cannot come out of the body.
+            quote!(if let #rt::ops::Ctl::Return(#v) = #outcome? { #r })
+        } else {
+            quote!(match #outcome? {
                 #rt::ops::Ctl::Next => {}
-                #rt::ops::Ctl::Return(#rv) => { #r }
-                #loop_arms
-            }
-        })
+                #rt::ops::Ctl::Return(#v) => { #r }
+                #rt::ops::Ctl::Break => { #brk }
+                #rt::ops::Ctl::Continue => { #cont }
+            })
+        };
+        quote!({ #start #fin #end })
     }
 
     // ------------------------------------------------------------------ expressions
@@ -897,7 +1041,7 @@ impl<'p> Lower<'p> {
             .map(|v| match v.kind {
                 TExprKind::Var(VarRef::Local(id)) if once(id) => {
                     let name = &self.local_names[id.index()];
-                    quote!(#name)
+                    self.value_of(Code::atom(quote!(#name), Repr::of(&self.locals[id].ty)))
                 }
                 _ => self.expr(v),
             })
@@ -920,14 +1064,122 @@ impl<'p> Lower<'p> {
     pub(super) fn expr(&mut self, e: &TExpr) -> TokenStream {
         let rt = rt();
         match &e.kind {
-            TExprKind::Number(n) => number(n.0),
-            TExprKind::Text(t) => quote!(#rt::Value::text(#t)),
-            TExprKind::Bool(b) => quote!(#rt::Value::Bool(#b)),
-            TExprKind::Var(v) => self.read_var(*v),
-            TExprKind::SelfRef => quote!(ep.value()),
+            TExprKind::Text(t) => return quote!(#rt::Value::text(#t)),
+            // Values that already are `Value`s stay so (rather than being typed and back).
+            TExprKind::Var(VarRef::SeqData(i)) => return quote!(data[#i].clone()),
+            TExprKind::Var(VarRef::Peered(i)) => return quote!(ep.get(tx, #i).await?),
+            TExprKind::Var(VarRef::Global(i)) => {
+                let slot = self.global_slot(*i);
+                return quote!(ep.get(tx, #slot).await?);
+            }
+            _ => {}
+        }
+        let c = self.typed(e);
+        self.value_of(c)
+    }
+
+    /// `e` held as `repr`.
+    fn want(&mut self, e: &TExpr, repr: Repr) -> Code {
+        let c = self.typed(e);
+        self.as_repr(c, repr)
+    }
+
+    /// A condition: `e` as a `bool` expression.
+    fn cond(&mut self, e: &TExpr) -> TokenStream {
+        if let TExprKind::Bool(b) = e.kind {
+            // Rust wants `loop` for `while true`, which would change what it finds reachable.
+            let rt = rt();
+            return quote!(#rt::ops::constant(#b));
+        }
+        self.want(e, Repr::Bool).ts
+    }
+
+    /// The `Value` of a lowered expression.
+    fn value_of(&self, c: Code) -> TokenStream {
+        let rt = rt();
+        let ts = c.ts;
+        match c.repr {
+            Repr::Num => quote!(#rt::Value::Number(#ts)),
+            Repr::Bool => quote!(#rt::Value::Bool(#ts)),
+            Repr::Text => quote!(#rt::Value::Text(#ts)),
+            Repr::Dyn => ts,
+        }
+    }
+
+    /// A lowered expression held as `repr`: a typed value becomes a `Value`, and a `Value`
+    /// of a typed expression is taken out (a value of another kind raises).
+    fn as_repr(&self, c: Code, repr: Repr) -> Code {
+        if c.repr == repr {
+            return c;
+        }
+        if c.repr != Repr::Dyn {
+            let v = self.value_of(c);
+            return self.as_repr(Code::atom(v, Repr::Dyn), repr);
+        }
+        let x = c.operand();
+        match repr {
+            Repr::Num => Code::atom(quote!(#x.as_number()?), repr),
+            Repr::Bool => Code::atom(quote!(#x.as_bool()?), repr),
+            Repr::Text => Code::atom(quote!(#x.as_text()?.clone()), repr),
+            Repr::Dyn => c,
+        }
+    }
+
+    /// A `Value` read (`ts`) of an expression of type `ty`, held as that type is.
+    fn read_as(&self, ts: TokenStream, ty: &Ty) -> Code {
+        self.as_repr(Code::atom(ts, Repr::Dyn), Repr::of(ty))
+    }
+
+    /// The current value of a place (a variable or an External), as its type is held.
+    fn typed_place(&mut self, target: &TExpr) -> Code {
+        self.typed(target)
+    }
+
+    /// A Text expression to pass where a `&str` is taken: a literal as it is, a Text local or
+    /// sequence datum borrowed where it is.
+    fn text_ref(&mut self, e: &TExpr) -> TokenStream {
+        match &e.kind {
+            TExprKind::Text(t) => quote!(#t),
+            TExprKind::Var(VarRef::Local(id)) if Repr::of(&self.locals[*id].ty) == Repr::Text => {
+                let name = &self.local_names[id.index()];
+                quote!(&#name)
+            }
+            TExprKind::Var(VarRef::SeqData(i)) => quote!(data[#i].as_str()?),
+            _ => {
+                let c = self.want(e, Repr::Text).ts;
+                quote!(&#c)
+            }
+        }
+    }
+
+    /// A Text expression as a `&str`, to compare.
+    fn text_cmp(&mut self, e: &TExpr) -> TokenStream {
+        match &e.kind {
+            TExprKind::Text(t) => quote!(#t),
+            TExprKind::Var(VarRef::SeqData(i)) => quote!(data[#i].as_str()?),
+            TExprKind::Var(VarRef::Local(id)) if Repr::of(&self.locals[*id].ty) == Repr::Text => {
+                let name = &self.local_names[id.index()];
+                quote!(&*#name)
+            }
+            _ => {
+                let c = self.want(e, Repr::Text).ts;
+                quote!(&*#c)
+            }
+        }
+    }
+
+    /// `e` lowered as its type is held.
+    fn typed(&mut self, e: &TExpr) -> Code {
+        let rt = rt();
+        match &e.kind {
+            TExprKind::Number(n) => number_code(n.0),
+            TExprKind::Text(t) => Code::atom(quote!(#rt::ops::text(#t)), Repr::Text),
+            TExprKind::Bool(b) => Code::atom(quote!(#b), Repr::Bool),
+            TExprKind::Var(v) => self.read_var(*v, &e.ty),
+            TExprKind::SelfRef => Code::atom(quote!(ep.value()), Repr::Dyn),
             TExprKind::List(items) => {
                 let vs: Vec<TokenStream> = items.iter().map(|i| self.expr(i)).collect();
-                quote!(#rt::Value::new_list(Vec::from([#(#vs),*])))
+                Code::atom(quote!(#rt::Value::new_list(Vec::from([#(#vs),*]))), Repr::Dyn)
             }
             TExprKind::Map(entries) => {
                 let es: Vec<TokenStream> = entries
@@ -938,83 +1190,230 @@ impl<'p> Lower<'p> {
                         quote!((#k, #v))
                     })
                     .collect();
-                quote!(#rt::ops::map_literal(Vec::from([#(#es),*]))?)
+                Code::atom(quote!(#rt::ops::map_literal(Vec::from([#(#es),*]))?), Repr::Dyn)
             }
             TExprKind::Unary(op, x) => {
-                let x = self.r(x);
-                match op {
-                    UnaryOp::Neg => quote!(#rt::ops::neg(&#x)?),
-                    UnaryOp::Not => quote!(#rt::ops::not(&#x)?),
+                let c = self.typed(x);
+                match (op, c.repr) {
+                    (UnaryOp::Neg, Repr::Num) => {
+                        // `-(-x)`: Rust warns on `--x`.
+                        let x = c.at(UNARY + 1);
+                        Code::op(quote!(-#x), Repr::Num, UNARY)
+                    }
+                    (UnaryOp::Neg, _) => {
+                        let x = self.value_of(c);
+                        Code::atom(quote!(#rt::ops::neg(&#x)?), Repr::Num)
+                    }
+                    (UnaryOp::Not, Repr::Bool) if c.prec > UNARY => {
+                        let x = c.ts;
+                        Code::op(quote!(!#x), Repr::Bool, UNARY)
+                    }
+                    (UnaryOp::Not, Repr::Bool) => {
+                        // `!(a < b)`, `!(a == b)` and `!!a` read as a different test in Rust.
+                        let x = c.ts;
+                        Code::atom(quote!(#rt::ops::negate(#x)), Repr::Bool)
+                    }
+                    (UnaryOp::Not, _) => {
+                        let x = self.value_of(c);
+                        Code::atom(quote!(#rt::ops::not(&#x)?), Repr::Bool)
+                    }
                 }
             }
-            TExprKind::Binary(op, a, b) => self.binary(*op, a, b),
+            TExprKind::Binary(op, a, b) => self.binary(*op, a, b, &e.ty),
             TExprKind::Deref(x) => {
                 let x = self.r(x);
-                quote!(#rt::ops::ext_read(tx, &#x).await?)
+                self.read_as(quote!(#rt::ops::ext_read(tx, &#x).await?), &e.ty)
             }
             TExprKind::Field(base, i) => {
                 let b = self.r(base);
-                quote!(#rt::ops::field_get(tx, &#b, #i).await?)
+                self.read_as(quote!(#rt::ops::field_get(tx, &#b, #i).await?), &e.ty)
+            }
+            TExprKind::Index(base, index) if Repr::of(&base.ty) == Repr::Text => {
+                let t = self.text_ref(base);
+                let i = self.want(index, Repr::Num).ts;
+                Code::atom(quote!(#rt::ops::char_at_index(#t, #i)?), Repr::Text)
             }
             TExprKind::Index(base, index) => {
                 let b = self.r(base);
                 let i = self.r(index);
-                quote!(#rt::ops::index_get(tx, &#b, &#i).await?)
+                self.read_as(quote!(#rt::ops::index_get(tx, &#b, &#i).await?), &e.ty)
             }
             TExprKind::Call(callee, args) => {
                 if let Some(s) = self.unit_call(callee, args) {
-                    return quote!({ #s; #rt::Value::Nothing });
+                    return Code::atom(quote!({ #s; #rt::Value::Nothing }), Repr::Dyn);
                 }
                 if let Some(v) = self.value_call(callee, args) {
-                    return v;
+                    let repr = Repr::of(&e.ty);
+                    return self.as_repr(v, repr);
                 }
                 let vs = self.call_values(callee, args);
                 if let Callee::Endpoint { resolved: None, results: None, function, .. } = &**callee {
                     // An unknown function's one value, of a kind the operation will check.
-                    return quote!(#rt::ops::first(#rt::ops::check_results(#function, #vs, &[#rt::ops::Kind::Any])?));
+                    return Code::atom(
+                        quote!(#rt::ops::first(#rt::ops::check_results(#function, #vs, &[#rt::ops::Kind::Any])?)),
+                        Repr::Dyn,
+                    );
                 }
-                quote!(#rt::ops::first(#vs))
+                self.read_as(quote!(#rt::ops::first(#vs)), &e.ty)
             }
-            TExprKind::Error => quote!(#rt::Value::Nothing),
+            TExprKind::Error => Code::atom(quote!(#rt::Value::Nothing), Repr::Dyn),
         }
     }
 
-    fn read_var(&mut self, v: VarRef) -> TokenStream {
+    /// The value of variable `slot` (a peered or global variable) of type `ty`.
+    fn read_slot(&self, slot: usize, ty: &Ty) -> Code {
+        let repr = Repr::of(ty);
+        let ts = match repr {
+            Repr::Num => quote!(ep.num(tx, #slot).await?),
+            Repr::Bool => quote!(ep.truth(tx, #slot).await?),
+            Repr::Text => quote!(ep.text(tx, #slot).await?),
+            Repr::Dyn => quote!(ep.get(tx, #slot).await?),
+        };
+        Code::atom(ts, repr)
+    }
+
+    fn read_var(&mut self, v: VarRef, ty: &Ty) -> Code {
         match v {
             VarRef::Local(id) => {
                 let name = &self.local_names[id.index()];
-                quote!(#name.clone())
+                let repr = Repr::of(&self.locals[id].ty);
+                if repr.is_copy() {
+                    Code::atom(quote!(#name), repr)
+                } else {
+                    Code::atom(quote!(#name.clone()), repr)
+                }
             }
-            VarRef::SeqData(i) => quote!(data[#i].clone()),
-            VarRef::Global(i) => {
-                let slot = self.global_slot(i);
-                quote!(tx.read(&ep.core, #slot).await?)
-            }
-            VarRef::Peered(i) => quote!(tx.read(&ep.core, #i).await?),
+            VarRef::SeqData(i) => match Repr::of(ty) {
+                Repr::Dyn => Code::atom(quote!(data[#i].clone()), Repr::Dyn),
+                repr => self.as_repr(Code::atom(quote!(data[#i]), Repr::Dyn), repr),
+            },
+            VarRef::Global(i) => self.read_slot(self.global_slot(i), ty),
+            VarRef::Peered(i) => self.read_slot(i, ty),
         }
     }
 
-    fn binary(&mut self, op: BinOp, a: &TExpr, b: &TExpr) -> TokenStream {
+    fn binary(&mut self, op: BinOp, a: &TExpr, b: &TExpr, ty: &Ty) -> Code {
         let rt = rt();
-        let x = self.r(a);
-        let y = self.r(b);
+        let (ra, rb) = (Repr::of(&a.ty), Repr::of(&b.ty));
+        let same = |r: Repr| ra == r && rb == r;
         match op {
-            BinOp::Or => quote!(#rt::Value::Bool(#rt::ops::truth(&#x)? || #rt::ops::truth(&#y)?)),
-            BinOp::And => quote!(#rt::Value::Bool(#rt::ops::truth(&#x)? && #rt::ops::truth(&#y)?)),
-            BinOp::Eq => quote!(#rt::ops::eq(tx, &#x, &#y).await?),
-            BinOp::Ne => quote!(#rt::ops::not(&#rt::ops::eq(tx, &#x, &#y).await?)?),
-            BinOp::Lt => quote!(#rt::ops::compare(#rt::ops::Order::Lt, &#x, &#y)?),
-            BinOp::Le => quote!(#rt::ops::compare(#rt::ops::Order::Le, &#x, &#y)?),
-            BinOp::Gt => quote!(#rt::ops::compare(#rt::ops::Order::Gt, &#x, &#y)?),
-            BinOp::Ge => quote!(#rt::ops::compare(#rt::ops::Order::Ge, &#x, &#y)?),
-            BinOp::In => quote!(#rt::ops::contains(tx, &#x, &#y).await?),
-            BinOp::NotIn => quote!(#rt::ops::not(&#rt::ops::contains(tx, &#x, &#y).await?)?),
-            BinOp::Add => quote!(#rt::ops::add(&#x, &#y)?),
-            BinOp::Sub => quote!(#rt::ops::sub(&#x, &#y)?),
-            BinOp::Mul => quote!(#rt::ops::mul(&#x, &#y)?),
-            BinOp::Div => quote!(#rt::ops::div(&#x, &#y)?),
-            BinOp::Rem => quote!(#rt::ops::rem(&#x, &#y)?),
+            BinOp::Or | BinOp::And => {
+                let p = if op == BinOp::Or { OR } else { AND };
+                let x = self.want(a, Repr::Bool).at(p);
+                let y = self.want(b, Repr::Bool).at(p + 1);
+                let ts = if op == BinOp::Or { quote!(#x || #y) } else { quote!(#x && #y) };
+                Code::op(ts, Repr::Bool, p)
+            }
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
+                if op == BinOp::Add && same(Repr::Text) {
+                    let x = self.text_ref(a);
+                    let y = self.text_ref(b);
+                    return Code::atom(quote!(#rt::ops::concat(#x, #y)), Repr::Text);
+                }
+                let x = self.typed(a);
+                let y = self.typed(b);
+                let c = self.arith(op, x, y);
+                let repr = Repr::of(ty);
+                self.as_repr(c, repr)
+            }
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge if same(Repr::Num) || same(Repr::Text) => {
+                let (x, y) = if ra == Repr::Num {
+                    (self.typed(a).at(CMP + 1), self.typed(b).at(CMP + 1))
+                } else {
+                    (self.text_cmp(a), self.text_cmp(b))
+                };
+                let ts = match op {
+                    BinOp::Lt => quote!(#x < #y),
+                    BinOp::Le => quote!(#x <= #y),
+                    BinOp::Gt => quote!(#x > #y),
+                    _ => quote!(#x >= #y),
+                };
+                Code::op(ts, Repr::Bool, CMP)
+            }
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                let x = self.r(a);
+                let y = self.r(b);
+                let order = match op {
+                    BinOp::Lt => quote!(Lt),
+                    BinOp::Le => quote!(Le),
+                    BinOp::Gt => quote!(Gt),
+                    _ => quote!(Ge),
+                };
+                Code::atom(quote!(#rt::ops::compare(#rt::ops::Order::#order, &#x, &#y)?), Repr::Bool)
+            }
+            BinOp::Eq | BinOp::Ne if ra == rb && ra != Repr::Dyn => {
+                let (x, y) = if ra == Repr::Text {
+                    (self.text_cmp(a), self.text_cmp(b))
+                } else {
+                    (self.typed(a).at(CMP + 1), self.typed(b).at(CMP + 1))
+                };
+                let ts = if op == BinOp::Eq { quote!(#x == #y) } else { quote!(#x != #y) };
+                Code::op(ts, Repr::Bool, CMP)
+            }
+            BinOp::Eq | BinOp::Ne => {
+                let x = self.r(a);
+                let y = self.r(b);
+                let eq = quote!(#rt::ops::eq(tx, &#x, &#y).await?);
+                if op == BinOp::Eq {
+                    Code::atom(eq, Repr::Bool)
+                } else {
+                    Code::op(quote!(!#eq), Repr::Bool, UNARY)
+                }
+            }
+            BinOp::In | BinOp::NotIn => {
+                let found = if same(Repr::Text) {
+                    let x = self.text_ref(a);
+                    let y = self.text_ref(b);
+                    quote!(#rt::ops::text_in(#x, #y))
+                } else {
+                    let x = self.r(a);
+                    let y = self.r(b);
+                    quote!(#rt::ops::contains(tx, &#x, &#y).await?)
+                };
+                if op == BinOp::In {
+                    Code::atom(found, Repr::Bool)
+                } else {
+                    Code::op(quote!(!#found), Repr::Bool, UNARY)
+                }
+            }
         }
+    }
+
+    /// `x op y` for an arithmetic operator: Rust's on two Numbers, the runtime's otherwise
+    /// (`+` on a value only the runtime knows may join Texts).
+    fn arith(&self, op: BinOp, x: Code, y: Code) -> Code {
+        let rt = rt();
+        if x.repr == Repr::Num && y.repr == Repr::Num {
+            let p = if matches!(op, BinOp::Add | BinOp::Sub) { ADD } else { MUL };
+            let (a, b) = (x.at(p), y.at(p + 1));
+            return match op {
+                BinOp::Add => Code::op(quote!(#a + #b), Repr::Num, p),
+                BinOp::Sub => Code::op(quote!(#a - #b), Repr::Num, p),
+                BinOp::Mul => Code::op(quote!(#a * #b), Repr::Num, p),
+                // Arguments: any expression as it is.
+                BinOp::Div => {
+                    let (a, b) = (x.ts, y.ts);
+                    Code::atom(quote!(#rt::ops::divide(#a, #b)?), Repr::Num)
+                }
+                _ => {
+                    let (a, b) = (x.ts, y.ts);
+                    Code::atom(quote!(#rt::ops::remainder(#a, #b)?), Repr::Num)
+                }
+            };
+        }
+        if op == BinOp::Add && x.repr == Repr::Text && y.repr == Repr::Text {
+            let (a, b) = (x.ts, y.ts);
+            return Code::atom(quote!(#rt::ops::concat(&#a, &#b)), Repr::Text);
+        }
+        let f = match op {
+            BinOp::Add => quote!(add),
+            BinOp::Sub => quote!(sub),
+            BinOp::Mul => quote!(mul),
+            BinOp::Div => quote!(div),
+            _ => quote!(rem),
+        };
+        let (a, b) = (self.value_of(x), self.value_of(y));
+        Code::atom(quote!(#rt::ops::#f(&#a, &#b)?), Repr::Dyn)
     }
 
     // ------------------------------------------------------------------ calls
@@ -1073,32 +1472,52 @@ impl<'p> Lower<'p> {
         })
     }
 
-    /// Calls with exactly one value, as a `Value` expression.
-    fn value_call(&mut self, callee: &Callee, args: &[TExpr]) -> Option<TokenStream> {
+    /// Calls with exactly one value.
+    fn value_call(&mut self, callee: &Callee, args: &[TExpr]) -> Option<Code> {
         let rt = rt();
         Some(match callee {
-            Callee::Builtin(Builtin::Len) => {
-                let a = self.refs(args);
-                let x = &a[0];
-                quote!(#rt::ops::len(tx, &#x).await?)
-            }
+            Callee::Builtin(Builtin::Len) => match args {
+                [x] if Repr::of(&x.ty) == Repr::Text => {
+                    let t = self.text_ref(x);
+                    Code::atom(quote!(#rt::ops::text_len(#t)), Repr::Num)
+                }
+                _ => {
+                    let a = self.refs(args);
+                    let x = &a[0];
+                    Code::atom(quote!(#rt::ops::len(tx, &#x).await?), Repr::Num)
+                }
+            },
             Callee::Builtin(Builtin::Range) => {
                 let a = self.refs(args);
-                match a.as_slice() {
+                let ts = match a.as_slice() {
                     [x, y] => quote!(#rt::ops::range(&#x, &#y, None)?),
                     [x, y, z] => quote!(#rt::ops::range(&#x, &#y, Some(&#z))?),
                     _ => quote!(#rt::Value::Nothing),
-                }
+                };
+                Code::atom(ts, Repr::Dyn)
             }
             Callee::Builtin(Builtin::ToText) => {
-                let a = self.refs(args);
-                let x = &a[0];
-                quote!(#rt::ops::to_text(&#x)?)
+                let x = self.typed(&args[0]);
+                match x.repr {
+                    Repr::Num => {
+                        let n = x.ts;
+                        Code::atom(quote!(#rt::ops::number_text(#n)), Repr::Text)
+                    }
+                    Repr::Bool => {
+                        let b = x.ts;
+                        Code::atom(quote!(#rt::ops::bool_text(#b)), Repr::Text)
+                    }
+                    Repr::Text => x,
+                    Repr::Dyn => {
+                        let v = x.ts;
+                        Code::atom(quote!(#rt::ops::to_text(&#v)?), Repr::Text)
+                    }
+                }
             }
-            Callee::Builtin(Builtin::Id) => quote!(#rt::Value::text(ep.core.id())),
+            Callee::Builtin(Builtin::Id) => Code::atom(quote!(#rt::ops::text(ep.core.id())), Repr::Text),
             Callee::Method(recv, Method::Id) => {
                 let r = self.r(recv);
-                quote!(#rt::ops::endpoint_id(&#r)?)
+                Code::atom(quote!(#rt::ops::endpoint_id(&#r)?), Repr::Text)
             }
             _ => return None,
         })
@@ -1120,13 +1539,7 @@ impl<'p> Lower<'p> {
                     seq.data[seq.params..].iter().map(|v| default_value(self.protocol, &v.ty)).collect();
                 let (params, returns) = (seq.params, seq.returns);
                 let s = s.index() as u32;
-                quote!(#rt::ops::seq_results(
-                    ep.link()?
-                        .sequence(tx, #s, #rt::ops::copy_all(tx, Vec::from([#(#a,)* #(#rest),*])).await?)
-                        .await?,
-                    #params,
-                    #returns,
-                ))
+                quote!(ep.sequence(tx, #s, Vec::from([#(#a,)* #(#rest),*]), #params, #returns).await?)
             }
             Callee::Value(f) => {
                 let f = self.r(f);
@@ -1153,7 +1566,10 @@ impl<'p> Lower<'p> {
                     return quote!({ #s; Vec::new() });
                 }
                 match self.value_call(other, args) {
-                    Some(v) => quote!(Vec::from([#v])),
+                    Some(v) => {
+                        let v = self.value_of(v);
+                        quote!(Vec::from([#v]))
+                    }
                     None => quote!(Vec::new()),
                 }
             }
@@ -1231,6 +1647,27 @@ fn collect_assigned(stmts: &[TStmt], out: &mut Vec<LocalId>, data: &mut bool) {
     Assigned { locals: out, data }.visit_stmts(stmts);
 }
 
+/// Whether a statement list holds a `return`, `break` or `continue` anywhere.
+fn has_jump(stmts: &[TStmt]) -> bool {
+    struct Jumps(bool);
+
+    impl Visit for Jumps {
+        fn visit_stmt(&mut self, s: &TStmt) {
+            if matches!(s.kind, TStmtKind::Return(_) | TStmtKind::Break | TStmtKind::Continue) {
+                self.0 = true;
+            }
+            visit::walk_stmt(self, s);
+        }
+
+        // Expressions hold no statements.
+        fn visit_expr(&mut self, _: &TExpr) {}
+    }
+
+    let mut j = Jumps(false);
+    j.visit_stmts(stmts);
+    j.0
+}
+
 /// Whether a statement list always jumps away (`return`, `break`, `continue`, or an `if`
 /// whose every branch does), as Rust sees it.
 pub(super) fn diverges(stmts: &[TStmt]) -> bool {
@@ -1262,6 +1699,22 @@ fn roots_in_external(e: &TExpr) -> bool {
         _ if matches!(e.ty, Ty::External(_)) => true,
         TExprKind::Index(b, _) | TExprKind::Field(b, _) => roots_in_external(b),
         _ => false,
+    }
+}
+
+/// A Number literal as an `f64`.
+fn number_code(n: f64) -> Code {
+    if n.is_finite() {
+        let lit = Literal::f64_unsuffixed(n.abs());
+        if n.is_sign_negative() {
+            Code::op(quote!(-#lit), Repr::Num, UNARY)
+        } else {
+            Code::atom(quote!(#lit), Repr::Num)
+        }
+    } else if n > 0.0 {
+        Code::atom(quote!(f64::INFINITY), Repr::Num)
+    } else {
+        Code::atom(quote!(f64::NEG_INFINITY), Repr::Num)
     }
 }
 

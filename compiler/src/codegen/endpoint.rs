@@ -173,7 +173,7 @@ impl Gen<'_> {
         let doc = format!(" `{}`", self.signature(f));
         quote! {
             #[doc = #doc]
-            fn #name<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, #args_param: Vec<#rt::Value>) -> #rt::CallFuture<'a> {
+            fn #name<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, #args_param: #rt::Args) -> #rt::Call<'a> {
                 Box::pin(async move { #code })
             }
         }
@@ -188,15 +188,9 @@ impl Gen<'_> {
         f: &Function,
         before: impl FnOnce(&mut Lower<'_>) -> TokenStream,
     ) -> (TokenStream, TokenStream, TokenStream, TokenStream) {
-        let rt = rt();
         let mut lower =
             Lower::new(self.p, &self.functions[e.index()], BodyKind::Function, &f.locals, &f.body, f.params);
-        let params: TokenStream = (0..f.params)
-            .map(|i| {
-                let binding = lower.binding_for_param(LocalId(i));
-                quote!(#binding = args.next().unwrap_or(#rt::Value::Nothing);)
-            })
-            .collect();
+        let params: TokenStream = (0..f.params).map(|i| lower.param(LocalId(i))).collect();
         let first = before(&mut lower);
         let hoisted = lower.hoisted();
         let body = lower.tail(&f.body, quote!(Ok(Vec::new())));
@@ -239,7 +233,7 @@ impl Gen<'_> {
         });
         quote! {
             /// The globals' initializers, then `onCreate`.
-            fn on_create<'a>(#ep_name: &'a #rt::Ep, #tx: &'a #rt::Tx, #args_param: Vec<#rt::Value>) -> #rt::CallFuture<'a> {
+            fn on_create<'a>(#ep_name: &'a #rt::Ep, #tx: &'a #rt::Tx, #args_param: #rt::Args) -> #rt::Call<'a> {
                 Box::pin(async move { #code })
             }
         }
@@ -259,7 +253,7 @@ impl Gen<'_> {
         let (ep, tx) = used_names(&code);
         quote! {
             /// The peered variables' initializers.
-            fn init_peered<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, _args: Vec<#rt::Value>) -> #rt::CallFuture<'a> {
+            fn init_peered<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, _args: #rt::Args) -> #rt::Call<'a> {
                 Box::pin(async move { #code Ok(Vec::new()) })
             }
         }
@@ -300,7 +294,7 @@ impl Gen<'_> {
         );
         quote! {
             #[doc = #doc]
-            fn #name<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, #data: &'a mut [#rt::Value]) -> #rt::BlockFuture<'a> {
+            fn #name<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, #data: #rt::Data<'a>) -> #rt::Step<'a> {
                 Box::pin(async move { #code })
             }
         }

@@ -12,8 +12,20 @@
 //! - `clippy::never_loop`, `clippy::collapsible_if`, `clippy::collapsible_else_if`,
 //!   `clippy::if_same_then_else`, `clippy::needless_return`: loops that always leave, nested
 //!   ifs, alike branches and a `return` ending a `finally` are the program's own shape;
+//! - `clippy::while_immutable_condition`: a loop whose condition only a `break` or an
+//!   exception ends, as the program wrote it;
 //! - `clippy::type_complexity`: the nesting of the program's types;
-//! - `clippy::upper_case_acronyms`: the case of the program's names.
+//! - `clippy::upper_case_acronyms`: the case of the program's names;
+//! - on operators (Number, TrueFalse and Text values are Rust's own, so the program's
+//!   expressions are Rust expressions): `clippy::bool_comparison`, `clippy::nonminimal_bool`,
+//!   `clippy::overly_complex_bool_expr`, `clippy::comparison_to_empty`, `clippy::eq_op`,
+//!   `clippy::op_ref`, `clippy::neg_multiply`, `clippy::identity_op`, `clippy::erasing_op`,
+//!   `clippy::manual_range_contains`, `clippy::double_comparisons`,
+//!   `clippy::comparison_chain`, `clippy::neg_cmp_op_on_partial_ord`: `x == True`,
+//!   `s != ''`, `x * -1`, `a >= 0 and a < 9` are how the program says it;
+//! - on assignments: `clippy::assign_op_pattern`, `clippy::misrefactored_assign_op`,
+//!   `clippy::self_assignment`, `clippy::almost_swapped`: `x = x + 1`, `x = x`, and two
+//!   assignments that look like a swap, as written.
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
@@ -34,12 +46,38 @@ pub(super) fn allowed(file: &mut syn::File) -> Vec<TokenStream> {
     add(scan.many_params, quote!(clippy::too_many_arguments));
     add(scan.recursion, quote!(clippy::only_used_in_recursion));
     add(scan.loops, quote!(clippy::never_loop));
+    add(scan.loops, quote!(clippy::while_immutable_condition));
     add(scan.ifs, quote!(clippy::collapsible_if));
     add(scan.ifs, quote!(clippy::collapsible_else_if));
     add(scan.ifs, quote!(clippy::if_same_then_else));
     add(scan.complex_types, quote!(clippy::type_complexity));
     add(scan.acronyms, quote!(clippy::upper_case_acronyms));
     add(scan.returns, quote!(clippy::needless_return));
+    for lint in [
+        quote!(clippy::bool_comparison),
+        quote!(clippy::nonminimal_bool),
+        quote!(clippy::overly_complex_bool_expr),
+        quote!(clippy::comparison_to_empty),
+        quote!(clippy::eq_op),
+        quote!(clippy::op_ref),
+        quote!(clippy::neg_multiply),
+        quote!(clippy::identity_op),
+        quote!(clippy::erasing_op),
+        quote!(clippy::manual_range_contains),
+        quote!(clippy::double_comparisons),
+        quote!(clippy::comparison_chain),
+        quote!(clippy::neg_cmp_op_on_partial_ord),
+    ] {
+        add(scan.operators, lint);
+    }
+    for lint in [
+        quote!(clippy::assign_op_pattern),
+        quote!(clippy::misrefactored_assign_op),
+        quote!(clippy::self_assignment),
+        quote!(clippy::almost_swapped),
+    ] {
+        add(scan.assigns, lint);
+    }
     out
 }
 
@@ -55,6 +93,7 @@ struct Scan {
     returns: bool,
     complex_types: bool,
     acronyms: bool,
+    operators: bool,
     /// The function being visited.
     current_fn: Option<String>,
 }
@@ -80,6 +119,16 @@ impl VisitMut for Scan {
             self.recursion = true;
         }
         syn::visit_mut::visit_expr_path_mut(self, p);
+    }
+
+    fn visit_expr_binary_mut(&mut self, e: &mut syn::ExprBinary) {
+        self.operators = true;
+        syn::visit_mut::visit_expr_binary_mut(self, e);
+    }
+
+    fn visit_expr_unary_mut(&mut self, e: &mut syn::ExprUnary) {
+        self.operators |= matches!(e.op, syn::UnOp::Neg(_) | syn::UnOp::Not(_));
+        syn::visit_mut::visit_expr_unary_mut(self, e);
     }
 
     fn visit_expr_assign_mut(&mut self, e: &mut syn::ExprAssign) {

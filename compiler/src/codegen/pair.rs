@@ -68,7 +68,7 @@ impl Gen<'_> {
                 /// Takes the next partner that completed the handshake, runs this side's
                 /// `onCreate` with the arguments given, and returns the endpoint once both
                 /// sides are ready.
-                pub async fn accept #generics(&self, #(#decls),*) -> Result<#handle, ::waldo::Error> {
+                pub async fn accept #generics(&self, #(#decls),*) -> ::waldo::Result<#handle> {
                     self.listener.accept_args(Vec::from([#(#values),*])).await
                 }
             }
@@ -125,12 +125,12 @@ impl Gen<'_> {
         );
         quote! {
             #[doc = #in_process_doc]
-            pub async fn in_process_pair #generics(#(#da,)* #(#db),*) -> Result<(#ha, #hb), ::waldo::Error> {
+            pub async fn in_process_pair #generics(#(#da,)* #(#db),*) -> ::waldo::Result<(#ha, #hb)> {
                 #rt::join_in_process(Vec::from([#(#va),*]), Vec::from([#(#vb),*])).await
             }
 
             #[doc = #loopback_doc]
-            pub async fn loopback_pair #generics(#(#da,)* #(#db),*) -> Result<(#ha, #hb), ::waldo::Error> {
+            pub async fn loopback_pair #generics(#(#da,)* #(#db),*) -> ::waldo::Result<(#ha, #hb)> {
                 #rt::join_loopback(Vec::from([#(#va),*]), Vec::from([#(#vb),*])).await
             }
         }

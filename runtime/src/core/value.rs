@@ -45,6 +45,24 @@ pub enum Value {
     External(ExtCell),
 }
 
+impl From<f64> for Value {
+    fn from(n: f64) -> Value {
+        Value::Number(n)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+
+impl From<Arc<str>> for Value {
+    fn from(t: Arc<str>) -> Value {
+        Value::Text(t)
+    }
+}
+
 impl Value {
     /// A Text value.
     pub fn text(s: impl AsRef<str>) -> Value {
@@ -80,6 +98,11 @@ impl Value {
             Value::Text(t) => Ok(t),
             other => Err(Exception::application(format!("expected a Text, found {}", other.kind_name()))),
         }
+    }
+
+    /// The text of a Text, or an ApplicationException.
+    pub fn as_str(&self) -> Result<&str, Exception> {
+        Ok(self.as_text()?)
     }
 
     /// The TrueFalse inside, or an ApplicationException.

@@ -71,13 +71,13 @@ pub fn rem(a: &Value, b: &Value) -> Flow<Value> {
 }
 
 /// `-a`.
-pub fn neg(a: &Value) -> Flow<Value> {
-    Ok(Value::Number(-a.as_number()?))
+pub fn neg(a: &Value) -> Flow<f64> {
+    Ok(-a.as_number()?)
 }
 
 /// `not a`.
-pub fn not(a: &Value) -> Flow<Value> {
-    Ok(Value::Bool(!a.as_bool()?))
+pub fn not(a: &Value) -> Flow<bool> {
+    Ok(!a.as_bool()?)
 }
 
 /// A comparison of two Numbers or two Texts.
@@ -94,28 +94,28 @@ pub enum Order {
 }
 
 /// `a < b` and friends, on two Numbers or two Texts.
-pub fn compare(order: Order, a: &Value, b: &Value) -> Flow<Value> {
+pub fn compare(order: Order, a: &Value, b: &Value) -> Flow<bool> {
     let ord = match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.partial_cmp(y),
         (Value::Text(x), Value::Text(y)) => Some(x.cmp(y)),
         _ => return app_error(format!("cannot order {} and {}", a.kind_name(), b.kind_name())),
     };
-    let Some(ord) = ord else { return Ok(Value::Bool(false)) }; // NaN compares false
-    Ok(Value::Bool(match order {
+    let Some(ord) = ord else { return Ok(false) }; // NaN compares false
+    Ok(match order {
         Order::Lt => ord.is_lt(),
         Order::Le => ord.is_le(),
         Order::Gt => ord.is_gt(),
         Order::Ge => ord.is_ge(),
-    }))
+    })
 }
 
 /// `a == b` (deep; Endpoints by identity).
-pub async fn eq(tx: &Tx, a: &Value, b: &Value) -> Flow<Value> {
-    Ok(Value::Bool(tx.equals(a, b).await?))
+pub async fn eq(tx: &Tx, a: &Value, b: &Value) -> Flow<bool> {
+    tx.equals(a, b).await
 }
 
 /// `item in container`: an element of a List, a key of a Map, a substring of a Text.
-pub async fn contains(tx: &Tx, item: &Value, container: &Value) -> Flow<Value> {
+pub async fn contains(tx: &Tx, item: &Value, container: &Value) -> Flow<bool> {
     let found = match container {
         Value::List(o) => {
             let mut found = false;
@@ -133,11 +133,11 @@ pub async fn contains(tx: &Tx, item: &Value, container: &Value) -> Flow<Value> {
             return app_error(format!("`in` needs a List, a Map or a Text, found {}", other.kind_name()));
         }
     };
-    Ok(Value::Bool(found))
+    Ok(found)
 }
 
 /// `len(x)`: List elements, Map entries, Text characters.
-pub async fn len(tx: &Tx, v: &Value) -> Flow<Value> {
+pub async fn len(tx: &Tx, v: &Value) -> Flow<f64> {
     let n = match v {
         Value::List(o) | Value::Map(o) => tx.len(o).await?,
         Value::Text(t) => t.chars().count(),
@@ -145,7 +145,7 @@ pub async fn len(tx: &Tx, v: &Value) -> Flow<Value> {
             return app_error(format!("`len` needs a List, a Map or a Text, found {}", other.kind_name()));
         }
     };
-    Ok(Value::Number(n as f64))
+    Ok(n as f64)
 }
 
 /// `range(a, b[, step])`: the Numbers from `a` up to (not including) `b` by `step`
@@ -168,12 +168,11 @@ pub fn range(start: &Value, end: &Value, step: Option<&Value>) -> Flow<Value> {
 }
 
 /// `toText(x)` of a Number, Text or TrueFalse.
-pub fn to_text(v: &Value) -> Flow<Value> {
+pub fn to_text(v: &Value) -> Flow<Text> {
     Ok(match v {
-        Value::Number(n) => Value::text(number_to_text(*n)),
-        Value::Text(t) => Value::Text(t.clone()),
-        Value::Bool(true) => Value::text("True"),
-        Value::Bool(false) => Value::text("False"),
+        Value::Number(n) => number_text(*n),
+        Value::Text(t) => t.clone(),
+        Value::Bool(b) => bool_text(*b),
         other => {
             return app_error(format!(
                 "`toText` needs a Number, Text or TrueFalse, found {}",
@@ -373,9 +372,9 @@ pub async fn call_endpoint(tx: &Tx, target: &Value, function: &str, args: Vec<Va
 }
 
 /// `e.id()` on an Endpoint value.
-pub fn endpoint_id(target: &Value) -> Flow<Value> {
+pub fn endpoint_id(target: &Value) -> Flow<Text> {
     match target {
-        Value::Endpoint(e) => Ok(Value::text(e.id())),
+        Value::Endpoint(e) => Ok(text(e.id())),
         Value::Nothing => {
             app_error("cannot take the id of an Endpoint variable that was never given an endpoint")
         }
@@ -558,6 +557,122 @@ pub fn check_results(function: &str, results: Vec<Value>, kinds: &[Kind]) -> Flo
     Ok(results)
 }
 
+// ---------------------------------------------------------------- typed values
+//
+// Generated code keeps Number, TrueFalse and Text values that the checker has typed as plain
+// `f64`, `bool` and `Text`; these are the operations on them that can raise, or that Rust has
+// no operator for. Values cross to and from `Value` only where they meet containers, shared
+// variables, sequence data and calls.
+
+/// A Text value of typed code: immutable and cheap to clone (the payload of `Value::Text`).
+pub type Text = Arc<str>;
+
+/// A Text value from a literal or a message.
+pub fn text(s: &str) -> Text {
+    Arc::from(s)
+}
+
+/// `a + b` on two Texts.
+pub fn concat(a: &str, b: &str) -> Text {
+    let mut s = String::with_capacity(a.len() + b.len());
+    s.push_str(a);
+    s.push_str(b);
+    Arc::from(s)
+}
+
+/// `a / b` on two Numbers; dividing by zero raises.
+pub fn divide(a: f64, b: f64) -> Flow<f64> {
+    if b == 0.0 {
+        return app_error("division by zero");
+    }
+    Ok(a / b)
+}
+
+/// `a % b` on two Numbers (the remainder has the sign of `a`); `% 0` raises.
+pub fn remainder(a: f64, b: f64) -> Flow<f64> {
+    if b == 0.0 {
+        return app_error("remainder by zero (`% 0`)");
+    }
+    Ok(a % b)
+}
+
+/// `not x` where `x` is a comparison or a logical expression (kept whole, as written).
+pub fn negate(x: bool) -> bool {
+    !x
+}
+
+/// A TrueFalse literal as a condition (`while (True)`).
+pub fn constant(b: bool) -> bool {
+    b
+}
+
+/// `toText(n)` of a Number.
+pub fn number_text(n: f64) -> Text {
+    Arc::from(number_to_text(n))
+}
+
+/// `toText(b)` of a TrueFalse.
+pub fn bool_text(b: bool) -> Text {
+    text(if b { "True" } else { "False" })
+}
+
+/// `len(t)` of a Text: its characters.
+pub fn text_len(t: &str) -> f64 {
+    t.chars().count() as f64
+}
+
+/// `item in t` on two Texts: whether `item` is a substring of `t`.
+pub fn text_in(item: &str, t: &str) -> bool {
+    t.contains(item)
+}
+
+/// `t[i]` on a Text: the character at a whole-number index; out of range raises.
+pub fn char_at_index(t: &str, i: f64) -> Flow<Text> {
+    match char_at(t, &Value::Number(i))? {
+        Value::Text(c) => Ok(c),
+        _ => app_error("Text index out of range"),
+    }
+}
+
+/// A parameter of typed code, out of the `Value` a call passed (the runtime has checked its
+/// kind; another kind raises rather than panics).
+pub trait Typed: Sized {
+    /// The typed value of `v`.
+    fn from_value(v: Value) -> Result<Self, Exception>;
+}
+
+impl Typed for f64 {
+    fn from_value(v: Value) -> Result<Self, Exception> {
+        v.as_number()
+    }
+}
+
+impl Typed for bool {
+    fn from_value(v: Value) -> Result<Self, Exception> {
+        v.as_bool()
+    }
+}
+
+impl Typed for Text {
+    fn from_value(v: Value) -> Result<Self, Exception> {
+        match v {
+            Value::Text(t) => Ok(t),
+            other => other.as_text().cloned(),
+        }
+    }
+}
+
+impl Typed for Value {
+    fn from_value(v: Value) -> Result<Self, Exception> {
+        Ok(v)
+    }
+}
+
+/// The next argument of a call, typed (`let x: f64 = rt::ops::arg(&mut args)?;`).
+pub fn arg<T: Typed>(args: &mut std::vec::IntoIter<Value>) -> Result<T, Exception> {
+    T::from_value(args.next().unwrap_or(Value::Nothing))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,9 +739,9 @@ mod tests {
 
     #[test]
     fn comparisons() {
-        assert!(compare(Order::Lt, &n(1.0), &n(2.0)).expect("cmp").as_bool().expect("b"));
-        assert!(compare(Order::Ge, &Value::text("b"), &Value::text("a")).expect("cmp").as_bool().expect("b"));
-        assert!(!compare(Order::Lt, &n(f64::NAN), &n(1.0)).expect("cmp").as_bool().expect("b"));
+        assert!(compare(Order::Lt, &n(1.0), &n(2.0)).expect("cmp"));
+        assert!(compare(Order::Ge, &Value::text("b"), &Value::text("a")).expect("cmp"));
+        assert!(!compare(Order::Lt, &n(f64::NAN), &n(1.0)).expect("cmp"));
     }
 
     #[test]
@@ -643,13 +758,48 @@ mod tests {
 
     #[test]
     fn text_conversions_and_characters() {
-        assert_eq!(&**to_text(&n(3.0)).expect("t").as_text().expect("t"), "3");
-        assert_eq!(&**to_text(&n(2.5)).expect("t").as_text().expect("t"), "2.5");
-        assert_eq!(&**to_text(&Value::Bool(true)).expect("t").as_text().expect("t"), "True");
+        assert_eq!(&*to_text(&n(3.0)).expect("t"), "3");
+        assert_eq!(&*to_text(&n(2.5)).expect("t"), "2.5");
+        assert_eq!(&*to_text(&Value::Bool(true)).expect("t"), "True");
         assert_eq!(&**char_at("héllo", &n(1.0)).expect("char").as_text().expect("t"), "é");
         assert_eq!(
             message(char_at("abc", &n(3.0))),
             "Text index 3 is out of range for a Text of 3 characters"
         );
+    }
+
+    #[test]
+    fn typed_operations_raise_where_the_language_says() {
+        assert_eq!(divide(7.0, 2.0).expect("divides"), 3.5);
+        assert_eq!(message(divide(1.0, 0.0)), "division by zero");
+        assert_eq!(message(divide(0.0, -0.0)), "division by zero");
+        assert_eq!(remainder(-7.0, 3.0).expect("rem"), -1.0);
+        assert_eq!(message(remainder(1.0, 0.0)), "remainder by zero (`% 0`)");
+        assert_eq!(&*char_at_index("héllo", 1.0).expect("char"), "é");
+        assert_eq!(
+            message(char_at_index("abc", 3.0)),
+            "Text index 3 is out of range for a Text of 3 characters"
+        );
+        assert!(message(char_at_index("abc", 0.5)).contains("out of range"));
+        assert!(message(char_at_index("abc", -1.0)).contains("out of range"));
+        assert_eq!(&*concat("ab", "c"), "abc");
+        assert_eq!(&*number_text(3.0), "3");
+        assert_eq!(&*number_text(-0.25), "-0.25");
+        assert_eq!(&*bool_text(false), "False");
+        assert_eq!(text_len("héllo"), 5.0);
+        assert!(text_in("ll", "hello") && !text_in("x", "hello") && text_in("", ""));
+        assert!(!negate(true) && constant(true));
+    }
+
+    #[test]
+    fn typed_arguments_are_checked() {
+        let mut args = vec![n(2.0), Value::text("t"), Value::Bool(true)].into_iter();
+        assert_eq!(arg::<f64>(&mut args).expect("a Number"), 2.0);
+        assert_eq!(&*arg::<Text>(&mut args).expect("a Text"), "t");
+        assert!(arg::<bool>(&mut args).expect("a TrueFalse"));
+        // Missing, or of another kind: an ApplicationException, not a panic.
+        assert!(arg::<f64>(&mut args).expect_err("none left").message.contains("expected a Number"));
+        let mut args = vec![Value::text("x")].into_iter();
+        assert!(arg::<f64>(&mut args).expect_err("a Text").message.contains("found a Text"));
     }
 }

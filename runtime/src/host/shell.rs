@@ -156,6 +156,47 @@ impl Ep {
         self.link.get().ok_or_else(|| Raise::Exception(Exception::network("this endpoint has no partner")))
     }
 
+    /// Runs sequence `seq` in `tx` from its first block, with copies of `data` (its
+    /// parameters, then its returns' and declarations' starting values); its results are
+    /// the `returns` values after the `params` parameters.
+    pub async fn sequence(
+        &self,
+        tx: &Tx,
+        seq: u32,
+        data: Vec<Value>,
+        params: usize,
+        returns: usize,
+    ) -> Flow<Vec<Value>> {
+        let link = self.link()?;
+        let data = copy_all(tx, data).await?;
+        Ok(crate::exec::ops::seq_results(link.sequence(tx, seq, data).await?, params, returns))
+    }
+
+    /// The value of variable `slot` in `tx`.
+    pub async fn get(&self, tx: &Tx, slot: usize) -> Flow<Value> {
+        tx.read(&self.core, slot).await
+    }
+
+    /// The value of Number variable `slot` in `tx`.
+    pub async fn num(&self, tx: &Tx, slot: usize) -> Flow<f64> {
+        Ok(tx.read(&self.core, slot).await?.as_number()?)
+    }
+
+    /// The value of TrueFalse variable `slot` in `tx`.
+    pub async fn truth(&self, tx: &Tx, slot: usize) -> Flow<bool> {
+        Ok(tx.read(&self.core, slot).await?.as_bool()?)
+    }
+
+    /// The value of Text variable `slot` in `tx`.
+    pub async fn text(&self, tx: &Tx, slot: usize) -> Flow<crate::exec::ops::Text> {
+        Ok(tx.read(&self.core, slot).await?.as_text()?.clone())
+    }
+
+    /// Sets variable `slot` to `value` in `tx`.
+    pub async fn set(&self, tx: &Tx, slot: usize, value: impl Into<Value>) -> Flow<()> {
+        tx.write(&self.core, slot, value.into()).await
+    }
+
     /// `self`: this endpoint as an `Endpoint` value.
     pub fn value(&self) -> Value {
         match self.me.upgrade() {
