@@ -936,13 +936,14 @@ impl<'p> Lower<'p> {
                 _ => quote!(#rt::Value::text(&#e.message)),
             };
             let h = self.tail(handler, quote!(Ok(#rt::ops::Ctl::Next)));
-            // The handler is a block of its own: its `?` and jumps end it, not the body.
+            // A handler with a `?` or a `return` is a block of its own, which they end.
+            let h = if leaves_early(&h) { quote!(async { #h }.await) } else { h };
             arms.extend(quote!(
                 Err(#rt::Raise::Exception(#e)) #guard => {
                     tx.rollback_to(#sp.clone());
                     #restore
                     #binding = #message;
-                    async { #h }.await
+                    #h
                 }
             ));
         }
@@ -1431,9 +1432,35 @@ impl<'p> Lower<'p> {
         let rt = rt();
         Some(match callee {
             Callee::Builtin(Builtin::Print) => {
-                let a = self.refs(args);
-                let x = &a[0];
-                quote!(tx.print(&ep.core, #rt::ops::print_text(tx, &#x).await?))
+                // A Number, TrueFalse or Text prints as `toText` writes it.
+                let text = match &args[0].kind {
+                    TExprKind::Var(VarRef::Local(id)) if Repr::of(&self.locals[*id].ty) == Repr::Text => {
+                        let name = &self.local_names[id.index()];
+                        quote!(#name.to_string())
+                    }
+                    _ => {
+                        let x = self.typed(&args[0]);
+                        match x.repr {
+                            Repr::Num => {
+                                let n = x.ts;
+                                quote!(#rt::number_to_text(#n))
+                            }
+                            Repr::Bool => {
+                                let b = x.ts;
+                                quote!(#rt::ops::bool_text(#b).to_string())
+                            }
+                            Repr::Text => {
+                                let t = x.operand();
+                                quote!(#t.to_string())
+                            }
+                            Repr::Dyn => {
+                                let v = x.ts;
+                                quote!(#rt::ops::print_text(tx, &#v).await?)
+                            }
+                        }
+                    }
+                };
+                quote!(tx.print(&ep.core, #text))
             }
             Callee::Builtin(Builtin::Signal) => {
                 let (first, rest) = args.split_first()?;
@@ -1645,6 +1672,16 @@ fn collect_assigned(stmts: &[TStmt], out: &mut Vec<LocalId>, data: &mut bool) {
     }
 
     Assigned { locals: out, data }.visit_stmts(stmts);
+}
+
+/// Whether lowered code can leave early: a `?` or a `return` in it.
+fn leaves_early(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Punct(p) => p.as_char() == '?',
+        proc_macro2::TokenTree::Ident(i) => i == "return",
+        proc_macro2::TokenTree::Group(g) => leaves_early(&g.stream()),
+        proc_macro2::TokenTree::Literal(_) => false,
+    })
 }
 
 /// Whether a statement list holds a `return`, `break` or `continue` anywhere.
