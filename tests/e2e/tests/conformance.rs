@@ -28,6 +28,42 @@ scenarios! {
         app_error(l.lookup("z".into()).await, "z");
     }
 
+    operations_that_raise_in_typed_and_dynamic_positions: corpus_conf_raise::conf_raise, |l, _r| {
+        // Typed positions: Number and Text parameters and locals.
+        app_error(l.typed_divide(1.0, 0.0).await, "division by zero");
+        assert_eq!(l.typed_divide(-3.0, 4.0).await.expect("divide"), -0.75);
+        app_error(l.typed_remainder(1.0, 0.0).await, "remainder by zero");
+        assert_eq!(l.typed_remainder(-7.0, 3.0).await.expect("remainder"), -1.0);
+        app_error(l.typed_compound(6.0, 0.0).await, "division by zero");
+        assert_eq!(l.typed_compound(7.0, 2.0).await.expect("compound"), (3.5, 1.0));
+        assert_eq!(l.typed_char_at("héllo".into(), 1.0).await.expect("char"), "é");
+        app_error(l.typed_char_at("abc".into(), 3.0).await, "Text index 3 is out of range");
+        app_error(l.typed_char_at("abc".into(), 0.5).await, "Text index 0.5 is out of range");
+        app_error(l.typed_char_at("abc".into(), -1.0).await, "Text index -1 is out of range");
+        app_error(l.typed_range(0.0).await, "not zero");
+        assert_eq!(l.typed_range(2.0).await.expect("range"), 2.0);
+        // Dynamic positions: container elements, struct fields, shared variables.
+        app_error(l.element_divide(0.0).await, "division by zero");
+        assert_eq!(l.element_divide(5.0).await.expect("element"), 4.0);
+        app_error(l.field_remainder(0.0).await, "remainder by zero");
+        assert_eq!(l.field_remainder(4.0).await.expect("field"), 1.0);
+        assert_eq!(l.field_char_at(1.0).await.expect("field char"), "y");
+        app_error(l.field_char_at(2.0).await, "Text index 2 is out of range");
+        // A shared variable divided by zero inside a try: the global's write is undone too.
+        assert_eq!(l.shared_divide(0.0).await.expect("caught"), (5.0, -1.0));
+        assert_eq!(l.state().await.expect("state"), (5.0, 7.0));
+        assert_eq!(l.shared_divide(7.0).await.expect("divides"), (100.0, 1.0));
+        // Sequence data, on the partner's side of the sequence.
+        assert_eq!(l.sequence_data(9.0, 2.0, 1.0).await.expect("sequence"), (0.5, "b".to_owned()));
+        app_error(l.sequence_data(9.0, 0.0, 1.0).await, "division by zero");
+        app_error(l.sequence_data(9.0, 2.0, 3.0).await, "Text index 3 is out of range");
+        // The whole call was undone: the shared variable is as the last success left it.
+        assert_eq!(l.state().await.expect("state"), (100.0, 1.0));
+        // Caught in a typed position: the message, and the local as it was before the try.
+        assert_eq!(l.caught(0.0).await.expect("caught"), ("remainder by zero (`% 0`)".to_owned(), 3.0));
+        assert_eq!(l.caught(3.0).await.expect("not caught"), ("none".to_owned(), 1.0));
+    }
+
     control_flow_and_function_wide_scope: corpus_conf_values::conf_values, |l, _r| {
         assert_eq!(l.loops().await.expect("loops"), (19.0, 5.0, "abc".to_owned()));
         assert_eq!(l.scope(3.0).await.expect("scope"), 6.0);
