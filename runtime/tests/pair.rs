@@ -144,7 +144,8 @@ impl Program for End {
                 (NEST, 0) => {}
                 (NEST, _) => {
                     let link = self.link.get().expect("linked");
-                    let out = link.sequence(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
+                    let out =
+                        link.sequence(tx, INC2, vec![Value::Nothing, Value::Nothing], 0, usize::MAX).await?;
                     locals[0] = out[1].clone();
                 }
                 (ONE, _) => {
@@ -163,7 +164,10 @@ impl Program for End {
                 (RELAY, _) => {
                     // The partner's block reaches another pair: the transaction spreads to it.
                     let other = self.relay.get().expect("a relay");
-                    let out = other.link().sequence(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
+                    let out = other
+                        .link()
+                        .sequence(tx, INC2, vec![Value::Nothing, Value::Nothing], 0, usize::MAX)
+                        .await?;
                     locals[0] = out[1].clone();
                 }
                 (GRID_ADD | GRID_FAIL | TRY_NEST | NET_BOOM, 0) => {}
@@ -181,7 +185,7 @@ impl Program for End {
                     let link = self.link.get().expect("linked");
                     let sp = tx.savepoint();
                     let body = async {
-                        link.sequence(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
+                        link.sequence(tx, INC2, vec![Value::Nothing, Value::Nothing], 0, usize::MAX).await?;
                         app_error::<()>("inner failure")
                     };
                     match body.await {
@@ -245,7 +249,7 @@ impl End {
     ) -> Result<Vec<Value>, Error> {
         transact("Tally.run", &self.core, options, |tx| {
             let locals = locals.clone();
-            async move { self.link().sequence(&tx, seq, locals).await }
+            async move { self.link().sequence(&tx, seq, locals, 0, usize::MAX).await }
         })
         .await
     }
@@ -417,8 +421,8 @@ async fn savepoint_undo_spans_both_sides() {
             let sp = tx.savepoint();
             // try { Walk4(); Boom(); } catch (ApplicationException as e) { ... }
             let body = async {
-                left.link().sequence(&tx, WALK4, vec![]).await?;
-                left.link().sequence(&tx, BOOM, vec![]).await
+                left.link().sequence(&tx, WALK4, vec![], 0, usize::MAX).await?;
+                left.link().sequence(&tx, BOOM, vec![], 0, usize::MAX).await
             };
             let message = match body.await {
                 Err(Raise::Exception(e)) => {
@@ -428,7 +432,7 @@ async fn savepoint_undo_spans_both_sides() {
                 other => panic!("expected the try body to raise, got {other:?}"),
             };
             // After the catch, the partner still works in the same transaction.
-            left.link().sequence(&tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
+            left.link().sequence(&tx, INC2, vec![Value::Nothing, Value::Nothing], 0, usize::MAX).await?;
             Ok(message)
         }
     })
@@ -450,7 +454,7 @@ async fn a_root_exception_after_a_sequence_rolls_back_the_partner() {
     let err = transact("Tally.fail", &core, &CallOptions::default(), |tx| {
         let left = left.clone();
         async move {
-            left.link().sequence(&tx, WALK4, vec![]).await?;
+            left.link().sequence(&tx, WALK4, vec![], 0, usize::MAX).await?;
             app_error::<()>("no")
         }
     })
@@ -561,7 +565,7 @@ async fn a_transaction_spreads_over_several_pairs_as_one_commit_tree() {
         let root = root.clone();
         async move {
             add(&tx, &root.core, OTHER, 1.0).await?;
-            root.link().sequence(&tx, RELAY, vec![Value::Nothing]).await?;
+            root.link().sequence(&tx, RELAY, vec![Value::Nothing], 0, usize::MAX).await?;
             app_error::<()>("changed my mind")
         }
     })
@@ -581,7 +585,7 @@ async fn a_transaction_spreads_over_several_pairs_as_one_commit_tree() {
         let root = root.clone();
         async move {
             let sp = tx.savepoint();
-            root.link().sequence(&tx, RELAY, vec![Value::Nothing]).await?;
+            root.link().sequence(&tx, RELAY, vec![Value::Nothing], 0, usize::MAX).await?;
             tx.rollback_to(sp);
             Ok(())
         }
@@ -629,7 +633,7 @@ async fn a_partner_network_exception_keeps_its_kind() {
     let kind = transact("Tally.netBoom", &core, &CallOptions::default(), |tx| {
         let left = left.clone();
         async move {
-            match left.link().sequence(&tx, NET_BOOM, vec![]).await {
+            match left.link().sequence(&tx, NET_BOOM, vec![], 0, usize::MAX).await {
                 Err(Raise::Exception(e)) => Ok(e.kind),
                 other => panic!("expected an exception, got {other:?}"),
             }

@@ -1075,8 +1075,47 @@ impl<'p> Lower<'p> {
             }
             _ => {}
         }
+        if let Some(v) = self.read_dyn(e) {
+            return v;
+        }
         let c = self.typed(e);
         self.value_of(c)
+    }
+
+    /// The `Value` of an expression that reads one (an element, a field, an External, the
+    /// value of a call): what [`Lower::typed`] then takes the typed value out of.
+    fn read_dyn(&mut self, e: &TExpr) -> Option<TokenStream> {
+        let rt = rt();
+        Some(match &e.kind {
+            TExprKind::Deref(x) => {
+                let x = self.r(x);
+                quote!(#rt::ops::ext_read(tx, &#x).await?)
+            }
+            TExprKind::Field(base, i) => {
+                let b = self.r(base);
+                quote!(#rt::ops::field_get(tx, &#b, #i).await?)
+            }
+            TExprKind::Index(base, index) if Repr::of(&base.ty) != Repr::Text => {
+                let b = self.r(base);
+                let i = self.r(index);
+                quote!(#rt::ops::index_get(tx, &#b, &#i).await?)
+            }
+            TExprKind::Call(callee, _)
+                if matches!(
+                    &**callee,
+                    Callee::Function(_)
+                        | Callee::Sequence(_)
+                        | Callee::Value(_)
+                        | Callee::Endpoint { results: Some(_), .. }
+                        | Callee::Endpoint { resolved: Some(_), .. }
+                ) =>
+            {
+                let TExprKind::Call(callee, args) = &e.kind else { return None };
+                let vs = self.call_values(callee, args);
+                quote!(#rt::ops::first(#vs))
+            }
+            _ => return None,
+        })
     }
 
     /// `e` held as `repr`.
@@ -1221,23 +1260,18 @@ impl<'p> Lower<'p> {
                 }
             }
             TExprKind::Binary(op, a, b) => self.binary(*op, a, b, &e.ty),
-            TExprKind::Deref(x) => {
-                let x = self.r(x);
-                self.read_as(quote!(#rt::ops::ext_read(tx, &#x).await?), &e.ty)
-            }
-            TExprKind::Field(base, i) => {
-                let b = self.r(base);
-                self.read_as(quote!(#rt::ops::field_get(tx, &#b, #i).await?), &e.ty)
+            TExprKind::Deref(_) | TExprKind::Field(..) => {
+                let v = self.read_dyn(e).unwrap_or_default();
+                self.read_as(v, &e.ty)
             }
             TExprKind::Index(base, index) if Repr::of(&base.ty) == Repr::Text => {
                 let t = self.text_ref(base);
                 let i = self.want(index, Repr::Num).ts;
                 Code::atom(quote!(#rt::ops::char_at_index(#t, #i)?), Repr::Text)
             }
-            TExprKind::Index(base, index) => {
-                let b = self.r(base);
-                let i = self.r(index);
-                self.read_as(quote!(#rt::ops::index_get(tx, &#b, &#i).await?), &e.ty)
+            TExprKind::Index(..) => {
+                let v = self.read_dyn(e).unwrap_or_default();
+                self.read_as(v, &e.ty)
             }
             TExprKind::Call(callee, args) => {
                 if let Some(s) = self.unit_call(callee, args) {
@@ -1566,7 +1600,7 @@ impl<'p> Lower<'p> {
                     seq.data[seq.params..].iter().map(|v| default_value(self.protocol, &v.ty)).collect();
                 let (params, returns) = (seq.params, seq.returns);
                 let s = s.index() as u32;
-                quote!(ep.sequence(tx, #s, Vec::from([#(#a,)* #(#rest),*]), #params, #returns).await?)
+                quote!(ep.link()?.sequence(tx, #s, Vec::from([#(#a,)* #(#rest),*]), #params, #returns).await?)
             }
             Callee::Value(f) => {
                 let f = self.r(f);

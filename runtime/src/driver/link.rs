@@ -257,10 +257,21 @@ impl Link {
         }
     }
 
-    /// Runs sequence `seq` in `tx`, started here: its first block here, the others
-    /// alternately on the partner and here. Returns the final sequence data.
-    pub async fn sequence(&self, tx: &Tx, seq: u32, locals: Vec<Value>) -> Flow<Vec<Value>> {
-        self.0.sequence(tx, seq, locals).await
+    /// Runs sequence `seq` in `tx`, started here, with copies of `data` (its parameters,
+    /// then its returns' and declarations' starting values): its first block here, the
+    /// others alternately on the partner and here. Returns its results: the `returns`
+    /// values after the `params` parameters in the final data.
+    pub async fn sequence(
+        &self,
+        tx: &Tx,
+        seq: u32,
+        data: Vec<Value>,
+        params: usize,
+        returns: usize,
+    ) -> Flow<Vec<Value>> {
+        let data = crate::exec::ops::copy_all(tx, data).await?;
+        let data = self.0.sequence(tx, seq, data).await?;
+        Ok(crate::exec::ops::seq_results(data, params, returns))
     }
 }
 

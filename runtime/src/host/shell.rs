@@ -156,22 +156,6 @@ impl Ep {
         self.link.get().ok_or_else(|| Raise::Exception(Exception::network("this endpoint has no partner")))
     }
 
-    /// Runs sequence `seq` in `tx` from its first block, with copies of `data` (its
-    /// parameters, then its returns' and declarations' starting values); its results are
-    /// the `returns` values after the `params` parameters.
-    pub async fn sequence(
-        &self,
-        tx: &Tx,
-        seq: u32,
-        data: Vec<Value>,
-        params: usize,
-        returns: usize,
-    ) -> Flow<Vec<Value>> {
-        let link = self.link()?;
-        let data = copy_all(tx, data).await?;
-        Ok(crate::exec::ops::seq_results(link.sequence(tx, seq, data).await?, params, returns))
-    }
-
     /// The value of variable `slot` in `tx`.
     pub async fn get(&self, tx: &Tx, slot: usize) -> Flow<Value> {
         tx.read(&self.core, slot).await
