@@ -89,3 +89,44 @@ fn generated_code_stays_within_its_line_budgets() {
         assert!(lines <= budget, "{file}: {lines} lines of Rust, over the budget of {budget}");
     }
 }
+
+/// A body that cannot wait is a plain `fn` (cheaper to run, and for rustc); waiting spreads
+/// from a callee to its callers, and a `try` (an async block of its own) waits.
+#[test]
+fn bodies_that_cannot_wait_are_plain_functions() {
+    let source = "Waits\nEndpoint A;\nEndpoint B;\n\
+        Sequences { S: A.one -> B.two; }\n\
+        Peered { Number shared = 0; }\n\
+        Sequence S(Number x) returns Number y { A.one { y = x * 2; } B.two { y += shared; } }\n\
+        A {\n\
+          Public Function pure(Number x) returns Number { return x * 2 + 1; }\n\
+          Public Function callsPure(Number x) returns Number { return pure(x) - 1; }\n\
+          Public Function reads() returns Number { return shared; }\n\
+          Public Function callsReads() returns Number { return reads() + 1; }\n\
+          Public Function tries(Number x) returns Number { try { x = 1 / x; } catch (Exception as e) { x = 0; } return x; }\n\
+          Public Function selfish(Number n) returns Number { if (n <= 0) { return 0; } return selfish(n - 1) + 1; }\n\
+        }\nB { }\n";
+    let mut map = SourceMap::new();
+    let checked = check_source(&mut map, "waits.wld", source);
+    assert!(!checked.has_errors(), "the protocol checks");
+    let code =
+        codegen::generate(&checked.protocol.expect("a protocol"), &Options::default()).expect("generates");
+    let entry = |name: &str| {
+        code.lines()
+            .find(|l| l.contains(&format!("(\"{name}\",")))
+            .unwrap_or_else(|| panic!("no table entry for {name}:\n{code}"))
+            .to_owned()
+    };
+    for name in ["pure", "callsPure", "selfish"] {
+        assert!(entry(name).contains("rt::Function::now("), "{name}: {}", entry(name));
+    }
+    for name in ["reads", "callsReads", "tries"] {
+        assert!(entry(name).contains("rt::Function::new("), "{name}: {}", entry(name));
+    }
+    // The plain callee is called without an await; the block that only touches its data is
+    // plain too, the one that reads a shared variable is not.
+    assert!(code.contains("f_pure(ep, tx, Vec::from([rt::Value::Number(v_x)]))?"), "{code}");
+    assert!(code.contains("rt::Block::now(0, 0, block_s_one)"), "{code}");
+    assert!(code.contains("rt::Block::new(0, 1, block_s_two)"), "{code}");
+    syn::parse_file(&code).expect("valid Rust");
+}

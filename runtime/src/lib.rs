@@ -77,8 +77,8 @@ pub mod __rt {
     pub use crate::exec::run::{Attempts, transact, transact_counted};
     pub use crate::host::convert::{FromKey, FromValue, HostResult, IntoKey, IntoValue};
     pub use crate::host::shell::{
-        Block, BlockFn, BodyFn, Code, Ep, FromResults, Function, check_version, create, endpoint_value,
-        join_in_process, join_loopback, result, results, value,
+        Block, BlockBody, BlockFn, Body, BodyFn, Code, Ep, FromResults, Function, NowBlockFn, NowFn,
+        check_version, create, endpoint_value, join_in_process, join_loopback, result, results, value,
     };
     pub use tokio::net::TcpStream;
 

@@ -18,8 +18,8 @@ use quote::{format_ident, quote};
 
 use crate::ir::visit::{self, Visit, for_each_subexpr};
 use crate::ir::{
-    AssignOp, BinOp, Builtin, Callee, ExceptionKind, LocalId, Method, Protocol, StructId, TExpr, TExprKind,
-    TStmt, TStmtKind, Ty, UnaryOp, Var, VarRef,
+    AssignOp, BinOp, Builtin, Callee, ExceptionKind, FunctionId, LocalId, Method, Protocol, StructId, TExpr,
+    TExprKind, TStmt, TStmtKind, Ty, UnaryOp, Var, VarRef,
 };
 
 use super::names;
@@ -112,6 +112,10 @@ pub(super) struct Lower<'p> {
     kind: BodyKind,
     /// The Rust names of the endpoint's functions.
     fn_names: &'p [Ident],
+    /// Which of the endpoint's functions may wait (`async`); the others are plain `fn`s.
+    fn_waits: &'p [bool],
+    /// The functions the body calls.
+    pub(super) called: Vec<FunctionId>,
     locals: &'p [Var],
     /// The Rust names of the body's locals, by local id.
     local_names: Vec<Ident>,
@@ -372,6 +376,7 @@ impl<'p> Lower<'p> {
     pub(super) fn new(
         protocol: &'p Protocol,
         fn_names: &'p [Ident],
+        fn_waits: &'p [bool],
         kind: BodyKind,
         locals: &'p [Var],
         body: &[TStmt],
@@ -379,7 +384,18 @@ impl<'p> Lower<'p> {
     ) -> Self {
         let usage = Usage::of(body, locals, params);
         let local_names = local_idents(locals, &usage);
-        Lower { protocol, kind, fn_names, locals, local_names, usage, frames: Vec::new(), fresh: 0 }
+        Lower {
+            protocol,
+            kind,
+            fn_names,
+            fn_waits,
+            called: Vec::new(),
+            locals,
+            local_names,
+            usage,
+            frames: Vec::new(),
+            fresh: 0,
+        }
     }
 
     /// Declarations of the locals hoisted to the top of the body.
@@ -1591,7 +1607,12 @@ impl<'p> Lower<'p> {
             Callee::Function(f) => {
                 let name = &self.fn_names[f.index()];
                 let a = self.args(args);
-                quote!(#name(ep, tx, Vec::from([#(#a),*])).await?)
+                self.called.push(*f);
+                if self.fn_waits.get(f.index()).copied().unwrap_or(true) {
+                    quote!(#name(ep, tx, Vec::from([#(#a),*])).await?)
+                } else {
+                    quote!(#name(ep, tx, Vec::from([#(#a),*]))?)
+                }
             }
             Callee::Sequence(s) => {
                 let seq = &self.protocol.sequences[*s];
@@ -1706,6 +1727,16 @@ fn collect_assigned(stmts: &[TStmt], out: &mut Vec<LocalId>, data: &mut bool) {
     }
 
     Assigned { locals: out, data }.visit_stmts(stmts);
+}
+
+/// Whether lowered code may wait: an `.await` or an `async` block in it. Code that cannot
+/// becomes a plain `fn` (cheaper to run, and to compile).
+pub(super) fn waits(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => i == "await" || i == "async",
+        proc_macro2::TokenTree::Group(g) => waits(&g.stream()),
+        proc_macro2::TokenTree::Punct(_) | proc_macro2::TokenTree::Literal(_) => false,
+    })
 }
 
 /// Whether lowered code can leave early: a `?` or a `return` in it.

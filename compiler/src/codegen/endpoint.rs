@@ -1,13 +1,15 @@
 //! One endpoint's module: its typed handle (see `host_api`), the static `Code` table the
 //! runtime's shell runs (the variable slots with their defaults and `controls` marks, the
 //! public functions by name, the blocks by number), and the lowered bodies: peered
-//! initializers, `onCreate`, functions and blocks, each a plain `fn` taking the running
-//! endpoint `ep` and the transaction.
+//! initializers, `onCreate`, functions and blocks, each a `fn` taking the running endpoint
+//! `ep` and the transaction. A function or block that may wait (for a lock, the partner,
+//! another endpoint, or a function that may) returns a boxed future; one that cannot is a
+//! plain `fn` returning its result, which is cheaper to run and much cheaper for rustc.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
-use super::body::{BodyKind, Lower, default_value, kind_of, number, rt};
+use super::body::{BodyKind, Lower, default_value, kind_of, number, rt, waits as body_waits};
 use super::{Gen, mentions};
 use crate::ir::{EndpointId, Function, FunctionId, LocalId, Sequence, TExpr, TExprKind};
 
@@ -16,14 +18,18 @@ impl Gen<'_> {
         let ep = &self.p.endpoints[e];
         let module = &self.modules[e.index()];
         let reachable = self.reachable(e);
+        let (waits, mut lowered) = self.waits(e, &reachable);
         let functions: TokenStream = reachable
             .iter()
-            .map(|&f| self.function(e, &ep.functions[f], &self.functions[e.index()][f.index()]))
+            .map(|&f| {
+                let body = lowered[f.index()].take();
+                self.function(e, &ep.functions[f], &self.functions[e.index()][f.index()], &waits, body)
+            })
             .collect();
-        let on_create = if self.has_on_create(e) { self.on_create(e) } else { quote!() };
-        let init_peered = if self.has_init_peered() { self.init_peered(e) } else { quote!() };
-        let blocks = if self.pair() { self.blocks(e) } else { quote!() };
-        let code = self.code_table(e);
+        let on_create = if self.has_on_create(e) { self.on_create(e, &waits) } else { quote!() };
+        let init_peered = if self.has_init_peered() { self.init_peered(e, &waits) } else { quote!() };
+        let (blocks, block_waits) = if self.pair() { self.blocks(e, &waits) } else { (quote!(), Vec::new()) };
+        let code = self.code_table(e, &waits, &block_waits);
         let api = self.api(e);
         let doc = format!(" The `{}` endpoint of protocol `{}`.", ep.name, self.p.name);
         quote! {
@@ -73,8 +79,43 @@ impl Gen<'_> {
         public
     }
 
+    /// Which functions of endpoint `e` may wait: those whose own code waits, and those that
+    /// call one that may. Each function is lowered once assuming every function it calls is
+    /// a plain `fn`; that lowering is kept (the second result) where the assumption held.
+    fn waits(&self, e: EndpointId, reachable: &[FunctionId]) -> (Vec<bool>, Vec<Option<Lowered>>) {
+        let ep = &self.p.endpoints[e];
+        let n = ep.functions.len();
+        let none = vec![false; n];
+        let mut waits = vec![false; n];
+        let mut lowered: Vec<Option<Lowered>> = (0..n).map(|_| None).collect();
+        let mut calls: Vec<Vec<FunctionId>> = vec![Vec::new(); n];
+        for &f in reachable {
+            let (body, called) = self.function_body(e, &ep.functions[f], &none, |_| TokenStream::new());
+            waits[f.index()] = body_waits(&body.3);
+            calls[f.index()] = called;
+            lowered[f.index()] = Some(body);
+        }
+        // Waiting spreads from callee to caller.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for &f in reachable {
+                if !waits[f.index()] && calls[f.index()].iter().any(|g| waits[g.index()]) {
+                    waits[f.index()] = true;
+                    changed = true;
+                }
+            }
+        }
+        for &f in reachable {
+            if calls[f.index()].iter().any(|g| waits[g.index()]) {
+                lowered[f.index()] = None;
+            }
+        }
+        (waits, lowered)
+    }
+
     /// `static CODE`: what the runtime's shell runs of endpoint `e`.
-    fn code_table(&self, e: EndpointId) -> TokenStream {
+    fn code_table(&self, e: EndpointId, waits: &[bool], block_waits: &[bool]) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
         let name = &ep.name;
@@ -143,20 +184,28 @@ impl Gen<'_> {
                 let run = &self.functions[e.index()][f.index()];
                 let kinds: Vec<TokenStream> =
                     func.locals[..func.params].iter().map(|v| kind_of(&v.ty)).collect();
-                quote!(#rt::Function::new(#name, &[#(#rt::Kind::#kinds),*], #run))
+                let new = if waits[f.index()] { quote!(new) } else { quote!(now) };
+                quote!(#rt::Function::#new(#name, &[#(#rt::Kind::#kinds),*], #run))
             })
             .collect();
         if !functions.is_empty() {
             fields.extend(quote!(functions: &[#(#functions),*],));
         }
-        let mut blocks: Vec<(u32, u32, &Ident)> = if self.pair() {
-            self.blocks[e.index()].iter().map(|((s, b), name)| (s.index() as u32, *b as u32, name)).collect()
+        let mut blocks: Vec<(u32, u32, &Ident, bool)> = if self.pair() {
+            self.blocks[e.index()]
+                .iter()
+                .zip(block_waits)
+                .map(|(((s, b), name), &w)| (s.index() as u32, *b as u32, name, w))
+                .collect()
         } else {
             Vec::new()
         };
-        blocks.sort_by_key(|&(s, b, _)| (s, b));
+        blocks.sort_by_key(|&(s, b, _, _)| (s, b));
         if !blocks.is_empty() {
-            let blocks = blocks.iter().map(|(seq, block, run)| quote!(#rt::Block::new(#seq, #block, #run)));
+            let blocks = blocks.iter().map(|(seq, block, run, waits)| {
+                let new = if *waits { quote!(new) } else { quote!(now) };
+                quote!(#rt::Block::#new(#seq, #block, #run))
+            });
             fields.extend(quote!(blocks: &[#(#blocks),*],));
         }
         let doc = format!(" What the runtime runs of `{name}`.");
@@ -166,11 +215,31 @@ impl Gen<'_> {
         }
     }
 
-    /// A function's lowering: `fn f_name(ep, tx, args) -> CallFuture`.
-    fn function(&self, e: EndpointId, f: &Function, name: &Ident) -> TokenStream {
+    /// A function's lowering: `fn f_name(ep, tx, args) -> Call` when it may wait (`body`:
+    /// its lowering, when already made with the final `waits`), a plain `fn` returning its
+    /// results when it cannot.
+    fn function(
+        &self,
+        e: EndpointId,
+        f: &Function,
+        name: &Ident,
+        waits: &[bool],
+        body: Option<Lowered>,
+    ) -> TokenStream {
         let rt = rt();
-        let (ep, tx, args_param, code) = self.function_body(e, f, |_| TokenStream::new());
+        let (ep, tx, args_param, code) = match body {
+            Some(body) => body,
+            None => self.function_body(e, f, waits, |_| TokenStream::new()).0,
+        };
         let doc = format!(" `{}`", self.signature(f));
+        if !body_waits(&code) {
+            return quote! {
+                #[doc = #doc]
+                fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #args_param: #rt::Args) -> #rt::Flow<Vec<#rt::Value>> {
+                    #code
+                }
+            };
+        }
         quote! {
             #[doc = #doc]
             fn #name<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, #args_param: #rt::Args) -> #rt::Call<'a> {
@@ -186,10 +255,18 @@ impl Gen<'_> {
         &self,
         e: EndpointId,
         f: &Function,
+        waits: &[bool],
         before: impl FnOnce(&mut Lower<'_>) -> TokenStream,
-    ) -> (TokenStream, TokenStream, TokenStream, TokenStream) {
-        let mut lower =
-            Lower::new(self.p, &self.functions[e.index()], BodyKind::Function, &f.locals, &f.body, f.params);
+    ) -> (Lowered, Vec<FunctionId>) {
+        let mut lower = Lower::new(
+            self.p,
+            &self.functions[e.index()],
+            waits,
+            BodyKind::Function,
+            &f.locals,
+            &f.body,
+            f.params,
+        );
         let params: TokenStream = (0..f.params).map(|i| lower.param(LocalId(i))).collect();
         let first = before(&mut lower);
         let hoisted = lower.hoisted();
@@ -201,11 +278,11 @@ impl Gen<'_> {
         };
         let code = quote!(#args_iter #params #first #hoisted #body);
         let (ep, tx) = used_names(&code);
-        (ep, tx, args_param, code)
+        ((ep, tx, args_param, code), lower.called)
     }
 
     /// `onCreate`: the globals' initializers in order, then the body.
-    fn on_create(&self, e: EndpointId) -> TokenStream {
+    fn on_create(&self, e: EndpointId, waits: &[bool]) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
         let peered = self.p.peered.len();
@@ -220,7 +297,7 @@ impl Gen<'_> {
         };
         let f = ep.on_create.as_ref().unwrap_or(&empty);
         let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
-        let (ep_name, tx, args_param, code) = self.function_body(e, f, |lower| {
+        let ((ep_name, tx, args_param, code), _) = self.function_body(e, f, waits, |lower| {
             let mut inits = TokenStream::new();
             for (i, g) in ep.globals.iter().enumerate().skip(folded) {
                 if let Some(init) = &g.init {
@@ -240,9 +317,10 @@ impl Gen<'_> {
     }
 
     /// The peered variables' initializers (run on each replica before it is connected).
-    fn init_peered(&self, e: EndpointId) -> TokenStream {
+    fn init_peered(&self, e: EndpointId, waits: &[bool]) -> TokenStream {
         let rt = rt();
-        let mut lower = Lower::new(self.p, &self.functions[e.index()], BodyKind::Function, &[], &[], 0);
+        let mut lower =
+            Lower::new(self.p, &self.functions[e.index()], waits, BodyKind::Function, &[], &[], 0);
         let mut code = TokenStream::new();
         for (i, v) in self.p.peered.iter().enumerate().skip(self.peered_folded()) {
             if let Some(init) = &v.var.init {
@@ -259,20 +337,38 @@ impl Gen<'_> {
         }
     }
 
-    /// The blocks this endpoint runs.
-    fn blocks(&self, e: EndpointId) -> TokenStream {
+    /// The blocks this endpoint runs, and which of them may wait (in the order of
+    /// `self.blocks`).
+    fn blocks(&self, e: EndpointId, waits: &[bool]) -> (TokenStream, Vec<bool>) {
         let mut fns = TokenStream::new();
+        let mut block_waits = Vec::new();
         for ((s, b), name) in &self.blocks[e.index()] {
-            fns.extend(self.block(e, &self.p.sequences[*s], *b, name));
+            let (code, w) = self.block(e, &self.p.sequences[*s], *b, name, waits);
+            fns.extend(code);
+            block_waits.push(w);
         }
-        fns
+        (fns, block_waits)
     }
 
-    fn block(&self, e: EndpointId, seq: &Sequence, b: usize, name: &Ident) -> TokenStream {
+    fn block(
+        &self,
+        e: EndpointId,
+        seq: &Sequence,
+        b: usize,
+        name: &Ident,
+        waits: &[bool],
+    ) -> (TokenStream, bool) {
         let rt = rt();
         let block = &seq.blocks[b];
-        let mut lower =
-            Lower::new(self.p, &self.functions[e.index()], BodyKind::Block, &block.locals, &block.body, 0);
+        let mut lower = Lower::new(
+            self.p,
+            &self.functions[e.index()],
+            waits,
+            BodyKind::Block,
+            &block.locals,
+            &block.body,
+            0,
+        );
         // The sequence's own declarations are initialized where it starts.
         let mut inits = TokenStream::new();
         if b == 0 {
@@ -292,14 +388,27 @@ impl Gen<'_> {
             " Block `{}.{}` of sequence `{}`.",
             self.p.endpoints[block.endpoint].name, block.name, seq.name
         );
-        quote! {
+        if !body_waits(&code) {
+            let item = quote! {
+                #[doc = #doc]
+                fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #data: #rt::Data<'_>) -> #rt::Flow<()> {
+                    #code
+                }
+            };
+            return (item, false);
+        }
+        let item = quote! {
             #[doc = #doc]
             fn #name<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, #data: #rt::Data<'a>) -> #rt::Step<'a> {
                 Box::pin(async move { #code })
             }
-        }
+        };
+        (item, true)
     }
 }
+
+/// A lowered function body: the names of its `ep`, `tx` and `args` parameters, and its code.
+type Lowered = (TokenStream, TokenStream, TokenStream, TokenStream);
 
 /// How many of the variables with `inits`, from the first, have a literal initializer or none.
 fn literal_prefix<'a>(inits: impl Iterator<Item = Option<&'a TExpr>>) -> usize {
