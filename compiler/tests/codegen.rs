@@ -91,7 +91,7 @@ fn generated_code_stays_within_its_line_budgets() {
 }
 
 /// A body that cannot wait is a plain `fn` (cheaper to run, and for rustc); waiting spreads
-/// from a callee to its callers, and a `try` (an async block of its own) waits.
+/// from a callee to its callers, and a `try` waits when its body does.
 #[test]
 fn bodies_that_cannot_wait_are_plain_functions() {
     let source = "Waits\nEndpoint A;\nEndpoint B;\n\
@@ -104,6 +104,7 @@ fn bodies_that_cannot_wait_are_plain_functions() {
           Public Function reads() returns Number { return shared; }\n\
           Public Function callsReads() returns Number { return reads() + 1; }\n\
           Public Function tries(Number x) returns Number { try { x = 1 / x; } catch (Exception as e) { x = 0; } return x; }\n\
+          Public Function triesShared(Number x) returns Number { try { shared = 1 / x; } catch (Exception as e) { x = 0; } return x; }\n\
           Public Function selfish(Number n) returns Number { if (n <= 0) { return 0; } return selfish(n - 1) + 1; }\n\
         }\nB { }\n";
     let mut map = SourceMap::new();
@@ -117,15 +118,18 @@ fn bodies_that_cannot_wait_are_plain_functions() {
             .unwrap_or_else(|| panic!("no table entry for {name}:\n{code}"))
             .to_owned()
     };
-    for name in ["pure", "callsPure", "selfish"] {
+    for name in ["pure", "callsPure", "selfish", "tries"] {
         assert!(entry(name).contains("rt::Function::now("), "{name}: {}", entry(name));
     }
-    for name in ["reads", "callsReads", "tries"] {
+    for name in ["reads", "callsReads", "triesShared"] {
         assert!(entry(name).contains("rt::Function::new("), "{name}: {}", entry(name));
     }
     // The plain callee is called without an await; the block that only touches its data is
     // plain too, the one that reads a shared variable is not.
-    assert!(code.contains("f_pure(ep, tx, Vec::from([rt::Value::Number(v_x)]))?"), "{code}");
+    assert!(code.contains("f_pure(ep, tx, Vec::from([v_x.into()]))?"), "{code}");
+    // A try whose body cannot wait runs it in a closure; one whose body waits, in an async block.
+    assert!(code.contains("rt::ops::attempt(||"), "{code}");
+    assert!(code.contains("= async {"), "{code}");
     assert!(code.contains("rt::Block::now(0, 0, block_s_one)"), "{code}");
     assert!(code.contains("rt::Block::new(0, 1, block_s_two)"), "{code}");
     syn::parse_file(&code).expect("valid Rust");

@@ -96,7 +96,7 @@ fn main() {
             for _ in 0..per_batch {
                 let out = transact("A.inc", &a.core, &options, |tx| {
                     let la = &la;
-                    async move { la.sequence(&tx, 0, vec![Value::Nothing], 0, usize::MAX).await }
+                    async move { la.sequence_data(&tx, 0, vec![Value::Nothing]).await }
                 })
                 .await;
                 black_box(out.expect("commits"));

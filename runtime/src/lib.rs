@@ -75,7 +75,7 @@ pub mod __rt {
     pub use crate::exec::ops;
     pub use crate::exec::ops::Kind;
     pub use crate::exec::run::{Attempts, transact, transact_counted};
-    pub use crate::host::convert::{FromKey, FromValue, HostResult, IntoKey, IntoValue};
+    pub use crate::host::convert::{Fresh, FromKey, FromValue, HostResult, IntoKey, IntoValue, fresh};
     pub use crate::host::shell::{
         Block, BlockBody, BlockFn, Body, BodyFn, Code, Ep, FromResults, Function, NowBlockFn, NowFn,
         check_version, create, endpoint_value, join_in_process, join_loopback, result, results, value,

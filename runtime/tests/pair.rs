@@ -144,8 +144,7 @@ impl Program for End {
                 (NEST, 0) => {}
                 (NEST, _) => {
                     let link = self.link.get().expect("linked");
-                    let out =
-                        link.sequence(tx, INC2, vec![Value::Nothing, Value::Nothing], 0, usize::MAX).await?;
+                    let out = link.sequence_data(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
                     locals[0] = out[1].clone();
                 }
                 (ONE, _) => {
@@ -164,10 +163,8 @@ impl Program for End {
                 (RELAY, _) => {
                     // The partner's block reaches another pair: the transaction spreads to it.
                     let other = self.relay.get().expect("a relay");
-                    let out = other
-                        .link()
-                        .sequence(tx, INC2, vec![Value::Nothing, Value::Nothing], 0, usize::MAX)
-                        .await?;
+                    let out =
+                        other.link().sequence_data(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
                     locals[0] = out[1].clone();
                 }
                 (GRID_ADD | GRID_FAIL | TRY_NEST | NET_BOOM, 0) => {}
@@ -185,7 +182,7 @@ impl Program for End {
                     let link = self.link.get().expect("linked");
                     let sp = tx.savepoint();
                     let body = async {
-                        link.sequence(tx, INC2, vec![Value::Nothing, Value::Nothing], 0, usize::MAX).await?;
+                        link.sequence_data(tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
                         app_error::<()>("inner failure")
                     };
                     match body.await {
@@ -249,7 +246,7 @@ impl End {
     ) -> Result<Vec<Value>, Error> {
         transact("Tally.run", &self.core, options, |tx| {
             let locals = locals.clone();
-            async move { self.link().sequence(&tx, seq, locals, 0, usize::MAX).await }
+            async move { self.link().sequence_data(&tx, seq, locals).await }
         })
         .await
     }
@@ -421,8 +418,8 @@ async fn savepoint_undo_spans_both_sides() {
             let sp = tx.savepoint();
             // try { Walk4(); Boom(); } catch (ApplicationException as e) { ... }
             let body = async {
-                left.link().sequence(&tx, WALK4, vec![], 0, usize::MAX).await?;
-                left.link().sequence(&tx, BOOM, vec![], 0, usize::MAX).await
+                left.link().sequence_data(&tx, WALK4, vec![]).await?;
+                left.link().sequence_data(&tx, BOOM, vec![]).await
             };
             let message = match body.await {
                 Err(Raise::Exception(e)) => {
@@ -432,7 +429,7 @@ async fn savepoint_undo_spans_both_sides() {
                 other => panic!("expected the try body to raise, got {other:?}"),
             };
             // After the catch, the partner still works in the same transaction.
-            left.link().sequence(&tx, INC2, vec![Value::Nothing, Value::Nothing], 0, usize::MAX).await?;
+            left.link().sequence_data(&tx, INC2, vec![Value::Nothing, Value::Nothing]).await?;
             Ok(message)
         }
     })
@@ -454,7 +451,7 @@ async fn a_root_exception_after_a_sequence_rolls_back_the_partner() {
     let err = transact("Tally.fail", &core, &CallOptions::default(), |tx| {
         let left = left.clone();
         async move {
-            left.link().sequence(&tx, WALK4, vec![], 0, usize::MAX).await?;
+            left.link().sequence_data(&tx, WALK4, vec![]).await?;
             app_error::<()>("no")
         }
     })
@@ -565,7 +562,7 @@ async fn a_transaction_spreads_over_several_pairs_as_one_commit_tree() {
         let root = root.clone();
         async move {
             add(&tx, &root.core, OTHER, 1.0).await?;
-            root.link().sequence(&tx, RELAY, vec![Value::Nothing], 0, usize::MAX).await?;
+            root.link().sequence_data(&tx, RELAY, vec![Value::Nothing]).await?;
             app_error::<()>("changed my mind")
         }
     })
@@ -585,7 +582,7 @@ async fn a_transaction_spreads_over_several_pairs_as_one_commit_tree() {
         let root = root.clone();
         async move {
             let sp = tx.savepoint();
-            root.link().sequence(&tx, RELAY, vec![Value::Nothing], 0, usize::MAX).await?;
+            root.link().sequence_data(&tx, RELAY, vec![Value::Nothing]).await?;
             tx.rollback_to(sp);
             Ok(())
         }
@@ -633,7 +630,7 @@ async fn a_partner_network_exception_keeps_its_kind() {
     let kind = transact("Tally.netBoom", &core, &CallOptions::default(), |tx| {
         let left = left.clone();
         async move {
-            match left.link().sequence(&tx, NET_BOOM, vec![], 0, usize::MAX).await {
+            match left.link().sequence_data(&tx, NET_BOOM, vec![]).await {
                 Err(Raise::Exception(e)) => Ok(e.kind),
                 other => panic!("expected an exception, got {other:?}"),
             }

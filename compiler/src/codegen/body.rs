@@ -123,6 +123,9 @@ pub(super) struct Lower<'p> {
     frames: Vec<Frame>,
     /// Counter for fresh temporaries.
     fresh: usize,
+    /// The Rust names of the protocol's structs (whose `rt::Fresh` makes their starting
+    /// values); empty: starting values are written out.
+    struct_names: &'p [Ident],
 }
 
 /// How a body uses its locals, to declare each one where Rust wants it: in place with `let`
@@ -395,7 +398,14 @@ impl<'p> Lower<'p> {
             usage,
             frames: Vec::new(),
             fresh: 0,
+            struct_names: &[],
         }
+    }
+
+    /// Uses the protocol's structs, named `struct_names`, for their starting values.
+    pub(super) fn with_structs(mut self, struct_names: &'p [Ident]) -> Self {
+        self.struct_names = struct_names;
+        self
     }
 
     /// Declarations of the locals hoisted to the top of the body.
@@ -422,7 +432,7 @@ impl<'p> Lower<'p> {
             Repr::Num => quote!(0.0),
             Repr::Bool => quote!(false),
             Repr::Text => quote!(#rt::ops::text("")),
-            Repr::Dyn => default_value(self.protocol, &self.locals[id].ty),
+            Repr::Dyn => default_value(self.protocol, self.struct_names, &self.locals[id].ty),
         }
     }
 
@@ -437,6 +447,34 @@ impl<'p> Lower<'p> {
             Repr::Dyn => return quote!(#binding = args.next().unwrap_or(#rt::Value::Nothing);),
         };
         quote!(#binding: #ty = #rt::ops::arg(&mut args)?;)
+    }
+
+    /// The statement that takes the first `n` locals, the parameters, out of the call's
+    /// `args`: one `let` of a tuple (`rt::ops::params`), or one `let` each when there are
+    /// more than the runtime's tuples hold.
+    pub(super) fn params(&self, n: usize) -> TokenStream {
+        let rt = rt();
+        if n > 8 {
+            let each: TokenStream = (0..n).map(|i| self.param(LocalId(i))).collect();
+            return quote!(let mut args = args.into_iter(); #each);
+        }
+        let (mut names, mut types) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let id = LocalId(i);
+            let name = &self.local_names[i];
+            names.push(if self.usage.is_assigned(id) { quote!(mut #name) } else { quote!(#name) });
+            types.push(match Repr::of(&self.locals[id].ty) {
+                Repr::Num => quote!(f64),
+                Repr::Bool => quote!(bool),
+                Repr::Text => quote!(#rt::ops::Text),
+                Repr::Dyn => quote!(#rt::Value),
+            });
+        }
+        if n == 1 {
+            let (name, ty) = (&names[0], &types[0]);
+            return quote!(let #name: #ty = #rt::ops::params(args)?;);
+        }
+        quote!(let (#(#names),*): (#(#types),*) = #rt::ops::params(args)?;)
     }
 
     /// `let` or `let mut` for local `id` declared in place.
@@ -802,7 +840,7 @@ impl<'p> Lower<'p> {
                 quote!(#name = #value;)
             }
             VarRef::SeqData(i) => {
-                let value = self.value_of(value);
+                let value = self.value_into(value);
                 quote!(data[#i] = #value;)
             }
             VarRef::Global(i) => {
@@ -905,6 +943,12 @@ impl<'p> Lower<'p> {
         finally: Option<&[TStmt]>,
     ) -> TokenStream {
         let rt = rt();
+        if let ([(kind, local, handler)], None) = (catches, finally)
+            && !has_jump(body)
+            && !has_jump(handler)
+        {
+            return self.try_catch(body, *kind, *local, handler);
+        }
         // Loops outside the try are not "innermost" inside it.
         let saved = std::mem::take(&mut self.frames);
         self.frames = vec![Frame::TryBody];
@@ -913,30 +957,7 @@ impl<'p> Lower<'p> {
         let sp = self.tmp("savepoint");
         // The undo log covers variables, objects and Externals; the body's own locals and
         // sequence data are saved here and put back with it.
-        let (mut assigned, mut data_written) = (Vec::new(), false);
-        collect_assigned(body, &mut assigned, &mut data_written);
-        let mut inner = Vec::new();
-        collect_decls(body, &mut inner);
-        assigned.retain(|id| !inner.contains(id));
-        let mut save = TokenStream::new();
-        let mut restore = TokenStream::new();
-        if !catches.is_empty() {
-            for id in &assigned {
-                let (name, saved) = (self.local_names[id.index()].clone(), self.tmp("saved"));
-                if Repr::of(&self.locals[*id].ty).is_copy() {
-                    save.extend(quote!(let #saved = #name;));
-                    restore.extend(quote!(#name = #saved;));
-                } else {
-                    save.extend(quote!(let #saved = #name.clone();));
-                    restore.extend(quote!(#name = #saved.clone();));
-                }
-            }
-            if data_written {
-                let saved = self.tmp("saved_data");
-                save.extend(quote!(let #saved = data.to_vec();));
-                restore.extend(quote!(data.clone_from_slice(&#saved);));
-            }
-        }
+        let (save, restore) = if catches.is_empty() { Default::default() } else { self.save_assigned(body) };
         let take_savepoint =
             if catches.is_empty() { quote!() } else { quote!(let #sp = tx.savepoint(); #save) };
         for (kind, local, handler) in catches {
@@ -947,10 +968,7 @@ impl<'p> Lower<'p> {
                 ExceptionKind::Any => quote!(),
             };
             let binding = self.binding(*local);
-            let message = match Repr::of(&self.locals[*local].ty) {
-                Repr::Text => quote!(#rt::ops::text(&#e.message)),
-                _ => quote!(#rt::Value::text(&#e.message)),
-            };
+            let message = self.exception_message(*local, &e);
             let h = self.tail(handler, quote!(Ok(#rt::ops::Ctl::Next)));
             // A handler with a `?` or a `return` is a block of its own, which they end.
             let h = if leaves_early(&h) { quote!(async { #h }.await) } else { h };
@@ -973,6 +991,86 @@ impl<'p> Lower<'p> {
         let outcome = self.tmp("outcome");
         let handled = quote!(let #outcome = match #done { #arms other => other };);
         self.try_end(quote!(#take_savepoint #attempt #handled), &outcome, fin, finally, body, catches)
+    }
+
+    /// The common `try`: one `catch`, no `finally`, and nothing that leaves the statement
+    /// but an exception. The body runs to an outcome; `tx.caught` undoes it and hands over
+    /// the exception when the `catch` takes it, and the handler runs as plain statements.
+    fn try_catch(
+        &mut self,
+        body: &[TStmt],
+        kind: ExceptionKind,
+        local: LocalId,
+        handler: &[TStmt],
+    ) -> TokenStream {
+        let rt = rt();
+        let saved = std::mem::take(&mut self.frames);
+        self.frames = vec![Frame::TryBody];
+        let body_code = self.stmts(body);
+        self.frames = saved;
+        let (save, restore) = self.save_assigned(body);
+        let (sp, done, e) = (self.tmp("savepoint"), self.tmp("done"), self.tmp("exception"));
+        // A body that cannot wait runs in a closure, so that the function stays plain.
+        let attempt = if waits(&body_code) {
+            quote!(async { #body_code Ok(()) }.await)
+        } else {
+            quote!(#rt::ops::attempt(|| { #body_code Ok(()) }))
+        };
+        let kind = match kind {
+            ExceptionKind::Application => quote!(Some(#rt::ExceptionKind::Application)),
+            ExceptionKind::Network => quote!(Some(#rt::ExceptionKind::Network)),
+            ExceptionKind::Any => quote!(None),
+        };
+        let binding = self.binding(local);
+        let message = self.exception_message(local, &e);
+        let h = self.stmts(handler);
+        quote! {
+            let #sp = tx.savepoint();
+            #save
+            let #done: #rt::Flow<()> = #attempt;
+            if let Some(#e) = tx.caught(#done, #sp, #kind)? {
+                #restore
+                #binding = #message;
+                #h
+            }
+        }
+    }
+
+    /// Code that saves the locals (and the sequence data) a `try` body assigns, which
+    /// the undo log does not cover, and code that puts them back.
+    fn save_assigned(&mut self, body: &[TStmt]) -> (TokenStream, TokenStream) {
+        let (mut assigned, mut data_written) = (Vec::new(), false);
+        collect_assigned(body, &mut assigned, &mut data_written);
+        let mut inner = Vec::new();
+        collect_decls(body, &mut inner);
+        assigned.retain(|id| !inner.contains(id));
+        let mut save = TokenStream::new();
+        let mut restore = TokenStream::new();
+        for id in &assigned {
+            let (name, saved) = (self.local_names[id.index()].clone(), self.tmp("saved"));
+            if Repr::of(&self.locals[*id].ty).is_copy() {
+                save.extend(quote!(let #saved = #name;));
+                restore.extend(quote!(#name = #saved;));
+            } else {
+                save.extend(quote!(let #saved = #name.clone();));
+                restore.extend(quote!(#name = #saved.clone();));
+            }
+        }
+        if data_written {
+            let saved = self.tmp("saved_data");
+            save.extend(quote!(let #saved = data.to_vec();));
+            restore.extend(quote!(data.clone_from_slice(&#saved);));
+        }
+        (save, restore)
+    }
+
+    /// The message of exception `e`, as the value of the `catch` variable `local`.
+    fn exception_message(&self, local: LocalId, e: &Ident) -> TokenStream {
+        let rt = rt();
+        match Repr::of(&self.locals[local].ty) {
+            Repr::Text => quote!(#rt::ops::text(&#e.message)),
+            _ => quote!(#rt::Value::text(&#e.message)),
+        }
     }
 
     /// The end of a `try` statement: `start` has run the body and the handlers into
@@ -1020,7 +1118,7 @@ impl<'p> Lower<'p> {
     /// `values`, flattened (a call returning k values counts k), as a `Vec<Value>`.
     fn value_list(&mut self, values: &[TExpr]) -> TokenStream {
         if values.iter().all(|v| !matches!(v.ty, Ty::Tuple(_))) {
-            let vs: Vec<TokenStream> = values.iter().map(|v| self.expr(v)).collect();
+            let vs: Vec<TokenStream> = values.iter().map(|v| self.element(v)).collect();
             return quote!(Vec::from([#(#vs),*]));
         }
         let out = self.tmp("values");
@@ -1058,9 +1156,9 @@ impl<'p> Lower<'p> {
             .map(|v| match v.kind {
                 TExprKind::Var(VarRef::Local(id)) if once(id) => {
                     let name = &self.local_names[id.index()];
-                    self.value_of(Code::atom(quote!(#name), Repr::of(&self.locals[id].ty)))
+                    self.value_into(Code::atom(quote!(#name), Repr::of(&self.locals[id].ty)))
                 }
-                _ => self.expr(v),
+                _ => self.element(v),
             })
             .collect();
         quote!(Vec::from([#(#vs),*]))
@@ -1159,6 +1257,36 @@ impl<'p> Lower<'p> {
             Repr::Bool => quote!(#rt::Value::Bool(#ts)),
             Repr::Text => quote!(#rt::Value::Text(#ts)),
             Repr::Dyn => ts,
+        }
+    }
+
+    /// Like [`Lower::value_of`], where the code around says that a `Value` is wanted (an
+    /// element of a `Vec<Value>`, sequence data): a typed value is converted with `.into()`
+    /// (but a Number made of literals alone, whose Rust type only `Value::Number` fixes).
+    fn value_into(&self, c: Code) -> TokenStream {
+        let named = |ts: &TokenStream| mentions_ident(ts);
+        match c.repr {
+            Repr::Dyn => c.ts,
+            Repr::Num if !named(&c.ts) => self.value_of(c),
+            _ => {
+                let x = c.operand();
+                quote!(#x.into())
+            }
+        }
+    }
+
+    /// The `Value` of `e` as an element of a `Vec<Value>` (see [`Lower::value_into`]).
+    fn element(&mut self, e: &TExpr) -> TokenStream {
+        match &e.kind {
+            TExprKind::Text(t) => quote!(#t.into()),
+            TExprKind::Var(VarRef::SeqData(_) | VarRef::Peered(_) | VarRef::Global(_)) => self.expr(e),
+            _ => match self.read_dyn(e) {
+                Some(v) => v,
+                None => {
+                    let c = self.typed(e);
+                    self.value_into(c)
+                }
+            },
         }
     }
 
@@ -1470,7 +1598,7 @@ impl<'p> Lower<'p> {
     // ------------------------------------------------------------------ calls
 
     fn args(&mut self, args: &[TExpr]) -> Vec<TokenStream> {
-        args.iter().map(|a| self.expr(a)).collect()
+        args.iter().map(|a| self.element(a)).collect()
     }
 
     fn refs(&mut self, args: &[TExpr]) -> Vec<TokenStream> {
@@ -1615,13 +1743,10 @@ impl<'p> Lower<'p> {
                 }
             }
             Callee::Sequence(s) => {
-                let seq = &self.protocol.sequences[*s];
+                let returns = self.protocol.sequences[*s].returns;
                 let a = self.args(args);
-                let rest: Vec<TokenStream> =
-                    seq.data[seq.params..].iter().map(|v| default_value(self.protocol, &v.ty)).collect();
-                let (params, returns) = (seq.params, seq.returns);
                 let s = s.index() as u32;
-                quote!(ep.link()?.sequence(tx, #s, Vec::from([#(#a,)* #(#rest),*]), #params, #returns).await?)
+                quote!(ep.sequence(tx, #s, Vec::from([#(#a),*]), #returns).await?)
             }
             Callee::Value(f) => {
                 let f = self.r(f);
@@ -1749,6 +1874,16 @@ fn leaves_early(tokens: &TokenStream) -> bool {
     })
 }
 
+/// Whether lowered code names anything (a variable, a function, a method): code that does
+/// not is made of literals alone.
+fn mentions_ident(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(_) => true,
+        proc_macro2::TokenTree::Group(g) => mentions_ident(&g.stream()),
+        proc_macro2::TokenTree::Punct(_) | proc_macro2::TokenTree::Literal(_) => false,
+    })
+}
+
 /// Whether a statement list holds a `return`, `break` or `continue` anywhere.
 fn has_jump(stmts: &[TStmt]) -> bool {
     struct Jumps(bool);
@@ -1832,11 +1967,20 @@ pub(super) fn number(n: f64) -> TokenStream {
 }
 
 /// The default value of a variable of type `ty` (the book's language chapter, "Defaults").
-pub(super) fn default_value(protocol: &Protocol, ty: &Ty) -> TokenStream {
-    default_in(protocol, ty, &mut Vec::new())
+pub(super) fn default_value(protocol: &Protocol, struct_names: &[Ident], ty: &Ty) -> TokenStream {
+    default_in(protocol, struct_names, ty, &mut Vec::new())
 }
 
-fn default_in(protocol: &Protocol, ty: &Ty, structs: &mut Vec<StructId>) -> TokenStream {
+/// The starting value of `ty` inside the starting values of `structs` (a struct already
+/// being made starts as Nothing where it holds itself through an External). A struct made
+/// from scratch is `rt::fresh` of its Rust type (named in `struct_names`) when there are
+/// names, written out when not (in that type's own `rt::Fresh`).
+fn default_in(
+    protocol: &Protocol,
+    struct_names: &[Ident],
+    ty: &Ty,
+    structs: &mut Vec<StructId>,
+) -> TokenStream {
     let rt = rt();
     match ty {
         Ty::Number => quote!(#rt::Value::Number(0.0)),
@@ -1844,16 +1988,23 @@ fn default_in(protocol: &Protocol, ty: &Ty, structs: &mut Vec<StructId>) -> Toke
         Ty::Bool => quote!(#rt::Value::Bool(false)),
         Ty::List(_) => quote!(#rt::Value::new_list(Vec::new())),
         Ty::Map(..) => quote!(#rt::Value::new_map(Default::default())),
+        Ty::Struct(id) if structs.is_empty() && !struct_names.is_empty() => {
+            let name = &struct_names[id.index()];
+            quote!(#rt::fresh::<super::#name>())
+        }
         Ty::Struct(id) if !structs.contains(id) => {
             structs.push(*id);
-            let fields: Vec<TokenStream> =
-                protocol.structs[*id].fields.iter().map(|f| default_in(protocol, &f.ty, structs)).collect();
+            let fields: Vec<TokenStream> = protocol.structs[*id]
+                .fields
+                .iter()
+                .map(|f| default_in(protocol, struct_names, &f.ty, structs))
+                .collect();
             structs.pop();
             quote!(#rt::Value::new_struct(Vec::from([#(#fields),*])))
         }
         // An External declared without a value starts bound to a fresh cell of its own.
         Ty::External(inner) => {
-            let value = default_in(protocol, inner, structs);
+            let value = default_in(protocol, struct_names, inner, structs);
             quote!(#rt::Value::External(#rt::ExtCell::new(#value)))
         }
         _ => quote!(#rt::Value::Nothing),

@@ -11,7 +11,7 @@ use quote::quote;
 
 use super::body::{BodyKind, Lower, default_value, kind_of, number, rt, waits as body_waits};
 use super::{Gen, mentions};
-use crate::ir::{EndpointId, Function, FunctionId, LocalId, Sequence, TExpr, TExprKind};
+use crate::ir::{EndpointId, Function, FunctionId, Sequence, TExpr, TExprKind};
 
 impl Gen<'_> {
     pub(super) fn endpoint(&self, e: EndpointId) -> TokenStream {
@@ -131,7 +131,7 @@ impl Gen<'_> {
         let globals_folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
         let first = |i: usize, folded: usize, init: Option<&TExpr>, ty| match init.and_then(literal) {
             Some(value) if i < folded => value,
-            _ => default_value(self.p, ty),
+            _ => default_value(self.p, &self.structs, ty),
         };
         let mut defaults: Vec<TokenStream> = self
             .p
@@ -266,17 +266,14 @@ impl Gen<'_> {
             &f.locals,
             &f.body,
             f.params,
-        );
-        let params: TokenStream = (0..f.params).map(|i| lower.param(LocalId(i))).collect();
+        )
+        .with_structs(&self.structs);
+        let params = if f.params > 0 { lower.params(f.params) } else { TokenStream::new() };
         let first = before(&mut lower);
         let hoisted = lower.hoisted();
         let body = lower.tail(&f.body, quote!(Ok(Vec::new())));
-        let (args_param, args_iter) = if f.params > 0 {
-            (quote!(args), quote!(let mut args = args.into_iter();))
-        } else {
-            (quote!(_args), quote!())
-        };
-        let code = quote!(#args_iter #params #first #hoisted #body);
+        let args_param = if f.params > 0 { quote!(args) } else { quote!(_args) };
+        let code = quote!(#params #first #hoisted #body);
         let (ep, tx) = used_names(&code);
         ((ep, tx, args_param, code), lower.called)
     }
@@ -320,7 +317,8 @@ impl Gen<'_> {
     fn init_peered(&self, e: EndpointId, waits: &[bool]) -> TokenStream {
         let rt = rt();
         let mut lower =
-            Lower::new(self.p, &self.functions[e.index()], waits, BodyKind::Function, &[], &[], 0);
+            Lower::new(self.p, &self.functions[e.index()], waits, BodyKind::Function, &[], &[], 0)
+                .with_structs(&self.structs);
         let mut code = TokenStream::new();
         for (i, v) in self.p.peered.iter().enumerate().skip(self.peered_folded()) {
             if let Some(init) = &v.var.init {
@@ -368,15 +366,18 @@ impl Gen<'_> {
             &block.locals,
             &block.body,
             0,
-        );
-        // The sequence's own declarations are initialized where it starts.
+        )
+        .with_structs(&self.structs);
+        // The sequence's returns and declarations get their starting values where it
+        // starts (they arrive as Nothing).
         let mut inits = TokenStream::new();
         if b == 0 {
-            for (i, v) in seq.data.iter().enumerate().skip(seq.params + seq.returns) {
-                if let Some(init) = &v.init {
-                    let x = lower.expr(init);
-                    inits.extend(quote!(data[#i] = #x;));
-                }
+            for (i, v) in seq.data.iter().enumerate().skip(seq.params) {
+                let x = match &v.init {
+                    Some(init) => lower.expr(init),
+                    None => default_value(self.p, &self.structs, &v.ty),
+                };
+                inits.extend(quote!(data[#i] = #x;));
             }
         }
         let hoisted = lower.hoisted();

@@ -5,7 +5,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
 use super::Gen;
-use super::body::rt;
+use super::body::{default_value, rt};
 use super::names;
 use crate::ir::{StructId, Ty};
 
@@ -74,6 +74,7 @@ impl Gen<'_> {
             quote!(#[derive(Clone, Debug, PartialEq)])
         };
         let fields_var = if n == 0 { quote!(_fields) } else { quote!(fields) };
+        let fresh = default_value(self.p, &[], &Ty::Struct(id));
         quote! {
             #[doc = #doc]
             #derives
@@ -84,6 +85,12 @@ impl Gen<'_> {
             impl #rt::IntoValue for #name {
                 fn into_value(self) -> #rt::Value {
                     #rt::Value::new_struct(Vec::from([#(#rt::IntoValue::into_value(self.#field_names)),*]))
+                }
+            }
+
+            impl #rt::Fresh for #name {
+                fn fresh() -> #rt::Value {
+                    #fresh
                 }
             }
 

@@ -57,6 +57,12 @@ impl From<bool> for Value {
     }
 }
 
+impl From<&str> for Value {
+    fn from(t: &str) -> Value {
+        Value::text(t)
+    }
+}
+
 impl From<Arc<str>> for Value {
     fn from(t: Arc<str>) -> Value {
         Value::Text(t)

@@ -257,21 +257,21 @@ impl Link {
         }
     }
 
-    /// Runs sequence `seq` in `tx`, started here, with copies of `data` (its parameters,
-    /// then its returns' and declarations' starting values): its first block here, the
-    /// others alternately on the partner and here. Returns its results: the `returns`
-    /// values after the `params` parameters in the final data.
-    pub async fn sequence(
-        &self,
-        tx: &Tx,
-        seq: u32,
-        data: Vec<Value>,
-        params: usize,
-        returns: usize,
-    ) -> Flow<Vec<Value>> {
-        let data = crate::exec::ops::copy_all(tx, data).await?;
-        let data = self.0.sequence(tx, seq, data).await?;
+    /// Runs sequence `seq` in `tx`, started here, with copies of `args` (its parameters;
+    /// its other values start as Nothing, and its first block gives them their starting
+    /// values): its first block here, the others alternately on the partner and here.
+    /// Returns its results: the `returns` values after the parameters in the final data.
+    pub async fn sequence(&self, tx: &Tx, seq: u32, args: Vec<Value>, returns: usize) -> Flow<Vec<Value>> {
+        let params = args.len();
+        let data = self.sequence_data(tx, seq, args).await?;
         Ok(crate::exec::ops::seq_results(data, params, returns))
+    }
+
+    /// Runs sequence `seq` in `tx`, started here, with copies of `data` (missing values
+    /// start as Nothing). Returns its final data.
+    pub async fn sequence_data(&self, tx: &Tx, seq: u32, data: Vec<Value>) -> Flow<Vec<Value>> {
+        let data = crate::exec::ops::copy_all(tx, data).await?;
+        self.0.sequence(tx, seq, data).await
     }
 }
 
@@ -453,6 +453,7 @@ impl LinkShared {
             .filter(|span| !span.is_disabled())
             .map(Box::new);
         let mut locals = locals;
+        locals.resize(info.locals as usize, Value::Nothing);
         // The transaction joins the connection when it first sends over it (or writes peered
         // data, which enlists it at once).
         self.program()?.run_block(tx, seq, 0, &mut locals).await?;

@@ -668,6 +668,49 @@ impl Typed for Value {
     }
 }
 
+/// A function's parameters, taken out of a call's arguments in order, each as its type is
+/// held (`let (x, xs): (f64, rt::Value) = rt::ops::params(args)?;`). A missing argument is
+/// `Nothing`.
+pub trait Params: Sized {
+    /// The parameters in `args`.
+    fn from_args(args: Vec<Value>) -> Result<Self, Exception>;
+}
+
+impl<T: Typed> Params for T {
+    fn from_args(args: Vec<Value>) -> Result<Self, Exception> {
+        arg(&mut args.into_iter())
+    }
+}
+
+macro_rules! params_tuple {
+    ($($t:ident),+) => {
+        impl<$($t: Typed),+> Params for ($($t,)+) {
+            fn from_args(args: Vec<Value>) -> Result<Self, Exception> {
+                let mut args = args.into_iter();
+                Ok(($(arg::<$t>(&mut args)?,)+))
+            }
+        }
+    };
+}
+
+params_tuple!(A, B);
+params_tuple!(A, B, C);
+params_tuple!(A, B, C, D);
+params_tuple!(A, B, C, D, E);
+params_tuple!(A, B, C, D, E, F);
+params_tuple!(A, B, C, D, E, F, G);
+params_tuple!(A, B, C, D, E, F, G, H);
+
+/// The parameters of a call (see [`Params`]).
+pub fn params<P: Params>(args: Vec<Value>) -> Result<P, Exception> {
+    P::from_args(args)
+}
+
+/// Runs the body of a `try` that cannot wait, to its outcome (see `Tx::caught`).
+pub fn attempt(body: impl FnOnce() -> Flow<()>) -> Flow<()> {
+    body()
+}
+
 /// The next argument of a call, typed (`let x: f64 = rt::ops::arg(&mut args)?;`).
 pub fn arg<T: Typed>(args: &mut std::vec::IntoIter<Value>) -> Result<T, Exception> {
     T::from_value(args.next().unwrap_or(Value::Nothing))

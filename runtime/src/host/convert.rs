@@ -42,6 +42,18 @@ pub trait FromValue: Sized {
     fn from_committed(value: &Value) -> Result<Self, Exception>;
 }
 
+/// A protocol's struct: the value a variable of its type starts with (every field at its
+/// own starting value).
+pub trait Fresh {
+    /// A new struct value with every field at its starting value.
+    fn fresh() -> Value;
+}
+
+/// The starting value of struct `S` (`rt::fresh::<super::Row>()` in generated code).
+pub fn fresh<S: Fresh>() -> Value {
+    S::fresh()
+}
+
 /// Host types usable as Map keys.
 pub trait IntoKey {
     /// The key.

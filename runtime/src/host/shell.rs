@@ -191,6 +191,11 @@ impl Ep {
         self.link.get().ok_or_else(|| Raise::Exception(Exception::network("this endpoint has no partner")))
     }
 
+    /// Runs sequence `seq` in `tx` with `args`, started here (see [`Link::sequence`]).
+    pub async fn sequence(&self, tx: &Tx, seq: u32, args: Vec<Value>, returns: usize) -> Flow<Vec<Value>> {
+        self.link()?.sequence(tx, seq, args, returns).await
+    }
+
     /// The value of variable `slot` in `tx`.
     pub async fn get(&self, tx: &Tx, slot: usize) -> Flow<Value> {
         tx.read(&self.core, slot).await

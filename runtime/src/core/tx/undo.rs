@@ -2,6 +2,7 @@
 //! a failed `try` body is rolled back to, on every endpoint and partner it reached.
 
 use super::*;
+use crate::core::error::{ExceptionKind, Raise};
 
 impl Tx {
     // ---------------------------------------------------------------- effects, savepoints
@@ -51,6 +52,25 @@ impl Tx {
     /// held.
     pub fn rollback_to(&self, sp: Savepoint) {
         self.rollback_except(sp, None);
+    }
+
+    /// The end of a `try` body with one `catch` (of `kind`; `None`: any exception): an
+    /// exception it catches undoes what the body did since `sp` and is returned; a body
+    /// that ended normally gives `None`; anything else goes on.
+    pub fn caught(
+        &self,
+        done: Flow<()>,
+        sp: Savepoint,
+        kind: Option<ExceptionKind>,
+    ) -> Flow<Option<Exception>> {
+        match done {
+            Ok(()) => Ok(None),
+            Err(Raise::Exception(e)) if kind.is_none_or(|k| e.kind == k) => {
+                self.rollback_to(sp);
+                Ok(Some(e))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Rolls back because the other side of `from` did: everyone but `from` is told.
