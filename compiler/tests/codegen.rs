@@ -130,7 +130,7 @@ fn bodies_that_cannot_wait_are_plain_functions() {
     // A try whose body cannot wait runs it in a closure; one whose body waits, in an async block.
     assert!(code.contains("rt::ops::attempt(||"), "{code}");
     assert!(code.contains("= async {"), "{code}");
-    assert!(code.contains("rt::Block::now(0, 0, block_s_one)"), "{code}");
-    assert!(code.contains("rt::Block::new(0, 1, block_s_two)"), "{code}");
+    assert!(code.contains("rt::Block::now(0, 0, b_s_one)"), "{code}");
+    assert!(code.contains("rt::Block::new(0, 1, rt::step!(b_s_two))"), "{code}");
     syn::parse_file(&code).expect("valid Rust");
 }

@@ -82,6 +82,8 @@ pub mod __rt {
     };
     pub use tokio::net::TcpStream;
 
+    pub use crate::__step as step;
+
     /// The arguments of a call.
     pub type Args = Vec<Value>;
     /// What a lowered function returns.
@@ -95,6 +97,16 @@ pub mod __rt {
     pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
         tokio::join!(a, b)
     }
+}
+
+/// The [`__rt::BlockFn`] of a block whose body is an `async fn` (generated code:
+/// `rt::step!(b_s_a)`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __step {
+    ($body:path) => {
+        |ep, tx, data| ::std::boxed::Box::pin($body(ep, tx, data))
+    };
 }
 
 /// Includes the Rust code generated for protocol `name` by `waldo_compiler::compile` in

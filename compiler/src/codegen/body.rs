@@ -1433,7 +1433,13 @@ impl<'p> Lower<'p> {
                         Repr::Dyn,
                     );
                 }
-                self.read_as(quote!(#rt::ops::first(#vs)), &e.ty)
+                let first = match Repr::of(&e.ty) {
+                    Repr::Num => quote!(first_number),
+                    Repr::Bool => quote!(first_bool),
+                    Repr::Text => quote!(first_text),
+                    Repr::Dyn => return Code::atom(quote!(#rt::ops::first(#vs)), Repr::Dyn),
+                };
+                Code::atom(quote!(#rt::ops::#first(#vs)?), Repr::of(&e.ty))
             }
             TExprKind::Error => Code::atom(quote!(#rt::Value::Nothing), Repr::Dyn),
         }

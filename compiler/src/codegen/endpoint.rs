@@ -203,8 +203,11 @@ impl Gen<'_> {
         blocks.sort_by_key(|&(s, b, _, _)| (s, b));
         if !blocks.is_empty() {
             let blocks = blocks.iter().map(|(seq, block, run, waits)| {
-                let new = if *waits { quote!(new) } else { quote!(now) };
-                quote!(#rt::Block::#new(#seq, #block, #run))
+                if *waits {
+                    quote!(#rt::Block::new(#seq, #block, #rt::step!(#run)))
+                } else {
+                    quote!(#rt::Block::now(#seq, #block, #run))
+                }
             });
             fields.extend(quote!(blocks: &[#(#blocks),*],));
         }
@@ -400,8 +403,8 @@ impl Gen<'_> {
         }
         let item = quote! {
             #[doc = #doc]
-            fn #name<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, #data: #rt::Data<'a>) -> #rt::Step<'a> {
-                Box::pin(async move { #code })
+            async fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #data: #rt::Data<'_>) -> #rt::Flow<()> {
+                #code
             }
         };
         (item, true)

@@ -184,7 +184,7 @@ impl<'p> Gen<'p> {
                         .map(|&(s, b)| {
                             let seq = &p.sequences[s];
                             format!(
-                                "block_{}_{}",
+                                "b_{}_{}",
                                 names::snake(&seq.name).trim_start_matches('_'),
                                 names::snake(&seq.blocks[b].name).trim_start_matches('_')
                             )

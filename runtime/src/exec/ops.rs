@@ -706,6 +706,21 @@ pub fn params<P: Params>(args: Vec<Value>) -> Result<P, Exception> {
     P::from_args(args)
 }
 
+/// The first of a call's values, a Number.
+pub fn first_number(values: Vec<Value>) -> Result<f64, Exception> {
+    f64::from_value(first(values))
+}
+
+/// The first of a call's values, a TrueFalse.
+pub fn first_bool(values: Vec<Value>) -> Result<bool, Exception> {
+    bool::from_value(first(values))
+}
+
+/// The first of a call's values, a Text.
+pub fn first_text(values: Vec<Value>) -> Result<Text, Exception> {
+    Text::from_value(first(values))
+}
+
 /// Runs the body of a `try` that cannot wait, to its outcome (see `Tx::caught`).
 pub fn attempt(body: impl FnOnce() -> Flow<()>) -> Flow<()> {
     body()
