@@ -106,6 +106,7 @@ fn bodies_that_cannot_wait_are_plain_functions() {
           Public Function tries(Number x) returns Number { try { x = 1 / x; } catch (Exception as e) { x = 0; } return x; }\n\
           Public Function triesShared(Number x) returns Number { try { shared = 1 / x; } catch (Exception as e) { x = 0; } return x; }\n\
           Public Function selfish(Number n) returns Number { if (n <= 0) { return 0; } return selfish(n - 1) + 1; }\n\
+          Public Function selfWait(Number n) returns Number { if (n <= 0) { return shared; } return selfWait(n - 1); }\n\
         }\nB { }\n";
     let mut map = SourceMap::new();
     let checked = check_source(&mut map, "waits.wld", source);
@@ -114,7 +115,7 @@ fn bodies_that_cannot_wait_are_plain_functions() {
         codegen::generate(&checked.protocol.expect("a protocol"), &Options::default()).expect("generates");
     let entry = |name: &str| {
         code.lines()
-            .find(|l| l.contains(&format!("(\"{name}\",")))
+            .find(|l| l.contains(&format!("(\"{name}\",")) || l.contains(&format!("!(\"{name}\",")))
             .unwrap_or_else(|| panic!("no table entry for {name}:\n{code}"))
             .to_owned()
     };
@@ -122,8 +123,13 @@ fn bodies_that_cannot_wait_are_plain_functions() {
         assert!(entry(name).contains("rt::Function::now("), "{name}: {}", entry(name));
     }
     for name in ["reads", "callsReads", "triesShared"] {
-        assert!(entry(name).contains("rt::Function::new("), "{name}: {}", entry(name));
+        assert!(entry(name).contains("rt::function!("), "{name}: {}", entry(name));
     }
+    // An async fn cannot call itself: a function that waits and recurses returns its boxed
+    // future itself.
+    assert!(entry("selfWait").contains("rt::Function::new("), "{}", entry("selfWait"));
+    assert!(code.contains("fn f_self_wait<'a>("), "{code}");
+    assert!(code.contains("async fn f_reads("), "{code}");
     // The plain callee is called without an await; the block that only touches its data is
     // plain too, the one that reads a shared variable is not.
     assert!(code.contains("f_pure(ep, tx, Vec::from([v_x.into()]))?"), "{code}");

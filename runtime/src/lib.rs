@@ -82,7 +82,10 @@ pub mod __rt {
     };
     pub use tokio::net::TcpStream;
 
-    pub use crate::__step as step;
+    pub use crate::{__call as call, __function as function, __step as step};
+
+    /// What a function's body returns: its results, or an exception or abort.
+    pub type Returns = Flow<Vec<Value>>;
 
     /// The arguments of a call.
     pub type Args = Vec<Value>;
@@ -97,6 +100,26 @@ pub mod __rt {
     pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
         tokio::join!(a, b)
     }
+}
+
+/// The [`__rt::BodyFn`] of a function whose body is an `async fn` (generated code:
+/// `rt::call!(f_name)`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __call {
+    ($body:path) => {
+        |ep, tx, args| ::std::boxed::Box::pin($body(ep, tx, args))
+    };
+}
+
+/// The table entry of public function `name` taking parameters of `kinds`, whose body is an
+/// `async fn` (generated code: `rt::function!("transfer", [Text, Number], f_transfer)`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __function {
+    ($name:literal, [$($kind:ident),*], $body:path) => {
+        $crate::__rt::Function::new($name, &[$($crate::__rt::Kind::$kind),*], $crate::__call!($body))
+    };
 }
 
 /// The [`__rt::BlockFn`] of a block whose body is an `async fn` (generated code:

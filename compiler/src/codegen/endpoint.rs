@@ -3,8 +3,10 @@
 //! public functions by name, the blocks by number), and the lowered bodies: peered
 //! initializers, `onCreate`, functions and blocks, each a `fn` taking the running endpoint
 //! `ep` and the transaction. A function or block that may wait (for a lock, the partner,
-//! another endpoint, or a function that may) returns a boxed future; one that cannot is a
-//! plain `fn` returning its result, which is cheaper to run and much cheaper for rustc.
+//! another endpoint, or a function that may) is an `async fn`, which the table boxes
+//! (`rt::call!`, `rt::step!`); a function that calls itself returns the boxed future itself,
+//! since an `async fn` cannot. One that cannot wait is a plain `fn` returning its result,
+//! which is cheaper to run and much cheaper for rustc.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
@@ -18,18 +20,19 @@ impl Gen<'_> {
         let ep = &self.p.endpoints[e];
         let module = &self.modules[e.index()];
         let reachable = self.reachable(e);
-        let (waits, mut lowered) = self.waits(e, &reachable);
+        let (waits, mut lowered, recursive) = self.waits(e, &reachable);
         let functions: TokenStream = reachable
             .iter()
             .map(|&f| {
                 let body = lowered[f.index()].take();
-                self.function(e, &ep.functions[f], &self.functions[e.index()][f.index()], &waits, body)
+                let name = &self.functions[e.index()][f.index()];
+                self.function(e, &ep.functions[f], name, &waits, recursive[f.index()], body)
             })
             .collect();
         let on_create = if self.has_on_create(e) { self.on_create(e, &waits) } else { quote!() };
         let init_peered = if self.has_init_peered() { self.init_peered(e, &waits) } else { quote!() };
         let (blocks, block_waits) = if self.pair() { self.blocks(e, &waits) } else { (quote!(), Vec::new()) };
-        let code = self.code_table(e, &waits, &block_waits);
+        let code = self.code_table(e, &waits, &recursive, &block_waits);
         let api = self.api(e);
         let doc = format!(" The `{}` endpoint of protocol `{}`.", ep.name, self.p.name);
         quote! {
@@ -82,7 +85,8 @@ impl Gen<'_> {
     /// Which functions of endpoint `e` may wait: those whose own code waits, and those that
     /// call one that may. Each function is lowered once assuming every function it calls is
     /// a plain `fn`; that lowering is kept (the second result) where the assumption held.
-    fn waits(&self, e: EndpointId, reachable: &[FunctionId]) -> (Vec<bool>, Vec<Option<Lowered>>) {
+    /// The third result says which functions call themselves, directly or through others.
+    fn waits(&self, e: EndpointId, reachable: &[FunctionId]) -> (Vec<bool>, Vec<Option<Lowered>>, Vec<bool>) {
         let ep = &self.p.endpoints[e];
         let n = ep.functions.len();
         let none = vec![false; n];
@@ -111,11 +115,18 @@ impl Gen<'_> {
                 lowered[f.index()] = None;
             }
         }
-        (waits, lowered)
+        let recursive = (0..n).map(|f| reaches(&calls, FunctionId(f))).collect();
+        (waits, lowered, recursive)
     }
 
     /// `static CODE`: what the runtime's shell runs of endpoint `e`.
-    fn code_table(&self, e: EndpointId, waits: &[bool], block_waits: &[bool]) -> TokenStream {
+    fn code_table(
+        &self,
+        e: EndpointId,
+        waits: &[bool],
+        recursive: &[bool],
+        block_waits: &[bool],
+    ) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
         let name = &ep.name;
@@ -166,10 +177,10 @@ impl Gen<'_> {
             fields.extend(quote!(controlled: &[#(#controlled),*],));
         }
         if self.has_init_peered() {
-            fields.extend(quote!(init_peered: Some(init_peered),));
+            fields.extend(quote!(init_peered: Some(#rt::call!(init_peered)),));
         }
         if self.has_on_create(e) {
-            fields.extend(quote!(on_create: Some(on_create),));
+            fields.extend(quote!(on_create: Some(#rt::call!(on_create)),));
         }
         let create_params = ep.on_create.as_ref().map_or(0, |f| f.params);
         if create_params > 0 {
@@ -184,8 +195,11 @@ impl Gen<'_> {
                 let run = &self.functions[e.index()][f.index()];
                 let kinds: Vec<TokenStream> =
                     func.locals[..func.params].iter().map(|v| kind_of(&v.ty)).collect();
-                let new = if waits[f.index()] { quote!(new) } else { quote!(now) };
-                quote!(#rt::Function::#new(#name, &[#(#rt::Kind::#kinds),*], #run))
+                match (waits[f.index()], recursive[f.index()]) {
+                    (false, _) => quote!(#rt::Function::now(#name, &[#(#rt::Kind::#kinds),*], #run)),
+                    (true, false) => quote!(#rt::function!(#name, [#(#kinds),*], #run)),
+                    (true, true) => quote!(#rt::Function::new(#name, &[#(#rt::Kind::#kinds),*], #run)),
+                }
             })
             .collect();
         if !functions.is_empty() {
@@ -227,6 +241,7 @@ impl Gen<'_> {
         f: &Function,
         name: &Ident,
         waits: &[bool],
+        recursive: bool,
         body: Option<Lowered>,
     ) -> TokenStream {
         let rt = rt();
@@ -238,11 +253,20 @@ impl Gen<'_> {
         if !body_waits(&code) {
             return quote! {
                 #[doc = #doc]
-                fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #args_param: #rt::Args) -> #rt::Flow<Vec<#rt::Value>> {
+                fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #args_param: #rt::Args) -> #rt::Returns {
                     #code
                 }
             };
         }
+        if !recursive {
+            return quote! {
+                #[doc = #doc]
+                async fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #args_param: #rt::Args) -> #rt::Returns {
+                    #code
+                }
+            };
+        }
+        // A function that calls itself returns a boxed future (an `async fn` cannot).
         quote! {
             #[doc = #doc]
             fn #name<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, #args_param: #rt::Args) -> #rt::Call<'a> {
@@ -310,8 +334,8 @@ impl Gen<'_> {
         });
         quote! {
             /// The globals' initializers, then `onCreate`.
-            fn on_create<'a>(#ep_name: &'a #rt::Ep, #tx: &'a #rt::Tx, #args_param: #rt::Args) -> #rt::Call<'a> {
-                Box::pin(async move { #code })
+            async fn on_create(#ep_name: &#rt::Ep, #tx: &#rt::Tx, #args_param: #rt::Args) -> #rt::Returns {
+                #code
             }
         }
     }
@@ -332,8 +356,9 @@ impl Gen<'_> {
         let (ep, tx) = used_names(&code);
         quote! {
             /// The peered variables' initializers.
-            fn init_peered<'a>(#ep: &'a #rt::Ep, #tx: &'a #rt::Tx, _args: #rt::Args) -> #rt::Call<'a> {
-                Box::pin(async move { #code Ok(Vec::new()) })
+            async fn init_peered(#ep: &#rt::Ep, #tx: &#rt::Tx, _args: #rt::Args) -> #rt::Returns {
+                #code
+                Ok(Vec::new())
             }
         }
     }
@@ -409,6 +434,22 @@ impl Gen<'_> {
         };
         (item, true)
     }
+}
+
+/// Whether function `f` calls itself, directly or through the functions it calls (`calls`:
+/// the functions each one calls).
+fn reaches(calls: &[Vec<FunctionId>], f: FunctionId) -> bool {
+    let mut seen = vec![false; calls.len()];
+    let mut todo: Vec<FunctionId> = calls[f.index()].clone();
+    while let Some(g) = todo.pop() {
+        if g == f {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[g.index()], true) {
+            todo.extend(calls[g.index()].iter().copied());
+        }
+    }
+    false
 }
 
 /// A lowered function body: the names of its `ep`, `tx` and `args` parameters, and its code.

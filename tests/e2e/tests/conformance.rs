@@ -227,6 +227,10 @@ scenarios! {
         |l, r| {
         assert_eq!(l.call(l.endpoint(), 10.0).await.expect("call"), 11.0);
         assert_eq!(l.calls_made().await.expect("calls"), 1.0);
+        // Functions that wait and call themselves, directly and through each other.
+        assert_eq!(l.depth(5.0).await.expect("depth"), 6.0);
+        assert!(l.even(4.0).await.expect("even"));
+        assert!(!l.even(7.0).await.expect("even"));
         let seen = l.call_unknown(r.endpoint()).await.expect("call_unknown");
         assert!(seen.contains("nosuch"), "{seen}");
         assert!(told.lock().expect("told").is_empty());
