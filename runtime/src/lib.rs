@@ -87,6 +87,11 @@ pub mod __rt {
     /// What a function's body returns: its results, or an exception or abort.
     pub type Returns = Flow<Vec<Value>>;
 
+    /// A function's results (`rt::ok([a, b])`: `Ok(Vec::from([a, b]))`).
+    pub fn ok<const N: usize>(values: [Value; N]) -> Returns {
+        Ok(Vec::from(values))
+    }
+
     /// The arguments of a call.
     pub type Args = Vec<Value>;
     /// What a lowered function returns.

@@ -354,7 +354,7 @@ impl Visit for Usage<'_> {
     }
 }
 
-/// The runtime's hidden module, as generated modules name it (`use ::waldo::__rt as rt;`).
+/// The runtime's hidden module, as generated modules name it (`use waldo::__rt as rt;`).
 pub(super) fn rt() -> TokenStream {
     quote!(rt)
 }
@@ -957,7 +957,23 @@ impl<'p> Lower<'p> {
         let sp = self.tmp("savepoint");
         // The undo log covers variables, objects and Externals; the body's own locals and
         // sequence data are saved here and put back with it.
-        let (save, restore) = if catches.is_empty() { Default::default() } else { self.save_assigned(body) };
+        let saves = if catches.is_empty() { Vec::new() } else { self.save_assigned(body) };
+        let save: TokenStream = saves.iter().map(|(n, v, _)| quote!(let #n = #v;)).collect();
+        // Each handler puts back its own copy: the copies stay for the next one.
+        let restore: TokenStream = saves
+            .iter()
+            .map(|(saved, _, local)| match local {
+                Some(id) => {
+                    let name = &self.local_names[id.index()];
+                    if Repr::of(&self.locals[*id].ty).is_copy() {
+                        quote!(#name = #saved;)
+                    } else {
+                        quote!(#name = #saved.clone();)
+                    }
+                }
+                None => quote!(data.clone_from_slice(&#saved);),
+            })
+            .collect();
         let take_savepoint =
             if catches.is_empty() { quote!() } else { quote!(let #sp = tx.savepoint(); #save) };
         for (kind, local, handler) in catches {
@@ -1008,13 +1024,31 @@ impl<'p> Lower<'p> {
         self.frames = vec![Frame::TryBody];
         let body_code = self.stmts(body);
         self.frames = saved;
-        let (save, restore) = self.save_assigned(body);
+        let saves = self.save_assigned(body);
         let (sp, done, e) = (self.tmp("savepoint"), self.tmp("done"), self.tmp("exception"));
-        // A body that cannot wait runs in a closure, so that the function stays plain.
-        let attempt = if waits(&body_code) {
-            quote!(async { #body_code Ok(()) }.await)
+        let names = saves.iter().map(|(n, _, _)| n);
+        let values = saves.iter().map(|(_, v, _)| v);
+        let restore: TokenStream = saves
+            .iter()
+            .map(|(saved, _, local)| match local {
+                Some(id) => {
+                    let name = &self.local_names[id.index()];
+                    quote!(#name = #saved;)
+                }
+                None => quote!(data.clone_from_slice(&#saved);),
+            })
+            .collect();
+        let save = if saves.is_empty() {
+            quote!(let #sp = tx.savepoint();)
         } else {
-            quote!(#rt::ops::attempt(|| { #body_code Ok(()) }))
+            quote!(let (#sp, #(#names),*) = (tx.savepoint(), #(#values),*);)
+        };
+        // A body that cannot wait runs in a closure, so that the function stays plain; one
+        // that waits is an async block, awaited where its outcome is taken.
+        let (attempt, outcome) = if waits(&body_code) {
+            (quote!(let #done = async { #body_code Ok(()) };), quote!(#done.await))
+        } else {
+            (quote!(let #done: #rt::Flow<()> = #rt::ops::attempt(|| { #body_code Ok(()) });), quote!(#done))
         };
         let kind = match kind {
             ExceptionKind::Application => quote!(Some(#rt::ExceptionKind::Application)),
@@ -1025,10 +1059,9 @@ impl<'p> Lower<'p> {
         let message = self.exception_message(local, &e);
         let h = self.stmts(handler);
         quote! {
-            let #sp = tx.savepoint();
             #save
-            let #done: #rt::Flow<()> = #attempt;
-            if let Some(#e) = tx.caught(#done, #sp, #kind)? {
+            #attempt
+            if let Some(#e) = tx.caught(#outcome, #sp, #kind)? {
                 #restore
                 #binding = #message;
                 #h
@@ -1036,32 +1069,27 @@ impl<'p> Lower<'p> {
         }
     }
 
-    /// Code that saves the locals (and the sequence data) a `try` body assigns, which
-    /// the undo log does not cover, and code that puts them back.
-    fn save_assigned(&mut self, body: &[TStmt]) -> (TokenStream, TokenStream) {
+    /// What a `try` body assigns that the undo log does not cover (its locals and the
+    /// sequence data): each as the name of its saved copy, the copy's value, and the local
+    /// it is put back into (`None`: the sequence data).
+    fn save_assigned(&mut self, body: &[TStmt]) -> Vec<(Ident, TokenStream, Option<LocalId>)> {
         let (mut assigned, mut data_written) = (Vec::new(), false);
         collect_assigned(body, &mut assigned, &mut data_written);
         let mut inner = Vec::new();
         collect_decls(body, &mut inner);
         assigned.retain(|id| !inner.contains(id));
-        let mut save = TokenStream::new();
-        let mut restore = TokenStream::new();
+        let mut saves = Vec::new();
         for id in &assigned {
             let (name, saved) = (self.local_names[id.index()].clone(), self.tmp("saved"));
-            if Repr::of(&self.locals[*id].ty).is_copy() {
-                save.extend(quote!(let #saved = #name;));
-                restore.extend(quote!(#name = #saved;));
-            } else {
-                save.extend(quote!(let #saved = #name.clone();));
-                restore.extend(quote!(#name = #saved.clone();));
-            }
+            let value =
+                if Repr::of(&self.locals[*id].ty).is_copy() { quote!(#name) } else { quote!(#name.clone()) };
+            saves.push((saved, value, Some(*id)));
         }
         if data_written {
             let saved = self.tmp("saved_data");
-            save.extend(quote!(let #saved = data.to_vec();));
-            restore.extend(quote!(data.clone_from_slice(&#saved);));
+            saves.push((saved, quote!(data.to_vec()), None));
         }
-        (save, restore)
+        saves
     }
 
     /// The message of exception `e`, as the value of the `catch` variable `local`.

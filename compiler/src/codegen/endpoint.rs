@@ -38,7 +38,7 @@ impl Gen<'_> {
         quote! {
             #[doc = #doc]
             pub mod #module {
-                use ::waldo::__rt as rt;
+                use waldo::__rt as rt;
 
                 #api
                 #code

@@ -89,7 +89,7 @@ impl Gen<'_> {
                     }
                     params.generic_names.push(ret.clone());
                     let ret = names::ident(&ret);
-                    params.generics.push(quote!(#ret: ::waldo::HostResult<#out>));
+                    params.generics.push(quote!(#ret: waldo::HostResult<#out>));
                     params.decls.push(quote!(#id: impl Fn(#(#ins),*) -> #ret + Send + Sync + 'static));
                     let idx: Vec<usize> = (0..sig.params.len()).collect();
                     let call = quote!(#rt::HostResult::into_host(#id(#(#rt::FromValue::from_committed(&#rt::ops::nth(&args, #idx))?),*))?);
@@ -109,7 +109,7 @@ impl Gen<'_> {
                 }
                 // An endpoint handle's `endpoint()`, `Some` of it, or `None` (unbound).
                 Ty::Endpoint => {
-                    params.decls.push(quote!(#id: impl Into<Option<::waldo::EndpointRef>>));
+                    params.decls.push(quote!(#id: impl Into<Option<waldo::EndpointRef>>));
                     params.values.push(quote!(#rt::endpoint_value(#id)));
                 }
                 other => {
@@ -170,7 +170,7 @@ impl Gen<'_> {
             let doc = format!(" `{}`, as one transaction.", self.signature(f));
             methods.extend(quote! {
                 #[doc = #doc]
-                pub async fn #method #generics(&self, #(#decls),*) -> ::waldo::Result<#ret_ty> {
+                pub async fn #method #generics(&self, #(#decls),*) -> waldo::Result<#ret_ty> {
                     self.handle.#call(#index, Vec::from([#(#values),*])).await
                 }
             });
@@ -195,24 +195,24 @@ impl Gen<'_> {
             );
             quote! {
                 #[doc = #connect_doc]
-                pub fn connect #connect_generics(addr: impl ::waldo::ToSocketAddrs + Send + 'a, #(#decls),*) -> ::waldo::Connect<'a, Self> {
-                    ::waldo::Connect::new(addr, Vec::from([#(#values),*]))
+                pub fn connect #connect_generics(addr: impl waldo::ToSocketAddrs + Send + 'a, #(#decls),*) -> waldo::Connect<'a, Self> {
+                    waldo::Connect::new(addr, Vec::from([#(#values),*]))
                 }
 
                 #[doc = #listen_doc]
-                pub fn listen<'a>(addr: impl ::waldo::ToSocketAddrs + Send + 'a) -> ::waldo::Listen<'a, Self> {
-                    ::waldo::Listen::new(addr)
+                pub fn listen<'a>(addr: impl waldo::ToSocketAddrs + Send + 'a) -> waldo::Listen<'a, Self> {
+                    waldo::Listen::new(addr)
                 }
 
                 #[doc = #alone_doc]
-                pub async fn without_partner #generics(#(#decls),*) -> ::waldo::Result<Self> {
+                pub async fn without_partner #generics(#(#decls),*) -> waldo::Result<Self> {
                     #rt::create(Vec::from([#(#values),*])).await
                 }
             }
         } else {
             quote! {
                 /// Creates the endpoint: its initializers, then `onCreate`.
-                pub async fn new #generics(#(#decls),*) -> ::waldo::Result<Self> {
+                pub async fn new #generics(#(#decls),*) -> waldo::Result<Self> {
                     #rt::create(Vec::from([#(#values),*])).await
                 }
             }
@@ -226,13 +226,13 @@ impl Gen<'_> {
             let l = &self.listeners[e.index()];
             quote!(#l)
         } else {
-            quote!(::waldo::EndpointListener<Self>)
+            quote!(waldo::EndpointListener<Self>)
         };
         quote! {
             #[doc = #handle_doc]
             #[derive(Clone, Debug)]
             pub struct #handle {
-                handle: ::waldo::Handle<#handle>,
+                handle: waldo::Handle<#handle>,
             }
 
             #listener
@@ -243,18 +243,18 @@ impl Gen<'_> {
             }
 
             impl ::std::ops::Deref for #handle {
-                type Target = ::waldo::Handle<#handle>;
+                type Target = waldo::Handle<#handle>;
 
-                fn deref(&self) -> &::waldo::Handle<#handle> {
+                fn deref(&self) -> &waldo::Handle<#handle> {
                     &self.handle
                 }
             }
 
-            impl ::waldo::Endpoint for #handle {
+            impl waldo::Endpoint for #handle {
                 type Listener = #listener_ty;
                 const CODE: &'static #rt::Code = &CODE;
 
-                fn from_handle(handle: ::waldo::Handle<#handle>) -> Self {
+                fn from_handle(handle: waldo::Handle<#handle>) -> Self {
                     #handle { handle }
                 }
             }

@@ -7,7 +7,7 @@
 //! its functions (those reachable from its public functions, `onCreate`, initializers and
 //! blocks), and its blocks of every sequence (both directions for a symmetric protocol).
 //!
-//! The code refers to the runtime only through `::waldo::__rt` (and the public `::waldo`
+//! The code refers to the runtime only through `waldo::__rt` (and the public `waldo`
 //! types), is formatted with prettyplease, and is deterministic: the same protocol gives the
 //! same bytes.
 //!
@@ -148,7 +148,11 @@ impl<'p> Gen<'p> {
                 .iter()
                 .map(|e| {
                     let m = names::snake(&e.name);
-                    if m == protocol_module || m == "rt" { format!("{m}_endpoint") } else { m }
+                    if m == protocol_module || ["rt", "waldo", "std", "core"].contains(&m.as_str()) {
+                        format!("{m}_endpoint")
+                    } else {
+                        m
+                    }
                 })
                 .collect(),
         )
@@ -231,7 +235,7 @@ impl Gen<'_> {
         let own = quote!(#structs #spec #pair);
         let use_rt = if mentions(&own, "rt") {
             quote!(
-                use ::waldo::__rt as rt;
+                use waldo::__rt as rt;
             )
         } else {
             quote!()
@@ -243,7 +247,7 @@ impl Gen<'_> {
 
                 #[doc = #fp_doc]
                 pub const FINGERPRINT: u64 = #fingerprint;
-                const _: () = ::waldo::__rt::check_version(#version);
+                const _: () = waldo::__rt::check_version(#version);
                 #structs
                 #spec
                 #endpoints
@@ -265,6 +269,15 @@ impl syn::visit_mut::VisitMut for Tidy {
         }
     }
 
+    fn visit_item_fn_mut(&mut self, f: &mut syn::ItemFn) {
+        syn::visit_mut::visit_item_fn_mut(self, f);
+        if let syn::ReturnType::Type(_, ty) = &f.sig.output
+            && quote!(#ty).to_string() == "rt :: Returns"
+        {
+            syn::visit_mut::VisitMut::visit_block_mut(&mut Results, &mut f.block);
+        }
+    }
+
     fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
         syn::visit_mut::visit_expr_mut(self, e);
         if let syn::Expr::Call(call) = e
@@ -278,6 +291,32 @@ impl syn::visit_mut::VisitMut for Tidy {
             *e = syn::parse_quote!(Vec::new());
         }
     }
+}
+
+/// In a function returning `rt::Returns`: `rt::ok([a, b])` for `Ok(Vec::from([a, b]))`.
+struct Results;
+
+impl syn::visit_mut::VisitMut for Results {
+    fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
+        syn::visit_mut::visit_expr_mut(self, e);
+        if let syn::Expr::Call(ok) = e
+            && let syn::Expr::Path(f) = &*ok.func
+            && f.path.is_ident("Ok")
+            && let [syn::Expr::Call(from)] = ok.args.iter().collect::<Vec<_>>().as_slice()
+            && let syn::Expr::Path(g) = &*from.func
+            && g.path.segments.len() == 2
+            && g.path.segments[0].ident == "Vec"
+            && g.path.segments[1].ident == "from"
+            && let [syn::Expr::Array(a)] = from.args.iter().collect::<Vec<_>>().as_slice()
+            && !a.elems.is_empty()
+        {
+            *e = syn::parse_quote!(rt::ok(#a));
+        }
+    }
+
+    // Closures and async blocks inside return something else.
+    fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
+    fn visit_expr_async_mut(&mut self, _: &mut syn::ExprAsync) {}
 }
 
 /// Whether `tokens` mentions the identifier `name`.

@@ -52,7 +52,7 @@ impl Gen<'_> {
             _ => {
                 return quote! {
                     #[doc = #doc]
-                    pub type #listener = ::waldo::EndpointListener<#handle>;
+                    pub type #listener = waldo::EndpointListener<#handle>;
                 };
             }
         };
@@ -61,28 +61,28 @@ impl Gen<'_> {
             #[doc = #doc]
             #[derive(Debug)]
             pub struct #listener {
-                listener: ::waldo::EndpointListener<#handle>,
+                listener: waldo::EndpointListener<#handle>,
             }
 
             impl #listener {
                 /// Takes the next partner that completed the handshake, runs this side's
                 /// `onCreate` with the arguments given, and returns the endpoint once both
                 /// sides are ready.
-                pub async fn accept #generics(&self, #(#decls),*) -> ::waldo::Result<#handle> {
+                pub async fn accept #generics(&self, #(#decls),*) -> waldo::Result<#handle> {
                     self.listener.accept_args(Vec::from([#(#values),*])).await
                 }
             }
 
-            impl From<::waldo::EndpointListener<#handle>> for #listener {
-                fn from(listener: ::waldo::EndpointListener<#handle>) -> Self {
+            impl From<waldo::EndpointListener<#handle>> for #listener {
+                fn from(listener: waldo::EndpointListener<#handle>) -> Self {
                     #listener { listener }
                 }
             }
 
             impl ::std::ops::Deref for #listener {
-                type Target = ::waldo::EndpointListener<#handle>;
+                type Target = waldo::EndpointListener<#handle>;
 
-                fn deref(&self) -> &::waldo::EndpointListener<#handle> {
+                fn deref(&self) -> &waldo::EndpointListener<#handle> {
                     &self.listener
                 }
             }
@@ -125,12 +125,12 @@ impl Gen<'_> {
         );
         quote! {
             #[doc = #in_process_doc]
-            pub async fn in_process_pair #generics(#(#da,)* #(#db),*) -> ::waldo::Result<(#ha, #hb)> {
+            pub async fn in_process_pair #generics(#(#da,)* #(#db),*) -> waldo::Result<(#ha, #hb)> {
                 #rt::join_in_process(Vec::from([#(#va),*]), Vec::from([#(#vb),*])).await
             }
 
             #[doc = #loopback_doc]
-            pub async fn loopback_pair #generics(#(#da,)* #(#db),*) -> ::waldo::Result<(#ha, #hb)> {
+            pub async fn loopback_pair #generics(#(#da,)* #(#db),*) -> waldo::Result<(#ha, #hb)> {
                 #rt::join_loopback(Vec::from([#(#va),*]), Vec::from([#(#vb),*])).await
             }
         }
