@@ -25,7 +25,9 @@
 //!   `s != ''`, `x * -1`, `a >= 0 and a < 9` are how the program says it;
 //! - on assignments: `clippy::assign_op_pattern`, `clippy::misrefactored_assign_op`,
 //!   `clippy::self_assignment`, `clippy::almost_swapped`: `x = x + 1`, `x = x`, and two
-//!   assignments that look like a swap, as written.
+//!   assignments that look like a swap, as written;
+//! - `clippy::approx_constant`: a literal such as `3.14` is the program's own number, not a
+//!   misspelt `PI`.
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
@@ -53,6 +55,7 @@ pub(super) fn allowed(file: &mut syn::File) -> Vec<TokenStream> {
     add(scan.complex_types, quote!(clippy::type_complexity));
     add(scan.acronyms, quote!(clippy::upper_case_acronyms));
     add(scan.returns, quote!(clippy::needless_return));
+    add(scan.approx, quote!(clippy::approx_constant));
     for lint in [
         quote!(clippy::bool_comparison),
         quote!(clippy::nonminimal_bool),
@@ -94,6 +97,7 @@ struct Scan {
     complex_types: bool,
     acronyms: bool,
     operators: bool,
+    approx: bool,
     /// The function being visited.
     current_fn: Option<String>,
 }
@@ -179,6 +183,10 @@ impl VisitMut for Scan {
         syn::visit_mut::visit_type_mut(self, t);
     }
 
+    fn visit_lit_float_mut(&mut self, l: &mut syn::LitFloat) {
+        self.approx |= l.base10_parse::<f64>().is_ok_and(near_a_constant);
+    }
+
     fn visit_item_struct_mut(&mut self, i: &mut syn::ItemStruct) {
         self.acronyms |= acronym(&i.ident);
         syn::visit_mut::visit_item_struct_mut(self, i);
@@ -188,6 +196,18 @@ impl VisitMut for Scan {
         self.acronyms |= acronym(&i.ident);
         syn::visit_mut::visit_item_type_mut(self, i);
     }
+}
+
+/// Whether a number is close to one of the constants clippy's `approx_constant` knows (`PI`,
+/// `E`, `SQRT_2`, `LN_2`...), so that a literal written for it could trip the lint.
+fn near_a_constant(x: f64) -> bool {
+    use std::f64::consts::*;
+    [
+        E, FRAC_1_PI, FRAC_1_SQRT_2, FRAC_2_PI, FRAC_2_SQRT_PI, FRAC_PI_2, FRAC_PI_3, FRAC_PI_4, FRAC_PI_6,
+        FRAC_PI_8, LN_10, LN_2, LOG10_E, LOG2_E, LOG2_10, LOG10_2, PI, SQRT_2, TAU,
+    ]
+    .iter()
+    .any(|c| (x - c).abs() < c * 0.01)
 }
 
 /// Whether a type's name has two capitals in a row (`HTTPServer`, `RPC`).
