@@ -1289,13 +1289,11 @@ impl<'p> Lower<'p> {
     }
 
     /// Like [`Lower::value_of`], where the code around says that a `Value` is wanted (an
-    /// element of a `Vec<Value>`, sequence data): a typed value is converted with `.into()`
-    /// (but a Number made of literals alone, whose Rust type only `Value::Number` fixes).
+    /// element of a `Vec<Value>` or an array, sequence data): a typed value is converted
+    /// with `.into()`.
     fn value_into(&self, c: Code) -> TokenStream {
-        let named = |ts: &TokenStream| mentions_ident(ts);
         match c.repr {
             Repr::Dyn => c.ts,
-            Repr::Num if !named(&c.ts) => self.value_of(c),
             _ => {
                 let x = c.operand();
                 quote!(#x.into())
@@ -1304,7 +1302,7 @@ impl<'p> Lower<'p> {
     }
 
     /// The `Value` of `e` as an element of a `Vec<Value>` (see [`Lower::value_into`]).
-    fn element(&mut self, e: &TExpr) -> TokenStream {
+    pub(super) fn element(&mut self, e: &TExpr) -> TokenStream {
         match &e.kind {
             TExprKind::Text(t) => quote!(#t.into()),
             TExprKind::Var(VarRef::SeqData(_) | VarRef::Peered(_) | VarRef::Global(_)) => self.expr(e),
@@ -1908,16 +1906,6 @@ fn leaves_early(tokens: &TokenStream) -> bool {
     })
 }
 
-/// Whether lowered code names anything (a variable, a function, a method): code that does
-/// not is made of literals alone.
-fn mentions_ident(tokens: &TokenStream) -> bool {
-    tokens.clone().into_iter().any(|t| match t {
-        proc_macro2::TokenTree::Ident(_) => true,
-        proc_macro2::TokenTree::Group(g) => mentions_ident(&g.stream()),
-        proc_macro2::TokenTree::Punct(_) | proc_macro2::TokenTree::Literal(_) => false,
-    })
-}
-
 /// Whether a statement list holds a `return`, `break` or `continue` anywhere.
 fn has_jump(stmts: &[TStmt]) -> bool {
     struct Jumps(bool);
@@ -2042,6 +2030,16 @@ fn default_in(
             quote!(#rt::Value::External(#rt::ExtCell::new(#value)))
         }
         _ => quote!(#rt::Value::Nothing),
+    }
+}
+
+/// The starting value of `ty` where a `Value` is wanted (see [`Lower::value_into`]).
+pub(super) fn start_value(protocol: &Protocol, struct_names: &[Ident], ty: &Ty) -> TokenStream {
+    match ty {
+        Ty::Number => quote!(0.0.into()),
+        Ty::Text => quote!("".into()),
+        Ty::Bool => quote!(false.into()),
+        _ => default_value(protocol, struct_names, ty),
     }
 }
 

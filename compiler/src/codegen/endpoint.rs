@@ -11,7 +11,7 @@
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
-use super::body::{BodyKind, Lower, default_value, kind_of, number, rt, waits as body_waits};
+use super::body::{BodyKind, Lower, default_value, kind_of, number, rt, start_value, waits as body_waits};
 use super::{Gen, mentions};
 use crate::ir::{EndpointId, Function, FunctionId, Sequence, TExpr, TExprKind};
 
@@ -38,7 +38,7 @@ impl Gen<'_> {
         quote! {
             #[doc = #doc]
             pub mod #module {
-                use waldo::__rt as rt;
+                use waldo::{Result, __rt as rt};
 
                 #api
                 #code
@@ -398,15 +398,28 @@ impl Gen<'_> {
         .with_structs(&self.structs);
         // The sequence's returns and declarations get their starting values where it
         // starts (they arrive as Nothing).
+        // Those that start with a literal or their type's starting value, from the first, go
+        // in one `rt::ops::fill`; the others in order after them.
         let mut inits = TokenStream::new();
         if b == 0 {
+            let mut fill = Vec::new();
             for (i, v) in seq.data.iter().enumerate().skip(seq.params) {
-                let x = match &v.init {
-                    Some(init) => lower.expr(init),
-                    None => default_value(self.p, &self.structs, &v.ty),
+                let (x, literal) = match &v.init {
+                    Some(init) => (lower.element(init), literal(init).is_some()),
+                    None => (start_value(self.p, &self.structs, &v.ty), true),
                 };
-                inits.extend(quote!(data[#i] = #x;));
+                if literal && fill.len() == i - seq.params {
+                    fill.push(x);
+                } else {
+                    inits.extend(quote!(data[#i] = #x;));
+                }
             }
+            let first = seq.params;
+            inits = match fill.as_slice() {
+                [] => inits,
+                [x] => quote!(data[#first] = #x; #inits),
+                _ => quote!(#rt::ops::fill(data, #first, [#(#fill),*]); #inits),
+            };
         }
         let hoisted = lower.hoisted();
         let body = lower.tail(&block.body, quote!(Ok(())));

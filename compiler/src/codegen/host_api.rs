@@ -170,7 +170,7 @@ impl Gen<'_> {
             let doc = format!(" `{}`, as one transaction.", self.signature(f));
             methods.extend(quote! {
                 #[doc = #doc]
-                pub async fn #method #generics(&self, #(#decls),*) -> waldo::Result<#ret_ty> {
+                pub async fn #method #generics(&self, #(#decls),*) -> Result<#ret_ty> {
                     self.handle.#call(#index, Vec::from([#(#values),*])).await
                 }
             });
@@ -205,14 +205,14 @@ impl Gen<'_> {
                 }
 
                 #[doc = #alone_doc]
-                pub async fn without_partner #generics(#(#decls),*) -> waldo::Result<Self> {
+                pub async fn without_partner #generics(#(#decls),*) -> Result<Self> {
                     #rt::create(Vec::from([#(#values),*])).await
                 }
             }
         } else {
             quote! {
                 /// Creates the endpoint: its initializers, then `onCreate`.
-                pub async fn new #generics(#(#decls),*) -> waldo::Result<Self> {
+                pub async fn new #generics(#(#decls),*) -> Result<Self> {
                     #rt::create(Vec::from([#(#values),*])).await
                 }
             }

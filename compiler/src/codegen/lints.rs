@@ -203,8 +203,25 @@ impl VisitMut for Scan {
 fn near_a_constant(x: f64) -> bool {
     use std::f64::consts::*;
     [
-        E, FRAC_1_PI, FRAC_1_SQRT_2, FRAC_2_PI, FRAC_2_SQRT_PI, FRAC_PI_2, FRAC_PI_3, FRAC_PI_4, FRAC_PI_6,
-        FRAC_PI_8, LN_10, LN_2, LOG10_E, LOG2_E, LOG2_10, LOG10_2, PI, SQRT_2, TAU,
+        E,
+        FRAC_1_PI,
+        FRAC_1_SQRT_2,
+        FRAC_2_PI,
+        FRAC_2_SQRT_PI,
+        FRAC_PI_2,
+        FRAC_PI_3,
+        FRAC_PI_4,
+        FRAC_PI_6,
+        FRAC_PI_8,
+        LN_10,
+        LN_2,
+        LOG10_E,
+        LOG2_E,
+        LOG2_10,
+        LOG10_2,
+        PI,
+        SQRT_2,
+        TAU,
     ]
     .iter()
     .any(|c| (x - c).abs() < c * 0.01)

@@ -68,7 +68,7 @@ impl Gen<'_> {
                 /// Takes the next partner that completed the handshake, runs this side's
                 /// `onCreate` with the arguments given, and returns the endpoint once both
                 /// sides are ready.
-                pub async fn accept #generics(&self, #(#decls),*) -> waldo::Result<#handle> {
+                pub async fn accept #generics(&self, #(#decls),*) -> Result<#handle> {
                     self.listener.accept_args(Vec::from([#(#values),*])).await
                 }
             }

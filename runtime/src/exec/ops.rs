@@ -721,6 +721,14 @@ pub fn first_text(values: Vec<Value>) -> Result<Text, Exception> {
     Text::from_value(first(values))
 }
 
+/// Gives sequence data its starting values: `values` into `data` from index `at` (the
+/// first block of a sequence, for its returns and declarations).
+pub fn fill<const N: usize>(data: &mut [Value], at: usize, values: [Value; N]) {
+    for (slot, value) in data[at..].iter_mut().zip(values) {
+        *slot = value;
+    }
+}
+
 /// Runs the body of a `try` that cannot wait, to its outcome (see `Tx::caught`).
 pub fn attempt(body: impl FnOnce() -> Flow<()>) -> Flow<()> {
     body()
@@ -735,6 +743,21 @@ pub fn arg<T: Typed>(args: &mut std::vec::IntoIter<Value>) -> Result<T, Exceptio
 mod tests {
     use super::*;
     use crate::core::error::Raise;
+
+    #[test]
+    fn fill_gives_the_data_after_the_parameters_their_starting_values() {
+        let mut data = vec![Value::Number(7.0), Value::Nothing, Value::Nothing, Value::Nothing];
+        fill(&mut data, 1, [Value::Number(0.0), Value::text("")]);
+        assert_eq!(data[0].as_number().ok(), Some(7.0));
+        assert_eq!(data[1].as_number().ok(), Some(0.0));
+        assert_eq!(data[2].as_str().ok(), Some(""));
+        assert!(matches!(data[3], Value::Nothing), "values past the array stay");
+        // The typed first value of a call, and its kind checked.
+        assert_eq!(first_number(vec![Value::Number(2.0), Value::Bool(true)]).ok(), Some(2.0));
+        assert_eq!(first_text(vec![Value::text("a")]).ok().as_deref(), Some("a"));
+        assert!(first_bool(vec![Value::Number(1.0)]).is_err(), "a Number is not a TrueFalse");
+        assert!(first_number(vec![]).is_err(), "no value is Nothing, not a Number");
+    }
 
     #[test]
     fn dynamic_results_are_checked_for_number_and_kind() {
