@@ -129,7 +129,10 @@ fn bodies_that_cannot_wait_are_plain_functions() {
     // future itself.
     assert!(entry("selfWait").contains("rt::Function::new("), "{}", entry("selfWait"));
     assert!(code.contains("fn f_self_wait<'a>("), "{code}");
-    assert!(code.contains("async fn f_reads("), "{code}");
+    // One that takes no arguments is called without them.
+    assert!(code.contains("async fn f_reads(ep: &rt::Ep, tx: &rt::Tx) -> rt::Returns"), "{code}");
+    assert!(code.contains("rt::function!(\"reads\", f_reads)"), "{code}");
+    assert!(code.contains("f_reads(ep, tx).await?"), "{code}");
     // The plain callee is called without an await; the block that only touches its data is
     // plain too, the one that reads a shared variable is not.
     assert!(code.contains("f_pure(ep, tx, Vec::from([v_x.into()]))?"), "{code}");

@@ -118,12 +118,16 @@ macro_rules! __call {
 }
 
 /// The table entry of public function `name` taking parameters of `kinds`, whose body is an
-/// `async fn` (generated code: `rt::function!("transfer", [Text, Number], f_transfer)`).
+/// `async fn` (generated code: `rt::function!("transfer", [Text, Number], f_transfer)`;
+/// `rt::function!("total", f_total)` for one that takes no arguments).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __function {
     ($name:literal, [$($kind:ident),*], $body:path) => {
         $crate::__rt::Function::new($name, &[$($crate::__rt::Kind::$kind),*], $crate::__call!($body))
+    };
+    ($name:literal, $body:path) => {
+        $crate::__rt::Function::new($name, &[], |ep, tx, _| ::std::boxed::Box::pin($body(ep, tx)))
     };
 }
 

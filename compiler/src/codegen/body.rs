@@ -126,6 +126,8 @@ pub(super) struct Lower<'p> {
     /// The Rust names of the protocol's structs (whose `rt::Fresh` makes their starting
     /// values); empty: starting values are written out.
     struct_names: &'p [Ident],
+    /// The functions that wait and take no arguments (called as `f(ep, tx)`).
+    fn_bare: &'p [bool],
 }
 
 /// How a body uses its locals, to declare each one where Rust wants it: in place with `let`
@@ -399,7 +401,14 @@ impl<'p> Lower<'p> {
             frames: Vec::new(),
             fresh: 0,
             struct_names: &[],
+            fn_bare: &[],
         }
+    }
+
+    /// Calls the functions marked in `bare` without arguments.
+    pub(super) fn with_bare(mut self, bare: &'p [bool]) -> Self {
+        self.fn_bare = bare;
+        self
     }
 
     /// Uses the protocol's structs, named `struct_names`, for their starting values.
@@ -1768,7 +1777,9 @@ impl<'p> Lower<'p> {
                 let name = &self.fn_names[f.index()];
                 let a = self.args(args);
                 self.called.push(*f);
-                if self.fn_waits.get(f.index()).copied().unwrap_or(true) {
+                if self.fn_bare.get(f.index()).copied().unwrap_or(false) {
+                    quote!(#name(ep, tx).await?)
+                } else if self.fn_waits.get(f.index()).copied().unwrap_or(true) {
                     quote!(#name(ep, tx, Vec::from([#(#a),*])).await?)
                 } else {
                     quote!(#name(ep, tx, Vec::from([#(#a),*]))?)
@@ -1778,7 +1789,7 @@ impl<'p> Lower<'p> {
                 let returns = self.protocol.sequences[*s].returns;
                 let a = self.args(args);
                 let s = s.index() as u32;
-                quote!(ep.sequence(tx, #s, Vec::from([#(#a),*]), #returns).await?)
+                quote!(ep.sequence(tx, #s, [#(#a),*], #returns).await?)
             }
             Callee::Value(f) => {
                 let f = self.r(f);

@@ -21,6 +21,12 @@ impl Gen<'_> {
         let module = &self.modules[e.index()];
         let reachable = self.reachable(e);
         let (waits, mut lowered, recursive) = self.waits(e, &reachable);
+        // A function that waits, does not call itself and takes no parameters is called
+        // without the (empty) arguments.
+        let bare = (0..ep.functions.len())
+            .map(|f| waits[f] && !recursive[f] && ep.functions[FunctionId(f)].params == 0)
+            .collect();
+        let waits = Waits { waits, bare };
         let functions: TokenStream = reachable
             .iter()
             .map(|&f| {
@@ -32,7 +38,7 @@ impl Gen<'_> {
         let on_create = if self.has_on_create(e) { self.on_create(e, &waits) } else { quote!() };
         let init_peered = if self.has_init_peered() { self.init_peered(e, &waits) } else { quote!() };
         let (blocks, block_waits) = if self.pair() { self.blocks(e, &waits) } else { (quote!(), Vec::new()) };
-        let code = self.code_table(e, &waits, &recursive, &block_waits);
+        let code = self.code_table(e, &waits.waits, &recursive, &block_waits);
         let api = self.api(e);
         let doc = format!(" The `{}` endpoint of protocol `{}`.", ep.name, self.p.name);
         quote! {
@@ -89,7 +95,7 @@ impl Gen<'_> {
     fn waits(&self, e: EndpointId, reachable: &[FunctionId]) -> (Vec<bool>, Vec<Option<Lowered>>, Vec<bool>) {
         let ep = &self.p.endpoints[e];
         let n = ep.functions.len();
-        let none = vec![false; n];
+        let none = Waits { waits: vec![false; n], bare: vec![false; n] };
         let mut waits = vec![false; n];
         let mut lowered: Vec<Option<Lowered>> = (0..n).map(|_| None).collect();
         let mut calls: Vec<Vec<FunctionId>> = vec![Vec::new(); n];
@@ -197,6 +203,7 @@ impl Gen<'_> {
                     func.locals[..func.params].iter().map(|v| kind_of(&v.ty)).collect();
                 match (waits[f.index()], recursive[f.index()]) {
                     (false, _) => quote!(#rt::Function::now(#name, &[#(#rt::Kind::#kinds),*], #run)),
+                    (true, false) if func.params == 0 => quote!(#rt::function!(#name, #run)),
                     (true, false) => quote!(#rt::function!(#name, [#(#kinds),*], #run)),
                     (true, true) => quote!(#rt::Function::new(#name, &[#(#rt::Kind::#kinds),*], #run)),
                 }
@@ -240,7 +247,7 @@ impl Gen<'_> {
         e: EndpointId,
         f: &Function,
         name: &Ident,
-        waits: &[bool],
+        waits: &Waits,
         recursive: bool,
         body: Option<Lowered>,
     ) -> TokenStream {
@@ -259,9 +266,10 @@ impl Gen<'_> {
             };
         }
         if !recursive {
+            let args = if f.params == 0 { quote!() } else { quote!(, #args_param: #rt::Args) };
             return quote! {
                 #[doc = #doc]
-                async fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #args_param: #rt::Args) -> #rt::Returns {
+                async fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx #args) -> #rt::Returns {
                     #code
                 }
             };
@@ -282,19 +290,20 @@ impl Gen<'_> {
         &self,
         e: EndpointId,
         f: &Function,
-        waits: &[bool],
+        waits: &Waits,
         before: impl FnOnce(&mut Lower<'_>) -> TokenStream,
     ) -> (Lowered, Vec<FunctionId>) {
         let mut lower = Lower::new(
             self.p,
             &self.functions[e.index()],
-            waits,
+            &waits.waits,
             BodyKind::Function,
             &f.locals,
             &f.body,
             f.params,
         )
-        .with_structs(&self.structs);
+        .with_structs(&self.structs)
+        .with_bare(&waits.bare);
         let params = if f.params > 0 { lower.params(f.params) } else { TokenStream::new() };
         let first = before(&mut lower);
         let hoisted = lower.hoisted();
@@ -306,7 +315,7 @@ impl Gen<'_> {
     }
 
     /// `onCreate`: the globals' initializers in order, then the body.
-    fn on_create(&self, e: EndpointId, waits: &[bool]) -> TokenStream {
+    fn on_create(&self, e: EndpointId, waits: &Waits) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
         let peered = self.p.peered.len();
@@ -341,11 +350,12 @@ impl Gen<'_> {
     }
 
     /// The peered variables' initializers (run on each replica before it is connected).
-    fn init_peered(&self, e: EndpointId, waits: &[bool]) -> TokenStream {
+    fn init_peered(&self, e: EndpointId, waits: &Waits) -> TokenStream {
         let rt = rt();
         let mut lower =
-            Lower::new(self.p, &self.functions[e.index()], waits, BodyKind::Function, &[], &[], 0)
-                .with_structs(&self.structs);
+            Lower::new(self.p, &self.functions[e.index()], &waits.waits, BodyKind::Function, &[], &[], 0)
+                .with_structs(&self.structs)
+                .with_bare(&waits.bare);
         let mut code = TokenStream::new();
         for (i, v) in self.p.peered.iter().enumerate().skip(self.peered_folded()) {
             if let Some(init) = &v.var.init {
@@ -365,7 +375,7 @@ impl Gen<'_> {
 
     /// The blocks this endpoint runs, and which of them may wait (in the order of
     /// `self.blocks`).
-    fn blocks(&self, e: EndpointId, waits: &[bool]) -> (TokenStream, Vec<bool>) {
+    fn blocks(&self, e: EndpointId, waits: &Waits) -> (TokenStream, Vec<bool>) {
         let mut fns = TokenStream::new();
         let mut block_waits = Vec::new();
         for ((s, b), name) in &self.blocks[e.index()] {
@@ -382,20 +392,21 @@ impl Gen<'_> {
         seq: &Sequence,
         b: usize,
         name: &Ident,
-        waits: &[bool],
+        waits: &Waits,
     ) -> (TokenStream, bool) {
         let rt = rt();
         let block = &seq.blocks[b];
         let mut lower = Lower::new(
             self.p,
             &self.functions[e.index()],
-            waits,
+            &waits.waits,
             BodyKind::Block,
             &block.locals,
             &block.body,
             0,
         )
-        .with_structs(&self.structs);
+        .with_structs(&self.structs)
+        .with_bare(&waits.bare);
         // The sequence's returns and declarations get their starting values where it
         // starts (they arrive as Nothing).
         // Those that start with a literal or their type's starting value, from the first, go
@@ -447,6 +458,13 @@ impl Gen<'_> {
         };
         (item, true)
     }
+}
+
+/// Which functions of an endpoint may wait, and which of those are called without arguments
+/// (`async fn f(ep, tx)`: they take none and do not call themselves).
+struct Waits {
+    waits: Vec<bool>,
+    bare: Vec<bool>,
 }
 
 /// Whether function `f` calls itself, directly or through the functions it calls (`calls`:

@@ -192,8 +192,22 @@ impl Ep {
     }
 
     /// Runs sequence `seq` in `tx` with `args`, started here (see [`Link::sequence`]).
-    pub async fn sequence(&self, tx: &Tx, seq: u32, args: Vec<Value>, returns: usize) -> Flow<Vec<Value>> {
-        self.link()?.sequence(tx, seq, args, returns).await
+    pub async fn sequence<const N: usize>(
+        &self,
+        tx: &Tx,
+        seq: u32,
+        args: [Value; N],
+        returns: usize,
+    ) -> Flow<Vec<Value>> {
+        // The data gets room for the sequence's every value at once.
+        let locals = self
+            .code
+            .pair
+            .and_then(|(spec, _)| spec.sequences.get(seq as usize))
+            .map_or(N, |s| s.locals as usize);
+        let mut data = Vec::with_capacity(locals.max(N));
+        data.extend(args);
+        self.link()?.sequence(tx, seq, data, returns).await
     }
 
     /// The value of variable `slot` in `tx`.
