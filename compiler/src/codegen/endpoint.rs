@@ -11,8 +11,8 @@
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
-use super::body::{BodyKind, Lower, default_value, kind_of, number, rt, start_value, waits as body_waits};
-use super::{Gen, mentions};
+use super::Gen;
+use super::body::{BodyKind, Lower, default_value, kind_of, number, rt, start_value};
 use crate::ir::{EndpointId, Function, FunctionId, Sequence, TExpr, TExprKind};
 
 impl Gen<'_> {
@@ -101,7 +101,7 @@ impl Gen<'_> {
         let mut calls: Vec<Vec<FunctionId>> = vec![Vec::new(); n];
         for &f in reachable {
             let (body, called) = self.function_body(e, &ep.functions[f], &none, |_| TokenStream::new());
-            waits[f.index()] = body_waits(&body.3);
+            waits[f.index()] = body.waits;
             calls[f.index()] = called;
             lowered[f.index()] = Some(body);
         }
@@ -252,12 +252,12 @@ impl Gen<'_> {
         body: Option<Lowered>,
     ) -> TokenStream {
         let rt = rt();
-        let (ep, tx, args_param, code) = match body {
+        let Lowered { ep, tx, args: args_param, code, waits: body_waits } = match body {
             Some(body) => body,
             None => self.function_body(e, f, waits, |_| TokenStream::new()).0,
         };
         let doc = format!(" `{}`", self.signature(f));
-        if !body_waits(&code) {
+        if !body_waits {
             return quote! {
                 #[doc = #doc]
                 fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #args_param: #rt::Args) -> #rt::Returns {
@@ -310,8 +310,9 @@ impl Gen<'_> {
         let body = lower.tail(&f.body, quote!(Ok(Vec::new())));
         let args_param = if f.params > 0 { quote!(args) } else { quote!(_args) };
         let code = quote!(#params #first #hoisted #body);
-        let (ep, tx) = used_names(&code);
-        ((ep, tx, args_param, code), lower.called)
+        let facts = facts(&code);
+        let (ep, tx) = used_names(facts);
+        (Lowered { ep, tx, args: args_param, code, waits: facts.waits }, lower.called)
     }
 
     /// `onCreate`: the globals' initializers in order, then the body.
@@ -330,17 +331,18 @@ impl Gen<'_> {
         };
         let f = ep.on_create.as_ref().unwrap_or(&empty);
         let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
-        let ((ep_name, tx, args_param, code), _) = self.function_body(e, f, waits, |lower| {
-            let mut inits = TokenStream::new();
-            for (i, g) in ep.globals.iter().enumerate().skip(folded) {
-                if let Some(init) = &g.init {
-                    let v = lower.expr(init);
-                    let slot = peered + i;
-                    inits.extend(quote!(tx.write(&ep.core, #slot, #v).await?;));
+        let (Lowered { ep: ep_name, tx, args: args_param, code, .. }, _) =
+            self.function_body(e, f, waits, |lower| {
+                let mut inits = TokenStream::new();
+                for (i, g) in ep.globals.iter().enumerate().skip(folded) {
+                    if let Some(init) = &g.init {
+                        let v = lower.expr(init);
+                        let slot = peered + i;
+                        inits.extend(quote!(tx.write(&ep.core, #slot, #v).await?;));
+                    }
                 }
-            }
-            inits
-        });
+                inits
+            });
         quote! {
             /// The globals' initializers, then `onCreate`.
             async fn on_create(#ep_name: &#rt::Ep, #tx: &#rt::Tx, #args_param: #rt::Args) -> #rt::Returns {
@@ -363,7 +365,7 @@ impl Gen<'_> {
                 code.extend(quote!(tx.write_initial(&ep.core, #i, #x).await?;));
             }
         }
-        let (ep, tx) = used_names(&code);
+        let (ep, tx) = used_names(facts(&code));
         quote! {
             /// The peered variables' initializers.
             async fn init_peered(#ep: &#rt::Ep, #tx: &#rt::Tx, _args: #rt::Args) -> #rt::Returns {
@@ -435,13 +437,14 @@ impl Gen<'_> {
         let hoisted = lower.hoisted();
         let body = lower.tail(&block.body, quote!(Ok(())));
         let code = quote!(#inits #hoisted #body);
-        let (ep, tx) = used_names(&code);
-        let data = if mentions(&code, "data") { quote!(data) } else { quote!(_data) };
+        let facts = facts(&code);
+        let (ep, tx) = used_names(facts);
+        let data = if facts.data { quote!(data) } else { quote!(_data) };
         let doc = format!(
             " Block `{}.{}` of sequence `{}`.",
             self.p.endpoints[block.endpoint].name, block.name, seq.name
         );
-        if !body_waits(&code) {
+        if !facts.waits {
             let item = quote! {
                 #[doc = #doc]
                 fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #data: #rt::Data<'_>) -> #rt::Flow<()> {
@@ -484,7 +487,14 @@ fn reaches(calls: &[Vec<FunctionId>], f: FunctionId) -> bool {
 }
 
 /// A lowered function body: the names of its `ep`, `tx` and `args` parameters, and its code.
-type Lowered = (TokenStream, TokenStream, TokenStream, TokenStream);
+struct Lowered {
+    ep: TokenStream,
+    tx: TokenStream,
+    args: TokenStream,
+    code: TokenStream,
+    /// Whether the code waits (has an `.await`).
+    waits: bool,
+}
 
 /// How many of the variables with `inits`, from the first, have a literal initializer or none.
 fn literal_prefix<'a>(inits: impl Iterator<Item = Option<&'a TExpr>>) -> usize {
@@ -504,8 +514,43 @@ fn literal(x: &TExpr) -> Option<TokenStream> {
 
 /// The names to give a body's `ep` and `tx` parameters: `_`-prefixed when the body does not
 /// use them.
-fn used_names(code: &TokenStream) -> (TokenStream, TokenStream) {
-    let ep = if mentions(code, "ep") { quote!(ep) } else { quote!(_ep) };
-    let tx = if mentions(code, "tx") { quote!(tx) } else { quote!(_tx) };
+fn used_names(facts: Facts) -> (TokenStream, TokenStream) {
+    let ep = if facts.ep { quote!(ep) } else { quote!(_ep) };
+    let tx = if facts.tx { quote!(tx) } else { quote!(_tx) };
     (ep, tx)
+}
+
+/// What a body's lowered code uses, found in one pass over its tokens (each pass copies
+/// them).
+#[derive(Clone, Copy, Default)]
+struct Facts {
+    ep: bool,
+    tx: bool,
+    data: bool,
+    waits: bool,
+}
+
+fn facts(code: &TokenStream) -> Facts {
+    fn scan(tokens: &TokenStream, f: &mut Facts) {
+        for t in tokens.clone() {
+            match t {
+                proc_macro2::TokenTree::Ident(i) => {
+                    if i == "ep" {
+                        f.ep = true;
+                    } else if i == "tx" {
+                        f.tx = true;
+                    } else if i == "data" {
+                        f.data = true;
+                    } else if i == "await" || i == "async" {
+                        f.waits = true;
+                    }
+                }
+                proc_macro2::TokenTree::Group(g) => scan(&g.stream(), f),
+                proc_macro2::TokenTree::Punct(_) | proc_macro2::TokenTree::Literal(_) => {}
+            }
+        }
+    }
+    let mut f = Facts::default();
+    scan(code, &mut f);
+    f
 }
