@@ -31,8 +31,9 @@ pub(crate) struct LockState<H> {
     writer: Option<Arc<H>>,
     readers: Vec<Arc<H>>,
     waiters: Vec<Waker>,
-    /// The oldest transaction waiting to write: younger readers queue behind it, so a stream
-    /// of young readers cannot starve an old writer.
+    /// The oldest transaction waiting to write: younger readers and writers queue behind it,
+    /// so a stream of young transactions cannot starve an old writer, and a writer woken by a
+    /// release is not overtaken by one that asked later.
     waiting_writer: Option<Arc<H>>,
 }
 
@@ -49,8 +50,8 @@ pub(crate) enum Grant<H> {
     Granted(bool),
     /// Held by others in a conflicting mode.
     Conflict(Vec<Arc<H>>),
-    /// Free to read, but an older transaction waits to write it: the reader queues behind
-    /// that writer. The writer may end without ever holding the item (wounded elsewhere,
+    /// Free, but an older transaction waits to write it: the requester (a reader, or a
+    /// younger writer) queues behind that writer, so the item is served in age order. The writer may end without ever holding the item (wounded elsewhere,
     /// past its deadline), and then no release wakes the reader: it must also be woken
     /// when the writer finishes.
     Behind(Arc<H>),
@@ -102,6 +103,16 @@ impl<H: Holder> LockState<H> {
                     }
                     return Grant::Conflict(vec![w.clone()]);
                 }
+                // Free, but an older writer is waiting for it (woken by the last release, not yet
+                // run): the item goes to it, in age order, rather than to whoever asks first.
+                if !held_before
+                    && let Some(w) = &self.waiting_writer
+                    && !is_me(w)
+                    && w.priority() < tx.priority()
+                    && self.readers.is_empty()
+                {
+                    return Grant::Behind(w.clone());
+                }
                 let others: Vec<Arc<H>> = self.readers.iter().filter(|r| !is_me(r)).cloned().collect();
                 if !others.is_empty() {
                     if self.waiting_writer.as_ref().is_none_or(|w| tx.priority() < w.priority()) {
@@ -138,5 +149,62 @@ impl<H: Holder> LockState<H> {
         }
         self.readers.retain(|r| !Arc::ptr_eq(r, tx));
         std::mem::take(&mut self.waiters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::{Grant, Holder, LockState, Mode};
+
+    struct T(u64, AtomicBool);
+
+    impl Holder for T {
+        type Priority = u64;
+        fn is_live(&self) -> bool {
+            !self.1.load(Ordering::SeqCst)
+        }
+        fn priority(&self) -> u64 {
+            self.0
+        }
+    }
+
+    fn tx(age: u64) -> Arc<T> {
+        Arc::new(T(age, AtomicBool::new(false)))
+    }
+
+    #[test]
+    fn a_released_item_goes_to_the_oldest_waiting_writer_not_to_the_first_to_ask() {
+        let (holder, old, young) = (tx(5), tx(1), tx(9));
+        let mut lock = LockState::default();
+        assert!(matches!(lock.try_acquire(&holder, Mode::Write), Grant::Granted(true)));
+        // The older writer finds it held and waits; the holder commits and releases.
+        assert!(matches!(lock.try_acquire(&old, Mode::Write), Grant::Conflict(h) if h[0].0 == 5));
+        lock.release(&holder);
+        holder.1.store(true, Ordering::SeqCst);
+        // A younger writer (or reader) asking before the woken one runs queues behind it.
+        assert!(matches!(lock.try_acquire(&young, Mode::Write), Grant::Behind(w) if w.0 == 1));
+        assert!(matches!(lock.try_acquire(&young, Mode::Read), Grant::Behind(w) if w.0 == 1));
+        assert!(matches!(lock.try_acquire(&old, Mode::Write), Grant::Granted(true)));
+        lock.release(&old);
+        old.1.store(true, Ordering::SeqCst);
+        assert!(matches!(lock.try_acquire(&young, Mode::Write), Grant::Granted(true)));
+    }
+
+    #[test]
+    fn an_older_writer_than_the_waiting_one_is_not_held_back() {
+        let (holder, waiting, older) = (tx(5), tx(3), tx(1));
+        let mut lock = LockState::default();
+        assert!(matches!(lock.try_acquire(&holder, Mode::Write), Grant::Granted(true)));
+        assert!(matches!(lock.try_acquire(&waiting, Mode::Write), Grant::Conflict(_)));
+        lock.release(&holder);
+        assert!(matches!(lock.try_acquire(&older, Mode::Write), Grant::Granted(true)));
+        // A waiting writer that ended without ever holding the item holds nobody back.
+        lock.release(&older);
+        waiting.1.store(true, Ordering::SeqCst);
+        let young = tx(9);
+        assert!(matches!(lock.try_acquire(&young, Mode::Write), Grant::Granted(true)));
     }
 }

@@ -1,8 +1,9 @@
 //! Running a host call as a transaction: attempts, retries with backoff, deadlines.
 //!
 //! An attempt that is wounded (an older transaction needed what it held) is undone and run
-//! again with its original priority, after a pause drawn uniformly from zero to an
-//! exponentially growing bound ("full jitter"). The call gives up at its deadline (timeout)
+//! again with its original priority: at once for the first retries (its age puts it ahead of
+//! younger transactions at every lock it waits for), then after a pause drawn uniformly from
+//! zero to an exponentially growing bound ("full jitter"). The call gives up at its deadline (timeout)
 //! or after its attempt limit. Host functions called by the code may therefore run more than
 //! once; effects (`signal`, `print`) run once, after the attempt that commits.
 
@@ -24,7 +25,12 @@ pub struct CallOptions {
     pub deadline: Option<Duration>,
     /// Give up after this many aborted attempts.
     pub max_attempts: u32,
-    /// The first retry pauses up to this long; each further one doubles the bound.
+    /// How many retries run at once, without a pause: a retried attempt keeps its age, so
+    /// the locks it waits for go to it before any younger transaction, and a pause would
+    /// only leave them to younger ones meanwhile.
+    pub immediate_retries: u32,
+    /// The first retry after the immediate ones pauses up to this long; each further one
+    /// doubles the bound.
     pub backoff_base: Duration,
     /// The largest pause bound.
     pub backoff_cap: Duration,
@@ -35,6 +41,7 @@ impl Default for CallOptions {
         CallOptions {
             deadline: None,
             max_attempts: 10_000,
+            immediate_retries: 2,
             backoff_base: Duration::from_micros(20),
             backoff_cap: Duration::from_millis(20),
         }
@@ -51,6 +58,12 @@ impl CallOptions {
     /// These options with no deadline.
     pub fn without_deadline(mut self) -> Self {
         self.deadline = None;
+        self
+    }
+
+    /// These options with `n` retries run at once before retries start to pause.
+    pub fn with_immediate_retries(mut self, n: u32) -> Self {
+        self.immediate_retries = n;
         self
     }
 
@@ -210,7 +223,14 @@ where
                 attempts,
             );
         }
-        let bound = options.backoff_base.saturating_mul(1 << attempts.min(16)).min(options.backoff_cap);
+        if attempts <= options.immediate_retries {
+            core.stats.retry();
+            // Let the transaction that wounded this one run first.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let backoffs = attempts - options.immediate_retries;
+        let bound = options.backoff_base.saturating_mul(1 << (backoffs - 1).min(16)).min(options.backoff_cap);
         let pause = bound.mul_f64(core.clock.unit());
         if let Some(d) = deadline
             && Instant::now().checked_add(pause).is_none_or(|resume| resume >= d)

@@ -13,12 +13,16 @@ pub mod relay_campaign;
 
 /// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
 /// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process,
-/// over TCP and over mutually authenticated TLS. `setup` statements run first in each test; `left` and `right` are the
-/// endpoints' `onCreate` arguments. The conformance and semantics suites are written with it.
+/// over TCP and over mutually authenticated TLS. `threads(n)` runs them on `n` worker threads
+/// (default 2; 1 is a single-threaded runtime, where a thread the system pauses pauses every
+/// task alike, so the order tasks are served in is the runtime's alone). `setup` statements
+/// run first in each test; `left` and `right` are the endpoints' `onCreate` arguments. The
+/// conformance and semantics suites are written with it.
 #[macro_export]
 macro_rules! scenarios {
     ($(
         $name:ident: $file:ident::$proto:ident,
+        $(threads($threads:expr))?
         $(setup { $($setup:stmt;)* })?
         $(left($($arg:expr),*))?
         $(right($($rarg:expr),*))?
@@ -29,16 +33,16 @@ macro_rules! scenarios {
             use super::*;
             use $crate::$file::$proto as m;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn in_process() {
+            #[test]
+            fn in_process() { $crate::runtime(&[$($threads)?]).block_on(async {
                 $($($setup;)*)?
                 let ($l, $r) =
                     m::in_process_pair($($($arg,)*)? $($($rarg),*)?).await.expect("a pair");
                 $body
-            }
+            }) }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn over_tcp() {
+            #[test]
+            fn over_tcp() { $crate::runtime(&[$($threads)?]).block_on(async {
                 $($($setup;)*)?
                 let listener = m::Right::listen("127.0.0.1:0").await.expect("listen");
                 let ($l, $r) = tokio::try_join!(
@@ -47,10 +51,10 @@ macro_rules! scenarios {
                 )
                 .expect("a pair");
                 $body
-            }
+            }) }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn over_tls() {
+            #[test]
+            fn over_tls() { $crate::runtime(&[$($threads)?]).block_on(async {
                 $($($setup;)*)?
                 let (connecting, listening) = $crate::certs::mutual();
                 let listener =
@@ -62,9 +66,23 @@ macro_rules! scenarios {
                 .expect("a pair");
                 assert!($l.peer_identity().is_some() && $r.peer_identity().is_some(), "both sides know who the other is");
                 $body
-            }
+            }) }
         }
     )*};
+}
+
+/// The runtime of one scenario test: `threads` holds its worker count if the scenario gives
+/// one (1 is a single-threaded runtime), else 2.
+pub fn runtime(threads: &[usize]) -> tokio::runtime::Runtime {
+    let mut builder = match threads.first().copied().unwrap_or(2) {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    builder.enable_all().build().expect("a runtime")
 }
 
 /// Asserts that `result` is an application exception whose message contains `needle`.
@@ -84,7 +102,10 @@ pub const CONTENTION_LIMIT: std::time::Duration = std::time::Duration::from_secs
 /// test), and returns every value they saw, sorted. Asserts that nobody starved: every
 /// client finished all its calls within [`CONTENTION_LIMIT`], and when the first client
 /// finished, every other had made at least a tenth of its calls (a client that the others
-/// keep wounding falls behind; one that is served in turn does not).
+/// keep wounding falls behind; one that is served in turn does not). Run it in a
+/// `threads(1)` scenario: on several threads, a worker that the system pauses for a few
+/// milliseconds holds back the client it was running while the others go on, and the
+/// spread would measure the system's scheduler rather than the transactions.
 pub async fn contend<F, Fut>(clients: usize, each: usize, call: F) -> Vec<f64>
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
@@ -138,6 +159,83 @@ where
     assert!(
         least * 10 >= each,
         "starvation: when the first client finished its {each} calls, the others had made {first:?}"
+    );
+    all.sort_by(f64::total_cmp);
+    all
+}
+
+/// Two callers, `0` and `1`, each make `each` calls `call(caller)` at once, and the order in
+/// which calls start and end is recorded. Asserts age-order service: while one caller's call
+/// is in flight, the other completes at most two calls (the one it was making and, at most,
+/// one that began before the waiting call took its age); a call that waits is served next,
+/// not after a run of the other caller's. Returns every value the calls returned, sorted.
+/// Run it in a `threads(1)` scenario, for the reason given at [`contend`].
+pub async fn take_turns<F, Fut>(each: usize, call: F) -> Vec<f64>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<f64, waldo::Error>> + Send,
+{
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Copy, Debug)]
+    enum Event {
+        Start(usize),
+        End(usize),
+    }
+    let log: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let callers: Vec<_> = (0..2)
+        .map(|k| {
+            let (call, log) = (call.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::with_capacity(each);
+                for _ in 0..each {
+                    log.lock().expect("log").push(Event::Start(k));
+                    seen.push(call(k).await.expect("a contended call"));
+                    log.lock().expect("log").push(Event::End(k));
+                    tokio::task::yield_now().await;
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let joined = tokio::time::timeout(CONTENTION_LIMIT, async {
+        let mut results = Vec::new();
+        for c in callers {
+            results.push(c.await.expect("a caller"));
+        }
+        results
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!("starvation: two callers did not finish {each} calls each in {CONTENTION_LIMIT:?}")
+    });
+    for seen in joined {
+        assert_eq!(seen.len(), each, "every caller finished all its calls");
+        all.extend(seen);
+    }
+    // For each call in flight, how many calls the other caller completed meanwhile.
+    let log = log.lock().expect("log").clone();
+    let (mut in_flight, mut overtaken, mut worst) = ([false; 2], [0usize; 2], (0usize, 0usize));
+    for (at, event) in log.iter().enumerate() {
+        match *event {
+            Event::Start(k) => (in_flight[k], overtaken[k]) = (true, 0),
+            Event::End(k) => {
+                in_flight[k] = false;
+                let other = 1 - k;
+                if in_flight[other] {
+                    overtaken[other] += 1;
+                    if overtaken[other] > worst.0 {
+                        worst = (overtaken[other], at);
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        worst.0 <= 2,
+        "not served in age order: a waiting call saw the other caller complete {} calls; events around it: {:?}",
+        worst.0,
+        &log[worst.1.saturating_sub(12)..(worst.1 + 2).min(log.len())]
     );
     all.sort_by(f64::total_cmp);
     all

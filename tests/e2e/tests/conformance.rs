@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use waldo::Error;
 
-use waldo_e2e::{app_error, contend, scenarios};
+use waldo_e2e::{app_error, contend, scenarios, take_turns};
 
 scenarios! {
     // ------------------------------------------------------------ values and control flow
@@ -254,6 +254,7 @@ scenarios! {
     }
 
     contention_from_both_sides_commits_each_increment_once: corpus_conf_calls::conf_calls,
+        threads(1)
         left(|x: f64| x, |_s: String| ())
         |l, r| {
         const EACH: usize = 150;
@@ -269,6 +270,41 @@ scenarios! {
         assert_eq!(all, expected, "each increment saw a distinct count: serializable, exactly once");
         assert_eq!(l.count().await.expect("count"), (4 * EACH) as f64);
         assert_eq!(r.count().await.expect("count"), (4 * EACH) as f64);
+    }
+
+    two_callers_on_one_endpoint_take_turns: corpus_conf_calls::conf_calls,
+        threads(1)
+        left(|x: f64| x, |_s: String| ())
+        |l, _r| {
+        const EACH: usize = 200;
+        let all = take_turns(EACH, {
+            let l = l.clone();
+            move |_| {
+                let l = l.clone();
+                async move { l.inc().await }
+            }
+        })
+        .await;
+        let expected: Vec<f64> = (1..=2 * EACH).map(|n| n as f64).collect();
+        assert_eq!(all, expected, "each increment saw a distinct count");
+    }
+
+    one_caller_on_each_side_take_turns: corpus_conf_calls::conf_calls,
+        threads(1)
+        left(|x: f64| x, |_s: String| ())
+        |l, r| {
+        const EACH: usize = 200;
+        let all = take_turns(EACH, {
+            let (l, r) = (l.clone(), r.clone());
+            move |k| {
+                let (l, r) = (l.clone(), r.clone());
+                async move { if k == 0 { l.inc().await } else { r.inc().await } }
+            }
+        })
+        .await;
+        let expected: Vec<f64> = (1..=2 * EACH).map(|n| n as f64).collect();
+        assert_eq!(all, expected, "each increment saw a distinct count");
+        assert_eq!(r.count().await.expect("count"), (2 * EACH) as f64);
     }
 
     // ------------------------------------------------------------ effects, failing host functions, Externals

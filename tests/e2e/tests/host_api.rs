@@ -1401,10 +1401,12 @@ fn every_option_has_a_builder() {
     let call = CallOptions::default()
         .with_deadline(Duration::from_secs(3))
         .with_max_attempts(7)
+        .with_immediate_retries(0)
         .with_backoff_base(Duration::from_micros(5))
         .with_backoff_cap(Duration::from_millis(9));
     assert_eq!(call.deadline, Some(Duration::from_secs(3)));
     assert_eq!(call.max_attempts, 7);
+    assert_eq!(call.immediate_retries, 0);
     assert_eq!(call.backoff_base, Duration::from_micros(5));
     assert_eq!(call.backoff_cap, Duration::from_millis(9));
     assert_eq!(call.without_deadline().deadline, None);

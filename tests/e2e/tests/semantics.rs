@@ -342,6 +342,7 @@ scenarios! {
     }
 
     signals_are_delivered_once_in_commit_order_under_contention: corpus_sem_effects::sem_effects,
+        threads(1)
         setup { let h = Host::new(); }
         left(h.note(), h.sig(), h.ext.clone(), h.extl.clone())
         |l, r| {
