@@ -98,6 +98,20 @@ pub fn app_error(result: Result<impl std::fmt::Debug, waldo::Error>, needle: &st
 /// How long a contention test may take before it counts as starved.
 pub const CONTENTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// What every task returned, if they all ended within [`CONTENTION_LIMIT`].
+async fn within_limit<T>(
+    tasks: Vec<tokio::task::JoinHandle<T>>,
+) -> Result<Vec<T>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(CONTENTION_LIMIT, async {
+        let mut results = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            results.push(t.await.expect("a contending task"));
+        }
+        results
+    })
+    .await
+}
+
 /// Runs `clients` tasks that each make `each` calls `call(client)` at once (a contention
 /// test), and returns every value they saw, sorted. Asserts that nobody starved: every
 /// client finished all its calls within [`CONTENTION_LIMIT`], and when the first client
@@ -136,14 +150,7 @@ where
         })
         .collect();
     let mut all = Vec::new();
-    let joined = tokio::time::timeout(CONTENTION_LIMIT, async {
-        let mut results = Vec::new();
-        for t in tasks {
-            results.push(t.await.expect("a client"));
-        }
-        results
-    })
-    .await;
+    let joined = within_limit(tasks).await;
     let progress: Vec<usize> = done.iter().map(|d| d.load(Ordering::SeqCst)).collect();
     let Ok(results) = joined else {
         panic!(
@@ -198,15 +205,7 @@ where
         })
         .collect();
     let mut all = Vec::new();
-    let joined = tokio::time::timeout(CONTENTION_LIMIT, async {
-        let mut results = Vec::new();
-        for c in callers {
-            results.push(c.await.expect("a caller"));
-        }
-        results
-    })
-    .await
-    .unwrap_or_else(|_| {
+    let joined = within_limit(callers).await.unwrap_or_else(|_| {
         panic!("starvation: two callers did not finish {each} calls each in {CONTENTION_LIMIT:?}")
     });
     for seen in joined {
