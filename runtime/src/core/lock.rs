@@ -51,8 +51,9 @@ pub(crate) enum Grant<H> {
     /// Held by others in a conflicting mode.
     Conflict(Vec<Arc<H>>),
     /// Free, but an older transaction waits to write it: the requester (a reader, or a
-    /// younger writer) queues behind that writer, so the item is served in age order. The writer may end without ever holding the item (wounded elsewhere,
-    /// past its deadline), and then no release wakes the reader: it must also be woken
+    /// younger writer) queues behind that writer, so the item goes to the oldest waiting
+    /// writer first. The writer may end without ever holding the item (wounded elsewhere,
+    /// past its deadline), and then no release wakes the requester: it must also be woken
     /// when the writer finishes.
     Behind(Arc<H>),
 }

@@ -224,6 +224,9 @@ where
             );
         }
         if attempts <= options.immediate_retries {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return finished(core, span.as_deref(), Err(Error::Timeout), attempts);
+            }
             core.stats.retry();
             // Let the transaction that wounded this one run first.
             tokio::task::yield_now().await;

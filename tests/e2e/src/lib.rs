@@ -13,7 +13,7 @@ pub mod relay_campaign;
 
 /// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
 /// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process,
-/// over TCP and over mutually authenticated TLS. `threads(n)` runs them on `n` worker threads
+/// over TCP and over mutually authenticated TLS (the body sees which as `TRANSPORT`). `threads(n)` runs them on `n` worker threads
 /// (default 2; 1 is a single-threaded runtime, where a thread the system pauses pauses every
 /// task alike, so the order tasks are served in is the runtime's alone). `setup` statements
 /// run first in each test; `left` and `right` are the endpoints' `onCreate` arguments. The
@@ -35,6 +35,8 @@ macro_rules! scenarios {
 
             #[test]
             fn in_process() { $crate::runtime(&[$($threads)?]).block_on(async {
+                #[allow(dead_code)]
+                const TRANSPORT: $crate::Transport = $crate::Transport::InProcess;
                 $($($setup;)*)?
                 let ($l, $r) =
                     m::in_process_pair($($($arg,)*)? $($($rarg),*)?).await.expect("a pair");
@@ -43,6 +45,8 @@ macro_rules! scenarios {
 
             #[test]
             fn over_tcp() { $crate::runtime(&[$($threads)?]).block_on(async {
+                #[allow(dead_code)]
+                const TRANSPORT: $crate::Transport = $crate::Transport::Tcp;
                 $($($setup;)*)?
                 let listener = m::Right::listen("127.0.0.1:0").await.expect("listen");
                 let ($l, $r) = tokio::try_join!(
@@ -55,6 +59,8 @@ macro_rules! scenarios {
 
             #[test]
             fn over_tls() { $crate::runtime(&[$($threads)?]).block_on(async {
+                #[allow(dead_code)]
+                const TRANSPORT: $crate::Transport = $crate::Transport::Tls;
                 $($($setup;)*)?
                 let (connecting, listening) = $crate::certs::mutual();
                 let listener =
@@ -69,6 +75,14 @@ macro_rules! scenarios {
             }) }
         }
     )*};
+}
+
+/// How a scenario's pair is joined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    InProcess,
+    Tcp,
+    Tls,
 }
 
 /// The runtime of one scenario test: `threads` holds its worker count if the scenario gives
@@ -175,9 +189,13 @@ where
 /// which calls start and end is recorded. Asserts age-order service: while one caller's call
 /// is in flight, the other completes at most two calls (the one it was making and, at most,
 /// one that began before the waiting call took its age); a call that waits is served next,
-/// not after a run of the other caller's. Returns every value the calls returned, sorted.
-/// Run it in a `threads(1)` scenario, for the reason given at [`contend`].
-pub async fn take_turns<F, Fut>(each: usize, call: F) -> Vec<f64>
+/// not after a run of the other caller's. Over a network the calls overlap (each waits for
+/// its partner), and at least half of them must end while the other caller's is in flight,
+/// or the test would prove nothing. In process on one thread a call never pauses, so the
+/// calls cannot overlap, and the order is the scheduler's: there neither caller may complete
+/// more than two calls in a row. Returns every value the calls
+/// returned, sorted. Run it in a `threads(1)` scenario, for the reason given at [`contend`].
+pub async fn take_turns<F, Fut>(transport: Transport, each: usize, call: F) -> Vec<f64>
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<f64, waldo::Error>> + Send,
@@ -215,6 +233,7 @@ where
     // For each call in flight, how many calls the other caller completed meanwhile.
     let log = log.lock().expect("log").clone();
     let (mut in_flight, mut overtaken, mut worst) = ([false; 2], [0usize; 2], (0usize, 0usize));
+    let mut overlapped = 0;
     for (at, event) in log.iter().enumerate() {
         match *event {
             Event::Start(k) => (in_flight[k], overtaken[k]) = (true, 0),
@@ -222,6 +241,7 @@ where
                 in_flight[k] = false;
                 let other = 1 - k;
                 if in_flight[other] {
+                    overlapped += 1;
                     overtaken[other] += 1;
                     if overtaken[other] > worst.0 {
                         worst = (overtaken[other], at);
@@ -229,6 +249,21 @@ where
                 }
             }
         }
+    }
+    if transport == Transport::InProcess {
+        let ends: Vec<usize> =
+            log.iter().filter_map(|e| if let Event::End(k) = e { Some(*k) } else { None }).collect();
+        assert!(
+            ends.windows(3).all(|w| !(w[0] == w[1] && w[1] == w[2])),
+            "in process on one thread neither caller completes more than two calls in a row: {:?}",
+            &ends[..ends.len().min(40)]
+        );
+    } else {
+        assert!(
+            overlapped >= each,
+            "only {overlapped} of {} calls ended while the other caller's was in flight: the callers did not contend",
+            2 * each
+        );
     }
     assert!(
         worst.0 <= 2,

@@ -277,7 +277,7 @@ scenarios! {
         left(|x: f64| x, |_s: String| ())
         |l, _r| {
         const EACH: usize = 200;
-        let all = take_turns(EACH, {
+        let all = take_turns(TRANSPORT, EACH, {
             let l = l.clone();
             move |_| {
                 let l = l.clone();
@@ -294,7 +294,7 @@ scenarios! {
         left(|x: f64| x, |_s: String| ())
         |l, r| {
         const EACH: usize = 200;
-        let all = take_turns(EACH, {
+        let all = take_turns(TRANSPORT, EACH, {
             let (l, r) = (l.clone(), r.clone());
             move |k| {
                 let (l, r) = (l.clone(), r.clone());

@@ -297,7 +297,7 @@ pub(crate) struct TxInner {
     /// For a child: the link to ask its parent through when wounded while prepared.
     hook: Mutex<Option<std::sync::Weak<dyn TxLink>>>,
     hook_fired: std::sync::atomic::AtomicBool,
-    /// Readers queued behind this transaction's request to write an item
+    /// Requesters queued behind this transaction's request to write an item
     /// ([`Grant::Behind`]): woken when it finishes.
     behind: Mutex<Vec<Waker>>,
 }
