@@ -3,8 +3,8 @@
 //! An attempt that is wounded (an older transaction needed what it held) is undone and run
 //! again with its original priority: at once for the first retries (its age puts it ahead of
 //! younger transactions at every lock it waits for), then after a pause drawn uniformly from
-//! zero to an exponentially growing bound ("full jitter"). The call gives up at its deadline (timeout)
-//! or after its attempt limit. Host functions called by the code may therefore run more than
+//! zero to an exponentially growing bound ("full jitter"). The call gives up at its deadline
+//! (timeout) or after its attempt limit. Host functions called by the code may therefore run more than
 //! once; effects (`signal`, `print`) run once, after the attempt that commits.
 
 use std::future::Future;

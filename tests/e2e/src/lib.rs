@@ -11,13 +11,14 @@ pub mod proxy;
 pub mod raw;
 pub mod relay_campaign;
 
-/// Defines, for each scenario, a module with two tests that run `$body` with `$l` and `$r`
+/// Defines, for each scenario, a module with three tests that run `$body` with `$l` and `$r`
 /// bound to the `Left` and `Right` endpoints of protocol `$file::$proto`, joined in process,
-/// over TCP and over mutually authenticated TLS (the body sees which as `TRANSPORT`). `threads(n)` runs them on `n` worker threads
-/// (default 2; 1 is a single-threaded runtime, where a thread the system pauses pauses every
-/// task alike, so the order tasks are served in is the runtime's alone). `setup` statements
-/// run first in each test; `left` and `right` are the endpoints' `onCreate` arguments. The
-/// conformance and semantics suites are written with it.
+/// over TCP and over mutually authenticated TLS (the body sees which as `TRANSPORT`).
+/// `threads(n)` runs them on `n` worker threads (default 2; 1 is a single-threaded runtime,
+/// where a thread the system pauses pauses every task alike, so the order tasks are served
+/// in is the runtime's alone). `setup` statements run first in each test; `left` and
+/// `right` are the endpoints' `onCreate` arguments. The conformance and semantics suites
+/// are written with it.
 #[macro_export]
 macro_rules! scenarios {
     ($(
@@ -89,6 +90,7 @@ pub enum Transport {
 /// one (1 is a single-threaded runtime), else 2.
 pub fn runtime(threads: &[usize]) -> tokio::runtime::Runtime {
     let mut builder = match threads.first().copied().unwrap_or(2) {
+        0 => panic!("a scenario needs at least one thread"),
         1 => tokio::runtime::Builder::new_current_thread(),
         n => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -193,8 +195,8 @@ where
 /// its partner), and at least half of them must end while the other caller's is in flight,
 /// or the test would prove nothing. In process on one thread a call never pauses, so the
 /// calls cannot overlap, and the order is the scheduler's: there neither caller may complete
-/// more than two calls in a row. Returns every value the calls
-/// returned, sorted. Run it in a `threads(1)` scenario, for the reason given at [`contend`].
+/// more than two calls in a row. Returns every value the calls returned, sorted. Run it in
+/// a `threads(1)` scenario, for the reason given at [`contend`].
 pub async fn take_turns<F, Fut>(transport: Transport, each: usize, call: F) -> Vec<f64>
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
