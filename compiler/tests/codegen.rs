@@ -91,13 +91,16 @@ fn generated_code_stays_within_its_line_budgets() {
 }
 
 /// A body that cannot wait is a plain `fn` (cheaper to run, and for rustc); waiting spreads
-/// from a callee to its callers, and a `try` waits when its body does.
+/// from a callee to its callers, and a `try` waits when its body does. A block that waits
+/// only for locks is a plain `fn` too, restarted by the runtime.
 #[test]
 fn bodies_that_cannot_wait_are_plain_functions() {
     let source = "Waits\nEndpoint A;\nEndpoint B;\n\
-        Sequences { S: A.one -> B.two; }\n\
+        Sequences { S: A.one -> B.two; T: A.three -> B.four; U: B.five -> A.six; }\n\
         Peered { Number shared = 0; }\n\
         Sequence S(Number x) returns Number y { A.one { y = x * 2; } B.two { y += shared; } }\n\
+        Sequence T() returns Number y { A.three { y = reads(); } B.four { shared += 1; } }\n\
+        Sequence U() returns Number y { B.five { y = 1; } A.six { y = S(y); } }\n\
         A {\n\
           Public Function pure(Number x) returns Number { return x * 2 + 1; }\n\
           Public Function callsPure(Number x) returns Number { return pure(x) - 1; }\n\
@@ -140,6 +143,14 @@ fn bodies_that_cannot_wait_are_plain_functions() {
     assert!(code.contains("rt::ops::attempt(||"), "{code}");
     assert!(code.contains("= async {"), "{code}");
     assert!(code.contains("rt::Block::now(0, 0, b_s_one)"), "{code}");
-    assert!(code.contains("rt::Block::new(0, 1, rt::step!(b_s_two))"), "{code}");
+    // A block that reads shared data waits only for its lock: a plain fn whose lock
+    // operations go through `rt::now`, restarted when one must wait. One that calls a
+    // function that waits, or starts a sequence, stays `async`.
+    assert!(code.contains("rt::Block::restart(0, 1, b_s_two)"), "{code}");
+    assert!(code.contains("fn b_s_two(ep: &rt::Ep, tx: &rt::Tx, data: rt::Data<'_>)"), "{code}");
+    assert!(code.contains("rt::now(ep.num(tx, 0))?"), "{code}");
+    assert!(code.contains("rt::Block::new(1, 0, rt::step!(b_t_three))"), "{code}");
+    assert!(code.contains("rt::Block::restart(1, 1, b_t_four)"), "{code}");
+    assert!(code.contains("rt::Block::new(2, 1, rt::step!(b_u_six))"), "{code}");
     syn::parse_file(&code).expect("valid Rust");
 }

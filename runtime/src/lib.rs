@@ -74,6 +74,7 @@ pub mod __rt {
     pub use crate::exec::observe::set_spans;
     pub use crate::exec::ops;
     pub use crate::exec::ops::Kind;
+    pub use crate::exec::restart::now;
     pub use crate::exec::run::{Attempts, transact, transact_counted};
     pub use crate::host::convert::{Fresh, FromKey, FromValue, HostResult, IntoKey, IntoValue, fresh};
     pub use crate::host::shell::{

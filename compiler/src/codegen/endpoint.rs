@@ -37,8 +37,8 @@ impl Gen<'_> {
             .collect();
         let on_create = if self.has_on_create(e) { self.on_create(e, &waits) } else { quote!() };
         let init_peered = if self.has_init_peered() { self.init_peered(e, &waits) } else { quote!() };
-        let (blocks, block_waits) = if self.pair() { self.blocks(e, &waits) } else { (quote!(), Vec::new()) };
-        let code = self.code_table(e, &waits.waits, &recursive, &block_waits);
+        let (blocks, block_runs) = if self.pair() { self.blocks(e, &waits) } else { (quote!(), Vec::new()) };
+        let code = self.code_table(e, &waits.waits, &recursive, &block_runs);
         let api = self.api(e);
         let doc = format!(" The `{}` endpoint of protocol `{}`.", ep.name, self.p.name);
         quote! {
@@ -131,7 +131,7 @@ impl Gen<'_> {
         e: EndpointId,
         waits: &[bool],
         recursive: &[bool],
-        block_waits: &[bool],
+        block_runs: &[BlockRun],
     ) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
@@ -212,23 +212,21 @@ impl Gen<'_> {
         if !functions.is_empty() {
             fields.extend(quote!(functions: &[#(#functions),*],));
         }
-        let mut blocks: Vec<(u32, u32, &Ident, bool)> = if self.pair() {
+        let mut blocks: Vec<(u32, u32, &Ident, BlockRun)> = if self.pair() {
             self.blocks[e.index()]
                 .iter()
-                .zip(block_waits)
-                .map(|(((s, b), name), &w)| (s.index() as u32, *b as u32, name, w))
+                .zip(block_runs)
+                .map(|(((s, b), name), &r)| (s.index() as u32, *b as u32, name, r))
                 .collect()
         } else {
             Vec::new()
         };
         blocks.sort_by_key(|&(s, b, _, _)| (s, b));
         if !blocks.is_empty() {
-            let blocks = blocks.iter().map(|(seq, block, run, waits)| {
-                if *waits {
-                    quote!(#rt::Block::new(#seq, #block, #rt::step!(#run)))
-                } else {
-                    quote!(#rt::Block::now(#seq, #block, #run))
-                }
+            let blocks = blocks.iter().map(|(seq, block, run, how)| match how {
+                BlockRun::Wait => quote!(#rt::Block::new(#seq, #block, #rt::step!(#run))),
+                BlockRun::Restart => quote!(#rt::Block::restart(#seq, #block, #run)),
+                BlockRun::Now => quote!(#rt::Block::now(#seq, #block, #run)),
             });
             fields.extend(quote!(blocks: &[#(#blocks),*],));
         }
@@ -377,15 +375,15 @@ impl Gen<'_> {
 
     /// The blocks this endpoint runs, and which of them may wait (in the order of
     /// `self.blocks`).
-    fn blocks(&self, e: EndpointId, waits: &Waits) -> (TokenStream, Vec<bool>) {
+    fn blocks(&self, e: EndpointId, waits: &Waits) -> (TokenStream, Vec<BlockRun>) {
         let mut fns = TokenStream::new();
-        let mut block_waits = Vec::new();
+        let mut runs = Vec::new();
         for ((s, b), name) in &self.blocks[e.index()] {
-            let (code, w) = self.block(e, &self.p.sequences[*s], *b, name, waits);
+            let (code, run) = self.block(e, &self.p.sequences[*s], *b, name, waits);
             fns.extend(code);
-            block_waits.push(w);
+            runs.push(run);
         }
-        (fns, block_waits)
+        (fns, runs)
     }
 
     fn block(
@@ -395,7 +393,7 @@ impl Gen<'_> {
         b: usize,
         name: &Ident,
         waits: &Waits,
-    ) -> (TokenStream, bool) {
+    ) -> (TokenStream, BlockRun) {
         let rt = rt();
         let block = &seq.blocks[b];
         let mut lower = Lower::new(
@@ -436,22 +434,32 @@ impl Gen<'_> {
         }
         let hoisted = lower.hoisted();
         let body = lower.tail(&block.body, quote!(Ok(())));
-        let code = quote!(#inits #hoisted #body);
-        let facts = facts(&code);
+        let mut code = quote!(#inits #hoisted #body);
+        let mut facts = facts(&code);
+        // A block that waits only for locks is a plain `fn`, restarted rather than suspended
+        // when it must wait (it starts no sequence and calls nothing that waits).
+        let mut run = if facts.waits { BlockRun::Wait } else { BlockRun::Now };
+        if facts.waits && !lower.called.iter().any(|f| waits.waits[f.index()]) && !waits_elsewhere(&code) {
+            let restarted = now_for_await(&code);
+            let restarted_facts = self::facts(&restarted);
+            if !restarted_facts.waits {
+                (code, facts, run) = (restarted, restarted_facts, BlockRun::Restart);
+            }
+        }
         let (ep, tx) = used_names(facts);
         let data = if facts.data { quote!(data) } else { quote!(_data) };
         let doc = format!(
             " Block `{}.{}` of sequence `{}`.",
             self.p.endpoints[block.endpoint].name, block.name, seq.name
         );
-        if !facts.waits {
+        if run != BlockRun::Wait {
             let item = quote! {
                 #[doc = #doc]
                 fn #name(#ep: &#rt::Ep, #tx: &#rt::Tx, #data: #rt::Data<'_>) -> #rt::Flow<()> {
                     #code
                 }
             };
-            return (item, false);
+            return (item, run);
         }
         let item = quote! {
             #[doc = #doc]
@@ -459,8 +467,75 @@ impl Gen<'_> {
                 #code
             }
         };
-        (item, true)
+        (item, run)
     }
+}
+
+/// How the runtime runs a block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum BlockRun {
+    /// A plain `fn`: it never waits.
+    Now,
+    /// A plain `fn` whose lock operations go through `rt::now`: when one must wait, the
+    /// runtime undoes the block and runs it again once the lock may be free.
+    Restart,
+    /// An `async fn`.
+    Wait,
+}
+
+/// Whether lowered code waits for something other than a lock: a sequence, or a call
+/// that may go to another endpoint or to the host.
+fn waits_elsewhere(code: &TokenStream) -> bool {
+    code.clone().into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => i == "sequence" || i == "call_endpoint" || i == "call_function",
+        proc_macro2::TokenTree::Group(g) => waits_elsewhere(&g.stream()),
+        proc_macro2::TokenTree::Punct(_) | proc_macro2::TokenTree::Literal(_) => false,
+    })
+}
+
+/// Lowered code with each `operation.await` written `rt::now(operation)` (the operation: the
+/// path, calls, method calls and indexing just before the `.await`). An `async` block is
+/// left as it is (the caller then keeps the code `async`).
+fn now_for_await(code: &TokenStream) -> TokenStream {
+    use proc_macro2::{Delimiter, Group, TokenTree};
+    fn part(t: &TokenTree) -> bool {
+        const KEYWORDS: [&str; 16] = [
+            "in", "let", "if", "else", "match", "return", "while", "for", "mut", "ref", "loop", "break",
+            "continue", "as", "move", "async",
+        ];
+        match t {
+            TokenTree::Ident(i) => !KEYWORDS.iter().any(|k| i == k),
+            TokenTree::Group(g) => matches!(g.delimiter(), Delimiter::Parenthesis | Delimiter::Bracket),
+            TokenTree::Punct(p) => p.as_char() == '.' || p.as_char() == ':',
+            TokenTree::Literal(_) => false,
+        }
+    }
+    let rt = rt();
+    let mut out: Vec<TokenTree> = Vec::new();
+    for t in code.clone() {
+        let t = match t {
+            TokenTree::Group(g) => {
+                let mut inner = Group::new(g.delimiter(), now_for_await(&g.stream()));
+                inner.set_span(g.span());
+                TokenTree::Group(inner)
+            }
+            other => other,
+        };
+        if let TokenTree::Ident(i) = &t
+            && i == "await"
+            && matches!(out.last(), Some(TokenTree::Punct(p)) if p.as_char() == '.')
+        {
+            let start = out[..out.len() - 1].iter().rposition(|t| !part(t)).map_or(0, |i| i + 1);
+            if start < out.len() - 1 {
+                out.pop();
+                let operation: TokenStream = out.drain(start..).collect();
+                out.extend(quote!(#rt::now(#operation)));
+                continue;
+            }
+        }
+        out.push(t);
+    }
+    out.into_iter().collect()
 }
 
 /// Which functions of an endpoint may wait, and which of those are called without arguments

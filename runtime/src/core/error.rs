@@ -13,6 +13,9 @@ pub enum Abort {
     Wounded,
     /// The call's deadline passed.
     Deadline,
+    /// A block that runs at once had to wait for a lock: its runner undoes it, waits, and
+    /// runs it again (see `exec::restart`). It never leaves that runner.
+    Blocked,
 }
 
 /// What Waldo code propagates with `?`: an exception (catchable) or an abort (not).

@@ -209,7 +209,9 @@ where
                 tx.abort();
                 return finished(core, span.as_deref(), Err(Error::Timeout), attempts);
             }
-            Err(Raise::Abort(Abort::Wounded)) => {
+            // A restartable block's wait never leaves its runner; were it to, undoing and
+            // running the attempt again is always safe.
+            Err(Raise::Abort(Abort::Wounded | Abort::Blocked)) => {
                 ABORTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 core.stats.conflict();
                 tx.abort();

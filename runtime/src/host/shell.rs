@@ -56,6 +56,9 @@ pub enum BlockBody {
     Wait(BlockFn),
     /// It never waits.
     Now(NowBlockFn),
+    /// It waits only for locks: a plain function, run again from the start once it may go
+    /// on (see `exec::restart`).
+    Restart(NowBlockFn),
 }
 
 /// A public function of an endpoint.
@@ -101,6 +104,12 @@ impl Block {
     /// Block `block` of sequence `seq`, running `run`, which never waits.
     pub const fn now(seq: u32, block: u32, run: NowBlockFn) -> Self {
         Block { seq, block, run: BlockBody::Now(run) }
+    }
+
+    /// Block `block` of sequence `seq`, running `run`, which waits only for locks (through
+    /// `rt::now`): restarted rather than suspended.
+    pub const fn restart(seq: u32, block: u32, run: NowBlockFn) -> Self {
+        Block { seq, block, run: BlockBody::Restart(run) }
     }
 }
 
@@ -317,6 +326,9 @@ impl Program for Ep {
             Some(b) => match b.run {
                 BlockBody::Wait(run) => run(self, tx, locals),
                 BlockBody::Now(run) => Box::pin(std::future::ready(run(self, tx, locals))),
+                BlockBody::Restart(run) => {
+                    Box::pin(crate::exec::restart::run(tx, locals, move |data| run(self, tx, data)))
+                }
             },
             None => {
                 let name = self.code.name;
