@@ -373,7 +373,7 @@ impl Gen<'_> {
         }
     }
 
-    /// The blocks this endpoint runs, and which of them may wait (in the order of
+    /// The blocks this endpoint runs, and how the runtime runs each (in the order of
     /// `self.blocks`).
     fn blocks(&self, e: EndpointId, waits: &Waits) -> (TokenStream, Vec<BlockRun>) {
         let mut fns = TokenStream::new();

@@ -13,3 +13,5 @@ pub(crate) mod lock;
 pub(crate) mod stats;
 pub(crate) mod tx;
 pub(crate) mod value;
+#[cfg(test)]
+pub(crate) mod wakers;

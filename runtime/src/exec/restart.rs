@@ -72,28 +72,15 @@ where
 #[cfg(test)]
 mod tests {
     use std::future::Future;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll, Wake, Waker};
+    use std::task::{Context, Poll, Waker};
 
     use super::{now, run};
     use crate::core::endpoint::EndpointCore;
     use crate::core::error::{Abort, Raise};
     use crate::core::tx::{Clock, Tx};
     use crate::core::value::Value;
-
-    struct Flag(AtomicBool);
-
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    fn flag() -> (Arc<Flag>, Waker) {
-        let flag = Arc::new(Flag(AtomicBool::new(false)));
-        (flag.clone(), Waker::from(flag))
-    }
+    use crate::core::wakers::Flag;
 
     fn number(v: &Value) -> f64 {
         match v {
@@ -121,7 +108,7 @@ mod tests {
 
         let runs = std::cell::Cell::new(0);
         let mut data = vec![Value::Number(0.0), Value::Nothing];
-        let (woken, waker) = flag();
+        let (woken, waker) = Flag::new();
         {
             // Each run: counts itself in the sequence data, writes slot 1, prints, then reads
             // slot 0, which the holder has.
@@ -136,10 +123,10 @@ mod tests {
             let mut cx = Context::from_waker(&waker);
             assert!(block.as_mut().poll(&mut cx).is_pending(), "the block waits for the holder");
             assert_eq!(runs.get(), 1);
-            assert!(!woken.0.load(Ordering::SeqCst));
+            assert!(!woken.raised());
             drop(hold);
             let _ = holder.commit().map(drop);
-            assert!(woken.0.load(Ordering::SeqCst), "the release wakes the block's task");
+            assert!(woken.raised(), "the release wakes the block's task");
             assert!(matches!(block.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
             assert_eq!(runs.get(), 2, "run again once woken");
         }
@@ -164,7 +151,7 @@ mod tests {
         let mut hold = Box::pin(holder.write(&ep, 0, Value::Number(5.0)));
         assert!(matches!(hold.as_mut().poll(&mut Context::from_waker(Waker::noop())), Poll::Ready(Ok(()))));
         let mut data = vec![Value::Nothing];
-        let (woken, waker) = flag();
+        let (woken, waker) = Flag::new();
         let mut block = Box::pin(run(&tx, &mut data, |data| {
             data[0] = now(tx.read(&ep, 0))?;
             Ok(())
@@ -172,7 +159,7 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(block.as_mut().poll(&mut cx).is_pending());
         tx.wound();
-        assert!(woken.0.load(Ordering::SeqCst), "the wound wakes the block's task");
+        assert!(woken.raised(), "the wound wakes the block's task");
         assert!(matches!(block.as_mut().poll(&mut cx), Poll::Ready(Err(Raise::Abort(Abort::Wounded)))));
     }
 

@@ -831,21 +831,12 @@ fn release(inner: &Arc<TxInner>, held: SmallVec<[Held; 4]>) {
 #[cfg(test)]
 mod tests {
     use std::future::Future;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::task::{Context, Poll, Wake, Waker};
+    use std::task::{Context, Poll, Waker};
 
     use super::{Clock, Tx};
     use crate::core::endpoint::EndpointCore;
     use crate::core::value::Value;
-
-    struct Flag(AtomicBool);
-
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
+    use crate::core::wakers::Flag;
 
     fn poll_once<F: Future>(future: &mut std::pin::Pin<Box<F>>, waker: &Waker) -> Poll<F::Output> {
         future.as_mut().poll(&mut Context::from_waker(waker))
@@ -873,15 +864,14 @@ mod tests {
         // queues behind the waiting writer.
         drop(hold);
         let _ = holder.commit().map(drop);
-        let flag = Arc::new(Flag(AtomicBool::new(false)));
-        let woken = Waker::from(flag.clone());
+        let (flag, woken) = Flag::new();
         let mut read = Box::pin(reader.read(&ep, 0));
         assert!(poll_once(&mut read, &woken).is_pending(), "the reader queues behind the writer");
-        assert!(!flag.0.load(Ordering::SeqCst));
+        assert!(!flag.raised());
         // The writer gives up without ever holding the item: the reader is woken, and reads.
         drop(write);
         writer.abort();
-        assert!(flag.0.load(Ordering::SeqCst), "the reader was woken");
+        assert!(flag.raised(), "the reader was woken");
         match poll_once(&mut read, &woken) {
             Poll::Ready(Ok(Value::Number(n))) => assert_eq!(n, 1.0),
             other => panic!("expected the committed value, got {other:?}"),
