@@ -494,21 +494,39 @@ fn waits_elsewhere(code: &TokenStream) -> bool {
 }
 
 /// Lowered code with each `operation.await` written `rt::now(operation)` (the operation: the
-/// path, calls, method calls and indexing just before the `.await`). An `async` block is
-/// left as it is (the caller then keeps the code `async`).
+/// path, calls, method calls and indexing just before the `.await`). An `.await` whose
+/// operation is not of that shape (an `async` block, a chain after a `?`) is left as it is,
+/// and the caller then keeps the code `async`.
 fn now_for_await(code: &TokenStream) -> TokenStream {
-    use proc_macro2::{Delimiter, Group, TokenTree};
-    fn part(t: &TokenTree) -> bool {
-        const KEYWORDS: [&str; 16] = [
-            "in", "let", "if", "else", "match", "return", "while", "for", "mut", "ref", "loop", "break",
-            "continue", "as", "move", "async",
-        ];
-        match t {
-            TokenTree::Ident(i) => !KEYWORDS.iter().any(|k| i == k),
-            TokenTree::Group(g) => matches!(g.delimiter(), Delimiter::Parenthesis | Delimiter::Bracket),
-            TokenTree::Punct(p) => p.as_char() == '.' || p.as_char() == ':',
-            TokenTree::Literal(_) => false,
+    use proc_macro2::{Delimiter, Group, Spacing, TokenTree};
+    const KEYWORDS: [&str; 16] = [
+        "in", "let", "if", "else", "match", "return", "while", "for", "mut", "ref", "loop", "break",
+        "continue", "as", "move", "async",
+    ];
+    // Where the operation ending at `end` (exclusive) starts: back over names, `::`, `.`,
+    // and argument or index groups.
+    fn operation_start(tokens: &[TokenTree], end: usize) -> usize {
+        let mut i = end;
+        while i > 0 {
+            let part = match &tokens[i - 1] {
+                TokenTree::Ident(name) => !KEYWORDS.iter().any(|k| name == k),
+                TokenTree::Group(g) => matches!(g.delimiter(), Delimiter::Parenthesis | Delimiter::Bracket),
+                TokenTree::Punct(p) if p.as_char() == '.' => true,
+                // Only a path's `::` (a joint `:` and the one after it), never a lone `:`.
+                TokenTree::Punct(p) if p.as_char() == ':' => {
+                    p.spacing() == Spacing::Joint
+                        || (i >= 2
+                            && matches!(&tokens[i - 2], TokenTree::Punct(q)
+                                if q.as_char() == ':' && q.spacing() == Spacing::Joint))
+                }
+                _ => false,
+            };
+            if !part {
+                break;
+            }
+            i -= 1;
         }
+        i
     }
     let rt = rt();
     let mut out: Vec<TokenTree> = Vec::new();
@@ -525,8 +543,10 @@ fn now_for_await(code: &TokenStream) -> TokenStream {
             && i == "await"
             && matches!(out.last(), Some(TokenTree::Punct(p)) if p.as_char() == '.')
         {
-            let start = out[..out.len() - 1].iter().rposition(|t| !part(t)).map_or(0, |i| i + 1);
-            if start < out.len() - 1 {
+            let dot = out.len() - 1;
+            let start = operation_start(&out, dot);
+            // An operation starts with a name or a path (`::`), not with a `.`.
+            if start < dot && !matches!(&out[start], TokenTree::Punct(p) if p.as_char() == '.') {
                 out.pop();
                 let operation: TokenStream = out.drain(start..).collect();
                 out.extend(quote!(#rt::now(#operation)));
@@ -628,4 +648,39 @@ fn facts(code: &TokenStream) -> Facts {
     let mut f = Facts::default();
     scan(code, &mut f);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::now_for_await;
+
+    #[test]
+    fn awaits_of_operations_become_rt_now() {
+        let code = quote! {
+            let x = ep.num(tx, 0).await? + rt::ops::len(tx, &ep.get(tx, 1).await?).await?;
+            for item in rt::ops::iteration(tx, &xs).await? { data[0] = item; }
+        };
+        assert_eq!(
+            now_for_await(&code).to_string(),
+            quote! {
+                let x = rt::now(ep.num(tx, 0))? + rt::now(rt::ops::len(tx, &rt::now(ep.get(tx, 1))?))?;
+                for item in rt::now(rt::ops::iteration(tx, &xs))? { data[0] = item; }
+            }
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn other_awaits_are_left_as_they_are() {
+        // An async block, and a chain after a `?`: left for the caller to keep `async`.
+        let block = quote!(let done = async { x }.await;);
+        assert_eq!(now_for_await(&block).to_string(), block.to_string());
+        let chain = now_for_await(&quote!(let y = f(tx).await?.g().await?;)).to_string();
+        assert_eq!(chain, quote!(let y = rt::now(f(tx))?.g().await?;).to_string());
+        // A lone `:` (a field) is no part of a path.
+        let field = now_for_await(&quote!(S { field: f(tx).await? })).to_string();
+        assert_eq!(field, quote!(S { field: rt::now(f(tx))? }).to_string());
+    }
 }
