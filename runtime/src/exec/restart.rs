@@ -7,9 +7,10 @@
 //! the block stops with [`Abort::Blocked`]. Its runner, [`run`], then undoes what the block
 //! did (back to a savepoint taken before it began, and the sequence data as they were),
 //! waits until it is woken (the lock freed, or the transaction wounded), and runs the block
-//! again from the start, now holding the locks it got. Host functions a block calls may
-//! therefore run more than once, as they may when a transaction is retried; effects
-//! (`print`, `signal`) queued by an undone run are dropped with it.
+//! again from the start, now holding the locks it got. The generator makes a block
+//! restartable only if it calls no host function, no other endpoint and no function that
+//! waits, and starts no sequence, so nothing of an undone run shows: its writes, its
+//! sequence data and its effects (`print`, `signal`) go with it.
 
 use std::cell::RefCell;
 use std::future::Future;
