@@ -479,7 +479,9 @@ impl<'a> Checker<'a> {
                 self.unknown_endpoint(&b.endpoint);
             }
             alternation.push((endpoint, b.endpoint.span.to(b.name.span)));
-            if let Some((_, _, previous)) = blocks.iter().find(|(_, n, _)| n == b.name.as_str()) {
+            // A block is named by its endpoint and its name (`A.a`, `B.a`).
+            let here = endpoint.unwrap_or(EndpointId(0));
+            if let Some((_, _, previous)) = blocks.iter().find(|(e, n, _)| *e == here && n == b.name.as_str()) {
                 let previous = *previous;
                 self.report(CheckError::Duplicate {
                     what: Declared::Block,
@@ -488,7 +490,7 @@ impl<'a> Checker<'a> {
                     previous,
                 });
             }
-            blocks.push((endpoint.unwrap_or(EndpointId(0)), b.name.name.to_string(), b.name.span));
+            blocks.push((here, b.name.name.to_string(), b.name.span));
         }
         self.check_alternation(alternation);
         SeqInfo { def, data, params, returns, data_names, blocks }

@@ -239,6 +239,8 @@ pub(super) enum CheckError {
     NotAVariable { name: String, span: Span },
     /// `=` on a character of a Text.
     TextInPlace { span: Span },
+    /// `=` on an element or field that holds an External (of type `ty`).
+    AssignToExternalPlace { ty: Ty, span: Span },
     /// A call as the target of `extCopy`/`extAssign` that gives no External.
     NotExternalPlace { ty: Ty, span: Span },
     /// An expression that cannot be written to.
@@ -681,6 +683,13 @@ impl CheckError {
                 "a character of a Text".into(),
             )
             .with_help("build a new Text and assign it to the variable"),
+            CheckError::AssignToExternalPlace { ty: t, span } => new(
+                E_NOT_ASSIGNABLE,
+                format!("this place holds an External ({}); `=` cannot change it", ty(&t)),
+                span,
+                "External place".into(),
+            )
+            .with_help("write the value into its cell with `extCopy value to ...;`, or make it refer to another cell with `extAssign`"),
             CheckError::NotExternalPlace { ty: t, span } => {
                 let help = "`extCopy` and `extAssign` write into External variables, elements or calls returning an External";
                 new(

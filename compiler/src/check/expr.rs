@@ -60,7 +60,8 @@ impl Checker<'_> {
                     };
                 }
                 let first = self.expr(cx, &items[0], elem_hint.as_ref());
-                let first = self.deref(first);
+                // Elements of a List of Externals are cells (as `append` takes them).
+                let first = if matches!(elem_hint, Some(Ty::External(_))) { first } else { self.deref(first) };
                 let elem = elem_hint.unwrap_or_else(|| first.ty.clone());
                 let mut out = vec![self.coerce(first, &elem, Expectation::InList)];
                 for item in &items[1..] {
@@ -87,7 +88,7 @@ impl Checker<'_> {
                 let k0 = self.expr(cx, &entries[0].0, kh.as_ref());
                 let k0 = self.deref(k0);
                 let v0 = self.expr(cx, &entries[0].1, vh.as_ref());
-                let v0 = self.deref(v0);
+                let v0 = if matches!(vh, Some(Ty::External(_))) { v0 } else { self.deref(v0) };
                 let kt = kh.unwrap_or_else(|| k0.ty.clone());
                 let vt = vh.unwrap_or_else(|| v0.ty.clone());
                 if !matches!(kt, Ty::Number | Ty::Text | Ty::Bool | Ty::Error | Ty::Any) {

@@ -106,6 +106,9 @@ impl Checker<'_> {
                     && matches!(b.ty.value(), Ty::Text)
                 {
                     self.report(CheckError::TextInPlace { span: e.span });
+                } else if !external && matches!(te.ty, Ty::External(_)) {
+                    // As for an External variable: `=` would replace the cell with a value.
+                    self.report(CheckError::AssignToExternalPlace { ty: te.ty.clone(), span: e.span });
                 }
                 te
             }

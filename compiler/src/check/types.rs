@@ -154,7 +154,8 @@ impl Checker<'_> {
             }
             BinOp::In | BinOp::NotIn => {
                 let ok = match r {
-                    Ty::List(t) => l.fits(t),
+                    // An External element is compared by its value.
+                    Ty::List(t) => l.value().fits(t.value()),
                     Ty::Map(k, _) => l.fits(k),
                     Ty::Text => l.fits(&Ty::Text),
                     t => unknown(t),

@@ -250,6 +250,12 @@ impl<'p> Usage<'p> {
     pub(super) fn is_assigned(&self, id: LocalId) -> bool {
         self.assigned.get(id.index()).copied().unwrap_or(false)
     }
+
+    /// Whether hoisted local `id` keeps its starting value: its declaration never runs and
+    /// nothing assigns it (a plain `let` at the top).
+    fn is_constant(&self, id: LocalId) -> bool {
+        self.dead_decl.get(id.index()).copied().unwrap_or(false) && !self.is_assigned(id)
+    }
 }
 
 /// The statements decide scopes (a new block per body; the locals a `for` header or a `catch`
@@ -425,7 +431,7 @@ impl<'p> Lower<'p> {
             .map(|id| {
                 let name = &self.local_names[id.index()];
                 let value = self.local_default(id);
-                if self.usage.dead_decl[id.index()] && !self.usage.is_assigned(id) {
+                if self.usage.is_constant(id) {
                     quote!(let #name = #value;)
                 } else {
                     quote!(let mut #name = #value;)
@@ -1084,9 +1090,12 @@ impl<'p> Lower<'p> {
     fn save_assigned(&mut self, body: &[TStmt]) -> Vec<(Ident, TokenStream, Option<LocalId>)> {
         let (mut assigned, mut data_written) = (Vec::new(), false);
         collect_assigned(body, &mut assigned, &mut data_written);
+        // A local declared in the body is put back too when code after the `try` can see it
+        // (it is hoisted: Waldo's scope is the whole function); one that only the body sees
+        // is declared again whenever the body runs.
         let mut inner = Vec::new();
         collect_decls(body, &mut inner);
-        assigned.retain(|id| !inner.contains(id));
+        assigned.retain(|&id| !inner.contains(&id) || self.usage.is_hoisted(id) && !self.usage.is_constant(id));
         let mut saves = Vec::new();
         for id in &assigned {
             let (name, saved) = (self.local_names[id.index()].clone(), self.tmp("saved"));
@@ -1855,8 +1864,8 @@ fn collect_decls(stmts: &[TStmt], out: &mut Vec<LocalId>) {
     Decls(out).visit_stmts(stmts);
 }
 
-/// The locals assigned anywhere in `stmts`, and whether sequence data is (to save and
-/// restore them around a `try` body).
+/// The locals assigned or declared anywhere in `stmts`, and whether sequence data is
+/// assigned (to save and restore them around a `try` body).
 fn collect_assigned(stmts: &[TStmt], out: &mut Vec<LocalId>, data: &mut bool) {
     struct Assigned<'a> {
         locals: &'a mut Vec<LocalId>,
@@ -1876,6 +1885,11 @@ fn collect_assigned(stmts: &[TStmt], out: &mut Vec<LocalId>, data: &mut bool) {
     impl Visit for Assigned<'_> {
         fn visit_loop_var(&mut self, var: VarRef) {
             self.var(var);
+        }
+
+        // A declaration sets its local (to its initializer or its type's default).
+        fn visit_decl(&mut self, local: LocalId) {
+            self.var(VarRef::Local(local));
         }
 
         /// The variable at the root of the place, through any `Deref`s; writes into a

@@ -68,6 +68,9 @@ scenarios! {
         assert_eq!(l.loops().await.expect("loops"), (19.0, 5.0, "abc".to_owned()));
         assert_eq!(l.scope(3.0).await.expect("scope"), 6.0);
         assert_eq!(l.scope(-1.0).await.expect("scope"), 0.0);
+        // Locals declared in a try body that raised are put back as well.
+        assert_eq!(l.try_scope(2.0).await.expect("try scope"), (20.0, 0.0));
+        assert_eq!(l.try_scope(5.0).await.expect("try scope"), (30.0, 0.0));
         for (x, want) in [(-5.0, "neg"), (0.0, "zero"), (3.0, "small"), (50.0, "big")] {
             assert_eq!(l.branches(x).await.expect("branches"), want);
         }
@@ -195,6 +198,8 @@ scenarios! {
         assert_eq!(l.failing("plum".into()).await.expect("failing"), 3.0);
         let held: Vec<(String, f64)> = stock.get().into_iter().collect();
         assert_eq!(held, [("apple".to_owned(), 1.0), ("caught".to_owned(), 1.0), ("pear".to_owned(), 2.0)]);
+        // Deep equality and `in` read the cells: equal values are equal, whatever the cells.
+        assert_eq!(l.compare().await.expect("compare"), (true, false, true, true, false));
     }
 
     a_lost_partner_is_a_network_exception_in_waldo_code: corpus_conf_externals::conf_externals,

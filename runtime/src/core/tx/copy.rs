@@ -57,7 +57,8 @@ impl Tx {
         }
     }
 
-    /// Deep equality (`==`): containers and structs by contents, Endpoints by identity.
+    /// Deep equality (`==`): containers and structs by contents, Externals by the values of
+    /// their cells, Endpoints by identity.
     pub async fn equals(&self, a: &Value, b: &Value) -> Flow<bool> {
         let mut pending = vec![(a.clone(), b.clone())];
         while let Some((a, b)) = pending.pop() {
@@ -68,7 +69,19 @@ impl Tx {
                 (Value::Bool(x), Value::Bool(y)) => x == y,
                 (Value::Endpoint(x), Value::Endpoint(y)) => x.id() == y.id(),
                 (Value::Function(x), Value::Function(y)) => Arc::ptr_eq(&x.0, &y.0),
-                (Value::External(x), Value::External(y)) => x.same(y),
+                // Externals compare by the values their cells hold.
+                (Value::External(x), Value::External(y)) => {
+                    x.same(y) || {
+                        let (vx, vy) = (self.ext_read(x).await?, self.ext_read(y).await?);
+                        pending.push((vx, vy));
+                        true
+                    }
+                }
+                (Value::External(x), other) | (other, Value::External(x)) => {
+                    let vx = self.ext_read(x).await?;
+                    pending.push((vx, other.clone()));
+                    true
+                }
                 (Value::List(x), Value::List(y))
                 | (Value::Map(x), Value::Map(y))
                 | (Value::Struct(x), Value::Struct(y)) => {
