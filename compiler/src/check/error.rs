@@ -353,7 +353,10 @@ impl CheckError {
                 format!("{} declared again here", what.as_str()),
             )
             .with_secondary(Label::new(previous, format!("`{name}` is first declared here")))
-            .with_help("give one of them another name; names stay visible to the end of their scope"),
+            .with_help(match what {
+                Declared::Block => "give one of them another name: a sequence's blocks on one endpoint need names of their own",
+                _ => "give one of them another name; names stay visible to the end of their scope",
+            }),
             CheckError::LoopVariableDeclaredTwice { name, span, previous } => new(
                 E_DUPLICATE,
                 format!("`{name}` is declared twice"),
