@@ -79,7 +79,8 @@ pub mod __rt {
     pub use crate::host::convert::{Fresh, FromKey, FromValue, HostResult, IntoKey, IntoValue, fresh};
     pub use crate::host::shell::{
         Block, BlockBody, BlockFn, Body, BodyFn, Code, Ep, FromResults, Function, NowBlockFn, NowFn,
-        check_version, create, endpoint_value, join_in_process, join_loopback, result, results, value,
+        check_version, create, endpoint_value, join_in_process, join_loopback, result, result_at, results,
+        value,
     };
     pub use tokio::net::TcpStream;
 

@@ -481,7 +481,8 @@ impl<'a> Checker<'a> {
             alternation.push((endpoint, b.endpoint.span.to(b.name.span)));
             // A block is named by its endpoint and its name (`A.a`, `B.a`).
             let here = endpoint.unwrap_or(EndpointId(0));
-            if let Some((_, _, previous)) = blocks.iter().find(|(e, n, _)| *e == here && n == b.name.as_str()) {
+            if let Some((_, _, previous)) = blocks.iter().find(|(e, n, _)| *e == here && n == b.name.as_str())
+            {
                 let previous = *previous;
                 self.report(CheckError::Duplicate {
                     what: Declared::Block,

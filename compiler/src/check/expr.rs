@@ -61,7 +61,8 @@ impl Checker<'_> {
                 }
                 let first = self.expr(cx, &items[0], elem_hint.as_ref());
                 // Elements of a List of Externals are cells (as `append` takes them).
-                let first = if matches!(elem_hint, Some(Ty::External(_))) { first } else { self.deref(first) };
+                let first =
+                    if matches!(elem_hint, Some(Ty::External(_))) { first } else { self.deref(first) };
                 let elem = elem_hint.unwrap_or_else(|| first.ty.clone());
                 let mut out = vec![self.coerce(first, &elem, Expectation::InList)];
                 for item in &items[1..] {

@@ -1095,7 +1095,8 @@ impl<'p> Lower<'p> {
         // is declared again whenever the body runs.
         let mut inner = Vec::new();
         collect_decls(body, &mut inner);
-        assigned.retain(|&id| !inner.contains(&id) || self.usage.is_hoisted(id) && !self.usage.is_constant(id));
+        assigned
+            .retain(|&id| !inner.contains(&id) || self.usage.is_hoisted(id) && !self.usage.is_constant(id));
         let mut saves = Vec::new();
         for id in &assigned {
             let (name, saved) = (self.local_names[id.index()].clone(), self.tmp("saved"));

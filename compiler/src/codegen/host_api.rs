@@ -168,10 +168,20 @@ impl Gen<'_> {
                 }
             };
             let doc = format!(" `{}`, as one transaction.", self.signature(f));
+            // Up to 8 results, the runtime's `FromResults` tuples; more are read one by one.
+            let body = if f.returns.len() > 8 {
+                let reads = (0..f.returns.len()).map(|i| quote!(rt::result_at(&values, #i)?));
+                quote! {
+                    let values = self.handle.call_values(#index, Vec::from([#(#values),*])).await?;
+                    Ok((#(#reads),*))
+                }
+            } else {
+                quote!(self.handle.#call(#index, Vec::from([#(#values),*])).await)
+            };
             methods.extend(quote! {
                 #[doc = #doc]
                 pub async fn #method #generics(&self, #(#decls),*) -> Result<#ret_ty> {
-                    self.handle.#call(#index, Vec::from([#(#values),*])).await
+                    #body
                 }
             });
         }

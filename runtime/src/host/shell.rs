@@ -474,8 +474,10 @@ impl<E> Handle<E> {
     }
 
     /// Calls public function number `index` with `args`, as one transaction; the results
-    /// are deep copies nobody else holds.
-    async fn call_values(&self, index: usize, args: Vec<Value>) -> Result<Vec<Value>, Error> {
+    /// are deep copies nobody else holds (generated code: a function with more results than
+    /// [`FromResults`] takes reads them with [`result_at`]).
+    #[doc(hidden)]
+    pub async fn call_values(&self, index: usize, args: Vec<Value>) -> Result<Vec<Value>, Error> {
         let ep = &self.ep;
         let f = &ep.code.functions[index];
         transact(What(ep.code.name, f.name), &ep.core, &self.options, |tx| {
@@ -593,6 +595,12 @@ from_results!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 /// The one result of a host call as `T`.
 pub fn result<T: FromValue>(values: Vec<Value>) -> Result<T, Error> {
     results::<(T,)>(values).map(|(t,)| t)
+}
+
+/// Result number `i` of a host call as `T` (for functions with more results than a
+/// [`FromResults`] tuple holds).
+pub fn result_at<T: FromValue>(values: &[Value], i: usize) -> Result<T, Error> {
+    T::from_committed(values.get(i).unwrap_or(&Value::Nothing)).map_err(Error::from)
 }
 
 /// Creates an endpoint of `E` with no partner: its initializers, then `onCreate` with

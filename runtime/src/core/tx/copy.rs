@@ -61,6 +61,9 @@ impl Tx {
     /// their cells, Endpoints by identity.
     pub async fn equals(&self, a: &Value, b: &Value) -> Flow<bool> {
         let mut pending = vec![(a.clone(), b.clone())];
+        // The pairs of objects being compared: a pair met again (through a cycle, or shared)
+        // is equal so far, and the other paths decide.
+        let mut compared: std::collections::HashSet<(usize, usize)> = std::collections::HashSet::new();
         while let Some((a, b)) = pending.pop() {
             let same = match (&a, &b) {
                 (Value::Nothing, Value::Nothing) => true,
@@ -85,7 +88,7 @@ impl Tx {
                 (Value::List(x), Value::List(y))
                 | (Value::Map(x), Value::Map(y))
                 | (Value::Struct(x), Value::Struct(y)) => {
-                    if x.same(y) {
+                    if x.same(y) || !compared.insert((x.addr(), y.addr())) {
                         true
                     } else {
                         let dx = self.with_obj(x, Mode::Read, |d| Ok(d.clone())).await?;
