@@ -1132,6 +1132,9 @@ impl<'p> Lower<'p> {
         catches: &[(ExceptionKind, LocalId, Vec<TStmt>)],
     ) -> TokenStream {
         let rt = rt();
+        // An attempt that must stop (wounded, past its deadline) does not run the `finally`.
+        let start =
+            if fin.is_empty() { start } else { quote!(#start #rt::ops::stop_if_aborted(&#outcome)?;) };
         if finally.is_some_and(diverges) {
             // A `finally` that always leaves decides how the statement ends, whatever the
             // body or a catch did (an exception included).

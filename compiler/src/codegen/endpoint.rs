@@ -35,10 +35,12 @@ impl Gen<'_> {
                 self.function(e, &ep.functions[f], name, &waits, recursive[f.index()], body)
             })
             .collect();
-        let on_create = if self.has_on_create(e) { self.on_create(e, &waits) } else { quote!() };
-        let init_peered = if self.has_init_peered() { self.init_peered(e, &waits) } else { quote!() };
+        let early = self.globals_early(e, &waits);
+        let on_create =
+            if self.has_on_create(e, early) { self.on_create(e, &waits, early) } else { quote!() };
+        let init = if self.has_init(e, early) { self.init(e, &waits, early) } else { quote!() };
         let (blocks, block_runs) = if self.pair() { self.blocks(e, &waits) } else { (quote!(), Vec::new()) };
-        let code = self.code_table(e, &waits.waits, &recursive, &block_runs);
+        let code = self.code_table(e, &waits.waits, &recursive, &block_runs, early);
         let api = self.api(e);
         let doc = format!(" The `{}` endpoint of protocol `{}`.", ep.name, self.p.name);
         quote! {
@@ -48,7 +50,7 @@ impl Gen<'_> {
 
                 #api
                 #code
-                #init_peered
+                #init
                 #on_create
                 #functions
                 #blocks
@@ -56,18 +58,35 @@ impl Gen<'_> {
         }
     }
 
-    /// Whether endpoint `e` has anything to run at creation: globals with initializers that
-    /// are not folded into the slots' first values, or an `onCreate`.
-    fn has_on_create(&self, e: EndpointId) -> bool {
+    /// Whether endpoint `e` has globals with initializers that are not folded into the
+    /// slots' first values.
+    fn has_global_inits(&self, e: EndpointId) -> bool {
         let ep = &self.p.endpoints[e];
         let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
-        ep.on_create.is_some() || ep.globals.iter().skip(folded).any(|g| g.init.is_some())
+        ep.globals.iter().skip(folded).any(|g| g.init.is_some())
     }
 
-    /// Whether a peered variable has an initializer to run (one not folded into the slots).
-    fn has_init_peered(&self) -> bool {
+    /// Whether the globals' initializers of `e` run before the endpoint is connected (with
+    /// the peered variables' initializers), so that the partner's first blocks see them: when
+    /// they need no partner (they start no sequence, call no other endpoint and no function
+    /// that may wait). Otherwise they run after, at the start of `onCreate`'s transaction.
+    fn globals_early(&self, e: EndpointId, waits: &Waits) -> bool {
+        let mut lower = self.init_lower(e, waits);
+        let code = self.global_inits(e, &mut lower);
+        !waits_elsewhere(&code) && !lower.called.iter().any(|f| waits.waits[f.index()])
+    }
+
+    /// Whether endpoint `e` has anything to run with `onCreate`: globals' initializers that
+    /// did not run before connecting (`early`), or an `onCreate`.
+    fn has_on_create(&self, e: EndpointId, early: bool) -> bool {
+        self.p.endpoints[e].on_create.is_some() || !early && self.has_global_inits(e)
+    }
+
+    /// Whether endpoint `e` has initializers to run before it is connected: a peered
+    /// variable's (one not folded into the slots), or the globals' when they run `early`.
+    fn has_init(&self, e: EndpointId, early: bool) -> bool {
         let folded = self.peered_folded();
-        self.p.peered.iter().skip(folded).any(|v| v.var.init.is_some())
+        self.p.peered.iter().skip(folded).any(|v| v.var.init.is_some()) || early && self.has_global_inits(e)
     }
 
     /// How many peered variables, from the first, start with their initializer's value.
@@ -132,6 +151,7 @@ impl Gen<'_> {
         waits: &[bool],
         recursive: &[bool],
         block_runs: &[BlockRun],
+        early: bool,
     ) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
@@ -182,10 +202,10 @@ impl Gen<'_> {
         if !controlled.is_empty() {
             fields.extend(quote!(controlled: &[#(#controlled),*],));
         }
-        if self.has_init_peered() {
-            fields.extend(quote!(init_peered: Some(#rt::call!(init_peered)),));
+        if self.has_init(e, early) {
+            fields.extend(quote!(init: Some(#rt::call!(init)),));
         }
-        if self.has_on_create(e) {
+        if self.has_on_create(e, early) {
             fields.extend(quote!(on_create: Some(#rt::call!(on_create)),));
         }
         let create_params = ep.on_create.as_ref().map_or(0, |f| f.params);
@@ -313,11 +333,11 @@ impl Gen<'_> {
         (Lowered { ep, tx, args: args_param, code, waits: facts.waits }, lower.called)
     }
 
-    /// `onCreate`: the globals' initializers in order, then the body.
-    fn on_create(&self, e: EndpointId, waits: &Waits) -> TokenStream {
+    /// `onCreate`: the globals' initializers in order (unless they ran `early`), then the
+    /// body.
+    fn on_create(&self, e: EndpointId, waits: &Waits, early: bool) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
-        let peered = self.p.peered.len();
         let empty = Function {
             name: "onCreate".into(),
             public: false,
@@ -328,34 +348,51 @@ impl Gen<'_> {
             loc: crate::ir::Loc(waldo_grammar::Span::new(0, 0)),
         };
         let f = ep.on_create.as_ref().unwrap_or(&empty);
-        let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
         let (Lowered { ep: ep_name, tx, args: args_param, code, .. }, _) =
             self.function_body(e, f, waits, |lower| {
-                let mut inits = TokenStream::new();
-                for (i, g) in ep.globals.iter().enumerate().skip(folded) {
-                    if let Some(init) = &g.init {
-                        let v = lower.expr(init);
-                        let slot = peered + i;
-                        inits.extend(quote!(tx.write(&ep.core, #slot, #v).await?;));
-                    }
-                }
-                inits
+                if early { TokenStream::new() } else { self.global_inits(e, lower) }
             });
+        let doc = if early || !self.has_global_inits(e) {
+            quote!(#[doc = " `onCreate`."])
+        } else {
+            quote!(#[doc = " The globals' initializers, then `onCreate`."])
+        };
         quote! {
-            /// The globals' initializers, then `onCreate`.
+            #doc
             async fn on_create(#ep_name: &#rt::Ep, #tx: &#rt::Tx, #args_param: #rt::Args) -> #rt::Returns {
                 #code
             }
         }
     }
 
-    /// The peered variables' initializers (run on each replica before it is connected).
-    fn init_peered(&self, e: EndpointId, waits: &Waits) -> TokenStream {
+    /// The writes of the globals' initializers that are not folded into the slots, in order.
+    fn global_inits(&self, e: EndpointId, lower: &mut Lower<'_>) -> TokenStream {
+        let ep = &self.p.endpoints[e];
+        let peered = self.p.peered.len();
+        let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
+        let mut inits = TokenStream::new();
+        for (i, g) in ep.globals.iter().enumerate().skip(folded) {
+            if let Some(init) = &g.init {
+                let v = lower.expr(init);
+                let slot = peered + i;
+                inits.extend(quote!(tx.write(&ep.core, #slot, #v).await?;));
+            }
+        }
+        inits
+    }
+
+    /// A lowering context for initializers (no locals).
+    fn init_lower<'a>(&'a self, e: EndpointId, waits: &'a Waits) -> Lower<'a> {
+        Lower::new(self.p, &self.functions[e.index()], &waits.waits, BodyKind::Function, &[], &[], 0)
+            .with_structs(&self.structs)
+            .with_bare(&waits.bare)
+    }
+
+    /// The initializers that run before the endpoint is connected: the peered variables'
+    /// (on each replica), then the globals' when they run `early`.
+    fn init(&self, e: EndpointId, waits: &Waits, early: bool) -> TokenStream {
         let rt = rt();
-        let mut lower =
-            Lower::new(self.p, &self.functions[e.index()], &waits.waits, BodyKind::Function, &[], &[], 0)
-                .with_structs(&self.structs)
-                .with_bare(&waits.bare);
+        let mut lower = self.init_lower(e, waits);
         let mut code = TokenStream::new();
         for (i, v) in self.p.peered.iter().enumerate().skip(self.peered_folded()) {
             if let Some(init) = &v.var.init {
@@ -363,10 +400,13 @@ impl Gen<'_> {
                 code.extend(quote!(tx.write_initial(&ep.core, #i, #x).await?;));
             }
         }
+        if early {
+            code.extend(self.global_inits(e, &mut lower));
+        }
         let (ep, tx) = used_names(facts(&code));
         quote! {
-            /// The peered variables' initializers.
-            async fn init_peered(#ep: &#rt::Ep, #tx: &#rt::Tx, _args: #rt::Args) -> #rt::Returns {
+            /// The initializers that run before the endpoint is connected.
+            async fn init(#ep: &#rt::Ep, #tx: &#rt::Tx, _args: #rt::Args) -> #rt::Returns {
                 #code
                 Ok(Vec::new())
             }

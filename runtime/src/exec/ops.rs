@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::core::error::{Exception, Flow, app_error};
+use crate::core::error::{Exception, Flow, Raise, app_error};
 use crate::core::tx::Tx;
 use crate::core::value::{Key, Value, number_to_text};
 
@@ -729,6 +729,15 @@ pub fn fill<const N: usize>(data: &mut [Value], at: usize, values: [Value; N]) {
     }
 }
 
+/// Before a `finally` runs: an attempt that must stop (wounded, past its deadline) stops
+/// here, without running the `finally` for nothing (its undoing follows).
+pub fn stop_if_aborted<T>(outcome: &Flow<T>) -> Flow<()> {
+    match outcome {
+        Err(Raise::Abort(abort)) => Err(Raise::Abort(*abort)),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the body of a `try` that cannot wait, to its outcome (see `Tx::caught`).
 pub fn attempt(body: impl FnOnce() -> Flow<()>) -> Flow<()> {
     body()
@@ -742,7 +751,16 @@ pub fn arg<T: Typed>(args: &mut std::vec::IntoIter<Value>) -> Result<T, Exceptio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::error::Raise;
+    use crate::core::error::Abort;
+
+    #[test]
+    fn only_an_abort_stops_before_a_finally() {
+        let wounded: Flow<()> = Err(Raise::Abort(Abort::Wounded));
+        assert!(matches!(stop_if_aborted(&wounded), Err(Raise::Abort(Abort::Wounded))));
+        let raised: Flow<()> = Err(Exception::application("boom").into());
+        assert!(stop_if_aborted(&raised).is_ok(), "an exception runs the finally");
+        assert!(stop_if_aborted(&Ok(3)).is_ok());
+    }
 
     #[test]
     fn fill_gives_the_data_after_the_parameters_their_starting_values() {

@@ -126,9 +126,12 @@ pub struct Code {
     pub peered: usize,
     /// Peered slots the other endpoint controls: slot, variable, owner.
     pub controlled: &'static [(usize, &'static str, &'static str)],
-    /// The peered variables' initializers (run on each replica before it is connected).
-    pub init_peered: Option<BodyFn>,
-    /// The globals' initializers, then `onCreate`.
+    /// The initializers that run before the endpoint is connected: the peered variables'
+    /// (on each replica), then the globals' when they need no partner (so that the
+    /// partner's first blocks see them).
+    pub init: Option<BodyFn>,
+    /// The globals' initializers that need the partner (they start a sequence or call
+    /// another endpoint), then `onCreate`.
     pub on_create: Option<BodyFn>,
     /// How many arguments `onCreate` takes.
     pub create_params: usize,
@@ -147,7 +150,7 @@ impl Code {
             slots: Vec::new,
             peered: 0,
             controlled: &[],
-            init_peered: None,
+            init: None,
             on_create: None,
             create_params: 0,
             functions: &[],
@@ -252,10 +255,10 @@ impl Ep {
         }
     }
 
-    /// Runs the peered variables' initializers on this replica.
+    /// Runs the initializers that come before the connection (see [`Code::init`]).
     async fn start(&self, options: &CallOptions) -> Result<(), Error> {
-        if let Some(init) = self.code.init_peered {
-            transact(What(self.code.name, "peered"), &self.core, options, |tx| async move {
+        if let Some(init) = self.code.init {
+            transact(What(self.code.name, "initializers"), &self.core, options, |tx| async move {
                 init(self, &tx, Vec::new()).await
             })
             .await?;

@@ -82,6 +82,12 @@ scenarios! {
         assert_eq!(l.across().await.expect("across"), (2.0, 3.0, 1.0, 101.0, 1.0));
     }
 
+    initializers_run_before_the_partner_can_reach_them: corpus_conf_create::conf_create, |l, _r| {
+        // Right's `base` (computed from `one`) and `xs` were set when Left's `onCreate` ran
+        // its sequence there.
+        assert_eq!(l.result().await.expect("result"), 44.0);
+    }
+
     structs_and_deep_equality: corpus_conf_values::conf_values, |l, _r| {
         assert_eq!(l.structs().await.expect("structs"), (7.0, 5.0, true));
         assert_eq!(l.cycles().await.expect("cycles"), (true, false, false));
