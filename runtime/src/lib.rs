@@ -59,6 +59,7 @@ pub mod __rt {
     pub use crate::core::effects::{Printer, stdout_printer};
     pub use crate::core::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
     pub use crate::core::error::{Abort, Exception, ExceptionKind, Flow, Raise, app_error};
+    pub use crate::core::shape::Shape;
     pub use crate::core::stats::Traffic;
     pub use crate::core::tx::{Clock, Committed, Priority, Savepoint, Tx, TxId};
     pub use crate::core::value::ExtCell;

@@ -7,7 +7,7 @@ use quote::quote;
 use super::Gen;
 use super::body::rt;
 use super::names;
-use crate::ir::EndpointId;
+use crate::ir::{EndpointId, Ty};
 
 impl Gen<'_> {
     /// What both sides of a TCP connection check in the handshake: the protocol, its
@@ -33,10 +33,109 @@ impl Gen<'_> {
             .collect();
         let protocol = &self.p.name;
         let (a, b) = (&self.p.endpoints[0].name, &self.p.endpoints[1].name);
-        quote! {
-            /// What both sides of a connection check in the handshake.
-            static PAIR: #rt::PairSpec = #rt::PairSpec::new(#protocol, FINGERPRINT, [#a, #b], &[#(#infos),*]);
+        let spec = quote!(#rt::PairSpec::new(#protocol, FINGERPRINT, [#a, #b], &[#(#infos),*]));
+        match self.shapes() {
+            Some((statics, peered, data)) => {
+                // One constant per distinct list of sequence data shapes.
+                let mut lists: Vec<String> = Vec::new();
+                let mut consts = TokenStream::new();
+                let data: Vec<proc_macro2::Ident> = data
+                    .iter()
+                    .map(|shapes| {
+                        let key = quote!(#(#shapes),*).to_string();
+                        let n = lists.iter().position(|l| *l == key).unwrap_or_else(|| {
+                            let name = quote::format_ident!("DATA_{}", lists.len());
+                            consts.extend(quote! {
+                                const #name: &[&#rt::Shape] = &[#(#shapes),*];
+                            });
+                            lists.push(key);
+                            lists.len() - 1
+                        });
+                        quote::format_ident!("DATA_{}", n)
+                    })
+                    .collect();
+                quote! {
+                    #statics
+                    /// The shapes of the sequences' data (see `PAIR`).
+                    #consts
+                    /// What both sides of a connection check in the handshake, and the shapes
+                    /// of the values they send each other.
+                    static PAIR: #rt::PairSpec = #spec.with_shapes(&[#(#peered),*], &[#(#data),*]);
+                }
+            }
+            None => quote! {
+                /// What both sides of a connection check in the handshake.
+                static PAIR: #rt::PairSpec = #spec;
+            },
         }
+    }
+
+    /// The shapes of the peered variables (`("name", &shape)`) and of each sequence's data,
+    /// and a static for each struct they use (`SHAPE_<n>` for struct `n`, which a recursive
+    /// struct refers to); `None` when there is no shared data at all.
+    fn shapes(&self) -> Option<(TokenStream, Vec<TokenStream>, Vec<Vec<TokenStream>>)> {
+        let mut structs = vec![false; self.p.structs.len()];
+        let peered: Vec<TokenStream> = self
+            .p
+            .peered
+            .iter()
+            .map(|v| {
+                let (name, shape) = (&v.var.name, self.shape(&v.var.ty, &mut structs)?);
+                Some(quote!((#name, #shape)))
+            })
+            .collect::<Option<_>>()?;
+        let data: Vec<Vec<TokenStream>> = self
+            .p
+            .sequences
+            .iter()
+            .map(|s| s.data.iter().map(|v| self.shape(&v.ty, &mut structs)).collect::<Option<_>>())
+            .collect::<Option<_>>()?;
+        if peered.is_empty() && data.iter().all(Vec::is_empty) {
+            return None;
+        }
+        // The structs used, and those their fields use.
+        let mut done = vec![false; structs.len()];
+        let mut statics = TokenStream::new();
+        while let Some(n) = (0..structs.len()).find(|&n| structs[n] && !done[n]) {
+            done[n] = true;
+            let def = &self.p.structs[crate::ir::StructId(n)];
+            let fields: Vec<TokenStream> =
+                def.fields.iter().map(|f| self.shape(&f.ty, &mut structs)).collect::<Option<_>>()?;
+            let name = quote::format_ident!("SHAPE_{}", n);
+            let doc = format!(" The shape of `Struct {}`.", def.name);
+            let rt = rt();
+            statics.extend(quote! {
+                #[doc = #doc]
+                static #name: #rt::Shape = #rt::Shape::Struct(&[#(#fields),*]);
+            });
+        }
+        Some((statics, peered, data))
+    }
+
+    /// `&shape` of a value of type `ty` in shared data, marking in `structs` the structs it
+    /// uses; `None` for a type shared data cannot hold (the checker refuses Externals,
+    /// Functions and Endpoints there), which leaves the protocol's values unchecked.
+    fn shape(&self, ty: &Ty, structs: &mut Vec<bool>) -> Option<TokenStream> {
+        let rt = rt();
+        Some(match ty {
+            Ty::Number => quote!(&#rt::Shape::Number),
+            Ty::Text => quote!(&#rt::Shape::Text),
+            Ty::Bool => quote!(&#rt::Shape::TrueFalse),
+            Ty::List(t) => {
+                let t = self.shape(t, structs)?;
+                quote!(&#rt::Shape::List(#t))
+            }
+            Ty::Map(k, v) => {
+                let (k, v) = (self.shape(k, structs)?, self.shape(v, structs)?);
+                quote!(&#rt::Shape::Map(#k, #v))
+            }
+            Ty::Struct(id) => {
+                structs[id.index()] = true;
+                let name = quote::format_ident!("SHAPE_{}", id.index());
+                quote!(&#name)
+            }
+            _ => return None,
+        })
     }
 
     /// The listener type of endpoint `e` of a pair: the runtime's listener itself when

@@ -10,6 +10,7 @@ pub(crate) mod error;
 pub(crate) mod gate;
 pub(crate) mod lifecycle;
 pub(crate) mod lock;
+pub(crate) mod shape;
 pub(crate) mod stats;
 pub(crate) mod tx;
 pub(crate) mod value;

@@ -91,6 +91,7 @@ scenarios! {
     structs_and_deep_equality: corpus_conf_values::conf_values, |l, _r| {
         assert_eq!(l.structs().await.expect("structs"), (7.0, 5.0, true));
         assert_eq!(l.cycles().await.expect("cycles"), (true, false, false));
+        assert_eq!(l.tree().await.expect("a cyclic struct crosses"), 2.0);
         // More results than the runtime's result tuples hold.
         let nine = l.nine().await.expect("nine");
         assert_eq!((nine.0, nine.7, nine.8), (1.0, 8.0, "nine".to_owned()));

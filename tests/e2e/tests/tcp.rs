@@ -245,6 +245,52 @@ async fn deviations_after_the_handshake_close_the_connection_with_the_reason() {
     }
 }
 
+/// A well-formed message whose values do not have the protocol's types (a buggy or hostile
+/// peer with the right fingerprint) is a deviation: it closes the connection before any
+/// value reaches a block or a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_the_wrong_type_close_the_connection() {
+    use waldo::__rt::{Priority, TxId, Value};
+    use waldo::engine::proto::encode_msg;
+    let listener = Vault::listen("127.0.0.1:0").await.expect("listen");
+    // `Transfer(Text from, Text to, Number amount) returns TrueFalse ok`: a Number and a
+    // Text swapped, at any depth of the message, is refused.
+    let cases = [
+        (
+            vec![Value::Number(1.0), Value::text("b"), Value::Number(5.0), Value::Bool(false)],
+            "value 1 of sequence `Transfer`'s data is a Number where a Text was expected",
+        ),
+        (
+            vec![Value::text("a"), Value::text("b"), Value::new_list(Vec::new()), Value::Bool(false)],
+            "value 3 of sequence `Transfer`'s data is a List where a Number was expected",
+        ),
+    ];
+    for (locals, expected) in cases {
+        let mut raw = raw_branch(listener.local_addr()).await;
+        let work = waldo::engine::Msg::Work {
+            tx: TxId { origin: 7, n: 1 },
+            prio: Priority::from_parts(1, 7),
+            from_parent: true,
+            frame: 1,
+            seq: 0,
+            block: 1,
+            locals,
+            peered: Vec::new(),
+            vote: false,
+        };
+        let payload = encode_msg(&work).expect("encodes");
+        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+        frame.extend(payload);
+        raw.write_all(&frame).await.expect("write");
+        let err = within("accept", listener.accept()).await.expect_err("the connection is closed");
+        assert!(matches!(&err, Error::ProtocolDeviation { message } if message.contains(expected)), "{err}");
+        let (k, reason) = last_word(&mut raw).await;
+        assert_eq!(k, kind::CLOSE);
+        assert!(reason.contains(expected), "{reason}");
+        serves(&listener).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_partner_is_lost_after_the_timeout() {
     let options = TcpOptions::default().with_heartbeat(Duration::from_millis(50), Duration::from_millis(300));

@@ -23,6 +23,7 @@ use super::network::Io;
 use super::options::*;
 use super::session::{CONFIRM_EVERY, Outage, Reading, Replay, Session};
 use crate::core::error::Error;
+use crate::core::value::Value;
 use crate::driver::link::{Control, Link, Transport, WeakLink};
 use crate::engine::Msg;
 use crate::engine::liveness::{Beat, Liveness};
@@ -163,6 +164,8 @@ pub(super) struct Conn {
     pub(super) reader_busy: std::sync::atomic::AtomicBool,
     /// The connection's `waldo.connection` span: its tasks run in it.
     pub(super) span: tracing::Span,
+    /// The protocol, whose shapes received values are checked against.
+    pub(super) spec: &'static PairSpec,
 }
 
 impl Conn {
@@ -480,11 +483,44 @@ impl Conn {
         }
     }
 
+    /// Checks the values a message carries against the protocol's shapes: its peered data,
+    /// and the sequence data of a `Work` (where the engine checks their number). Sequence
+    /// data that a block has not set yet travels as Nothing.
+    fn check_values(&self, msg: &Msg) -> Result<(), String> {
+        let peered = match msg {
+            Msg::Work { seq, locals, peered, .. } => {
+                if let Some(shapes) = self.spec.data.get(*seq as usize) {
+                    let name = self.spec.sequences.get(*seq as usize).map_or("?", |s| s.name);
+                    for (i, (value, shape)) in locals.iter().zip(shapes.iter()).enumerate() {
+                        if !matches!(value, Value::Nothing) {
+                            shape
+                                .check(value)
+                                .map_err(|e| format!("value {} of sequence `{name}`'s data is {e}", i + 1))?;
+                        }
+                    }
+                }
+                peered
+            }
+            Msg::Done { peered, .. } | Msg::Raise { peered, .. } | Msg::Prepare { peered, .. } => peered,
+            _ => return Ok(()),
+        };
+        for (slot, value) in peered {
+            if let Some((name, shape)) = self.spec.peered.get(*slot as usize) {
+                shape.check(value).map_err(|e| format!("peered variable `{name}` received {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Handles one frame; false when the connection is finished.
     fn frame(&self, payload: &[u8]) -> bool {
         match payload.first().copied() {
             Some(1..=10) => match crate::engine::proto::decode_msg(payload) {
                 Ok(msg) => {
+                    if let Err(message) = self.check_values(&msg) {
+                        self.deviated(message);
+                        return false;
+                    }
                     if let Some(link) = self.link() {
                         link.receive(msg);
                     }

@@ -305,6 +305,7 @@ fn start(
         reader_busy: std::sync::atomic::AtomicBool::new(false),
         sent: AtomicU64::new(0),
         admission: Mutex::new(admission),
+        spec,
     });
     if let Some(session) = &conn.session
         && let Some(registry) = session.registry.as_ref().and_then(std::sync::Weak::upgrade)

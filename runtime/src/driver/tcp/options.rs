@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 use super::network::{Network, Socket, SystemTcp};
 
 use crate::core::error::Error;
+use crate::core::shape::Shape;
 use crate::engine::SequenceInfo;
 
 /// The first bytes each side sends.
@@ -321,6 +322,10 @@ pub struct PairSpec {
     pub endpoints: [&'static str; 2],
     /// The protocol's sequences.
     pub sequences: &'static [SequenceInfo],
+    /// The peered variables, by slot: name and shape (what a received value must be).
+    pub peered: &'static [(&'static str, &'static Shape)],
+    /// The shapes of each sequence's data, by sequence.
+    pub data: &'static [&'static [&'static Shape]],
 }
 
 impl PairSpec {
@@ -331,7 +336,19 @@ impl PairSpec {
         endpoints: [&'static str; 2],
         sequences: &'static [SequenceInfo],
     ) -> Self {
-        PairSpec { protocol, fingerprint, endpoints, sequences }
+        PairSpec { protocol, fingerprint, endpoints, sequences, peered: &[], data: &[] }
+    }
+
+    /// With the shapes of the peered variables and of each sequence's data, which received
+    /// values are checked against (see [`Shape`]).
+    pub const fn with_shapes(
+        mut self,
+        peered: &'static [(&'static str, &'static Shape)],
+        data: &'static [&'static [&'static Shape]],
+    ) -> Self {
+        self.peered = peered;
+        self.data = data;
+        self
     }
 }
 
