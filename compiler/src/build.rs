@@ -32,8 +32,21 @@ pub enum Error {
         /// The rendered diagnostics (plain text).
         rendered: String,
     },
-    /// Code generation refused (an unknown endpoint was asked for).
-    Generate(GenError),
+    /// Code generation refused for the protocol of `path` (an unknown endpoint was asked
+    /// for, a runtime path that is not a path).
+    Generate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: GenError,
+    },
+    /// Two files define protocols with the same module name: one would overwrite the other.
+    SameModule {
+        /// The module (and file) name.
+        module: String,
+        /// The two files.
+        paths: [PathBuf; 2],
+    },
     /// No output directory: not run by cargo (no `OUT_DIR`) and none configured.
     NoOutDir,
 }
@@ -41,7 +54,7 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Io { path, source } => write!(f, "cannot access `{}`: {source}", path.display()),
+            Error::Io { path, source } => write!(f, "error: cannot access `{}`: {source}", path.display()),
             Error::Diagnostics { errors, rendered } => {
                 write!(
                     f,
@@ -49,7 +62,15 @@ impl std::fmt::Display for Error {
                     plural(*errors)
                 )
             }
-            Error::Generate(e) => write!(f, "{e}"),
+            Error::Generate { path, error } => {
+                write!(f, "error: cannot generate the code of `{}`: {error}", path.display())
+            }
+            Error::SameModule { module, paths: [a, b] } => write!(
+                f,
+                "error: `{}` and `{}` both define the protocol module `{module}` (`{module}.rs`): rename one of the protocols",
+                a.display(),
+                b.display()
+            ),
             Error::NoOutDir => {
                 write!(f, "no output directory: set one with `Config::out_dir`, or run from build.rs")
             }
@@ -125,8 +146,16 @@ impl Config {
             if cargo {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
-            let c = crate::check_path(&mut map, path)
-                .map_err(|source| Error::Io { path: path.to_owned(), source })?;
+            // A file that cannot be read is one error among the others: every file's
+            // diagnostics are still reported.
+            let c = match crate::check_path(&mut map, path) {
+                Ok(c) => c,
+                Err(source) => {
+                    errors += 1;
+                    rendered.push_str(&format!("{}\n\n", Error::Io { path: path.to_owned(), source }));
+                    continue;
+                }
+            };
             for d in &c.diagnostics {
                 let text = map.render(std::slice::from_ref(d), Color::Never);
                 if d.severity == Severity::Error {
@@ -143,19 +172,28 @@ impl Config {
         if errors > 0 {
             return Err(Error::Diagnostics { errors, rendered });
         }
-        std::fs::create_dir_all(&out_dir).map_err(|source| Error::Io { path: out_dir.clone(), source })?;
-        let mut written = Vec::new();
+        // Everything is generated before anything is written: a failure writes nothing.
+        let mut generated: Vec<(PathBuf, String, PathBuf)> = Vec::new();
         for (path, c) in checked {
             let Some(protocol) = c.protocol else { continue };
             let options = codegen::Options {
                 endpoints: self.endpoints.clone(),
                 source_name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                runtime_path: self.runtime_path.clone(),
             };
-            let mut code = codegen::generate(&protocol, &options).map_err(Error::Generate)?;
-            if let Some(rt) = &self.runtime_path {
-                code = code.replace("::waldo::", &format!("{}::", rt.trim_end_matches("::")));
+            let code = codegen::generate(&protocol, &options)
+                .map_err(|error| Error::Generate { path: path.clone(), error })?;
+            let module = codegen::module_name(&protocol);
+            if let Some((first, ..)) =
+                generated.iter().find(|(_, _, t)| t.file_stem() == Some(module.as_ref()))
+            {
+                return Err(Error::SameModule { module, paths: [first.clone(), path] });
             }
-            let target = out_dir.join(format!("{}.rs", codegen::module_name(&protocol)));
+            generated.push((path, code, out_dir.join(format!("{module}.rs"))));
+        }
+        std::fs::create_dir_all(&out_dir).map_err(|source| Error::Io { path: out_dir.clone(), source })?;
+        let mut written = Vec::new();
+        for (_, code, target) in generated {
             let unchanged = std::fs::read(&target).is_ok_and(|old| old == code.as_bytes());
             if !unchanged {
                 std::fs::write(&target, code).map_err(|source| Error::Io { path: target.clone(), source })?;

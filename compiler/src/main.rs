@@ -284,6 +284,7 @@ fn check(files: &[PathBuf], output: &OutputArgs) -> ExitCode {
             Err(err) => {
                 eprintln!("error: cannot read `{}`: {err}", path.display());
                 failed = true;
+                errors += 1;
                 continue;
             }
         };

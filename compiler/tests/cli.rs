@@ -72,6 +72,7 @@ fn unreadable_and_non_utf8_files_are_reported() {
     let (code, _, stderr) = waldoc(&["check", "/definitely/not/here.wld"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot read `/definitely/not/here.wld`"), "{stderr}");
+    assert!(stderr.contains("1 error and 0 warnings in 1 file"), "the summary counts it: {stderr}");
 
     let latin1 = temp_file("latin1.wld", b"P\nEndpoint A;\nA { Text t = 'caf\xe9'; }\n");
     let (code, _, stderr) = waldoc(&["check", latin1.to_str().unwrap()]);
@@ -189,7 +190,42 @@ fn build_writes_one_file_per_protocol_and_can_choose_endpoints() {
 
     let (code, _, stderr) = waldoc(&["build", bank, "--out-dir", dir, "--endpoint", "Teller"]);
     assert_eq!(code, 1);
-    assert_eq!(stderr.trim(), "the protocol has no endpoint `Teller` (its endpoints: Branch, Vault)");
+    assert!(stderr.starts_with("error: cannot generate the code of `"), "{stderr}");
+    assert!(
+        stderr.contains("the protocol has no endpoint `Teller` (its endpoints: Branch, Vault)"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// A failure in any file writes nothing: a missing file does not hide the others'
+/// diagnostics, an endpoint that one protocol lacks leaves no file of the others, and two
+/// protocols that would write the same file are refused.
+#[test]
+fn build_reports_every_file_and_writes_nothing_on_any_failure() {
+    let out_dir = std::env::temp_dir().join(format!("waldoc-build-all-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let dir = out_dir.to_str().expect("a UTF-8 path");
+    let broken = temp_file("two_errors.wld", b"P\nEndpoint A;\nA { Number x = 'a'; Text t = 1; }\n");
+    let (code, _, stderr) =
+        waldoc(&["build", broken.to_str().unwrap(), "/no/such/file.wld", "--out-dir", dir]);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.matches("error[E0107]").count(), 2, "{stderr}");
+    assert!(stderr.contains("error: cannot access `/no/such/file.wld`"), "{stderr}");
+    assert!(stderr.contains("3 errors"), "{stderr}");
+
+    let solo = temp_file("solo.wld", b"Solo\nEndpoint Vault;\nVault { }\n");
+    let (code, _, stderr) =
+        waldoc(&["build", EXAMPLE, solo.to_str().unwrap(), "--out-dir", dir, "--endpoint", "Branch"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("solo.wld") && stderr.contains("no endpoint `Branch`"), "{stderr}");
+    assert!(!out_dir.join("bank.rs").exists(), "nothing is written when one file fails");
+
+    let again = temp_file("bank_again.wld", &std::fs::read(EXAMPLE).expect("bank.wld"));
+    let (code, _, stderr) = waldoc(&["build", EXAMPLE, again.to_str().unwrap(), "--out-dir", dir]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("both define the protocol module `bank`"), "{stderr}");
+    assert!(!out_dir.join("bank.rs").exists());
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 

@@ -26,8 +26,11 @@ fn examples() -> Vec<std::path::PathBuf> {
 }
 
 fn generate(path: &Path, endpoints: Option<Vec<String>>) -> Result<String, GenError> {
-    let options =
-        Options { endpoints, source_name: path.file_name().expect("a file").to_string_lossy().into_owned() };
+    let options = Options {
+        endpoints,
+        source_name: path.file_name().expect("a file").to_string_lossy().into_owned(),
+        ..Options::default()
+    };
     codegen::generate(&protocol(path), &options)
 }
 
@@ -153,4 +156,32 @@ fn bodies_that_cannot_wait_are_plain_functions() {
     assert!(code.contains("rt::Block::restart(1, 1, b_t_four)"), "{code}");
     assert!(code.contains("rt::Block::new(2, 1, rt::step!(b_u_six))"), "{code}");
     syn::parse_file(&code).expect("valid Rust");
+}
+
+/// The runtime's path can be changed (a dependency renamed in `Cargo.toml`, a re-export):
+/// every path into the runtime moves, and nothing else does, not even a Text that spells it.
+#[test]
+fn the_runtime_path_can_be_changed() {
+    let source = "Paths\nEndpoint A;\nA { Public Function f() returns Text { return '::waldo::Handle'; } }\n";
+    let mut map = SourceMap::new();
+    let checked = check_source(&mut map, "paths.wld", source);
+    let protocol = checked.protocol.expect("a protocol");
+    let with = |path: &str| {
+        let options = Options { runtime_path: Some(path.to_owned()), ..Options::default() };
+        codegen::generate(&protocol, &options).expect("generates")
+    };
+    let renamed = with("::my_waldo");
+    assert!(renamed.contains("use ::my_waldo::{Result, __rt as rt};"), "{renamed}");
+    assert!(renamed.contains("::my_waldo::Handle<A>"), "{renamed}");
+    assert_eq!(renamed.matches("::waldo::").count(), 1, "only the Text keeps it: {renamed}");
+    assert!(renamed.contains(r#""::waldo::Handle""#), "{renamed}");
+    let vendored = with("crate::deps::waldo");
+    assert!(vendored.contains("use crate::deps::waldo::{Result, __rt as rt};"), "{vendored}");
+    assert!(!vendored.contains("::crate"), "{vendored}");
+    let err = codegen::generate(
+        &protocol,
+        &Options { runtime_path: Some("not a path".into()), ..Options::default() },
+    )
+    .expect_err("refused");
+    assert!(err.to_string().contains("is not a Rust path"), "{err}");
 }

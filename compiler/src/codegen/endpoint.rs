@@ -46,7 +46,7 @@ impl Gen<'_> {
         quote! {
             #[doc = #doc]
             pub mod #module {
-                use waldo::{Result, __rt as rt};
+                use ::waldo::{Result, __rt as rt};
 
                 #api
                 #code

@@ -89,7 +89,7 @@ impl Gen<'_> {
                     }
                     params.generic_names.push(ret.clone());
                     let ret = names::ident(&ret);
-                    params.generics.push(quote!(#ret: waldo::HostResult<#out>));
+                    params.generics.push(quote!(#ret: ::waldo::HostResult<#out>));
                     params.decls.push(quote!(#id: impl Fn(#(#ins),*) -> #ret + Send + Sync + 'static));
                     let idx: Vec<usize> = (0..sig.params.len()).collect();
                     let call = quote!(#rt::HostResult::into_host(#id(#(#rt::FromValue::from_committed(&#rt::ops::nth(&args, #idx))?),*))?);
@@ -109,7 +109,7 @@ impl Gen<'_> {
                 }
                 // An endpoint handle's `endpoint()`, `Some` of it, or `None` (unbound).
                 Ty::Endpoint => {
-                    params.decls.push(quote!(#id: impl Into<Option<waldo::EndpointRef>>));
+                    params.decls.push(quote!(#id: impl Into<Option<::waldo::EndpointRef>>));
                     params.values.push(quote!(#rt::endpoint_value(#id)));
                 }
                 other => {
@@ -151,7 +151,7 @@ impl Gen<'_> {
         let mut methods = TokenStream::new();
         for (index, fid) in self.public_functions(e).into_iter().enumerate() {
             let f = &ep.functions[fid];
-            let mut name = names::snake(&f.name);
+            let mut name = names::escaped(names::snake(&f.name));
             while taken.contains(&name) {
                 name.push('_');
             }
@@ -205,13 +205,13 @@ impl Gen<'_> {
             );
             quote! {
                 #[doc = #connect_doc]
-                pub fn connect #connect_generics(addr: impl waldo::ToSocketAddrs + Send + 'a, #(#decls),*) -> waldo::Connect<'a, Self> {
-                    waldo::Connect::new(addr, Vec::from([#(#values),*]))
+                pub fn connect #connect_generics(addr: impl ::waldo::ToSocketAddrs + Send + 'a, #(#decls),*) -> ::waldo::Connect<'a, Self> {
+                    ::waldo::Connect::new(addr, Vec::from([#(#values),*]))
                 }
 
                 #[doc = #listen_doc]
-                pub fn listen<'a>(addr: impl waldo::ToSocketAddrs + Send + 'a) -> waldo::Listen<'a, Self> {
-                    waldo::Listen::new(addr)
+                pub fn listen<'a>(addr: impl ::waldo::ToSocketAddrs + Send + 'a) -> ::waldo::Listen<'a, Self> {
+                    ::waldo::Listen::new(addr)
                 }
 
                 #[doc = #alone_doc]
@@ -236,13 +236,13 @@ impl Gen<'_> {
             let l = &self.listeners[e.index()];
             quote!(#l)
         } else {
-            quote!(waldo::EndpointListener<Self>)
+            quote!(::waldo::EndpointListener<Self>)
         };
         quote! {
             #[doc = #handle_doc]
             #[derive(Clone, Debug)]
             pub struct #handle {
-                handle: waldo::Handle<#handle>,
+                handle: ::waldo::Handle<#handle>,
             }
 
             #listener
@@ -253,18 +253,18 @@ impl Gen<'_> {
             }
 
             impl ::std::ops::Deref for #handle {
-                type Target = waldo::Handle<#handle>;
+                type Target = ::waldo::Handle<#handle>;
 
-                fn deref(&self) -> &waldo::Handle<#handle> {
+                fn deref(&self) -> &::waldo::Handle<#handle> {
                     &self.handle
                 }
             }
 
-            impl waldo::Endpoint for #handle {
+            impl ::waldo::Endpoint for #handle {
                 type Listener = #listener_ty;
                 const CODE: &'static #rt::Code = &CODE;
 
-                fn from_handle(handle: waldo::Handle<#handle>) -> Self {
+                fn from_handle(handle: ::waldo::Handle<#handle>) -> Self {
                     #handle { handle }
                 }
             }

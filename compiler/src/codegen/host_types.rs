@@ -24,7 +24,7 @@ impl Gen<'_> {
             Ty::Map(k, v) => {
                 let v = self.host_ty(v);
                 match **k {
-                    Ty::Number => quote!(waldo::NumberMap<#v>),
+                    Ty::Number => quote!(::waldo::NumberMap<#v>),
                     Ty::Bool => quote!(::std::collections::BTreeMap<bool, #v>),
                     _ => quote!(::std::collections::BTreeMap<String, #v>),
                 }
@@ -33,12 +33,12 @@ impl Gen<'_> {
                 let n = &self.structs[id.index()];
                 quote!(super::#n)
             }
-            Ty::Function(_) => quote!(waldo::__rt::HostFn),
+            Ty::Function(_) => quote!(::waldo::__rt::HostFn),
             // Waldo allows an unbound Endpoint anywhere one is held.
-            Ty::Endpoint => quote!(Option<waldo::EndpointRef>),
+            Ty::Endpoint => quote!(Option<::waldo::EndpointRef>),
             Ty::External(t) => {
                 let t = self.host_ty(t);
-                quote!(waldo::External<#t>)
+                quote!(::waldo::External<#t>)
             }
             Ty::Tuple(ts) => {
                 let ts: Vec<TokenStream> = ts.iter().map(|t| self.host_ty(t)).collect();
@@ -95,7 +95,7 @@ impl Gen<'_> {
             }
 
             impl #rt::FromValue for #name {
-                fn from_committed(value: &#rt::Value) -> Result<Self, waldo::Exception> {
+                fn from_committed(value: &#rt::Value) -> Result<Self, ::waldo::Exception> {
                     let #fields_var = #rt::ops::struct_fields(value, #n)?;
                     Ok(#name {
                         #(#field_names: #rt::FromValue::from_committed(&fields[#idx])?,)*

@@ -42,6 +42,9 @@ pub struct Options {
     pub endpoints: Option<Vec<String>>,
     /// The file the protocol came from, for the header.
     pub source_name: String,
+    /// The path of the runtime crate in the code (`::waldo` when `None`): `::my_waldo` for a
+    /// dependency renamed in `Cargo.toml`, or a path to a re-export (`crate::deps::waldo`).
+    pub runtime_path: Option<String>,
 }
 
 /// Why code could not be generated.
@@ -54,6 +57,8 @@ pub enum GenError {
         /// The protocol's endpoints.
         known: Vec<String>,
     },
+    /// The runtime path given is not a Rust path.
+    RuntimePath(String),
     /// The generated tokens did not parse as Rust (a bug in the generator).
     Internal(String),
 }
@@ -63,6 +68,9 @@ impl std::fmt::Display for GenError {
         match self {
             GenError::UnknownEndpoint { name, known } => {
                 write!(f, "the protocol has no endpoint `{name}` (its endpoints: {})", known.join(", "))
+            }
+            GenError::RuntimePath(path) => {
+                write!(f, "the runtime path `{path}` is not a Rust path (write it like `::my_waldo`)")
             }
             GenError::Internal(e) => write!(f, "internal error in the code generator: {e}"),
         }
@@ -98,7 +106,11 @@ pub fn generate(protocol: &Protocol, options: &Options) -> Result<String, GenErr
             out
         }
     };
-    let tokens = Gen::new(protocol).protocol(&emit);
+    let mut tokens = Gen::new(protocol).protocol(&emit);
+    if let Some(path) = &options.runtime_path {
+        let parsed: syn::Path = syn::parse_str(path).map_err(|_| GenError::RuntimePath(path.clone()))?;
+        tokens = runtime_at(tokens, &parsed);
+    }
     let mut file: syn::File = syn::parse2(tokens).map_err(|e| GenError::Internal(e.to_string()))?;
     syn::visit_mut::VisitMut::visit_file_mut(&mut Tidy, &mut file);
     let allow = lints::allowed(&mut file);
@@ -235,7 +247,7 @@ impl Gen<'_> {
         let own = quote!(#structs #spec #pair);
         let use_rt = if mentions(&own, "rt") {
             quote!(
-                use waldo::__rt as rt;
+                use ::waldo::__rt as rt;
             )
         } else {
             quote!()
@@ -247,7 +259,7 @@ impl Gen<'_> {
 
                 #[doc = #fp_doc]
                 pub const FINGERPRINT: u64 = #fingerprint;
-                const _: () = waldo::__rt::check_version(#version);
+                const _: () = ::waldo::__rt::check_version(#version);
                 #structs
                 #spec
                 #endpoints
@@ -317,6 +329,42 @@ impl syn::visit_mut::VisitMut for Results {
     // Closures and async blocks inside return something else.
     fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
     fn visit_expr_async_mut(&mut self, _: &mut syn::ExprAsync) {}
+}
+
+/// `tokens` with the runtime's crate path `::waldo::` (the code names the runtime only so)
+/// written as `path::` instead. No other path of the generated code has a `waldo` segment
+/// after `::`, and string literals are single tokens, which this leaves alone.
+fn runtime_at(tokens: TokenStream, path: &syn::Path) -> TokenStream {
+    use proc_macro2::{Group, TokenTree};
+    let absolute = path.leading_colon.is_some();
+    let segments = {
+        let segments = &path.segments;
+        quote!(#segments)
+    };
+    let mut out: Vec<TokenTree> = Vec::new();
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(t) = iter.next() {
+        match t {
+            TokenTree::Group(g) => {
+                let mut inner = Group::new(g.delimiter(), runtime_at(g.stream(), path));
+                inner.set_span(g.span());
+                out.push(TokenTree::Group(inner));
+            }
+            TokenTree::Ident(i)
+                if i == "waldo"
+                    && matches!(out.as_slice(), [.., TokenTree::Punct(a), TokenTree::Punct(b)]
+                        if a.as_char() == ':' && b.as_char() == ':')
+                    && matches!(iter.peek(), Some(TokenTree::Punct(p)) if p.as_char() == ':') =>
+            {
+                if !absolute {
+                    out.truncate(out.len() - 2);
+                }
+                out.extend(segments.clone());
+            }
+            other => out.push(other),
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Whether `tokens` mentions the identifier `name`.

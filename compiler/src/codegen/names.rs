@@ -67,7 +67,15 @@ pub fn camel(name: &str) -> String {
             out.push(c);
         }
     }
-    if out.is_empty() { "T".to_owned() } else { out }
+    // A type name cannot start with a digit (`_1` → `T1`).
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) { format!("T{out}") } else { out }
+}
+
+/// `name` as [`ident`] will write it, for the few keywords that cannot be raw identifiers
+/// (`crate` → `crate_`): names are made unique after this, so that `crate` and `crate_` do
+/// not both become `crate_`.
+pub fn escaped(name: String) -> String {
+    if NOT_RAW.contains(&name.as_str()) { format!("{name}_") } else { name }
 }
 
 /// Names a generated module already uses unqualified (the prelude and the runtime's types):
@@ -130,8 +138,11 @@ fn unique_with(names: Vec<String>, joint: &str) -> Vec<String> {
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(names.len());
     let mut out = Vec::with_capacity(names.len());
     for name in names {
+        let name = escaped(name);
         let mut candidate = name.clone();
         let mut n = 2;
+        // `crate_` and `crate` give `crate_` and `crate_2`, not `crate__2`.
+        let joint = if name.ends_with('_') { "" } else { joint };
         while seen.contains(&candidate) {
             candidate = format!("{name}{joint}{n}");
             n += 1;
@@ -160,6 +171,13 @@ mod tests {
         assert_eq!(snake("__lead"), "__lead");
         assert_eq!(camel("account_info"), "AccountInfo");
         assert_eq!(camel("Account"), "Account");
+        assert_eq!(camel("_1"), "T1");
+        assert_eq!(camel("_"), "T");
+        // Escaped first, then made unique: `crate` and `crate_` stay two names.
+        assert_eq!(
+            unique(vec!["crate".into(), "crate_".into(), "Self".into()]),
+            vec!["crate_", "crate_2", "Self_"]
+        );
         assert_eq!(ident("type").to_string(), "r#type");
         assert_eq!(ident("crate").to_string(), "crate_");
         assert_eq!(ident("balance").to_string(), "balance");

@@ -151,7 +151,7 @@ impl Gen<'_> {
             _ => {
                 return quote! {
                     #[doc = #doc]
-                    pub type #listener = waldo::EndpointListener<#handle>;
+                    pub type #listener = ::waldo::EndpointListener<#handle>;
                 };
             }
         };
@@ -160,7 +160,7 @@ impl Gen<'_> {
             #[doc = #doc]
             #[derive(Debug)]
             pub struct #listener {
-                listener: waldo::EndpointListener<#handle>,
+                listener: ::waldo::EndpointListener<#handle>,
             }
 
             impl #listener {
@@ -172,16 +172,16 @@ impl Gen<'_> {
                 }
             }
 
-            impl From<waldo::EndpointListener<#handle>> for #listener {
-                fn from(listener: waldo::EndpointListener<#handle>) -> Self {
+            impl From<::waldo::EndpointListener<#handle>> for #listener {
+                fn from(listener: ::waldo::EndpointListener<#handle>) -> Self {
                     #listener { listener }
                 }
             }
 
             impl ::std::ops::Deref for #listener {
-                type Target = waldo::EndpointListener<#handle>;
+                type Target = ::waldo::EndpointListener<#handle>;
 
-                fn deref(&self) -> &waldo::EndpointListener<#handle> {
+                fn deref(&self) -> &::waldo::EndpointListener<#handle> {
                     &self.listener
                 }
             }
@@ -224,12 +224,12 @@ impl Gen<'_> {
         );
         quote! {
             #[doc = #in_process_doc]
-            pub async fn in_process_pair #generics(#(#da,)* #(#db),*) -> waldo::Result<(#ha, #hb)> {
+            pub async fn in_process_pair #generics(#(#da,)* #(#db),*) -> ::waldo::Result<(#ha, #hb)> {
                 #rt::join_in_process(Vec::from([#(#va),*]), Vec::from([#(#vb),*])).await
             }
 
             #[doc = #loopback_doc]
-            pub async fn loopback_pair #generics(#(#da,)* #(#db),*) -> waldo::Result<(#ha, #hb)> {
+            pub async fn loopback_pair #generics(#(#da,)* #(#db),*) -> ::waldo::Result<(#ha, #hb)> {
                 #rt::join_loopback(Vec::from([#(#va),*]), Vec::from([#(#vb),*])).await
             }
         }
