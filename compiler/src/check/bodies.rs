@@ -145,7 +145,9 @@ impl Checker<'_> {
             let id = cx.add_local(pname, ty.clone(), *pspan);
             cx.mark_used(id); // parameters are part of the signature; unused ones are fine
         }
-        cx.returns = Some(returns.clone());
+        // `onCreate` returns nothing, like a block: `return 1;` there is E0131, whose help
+        // speaks of `onCreate` (not of a `returns` list it cannot have).
+        cx.returns = if name == "onCreate" { None } else { Some(returns.clone()) };
         let stmts = self.block(&mut cx, &body.stmts);
         if !returns.is_empty() && !always_returns(&body.stmts) {
             let end = Span::new(body.span.hi().saturating_sub(1), body.span.hi());

@@ -587,6 +587,7 @@ impl CheckError {
                     span,
                     format!("expected {t}"),
                 )
+                .with_help("`extAssign` shares one cell between two Externals of the same type; copy the value into this one with `extCopy` instead")
             }
             CheckError::ConditionNotBool { ty: t, span } => new(
                 E_CONDITION_NOT_BOOL,
@@ -634,6 +635,7 @@ impl CheckError {
                     span,
                     format!("value {position} should be {e}"),
                 )
+                .with_help(format!("return {e} in this position, or change the function's `returns` list"))
             }
             CheckError::CompoundAssignType { op, result, target, span } => {
                 let (r, w) = (ty(&result), ty(&target));
@@ -643,6 +645,7 @@ impl CheckError {
                     span,
                     format!("expected {w}"),
                 )
+                .with_help("the operator's result must have the target's type: convert the value first (`toText(x)` makes a Text), or write the operation out")
             }
             CheckError::DestructureType { position, found, target, span } => {
                 let (f, w) = (ty(&found), ty(&target));
@@ -650,8 +653,9 @@ impl CheckError {
                     E_MISMATCHED_TYPES,
                     format!("mismatched types: value {position} is {f}, its target is {w}"),
                     span,
-                    format!("expected {f}"),
+                    format!("this is {w}"),
                 )
+                .with_help(format!("declare the target as {f}, or give value {position} as {w}"))
             }
             CheckError::DestructureCount { targets, given, span } => new(
                 E_VALUE_COUNT,
@@ -757,7 +761,8 @@ impl CheckError {
                 format!("a Map cannot have keys of type {}", ty(&t)),
                 span,
                 "not a key type".into(),
-            ),
+            )
+            .with_help("Map keys are Numbers, Texts or TrueFalses"),
             CheckError::UnaryOperand { op, found, span } => {
                 let (want, help) = if op == UnaryOp::Neg {
                     (Ty::Number, "negate Numbers only")
@@ -842,7 +847,8 @@ impl CheckError {
                 format!("struct `{struct_name}` has no field `{field}`"),
                 span,
                 "unknown field".into(),
-            ),
+            )
+            .with_help("structs have fields, not methods: pass the struct to a function instead"),
             CheckError::NoMethod { ty: t, method, span } => {
                 let elsewhere = "methods exist on Lists (`append`, `insert`, `remove`), Maps (`remove`) and Endpoints (`id`, public functions)";
                 let help = match t.value() {
