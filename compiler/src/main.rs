@@ -253,7 +253,13 @@ fn fmt(files: &[PathBuf], check: bool, output: &OutputArgs) -> ExitCode {
             unformatted += 1;
             let diff = similar::TextDiff::from_lines(&source, &formatted);
             let header = (format!("{name} (as it is)"), format!("{name} (formatted)"));
-            print!("{}", diff.unified_diff().context_radius(2).header(&header.0, &header.1));
+            let diff = diff.unified_diff().context_radius(2).header(&header.0, &header.1).to_string();
+            // Standard output holds only JSON when diagnostics are JSON.
+            if matches!(output.message_format, MessageFormat::Json) {
+                eprint!("{diff}");
+            } else {
+                print!("{diff}");
+            }
         } else if let Err(err) = std::fs::write(path, &formatted) {
             eprintln!("error: cannot write `{name}`: {err}");
             failed = true;

@@ -277,6 +277,19 @@ fn fmt_check_prints_the_diff_changes_nothing_and_fails() {
         std::fs::read_to_string(dir.join("check.wld")).unwrap(),
         "P\nEndpoint A;\nA {\n  Number n=1;\n}\n"
     );
+    // With JSON diagnostics, standard output holds only JSON: the diff goes to stderr.
+    std::fs::write(dir.join("broken.wld"), "P\nEndpoint A;\nA { Number n = ; }\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_waldoc"))
+        .args(["fmt", "--check", "--message-format", "json", "check.wld", "broken.wld"])
+        .current_dir(&dir)
+        .output()
+        .expect("waldoc runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.is_empty(), "the syntax error is reported");
+    for line in stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("+  Number n = 1;"));
 }
 
 #[test]

@@ -185,3 +185,18 @@ fn the_runtime_path_can_be_changed() {
     .expect_err("refused");
     assert!(err.to_string().contains("is not a Rust path"), "{err}");
 }
+
+/// A protocol's module never hides a crate where it is included, and its file has its name.
+#[test]
+fn protocol_modules_are_named_clear_of_crates_and_keywords() {
+    for (name, module) in
+        [("Bank", "bank"), ("Waldo", "waldo_protocol"), ("Std", "std_protocol"), ("Crate", "crate_")]
+    {
+        let source = format!("{name}\nEndpoint A;\nA {{ }}\n");
+        let mut map = SourceMap::new();
+        let protocol = check_source(&mut map, "m.wld", &source).protocol.expect("a protocol");
+        assert_eq!(codegen::module_name(&protocol), module);
+        let code = codegen::generate(&protocol, &Options::default()).expect("generates");
+        assert!(code.contains(&format!("pub mod {module} {{")), "{code}");
+    }
+}

@@ -79,9 +79,17 @@ impl std::fmt::Display for GenError {
 
 impl std::error::Error for GenError {}
 
-/// The module name of a protocol (`Bank` → `bank`).
+/// The module name of a protocol, and the name of its file (`Bank` → `bank`, `Waldo` →
+/// `waldo_protocol`, `Crate` → `crate_`).
 pub fn module_name(protocol: &Protocol) -> String {
-    names::snake(&protocol.name)
+    let module = names::escaped(names::snake(&protocol.name));
+    // A module named like a crate that the code or its host names would hide that crate
+    // where the protocol is included.
+    if ["waldo", "std", "core", "alloc", "tokio"].contains(&module.as_str()) {
+        format!("{module}_protocol")
+    } else {
+        module
+    }
 }
 
 /// Generates the Rust module of `protocol`.
