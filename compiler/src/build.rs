@@ -54,7 +54,7 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Io { path, source } => write!(f, "error: cannot access `{}`: {source}", path.display()),
+            Error::Io { path, source } => write!(f, "cannot access `{}`: {source}", path.display()),
             Error::Diagnostics { errors, rendered } => {
                 write!(
                     f,
@@ -63,11 +63,11 @@ impl std::fmt::Display for Error {
                 )
             }
             Error::Generate { path, error } => {
-                write!(f, "error: cannot generate the code of `{}`: {error}", path.display())
+                write!(f, "cannot generate the code of `{}`: {error}", path.display())
             }
             Error::SameModule { module, paths: [a, b] } => write!(
                 f,
-                "error: `{}` and `{}` both define the protocol module `{module}` (`{module}.rs`): rename one of the protocols",
+                "`{}` and `{}` both define the protocol module `{module}` (`{module}.rs`): rename one of the protocols",
                 a.display(),
                 b.display()
             ),
@@ -79,6 +79,17 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// The error as a person reads it: the rendered diagnostics, or `error: ` and the
+    /// message.
+    pub fn report(&self) -> String {
+        match self {
+            Error::Diagnostics { .. } => self.to_string(),
+            other => format!("error: {other}"),
+        }
+    }
+}
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
@@ -152,7 +163,7 @@ impl Config {
                 Ok(c) => c,
                 Err(source) => {
                     errors += 1;
-                    rendered.push_str(&format!("{}\n\n", Error::Io { path: path.to_owned(), source }));
+                    rendered.push_str(&format!("error: {}\n\n", Error::Io { path: path.to_owned(), source }));
                     continue;
                 }
             };
@@ -187,6 +198,10 @@ impl Config {
             if let Some((first, ..)) =
                 generated.iter().find(|(_, _, t)| t.file_stem() == Some(module.as_ref()))
             {
+                // The same file named twice (`a.wld`, `./a.wld`) is compiled once.
+                if std::fs::canonicalize(first).ok() == std::fs::canonicalize(&path).ok() {
+                    continue;
+                }
                 return Err(Error::SameModule { module, paths: [first.clone(), path] });
             }
             generated.push((path, code, out_dir.join(format!("{module}.rs"))));
@@ -207,7 +222,7 @@ impl Config {
     /// failure (no panic, no backtrace): the one-liner for `build.rs`.
     pub fn compile_or_exit<P: AsRef<Path>>(&self, paths: &[P]) {
         if let Err(e) = self.compile(paths) {
-            eprintln!("{e}");
+            eprintln!("{}", e.report());
             std::process::exit(1);
         }
     }

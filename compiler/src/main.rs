@@ -154,7 +154,7 @@ fn build(files: &[PathBuf], out_dir: Option<PathBuf>, endpoints: Vec<String>) ->
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", e.report());
             ExitCode::FAILURE
         }
     }
@@ -197,7 +197,7 @@ fn list(files: &[PathBuf], out_dir: Option<PathBuf>, endpoints: Vec<String>) -> 
             if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", e.report());
             ExitCode::FAILURE
         }
     };

@@ -221,6 +221,10 @@ fn build_reports_every_file_and_writes_nothing_on_any_failure() {
     assert!(stderr.contains("solo.wld") && stderr.contains("no endpoint `Branch`"), "{stderr}");
     assert!(!out_dir.join("bank.rs").exists(), "nothing is written when one file fails");
 
+    // The same file twice is one protocol.
+    let (code, _, stderr) = waldoc(&["build", EXAMPLE, EXAMPLE, "--out-dir", dir]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::remove_dir_all(&out_dir).expect("clean");
     let again = temp_file("bank_again.wld", &std::fs::read(EXAMPLE).expect("bank.wld"));
     let (code, _, stderr) = waldoc(&["build", EXAMPLE, again.to_str().unwrap(), "--out-dir", dir]);
     assert_eq!(code, 1);

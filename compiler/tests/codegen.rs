@@ -175,6 +175,7 @@ fn the_runtime_path_can_be_changed() {
     assert!(renamed.contains("::my_waldo::Handle<A>"), "{renamed}");
     assert_eq!(renamed.matches("::waldo::").count(), 1, "only the Text keeps it: {renamed}");
     assert!(renamed.contains(r#""::waldo::Handle""#), "{renamed}");
+    assert_eq!(with("::my_waldo::"), renamed, "a trailing `::` changes nothing");
     let vendored = with("crate::deps::waldo");
     assert!(vendored.contains("use crate::deps::waldo::{Result, __rt as rt};"), "{vendored}");
     assert!(!vendored.contains("::crate"), "{vendored}");
@@ -183,7 +184,9 @@ fn the_runtime_path_can_be_changed() {
         &Options { runtime_path: Some("not a path".into()), ..Options::default() },
     )
     .expect_err("refused");
-    assert!(err.to_string().contains("is not a Rust path"), "{err}");
+    assert!(err.to_string().contains("is not a path to a crate"), "{err}");
+    let relative = Options { runtime_path: Some("super::waldo".into()), ..Options::default() };
+    assert!(codegen::generate(&protocol, &relative).is_err(), "relative to the including module");
 }
 
 /// A protocol's module never hides a crate where it is included, and its file has its name.

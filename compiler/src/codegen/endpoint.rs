@@ -20,13 +20,13 @@ impl Gen<'_> {
         let ep = &self.p.endpoints[e];
         let module = &self.modules[e.index()];
         let reachable = self.reachable(e);
-        let (waits, mut lowered, recursive) = self.waits(e, &reachable);
+        let (waits, mut lowered, recursive, late) = self.waits(e, &reachable);
         // A function that waits, does not call itself and takes no parameters is called
         // without the (empty) arguments.
         let bare = (0..ep.functions.len())
             .map(|f| waits[f] && !recursive[f] && ep.functions[FunctionId(f)].params == 0)
             .collect();
-        let waits = Waits { waits, bare };
+        let waits = Waits { waits, bare, late };
         let functions: TokenStream = reachable
             .iter()
             .map(|&f| {
@@ -58,35 +58,43 @@ impl Gen<'_> {
         }
     }
 
-    /// Whether endpoint `e` has globals with initializers that are not folded into the
-    /// slots' first values.
-    fn has_global_inits(&self, e: EndpointId) -> bool {
+    /// Which globals of `e` are initialized before the endpoint is connected (with the
+    /// peered variables' initializers), so that the partner's first blocks see them: those
+    /// before the returned index. From the first whose initializer needs the endpoint created
+    /// and connected ([`needs_created`]: a sequence, another endpoint, a host function,
+    /// `print` or `signal`) on, they are initialized at the start of `onCreate`'s
+    /// transaction instead, in order.
+    fn globals_early(&self, e: EndpointId, waits: &Waits) -> usize {
         let ep = &self.p.endpoints[e];
         let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
-        ep.globals.iter().skip(folded).any(|g| g.init.is_some())
+        let mut end = folded;
+        for g in &ep.globals[folded..] {
+            if let Some(init) = &g.init {
+                let mut lower = self.init_lower(e, waits);
+                let code = lower.expr(init);
+                if needs_created(&code) || lower.called.iter().any(|f| waits.late[f.index()]) {
+                    break;
+                }
+            }
+            end += 1;
+        }
+        end
     }
 
-    /// Whether the globals' initializers of `e` run before the endpoint is connected (with
-    /// the peered variables' initializers), so that the partner's first blocks see them: when
-    /// they need no partner (they start no sequence, call no other endpoint and no function
-    /// that may wait). Otherwise they run after, at the start of `onCreate`'s transaction.
-    fn globals_early(&self, e: EndpointId, waits: &Waits) -> bool {
-        let mut lower = self.init_lower(e, waits);
-        let code = self.global_inits(e, &mut lower);
-        !waits_elsewhere(&code) && !lower.called.iter().any(|f| waits.waits[f.index()])
-    }
-
-    /// Whether endpoint `e` has anything to run with `onCreate`: globals' initializers that
-    /// did not run before connecting (`early`), or an `onCreate`.
-    fn has_on_create(&self, e: EndpointId, early: bool) -> bool {
-        self.p.endpoints[e].on_create.is_some() || !early && self.has_global_inits(e)
+    /// Whether endpoint `e` has anything to run with `onCreate`: the initializers of the
+    /// globals from `early` on, or an `onCreate`.
+    fn has_on_create(&self, e: EndpointId, early: usize) -> bool {
+        let ep = &self.p.endpoints[e];
+        ep.on_create.is_some() || ep.globals[early..].iter().any(|g| g.init.is_some())
     }
 
     /// Whether endpoint `e` has initializers to run before it is connected: a peered
-    /// variable's (one not folded into the slots), or the globals' when they run `early`.
-    fn has_init(&self, e: EndpointId, early: bool) -> bool {
-        let folded = self.peered_folded();
-        self.p.peered.iter().skip(folded).any(|v| v.var.init.is_some()) || early && self.has_global_inits(e)
+    /// variable's (one not folded into the slots), or a global's before `early`.
+    fn has_init(&self, e: EndpointId, early: usize) -> bool {
+        let ep = &self.p.endpoints[e];
+        let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
+        self.p.peered.iter().skip(self.peered_folded()).any(|v| v.var.init.is_some())
+            || ep.globals[folded.min(early)..early].iter().any(|g| g.init.is_some())
     }
 
     /// How many peered variables, from the first, start with their initializer's value.
@@ -110,27 +118,38 @@ impl Gen<'_> {
     /// Which functions of endpoint `e` may wait: those whose own code waits, and those that
     /// call one that may. Each function is lowered once assuming every function it calls is
     /// a plain `fn`; that lowering is kept (the second result) where the assumption held.
-    /// The third result says which functions call themselves, directly or through others.
-    fn waits(&self, e: EndpointId, reachable: &[FunctionId]) -> (Vec<bool>, Vec<Option<Lowered>>, Vec<bool>) {
+    /// The third result says which functions call themselves, directly or through others;
+    /// the fourth which need the endpoint created and connected (see [`needs_created`]).
+    fn waits(
+        &self,
+        e: EndpointId,
+        reachable: &[FunctionId],
+    ) -> (Vec<bool>, Vec<Option<Lowered>>, Vec<bool>, Vec<bool>) {
         let ep = &self.p.endpoints[e];
         let n = ep.functions.len();
-        let none = Waits { waits: vec![false; n], bare: vec![false; n] };
+        let none = Waits { waits: vec![false; n], bare: vec![false; n], late: vec![false; n] };
         let mut waits = vec![false; n];
+        let mut late = vec![false; n];
         let mut lowered: Vec<Option<Lowered>> = (0..n).map(|_| None).collect();
         let mut calls: Vec<Vec<FunctionId>> = vec![Vec::new(); n];
         for &f in reachable {
             let (body, called) = self.function_body(e, &ep.functions[f], &none, |_| TokenStream::new());
             waits[f.index()] = body.waits;
+            late[f.index()] = needs_created(&body.code);
             calls[f.index()] = called;
             lowered[f.index()] = Some(body);
         }
-        // Waiting spreads from callee to caller.
+        // Waiting, and needing a created endpoint, spread from callee to caller.
         let mut changed = true;
         while changed {
             changed = false;
             for &f in reachable {
                 if !waits[f.index()] && calls[f.index()].iter().any(|g| waits[g.index()]) {
                     waits[f.index()] = true;
+                    changed = true;
+                }
+                if !late[f.index()] && calls[f.index()].iter().any(|g| late[g.index()]) {
+                    late[f.index()] = true;
                     changed = true;
                 }
             }
@@ -141,7 +160,7 @@ impl Gen<'_> {
             }
         }
         let recursive = (0..n).map(|f| reaches(&calls, FunctionId(f))).collect();
-        (waits, lowered, recursive)
+        (waits, lowered, recursive, late)
     }
 
     /// `static CODE`: what the runtime's shell runs of endpoint `e`.
@@ -151,7 +170,7 @@ impl Gen<'_> {
         waits: &[bool],
         recursive: &[bool],
         block_runs: &[BlockRun],
-        early: bool,
+        early: usize,
     ) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
@@ -333,9 +352,8 @@ impl Gen<'_> {
         (Lowered { ep, tx, args: args_param, code, waits: facts.waits }, lower.called)
     }
 
-    /// `onCreate`: the globals' initializers in order (unless they ran `early`), then the
-    /// body.
-    fn on_create(&self, e: EndpointId, waits: &Waits, early: bool) -> TokenStream {
+    /// `onCreate`: the initializers of the globals from `early` on, in order, then the body.
+    fn on_create(&self, e: EndpointId, waits: &Waits, early: usize) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
         let empty = Function {
@@ -349,10 +367,8 @@ impl Gen<'_> {
         };
         let f = ep.on_create.as_ref().unwrap_or(&empty);
         let (Lowered { ep: ep_name, tx, args: args_param, code, .. }, _) =
-            self.function_body(e, f, waits, |lower| {
-                if early { TokenStream::new() } else { self.global_inits(e, lower) }
-            });
-        let doc = if early || !self.has_global_inits(e) {
+            self.function_body(e, f, waits, |lower| self.global_inits(e, lower, early..ep.globals.len()));
+        let doc = if ep.globals[early..].iter().all(|g| g.init.is_none()) {
             quote!(#[doc = " `onCreate`."])
         } else {
             quote!(#[doc = " The globals' initializers, then `onCreate`."])
@@ -365,13 +381,19 @@ impl Gen<'_> {
         }
     }
 
-    /// The writes of the globals' initializers that are not folded into the slots, in order.
-    fn global_inits(&self, e: EndpointId, lower: &mut Lower<'_>) -> TokenStream {
+    /// The writes of the initializers of the globals in `range` that are not folded into the
+    /// slots, in order.
+    fn global_inits(
+        &self,
+        e: EndpointId,
+        lower: &mut Lower<'_>,
+        range: std::ops::Range<usize>,
+    ) -> TokenStream {
         let ep = &self.p.endpoints[e];
         let peered = self.p.peered.len();
         let folded = literal_prefix(ep.globals.iter().map(|g| g.init.as_ref()));
         let mut inits = TokenStream::new();
-        for (i, g) in ep.globals.iter().enumerate().skip(folded) {
+        for (i, g) in ep.globals.iter().enumerate().take(range.end).skip(folded.max(range.start)) {
             if let Some(init) = &g.init {
                 let v = lower.expr(init);
                 let slot = peered + i;
@@ -389,8 +411,8 @@ impl Gen<'_> {
     }
 
     /// The initializers that run before the endpoint is connected: the peered variables'
-    /// (on each replica), then the globals' when they run `early`.
-    fn init(&self, e: EndpointId, waits: &Waits, early: bool) -> TokenStream {
+    /// (on each replica), then the globals' before `early`.
+    fn init(&self, e: EndpointId, waits: &Waits, early: usize) -> TokenStream {
         let rt = rt();
         let mut lower = self.init_lower(e, waits);
         let mut code = TokenStream::new();
@@ -400,9 +422,7 @@ impl Gen<'_> {
                 code.extend(quote!(tx.write_initial(&ep.core, #i, #x).await?;));
             }
         }
-        if early {
-            code.extend(self.global_inits(e, &mut lower));
-        }
+        code.extend(self.global_inits(e, &mut lower, 0..early));
         let (ep, tx) = used_names(facts(&code));
         quote! {
             /// The initializers that run before the endpoint is connected.
@@ -523,6 +543,19 @@ pub(super) enum BlockRun {
     Wait,
 }
 
+/// Whether lowered code needs its endpoint created and connected, so that it cannot run
+/// among the initializers before the connection: it starts a sequence, calls another
+/// endpoint or a host function, or has an effect (`print`, `signal`) that must commit with
+/// `onCreate` or not at all.
+fn needs_created(code: &TokenStream) -> bool {
+    waits_elsewhere(code)
+        || code.clone().into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == "print" || i == "signal",
+            proc_macro2::TokenTree::Group(g) => needs_created(&g.stream()),
+            proc_macro2::TokenTree::Punct(_) | proc_macro2::TokenTree::Literal(_) => false,
+        })
+}
+
 /// Whether lowered code waits for something other than a lock: a sequence, or a call
 /// that may go to another endpoint or to the host.
 fn waits_elsewhere(code: &TokenStream) -> bool {
@@ -603,6 +636,8 @@ fn now_for_await(code: &TokenStream) -> TokenStream {
 struct Waits {
     waits: Vec<bool>,
     bare: Vec<bool>,
+    /// Functions that need the endpoint created and connected ([`needs_created`]).
+    late: Vec<bool>,
 }
 
 /// Whether function `f` calls itself, directly or through the functions it calls (`calls`:

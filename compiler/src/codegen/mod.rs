@@ -70,7 +70,10 @@ impl std::fmt::Display for GenError {
                 write!(f, "the protocol has no endpoint `{name}` (its endpoints: {})", known.join(", "))
             }
             GenError::RuntimePath(path) => {
-                write!(f, "the runtime path `{path}` is not a Rust path (write it like `::my_waldo`)")
+                write!(
+                    f,
+                    "the runtime path `{path}` is not a path to a crate (write it like `::my_waldo` or `crate::deps::waldo`)"
+                )
             }
             GenError::Internal(e) => write!(f, "internal error in the code generator: {e}"),
         }
@@ -116,7 +119,15 @@ pub fn generate(protocol: &Protocol, options: &Options) -> Result<String, GenErr
     };
     let mut tokens = Gen::new(protocol).protocol(&emit);
     if let Some(path) = &options.runtime_path {
-        let parsed: syn::Path = syn::parse_str(path).map_err(|_| GenError::RuntimePath(path.clone()))?;
+        // `::my_waldo::` is `::my_waldo`; a path relative to the including module (`self`,
+        // `super`) would mean something else in the endpoint modules inside it.
+        let trimmed = path.trim().trim_end_matches("::");
+        let parsed: syn::Path = syn::parse_str(trimmed)
+            .ok()
+            .filter(|p: &syn::Path| {
+                p.segments.first().is_some_and(|s| s.ident != "self" && s.ident != "super")
+            })
+            .ok_or_else(|| GenError::RuntimePath(path.clone()))?;
         tokens = runtime_at(tokens, &parsed);
     }
     let mut file: syn::File = syn::parse2(tokens).map_err(|e| GenError::Internal(e.to_string()))?;
@@ -168,7 +179,9 @@ impl<'p> Gen<'p> {
                 .iter()
                 .map(|e| {
                     let m = names::snake(&e.name);
-                    if m == protocol_module || ["rt", "waldo", "std", "core"].contains(&m.as_str()) {
+                    if names::escaped(m.clone()) == protocol_module
+                        || ["rt", "waldo", "std", "core"].contains(&m.as_str())
+                    {
                         format!("{m}_endpoint")
                     } else {
                         m

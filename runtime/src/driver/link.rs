@@ -66,6 +66,12 @@ pub trait Transport: Send + Sync {
     fn state(&self) -> Option<tokio::sync::watch::Receiver<crate::driver::tcp::ConnectionState>> {
         None
     }
+    /// Checks the sequence data a finished sequence `seq` brought back against the
+    /// protocol's types (a connection to a peer that may not be trusted does).
+    fn check_results(&self, seq: u32, locals: &[Value]) -> Result<(), String> {
+        let _ = (seq, locals);
+        Ok(())
+    }
     /// What the connection carried so far.
     fn traffic(&self) -> crate::core::stats::Traffic {
         crate::core::stats::Traffic::default()
@@ -371,14 +377,7 @@ impl LinkShared {
                 Out::Observe(priority) => self.core.clock.observe(priority),
                 Out::ForceWound(tx) => tx.force_wound(),
                 Out::Rollback(tx, sp) => tx.rollback_from(sp, self),
-                Out::Close(message) => {
-                    let error = Error::ProtocolDeviation { message };
-                    tracing::warn!(endpoint = self.core.id(), %error, "closing the connection");
-                    if let Some(t) = self.transport.get() {
-                        t.close(&error);
-                    }
-                    self.lost(error);
-                }
+                Out::Close(message) => self.deviated(message),
                 Out::Joined { tx, parent, sent } => {
                     tx.add_link(self.arc(), parent, sent);
                     if !parent {
@@ -403,6 +402,16 @@ impl LinkShared {
         }
         self.stop_done.send_replace(true);
         self.with_engine(|e, out| e.lost(&reason, out));
+    }
+
+    /// The partner broke the protocol: close the connection with the reason.
+    fn deviated(&self, message: String) {
+        let error = Error::ProtocolDeviation { message };
+        tracing::warn!(endpoint = self.core.id(), %error, "closing the connection");
+        if let Some(t) = self.transport.get() {
+            t.close(&error);
+        }
+        self.lost(error);
     }
 
     /// The peered variables `tx` changed here and has not sent yet, as private copies taken
@@ -473,6 +482,10 @@ impl LinkShared {
         let reply = waiter.await.unwrap_or(Reply::Lost("the connection closed".into()));
         match reply {
             Reply::Done(locals, peered) => {
+                if let Some(Err(message)) = self.transport.get().map(|t| t.check_results(seq, &locals)) {
+                    self.deviated(message.clone());
+                    return Err(lost_exception(&message));
+                }
                 self.apply(tx, peered).await?;
                 Ok(locals)
             }

@@ -183,6 +183,9 @@ pub struct Ep {
     peer: OnceLock<crate::driver::tcp::PeerIdentity>,
     me: Weak<Ep>,
     code: &'static Code,
+    /// Why the initializers failed on an endpoint made for a partner that connected: its
+    /// `accept` fails with it (and tells the partner), as when `onCreate` fails.
+    failed_init: OnceLock<Error>,
 }
 
 impl Ep {
@@ -195,7 +198,14 @@ impl Ep {
         if code.peered > 0 {
             core.set_peered(code.peered);
         }
-        Arc::new_cyclic(|me| Ep { core, link: OnceLock::new(), peer: OnceLock::new(), me: me.clone(), code })
+        Arc::new_cyclic(|me| Ep {
+            core,
+            link: OnceLock::new(),
+            peer: OnceLock::new(),
+            me: me.clone(),
+            code,
+            failed_init: OnceLock::new(),
+        })
     }
 
     /// The connection to the partner (a `NetworkException` when there is none).
@@ -268,6 +278,9 @@ impl Ep {
 
     /// Runs the globals' initializers and `onCreate` with `args`, as one transaction.
     async fn ready(&self, options: &CallOptions, args: Vec<Value>) -> Result<(), Error> {
+        if let Some(error) = self.failed_init.get() {
+            return Err(error.clone());
+        }
         if args.len() != self.code.create_params {
             return Err(Error::Application {
                 message: format!(
@@ -774,7 +787,9 @@ async fn listen<E: Endpoint>(
                 crate::driver::tcp::Accept::Resumed => return Ok(None),
             };
             let ep = Ep::new(E::CODE);
-            ep.start(&CallOptions::default()).await?;
+            if let Err(error) = ep.start(&CallOptions::default()).await {
+                let _ = ep.failed_init.set(error);
+            }
             let end = ep.pair_end()?;
             if let Some(identity) = opened.peer_identity() {
                 let _ = ep.peer.set(identity.clone());

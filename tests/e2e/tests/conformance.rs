@@ -83,9 +83,9 @@ scenarios! {
     }
 
     initializers_run_before_the_partner_can_reach_them: corpus_conf_create::conf_create, |l, _r| {
-        // Right's `base` (computed from `one`) and `xs` were set when Left's `onCreate` ran
-        // its sequence there.
-        assert_eq!(l.result().await.expect("result"), 44.0);
+        // Right's `base` (computed from `one`), `xs` and `doubled` (by a function) were set
+        // when Left's `onCreate` ran its sequence there.
+        assert_eq!(l.result().await.expect("result"), 46.0);
     }
 
     structs_and_deep_equality: corpus_conf_values::conf_values, |l, _r| {
@@ -487,6 +487,27 @@ async fn host_function_failures(
     // Both endpoints go on serving.
     assert_eq!(l.remote(5.0).await.expect("remote"), "50");
     assert_eq!(r.seen().await.expect("seen"), 6.0);
+}
+
+/// A global's initializer that raises (it runs before the endpoint is connected): the
+/// endpoint is not created, and over TCP both sides hear why, as when `onCreate` fails.
+mod initializer_failing_before_the_connection {
+    use super::*;
+    use waldo_e2e::corpus_init_fails::init_fails as m;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_process() {
+        app_error(m::in_process_pair().await, "division by zero");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_tcp() {
+        let listener = m::Right::listen("127.0.0.1:0").await.expect("listen");
+        let (left, right) = tokio::join!(m::Left::connect(listener.local_addr()), listener.accept());
+        app_error(right, "division by zero");
+        let err = left.expect_err("the partner of a failed side is not ready");
+        assert!(err.to_string().contains("division by zero"), "the partner hears why: {err}");
+    }
 }
 
 /// `onCreate` calling a host function that fails: uncaught, the endpoint is not created (in

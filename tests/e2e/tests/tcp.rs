@@ -291,6 +291,55 @@ async fn values_of_the_wrong_type_close_the_connection() {
     }
 }
 
+/// The results a sequence brings back are checked too: a `Done` whose data has the wrong
+/// types fails the call and closes the connection, before the caller sees a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_of_the_wrong_type_close_the_connection() {
+    use waldo::__rt::Value;
+    use waldo::engine::proto::{decode_msg, encode_msg};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // A raw Vault: the listener's side of the handshake, Ready, then a wrong answer.
+    let vault = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut pre = [0u8; 8];
+        s.read_exact(&mut pre).await.expect("the branch's preamble");
+        let theirs = read_frame(&mut s).await.expect("the branch's hello");
+        let mut first = preamble();
+        first.extend(hello("Bank", bank::FINGERPRINT, 1, "Vault", 7));
+        s.write_all(&first).await.expect("write the hello");
+        read_frame(&mut s).await.expect("the branch's ack");
+        s.write_all(&ack(hello_nonce(&theirs))).await.expect("echo the nonce");
+        s.write_all(&frame(&[kind::READY])).await.expect("ready");
+        loop {
+            let f = read_frame(&mut s).await.expect("a message");
+            let Ok(waldo::engine::Msg::Work { tx, frame: id, .. }) = decode_msg::<Value>(&f) else {
+                continue;
+            };
+            let done = waldo::engine::Msg::Done {
+                tx,
+                from_parent: false,
+                frame: id,
+                locals: vec![Value::Number(1.0), Value::text("b"), Value::Number(5.0), Value::Bool(true)],
+                peered: Vec::new(),
+                vote: true,
+            };
+            s.write_all(&frame(&encode_msg(&done).expect("encodes"))).await.expect("answer");
+            return last_word(&mut s).await;
+        }
+    });
+    let branch = within("connect", Branch::connect(addr)).await.expect("connected");
+    branch.open("a".into(), 100.0).await.expect("open");
+    let err = within("send", branch.send("a".into(), "b".into(), 30.0)).await.expect_err("refused");
+    let expected = "value 1 of sequence `Transfer`'s data is a Number where a Text was expected";
+    assert!(err.to_string().contains(expected), "{err}");
+    let (k, reason) = within("the close", vault).await.expect("the raw vault");
+    assert_eq!(k, kind::CLOSE);
+    assert!(reason.contains(expected), "{reason}");
+    // Nothing of the call was committed here.
+    assert_eq!(branch.balance("a".into()).await.expect("a local read"), 100.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_partner_is_lost_after_the_timeout() {
     let options = TcpOptions::default().with_heartbeat(Duration::from_millis(50), Duration::from_millis(300));

@@ -485,20 +485,12 @@ impl Conn {
 
     /// Checks the values a message carries against the protocol's shapes: its peered data,
     /// and the sequence data of a `Work` (where the engine checks their number). Sequence
-    /// data that a block has not set yet travels as Nothing.
+    /// data that a block has not set yet travels as Nothing. The data a `Done` brings back
+    /// is checked where its sequence is known (`Transport::check_results`).
     fn check_values(&self, msg: &Msg) -> Result<(), String> {
         let peered = match msg {
             Msg::Work { seq, locals, peered, .. } => {
-                if let Some(shapes) = self.spec.data.get(*seq as usize) {
-                    let name = self.spec.sequences.get(*seq as usize).map_or("?", |s| s.name);
-                    for (i, (value, shape)) in locals.iter().zip(shapes.iter()).enumerate() {
-                        if !matches!(value, Value::Nothing) {
-                            shape
-                                .check(value)
-                                .map_err(|e| format!("value {} of sequence `{name}`'s data is {e}", i + 1))?;
-                        }
-                    }
-                }
+                self.check_data(*seq, locals)?;
                 peered
             }
             Msg::Done { peered, .. } | Msg::Raise { peered, .. } | Msg::Prepare { peered, .. } => peered,
@@ -507,6 +499,21 @@ impl Conn {
         for (slot, value) in peered {
             if let Some((name, shape)) = self.spec.peered.get(*slot as usize) {
                 shape.check(value).map_err(|e| format!("peered variable `{name}` received {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the data of sequence `seq` against its shapes (Nothing: not set yet).
+    fn check_data(&self, seq: u32, locals: &[Value]) -> Result<(), String> {
+        if let Some(shapes) = self.spec.data.get(seq as usize) {
+            let name = self.spec.sequences.get(seq as usize).map_or("?", |s| s.name);
+            for (i, (value, shape)) in locals.iter().zip(shapes.iter()).enumerate() {
+                if !matches!(value, Value::Nothing) {
+                    shape
+                        .check(value)
+                        .map_err(|e| format!("value {} of sequence `{name}`'s data is {e}", i + 1))?;
+                }
             }
         }
         Ok(())
@@ -674,6 +681,10 @@ impl Transport for Conn {
 
     fn state(&self) -> Option<watch::Receiver<ConnectionState>> {
         Some(self.state.subscribe())
+    }
+
+    fn check_results(&self, seq: u32, locals: &[Value]) -> Result<(), String> {
+        self.check_data(seq, locals)
     }
 
     fn traffic(&self) -> crate::core::stats::Traffic {
