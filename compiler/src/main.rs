@@ -55,6 +55,8 @@ enum Command {
         /// Emit only this endpoint (repeat for several); all endpoints by default.
         #[arg(long = "endpoint", value_name = "NAME")]
         endpoints: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Format `.wld` files in place: spacing, indentation and blank lines (line breaks and
     /// comments are kept). Exits with 1 if a file could not be formatted.
@@ -131,8 +133,18 @@ fn main() -> ExitCode {
         Command::Ast { file, output } => ast(&file, &output),
         Command::Explain { code } => explain(&code),
         Command::Graph { file, format, output } => graph(&file, format, &output),
-        Command::Build { files, out_dir, list: true, endpoints } => list(&files, out_dir, endpoints),
-        Command::Build { files, out_dir, list: false, endpoints } => build(&files, out_dir, endpoints),
+        Command::Build { files, out_dir, list: true, endpoints, output } => {
+            if !diagnose(&files, &output, false) {
+                return ExitCode::FAILURE;
+            }
+            list(&files, out_dir, endpoints)
+        }
+        Command::Build { files, out_dir, list: false, endpoints, output } => {
+            if !diagnose(&files, &output, false) {
+                return ExitCode::FAILURE;
+            }
+            build(&files, out_dir, endpoints)
+        }
         Command::Fmt { files, check, output } => fmt(&files, check, &output),
     }
 }
@@ -281,6 +293,14 @@ fn fmt(files: &[PathBuf], check: bool, output: &OutputArgs) -> ExitCode {
 
 /// Checks every file, printing diagnostics as they come; returns 1 if any had an error.
 fn check(files: &[PathBuf], output: &OutputArgs) -> ExitCode {
+    if diagnose(files, output, true) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Checks every file and prints its diagnostics as `output` says (`build` does this first,
+/// so its diagnostics come in colour or as JSON like `check`'s); false if any file has an
+/// error or cannot be read. The summary line is printed on failure, and on success when
+/// `summary_always`.
+fn diagnose(files: &[PathBuf], output: &OutputArgs, summary_always: bool) -> bool {
     let mut map = SourceMap::new();
     let mut failed = false;
     let (mut errors, mut warnings) = (0usize, 0usize);
@@ -303,10 +323,10 @@ fn check(files: &[PathBuf], output: &OutputArgs) -> ExitCode {
         }
         failed |= checked.has_errors();
     }
-    if matches!(output.message_format, MessageFormat::Human) {
+    if matches!(output.message_format, MessageFormat::Human) && (failed || summary_always) {
         summary(files.len(), errors, warnings);
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    !failed
 }
 
 fn summary(files: usize, errors: usize, warnings: usize) {

@@ -211,8 +211,18 @@ fn build_reports_every_file_and_writes_nothing_on_any_failure() {
         waldoc(&["build", broken.to_str().unwrap(), "/no/such/file.wld", "--out-dir", dir]);
     assert_eq!(code, 1);
     assert_eq!(stderr.matches("error[E0107]").count(), 2, "{stderr}");
-    assert!(stderr.contains("error: cannot access `/no/such/file.wld`"), "{stderr}");
+    assert!(stderr.contains("error: cannot read `/no/such/file.wld`"), "{stderr}");
     assert!(stderr.contains("3 errors"), "{stderr}");
+    // As `check` does, `build` gives its diagnostics as JSON when asked.
+    let (code, stdout, _) =
+        waldoc(&["build", broken.to_str().unwrap(), "--out-dir", dir, "--message-format", "json"]);
+    assert_eq!(code, 1);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    for line in stdout.lines() {
+        let d: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+        assert_eq!(d["code"], "E0107", "{line}");
+    }
 
     let solo = temp_file("solo.wld", b"Solo\nEndpoint Vault;\nVault { }\n");
     let (code, _, stderr) =
