@@ -13,55 +13,94 @@ use quote::quote;
 
 use super::Gen;
 use super::body::{BodyKind, Lower, default_value, kind_of, number, rt, start_value};
-use crate::ir::{EndpointId, Function, FunctionId, Sequence, TExpr, TExprKind};
+use crate::ir::{EndpointId, Function, FunctionId, Sequence, SequenceId, TExpr, TExprKind};
 
 impl Gen<'_> {
-    pub(super) fn endpoint(&self, e: EndpointId) -> TokenStream {
+    /// Endpoint `e`'s module with only its `use` inside, and an empty `mod` named
+    /// [`body_marker`] where the rest goes: the generation puts the printed parts of the
+    /// module there (see the `shards` module), in this order: [`Gen::api`],
+    /// [`Gen::endpoint_head`], [`Gen::endpoint_functions`], [`Gen::endpoint_blocks`].
+    pub(super) fn endpoint_module(&self, e: EndpointId) -> TokenStream {
         let ep = &self.p.endpoints[e];
         let module = &self.modules[e.index()];
-        let reachable = self.reachable(e);
-        let (waits, mut lowered, recursive, late) = self.waits(e, &reachable);
-        // A function that waits, does not call itself and takes no parameters is called
-        // without the (empty) arguments.
-        let bare = (0..ep.functions.len())
-            .map(|f| waits[f] && !recursive[f] && ep.functions[FunctionId(f)].params == 0)
-            .collect();
-        let waits = Waits { waits, bare, late };
-        let functions: TokenStream = reachable
-            .iter()
-            .map(|&f| {
-                let body = lowered[f.index()].take();
-                let name = &self.functions[e.index()][f.index()];
-                self.function(e, &ep.functions[f], name, &waits, recursive[f.index()], body)
-            })
-            .collect();
-        let early = self.globals_early(e, &waits);
-        let on_create =
-            if self.has_on_create(e, early) { self.on_create(e, &waits, early) } else { quote!() };
-        let init = if self.has_init(e, early) { self.init(e, &waits, early) } else { quote!() };
-        let (blocks, block_runs) = if self.pair() { self.blocks(e, &waits) } else { (quote!(), Vec::new()) };
-        let code = self.code_table(e, &waits.waits, &recursive, &block_runs, early);
-        let api = self.api(e);
         let doc = format!(" The `{}` endpoint of protocol `{}`.", ep.name, self.p.name);
+        let marker = quote::format_ident!("{}", body_marker(e));
         quote! {
             #[doc = #doc]
             pub mod #module {
                 use ::waldo::{Result, __rt as rt};
 
-                #api
-                #code
-                #init
-                #on_create
-                #functions
-                #blocks
+                mod #marker {}
             }
         }
+    }
+
+    /// What follows the typed handle ([`Gen::api`]) in endpoint `e`'s module: its `Code`
+    /// table (which needs `block_runs`, how each of its blocks runs, in order), its
+    /// initializers and `onCreate`.
+    pub(super) fn endpoint_head(&self, e: EndpointId, a: &Analysis, block_runs: &[BlockRun]) -> TokenStream {
+        let early = self.globals_early(e, &a.waits);
+        let on_create =
+            if self.has_on_create(e, early) { self.on_create(e, &a.waits, early) } else { quote!() };
+        let init = if self.has_init(e, early) { self.init(e, &a.waits, early) } else { quote!() };
+        let code = self.code_table(e, &a.waits.waits, &a.recursive, block_runs, early);
+        quote!(#code #init #on_create)
+    }
+
+    /// The functions `functions` of endpoint `e` (reachable ones, in order), each from its
+    /// first lowering in `first` where that still holds.
+    pub(super) fn endpoint_functions(
+        &self,
+        e: EndpointId,
+        a: &Analysis,
+        functions: &[FunctionId],
+        first: &mut Vec<(FunctionId, Lowered)>,
+    ) -> TokenStream {
+        let ep = &self.p.endpoints[e];
+        functions
+            .iter()
+            .map(|&f| {
+                let body = match first.iter().position(|(g, _)| *g == f) {
+                    Some(i) if a.keep[f.index()] => Some(first.swap_remove(i).1),
+                    _ => None,
+                };
+                let name = &self.functions[e.index()][f.index()];
+                self.function(e, &ep.functions[f], name, &a.waits, a.recursive[f.index()], body)
+            })
+            .collect()
+    }
+
+    /// How many blocks endpoint `e` runs (of a pair: a lone endpoint runs none).
+    pub(super) fn block_count(&self, e: EndpointId) -> usize {
+        if self.pair() { self.blocks[e.index()].len() } else { 0 }
+    }
+
+    /// Which block of which sequence is block `i` of endpoint `e`.
+    pub(super) fn block_key(&self, e: EndpointId, i: usize) -> (SequenceId, usize) {
+        self.blocks[e.index()][i].0
+    }
+
+    /// Blocks `range` of endpoint `e` (in the order of its `Code` table), and how each runs.
+    pub(super) fn endpoint_blocks(
+        &self,
+        e: EndpointId,
+        a: &Analysis,
+        range: std::ops::Range<usize>,
+    ) -> (TokenStream, Vec<BlockRun>) {
+        let mut fns = TokenStream::new();
+        let mut runs = Vec::new();
+        for ((s, b), name) in &self.blocks[e.index()][range] {
+            let (code, run) = self.block(e, &self.p.sequences[*s], *b, name, &a.waits);
+            fns.extend(code);
+            runs.push(run);
+        }
+        (fns, runs)
     }
 
     /// Which globals of `e` are initialized before the endpoint is connected (with the
     /// peered variables' initializers), so that the partner's first blocks see them: those
     /// before the returned index. From the first whose initializer needs the endpoint created
-    /// and connected ([`needs_created`]: a sequence, another endpoint, a host function,
+    /// and connected ([`Facts::needs_created`]: a sequence, another endpoint, a host function,
     /// `print` or `signal`) on, they are initialized at the start of `onCreate`'s
     /// transaction instead, in order.
     fn globals_early(&self, e: EndpointId, waits: &Waits) -> usize {
@@ -72,7 +111,7 @@ impl Gen<'_> {
             if let Some(init) = &g.init {
                 let mut lower = self.init_lower(e, waits);
                 let code = lower.expr(init);
-                if needs_created(&code) || lower.called.iter().any(|f| waits.late[f.index()]) {
+                if facts(&code).needs_created() || lower.called.iter().any(|f| waits.late[f.index()]) {
                     break;
                 }
             }
@@ -115,29 +154,38 @@ impl Gen<'_> {
         public
     }
 
-    /// Which functions of endpoint `e` may wait: those whose own code waits, and those that
-    /// call one that may. Each function is lowered once assuming every function it calls is
-    /// a plain `fn`; that lowering is kept (the second result) where the assumption held.
-    /// The third result says which functions call themselves, directly or through others;
-    /// the fourth which need the endpoint created and connected (see [`needs_created`]).
-    fn waits(
-        &self,
-        e: EndpointId,
-        reachable: &[FunctionId],
-    ) -> (Vec<bool>, Vec<Option<Lowered>>, Vec<bool>, Vec<bool>) {
+    /// Function `f` of endpoint `e` lowered assuming that every function it calls is a
+    /// plain `fn`, and what that lowering says about it (see [`Gen::analysis`]).
+    pub(super) fn first_lowering(&self, e: EndpointId, f: FunctionId) -> (Known, Lowered) {
         let ep = &self.p.endpoints[e];
         let n = ep.functions.len();
         let none = Waits { waits: vec![false; n], bare: vec![false; n], late: vec![false; n] };
+        let (body, called) = self.function_body(e, &ep.functions[f], &none, |_| TokenStream::new());
+        (Known { waits: body.waits, late: body.created, called }, body)
+    }
+
+    /// Which functions of endpoint `e` may wait: those whose own code waits, and those that
+    /// call one that may; which call themselves, directly or through others; which need the
+    /// endpoint created and connected (see [`Facts::needs_created`]); and whose first lowering
+    /// ([`Gen::first_lowering`]) holds, because it calls no function that waits. `facts` has the facts
+    /// of each function of `reachable`, by function index.
+    pub(super) fn analysis(
+        &self,
+        e: EndpointId,
+        reachable: &[FunctionId],
+        known: &[Option<&Known>],
+    ) -> Analysis {
+        let ep = &self.p.endpoints[e];
+        let n = ep.functions.len();
         let mut waits = vec![false; n];
         let mut late = vec![false; n];
-        let mut lowered: Vec<Option<Lowered>> = (0..n).map(|_| None).collect();
         let mut calls: Vec<Vec<FunctionId>> = vec![Vec::new(); n];
         for &f in reachable {
-            let (body, called) = self.function_body(e, &ep.functions[f], &none, |_| TokenStream::new());
-            waits[f.index()] = body.waits;
-            late[f.index()] = needs_created(&body.code);
-            calls[f.index()] = called;
-            lowered[f.index()] = Some(body);
+            if let Some(known) = known[f.index()] {
+                waits[f.index()] = known.waits;
+                late[f.index()] = known.late;
+                calls[f.index()] = known.called.clone();
+            }
         }
         // Waiting, and needing a created endpoint, spread from callee to caller.
         let mut changed = true;
@@ -154,13 +202,13 @@ impl Gen<'_> {
                 }
             }
         }
-        for &f in reachable {
-            if calls[f.index()].iter().any(|g| waits[g.index()]) {
-                lowered[f.index()] = None;
-            }
-        }
-        let recursive = (0..n).map(|f| reaches(&calls, FunctionId(f))).collect();
-        (waits, lowered, recursive, late)
+        let keep = (0..n).map(|f| !calls[f].iter().any(|g| waits[g.index()])).collect();
+        let recursive: Vec<bool> = (0..n).map(|f| reaches(&calls, FunctionId(f))).collect();
+        // A function that waits, does not call itself and takes no parameters is called
+        // without the (empty) arguments.
+        let bare =
+            (0..n).map(|f| waits[f] && !recursive[f] && ep.functions[FunctionId(f)].params == 0).collect();
+        Analysis { waits: Waits { waits, bare, late }, recursive, keep }
     }
 
     /// `static CODE`: what the runtime's shell runs of endpoint `e`.
@@ -289,7 +337,7 @@ impl Gen<'_> {
         body: Option<Lowered>,
     ) -> TokenStream {
         let rt = rt();
-        let Lowered { ep, tx, args: args_param, code, waits: body_waits } = match body {
+        let Lowered { ep, tx, args: args_param, code, waits: body_waits, .. } = match body {
             Some(body) => body,
             None => self.function_body(e, f, waits, |_| TokenStream::new()).0,
         };
@@ -349,7 +397,8 @@ impl Gen<'_> {
         let code = quote!(#params #first #hoisted #body);
         let facts = facts(&code);
         let (ep, tx) = used_names(facts);
-        (Lowered { ep, tx, args: args_param, code, waits: facts.waits }, lower.called)
+        let created = facts.needs_created();
+        (Lowered { ep, tx, args: args_param, code, waits: facts.waits, created }, lower.called)
     }
 
     /// `onCreate`: the initializers of the globals from `early` on, in order, then the body.
@@ -435,17 +484,6 @@ impl Gen<'_> {
 
     /// The blocks this endpoint runs, and how the runtime runs each (in the order of
     /// `self.blocks`).
-    fn blocks(&self, e: EndpointId, waits: &Waits) -> (TokenStream, Vec<BlockRun>) {
-        let mut fns = TokenStream::new();
-        let mut runs = Vec::new();
-        for ((s, b), name) in &self.blocks[e.index()] {
-            let (code, run) = self.block(e, &self.p.sequences[*s], *b, name, waits);
-            fns.extend(code);
-            runs.push(run);
-        }
-        (fns, runs)
-    }
-
     fn block(
         &self,
         e: EndpointId,
@@ -499,7 +537,7 @@ impl Gen<'_> {
         // A block that waits only for locks is a plain `fn`, restarted rather than suspended
         // when it must wait (it starts no sequence and calls nothing that waits).
         let mut run = if facts.waits { BlockRun::Wait } else { BlockRun::Now };
-        if facts.waits && !lower.called.iter().any(|f| waits.waits[f.index()]) && !waits_elsewhere(&code) {
+        if facts.waits && !lower.called.iter().any(|f| waits.waits[f.index()]) && !facts.elsewhere {
             let restarted = now_for_await(&code);
             let restarted_facts = self::facts(&restarted);
             if !restarted_facts.waits {
@@ -541,29 +579,6 @@ pub(super) enum BlockRun {
     Restart,
     /// An `async fn`.
     Wait,
-}
-
-/// Whether lowered code needs its endpoint created and connected, so that it cannot run
-/// among the initializers before the connection: it starts a sequence, calls another
-/// endpoint or a host function, or has an effect (`print`, `signal`) that must commit with
-/// `onCreate` or not at all.
-fn needs_created(code: &TokenStream) -> bool {
-    waits_elsewhere(code)
-        || code.clone().into_iter().any(|t| match t {
-            proc_macro2::TokenTree::Ident(i) => i == "print" || i == "signal",
-            proc_macro2::TokenTree::Group(g) => needs_created(&g.stream()),
-            proc_macro2::TokenTree::Punct(_) | proc_macro2::TokenTree::Literal(_) => false,
-        })
-}
-
-/// Whether lowered code waits for something other than a lock: a sequence, or a call
-/// that may go to another endpoint or to the host.
-fn waits_elsewhere(code: &TokenStream) -> bool {
-    code.clone().into_iter().any(|t| match t {
-        proc_macro2::TokenTree::Ident(i) => i == "sequence" || i == "call_endpoint" || i == "call_function",
-        proc_macro2::TokenTree::Group(g) => waits_elsewhere(&g.stream()),
-        proc_macro2::TokenTree::Punct(_) | proc_macro2::TokenTree::Literal(_) => false,
-    })
 }
 
 /// Lowered code with each `operation.await` written `rt::now(operation)` (the operation: the
@@ -633,11 +648,34 @@ fn now_for_await(code: &TokenStream) -> TokenStream {
 
 /// Which functions of an endpoint may wait, and which of those are called without arguments
 /// (`async fn f(ep, tx)`: they take none and do not call themselves).
-struct Waits {
+pub(super) struct Waits {
     waits: Vec<bool>,
     bare: Vec<bool>,
-    /// Functions that need the endpoint created and connected ([`needs_created`]).
+    /// Functions that need the endpoint created and connected ([`Facts::needs_created`]).
     late: Vec<bool>,
+}
+
+/// What the first lowering of a function says about it ([`Gen::first_lowering`]): whether its own
+/// code waits, whether it needs the endpoint created, and which functions it calls.
+pub(super) struct Known {
+    waits: bool,
+    late: bool,
+    called: Vec<FunctionId>,
+}
+
+/// What is known of an endpoint's functions once every one has been lowered once
+/// ([`Gen::analysis`]), by function index.
+pub(super) struct Analysis {
+    waits: Waits,
+    recursive: Vec<bool>,
+    /// Whether the function's first lowering holds (it calls no function that waits).
+    keep: Vec<bool>,
+}
+
+/// The name of the empty module that stands for the body of endpoint `e`'s module until the
+/// printed parts replace it.
+pub(super) fn body_marker(e: EndpointId) -> String {
+    format!("__waldo_body_{}", e.index())
 }
 
 /// Whether function `f` calls itself, directly or through the functions it calls (`calls`:
@@ -657,13 +695,15 @@ fn reaches(calls: &[Vec<FunctionId>], f: FunctionId) -> bool {
 }
 
 /// A lowered function body: the names of its `ep`, `tx` and `args` parameters, and its code.
-struct Lowered {
+pub(super) struct Lowered {
     ep: TokenStream,
     tx: TokenStream,
     args: TokenStream,
     code: TokenStream,
     /// Whether the code waits (has an `.await`).
     waits: bool,
+    /// Whether the code needs the endpoint created ([`Facts::needs_created`]).
+    created: bool,
 }
 
 /// How many of the variables with `inits`, from the first, have a literal initializer or none.
@@ -698,6 +738,21 @@ struct Facts {
     tx: bool,
     data: bool,
     waits: bool,
+    /// It waits for something other than a lock: a sequence, or a call that may go to
+    /// another endpoint or to the host.
+    elsewhere: bool,
+    /// It has an effect (`print`, `signal`).
+    effects: bool,
+}
+
+impl Facts {
+    /// Whether the code needs its endpoint created and connected, so that it cannot run
+    /// among the initializers before the connection: it starts a sequence, calls another
+    /// endpoint or a host function, or has an effect that must commit with `onCreate` or not
+    /// at all.
+    fn needs_created(self) -> bool {
+        self.elsewhere || self.effects
+    }
 }
 
 fn facts(code: &TokenStream) -> Facts {
@@ -713,6 +768,10 @@ fn facts(code: &TokenStream) -> Facts {
                         f.data = true;
                     } else if i == "await" || i == "async" {
                         f.waits = true;
+                    } else if i == "sequence" || i == "call_endpoint" || i == "call_function" {
+                        f.elsewhere = true;
+                    } else if i == "print" || i == "signal" {
+                        f.effects = true;
                     }
                 }
                 proc_macro2::TokenTree::Group(g) => scan(&g.stream(), f),

@@ -1,5 +1,6 @@
 //! The lints generated code allows: only those its shape can trigger, found by looking at
-//! the generated tree, so a small protocol's code carries no list it does not need.
+//! the generated tree, so a small protocol's code carries no list it does not need. The same
+//! pass over the tree tidies it ([`tidy_and_scan`]).
 //!
 //! Each is allowed because the code mirrors how the Waldo program is written, not because
 //! the generator is careless:
@@ -33,10 +34,18 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::visit_mut::VisitMut;
 
-/// The lints to allow on `file`, as paths.
-pub(super) fn allowed(file: &mut syn::File) -> Vec<TokenStream> {
+/// Tidies `file` the way a person would write it, and tells what it contains that a lint
+/// could fire on, in one pass: integer literals without a type suffix (`0`, not `0usize`),
+/// `Vec::new()` for an empty `Vec::from([])`, and, in a function returning `rt::Returns`,
+/// `rt::ok([a, b])` for `Ok(Vec::from([a, b]))`.
+pub(super) fn tidy_and_scan(file: &mut syn::File) -> Scan {
     let mut scan = Scan::default();
     scan.visit_file_mut(file);
+    scan
+}
+
+/// The lints to allow on code that contains what `scan` found, as paths.
+pub(super) fn allowed(scan: &Scan) -> Vec<TokenStream> {
     let mut out = Vec::new();
     let mut add = |on: bool, lint: TokenStream| {
         if on {
@@ -86,7 +95,7 @@ pub(super) fn allowed(file: &mut syn::File) -> Vec<TokenStream> {
 
 /// What the generated tree contains that a lint could fire on.
 #[derive(Default)]
-struct Scan {
+pub(super) struct Scan {
     assigns: bool,
     clones: bool,
     many_params: bool,
@@ -100,14 +109,76 @@ struct Scan {
     approx: bool,
     /// The function being visited.
     current_fn: Option<String>,
+    /// Whether the code being visited is that of a function returning `rt::Returns`, outside
+    /// any closure or `async` block in it.
+    in_returns: bool,
+}
+
+impl Scan {
+    /// What this part of the code or `other` contains.
+    pub(super) fn merge(&mut self, other: &Scan) {
+        self.assigns |= other.assigns;
+        self.clones |= other.clones;
+        self.many_params |= other.many_params;
+        self.recursion |= other.recursion;
+        self.loops |= other.loops;
+        self.ifs |= other.ifs;
+        self.returns |= other.returns;
+        self.complex_types |= other.complex_types;
+        self.acronyms |= other.acronyms;
+        self.operators |= other.operators;
+        self.approx |= other.approx;
+    }
 }
 
 impl VisitMut for Scan {
     fn visit_item_fn_mut(&mut self, f: &mut syn::ItemFn) {
         self.many_params |= f.sig.inputs.len() > 7;
         let outer = self.current_fn.replace(f.sig.ident.to_string());
+        let returns = std::mem::replace(&mut self.in_returns, returns_results(&f.sig.output));
         syn::visit_mut::visit_item_fn_mut(self, f);
         self.current_fn = outer;
+        self.in_returns = returns;
+    }
+
+    // Closures and async blocks return something else.
+    fn visit_expr_closure_mut(&mut self, e: &mut syn::ExprClosure) {
+        let returns = std::mem::replace(&mut self.in_returns, false);
+        syn::visit_mut::visit_expr_closure_mut(self, e);
+        self.in_returns = returns;
+    }
+
+    fn visit_expr_async_mut(&mut self, e: &mut syn::ExprAsync) {
+        let returns = std::mem::replace(&mut self.in_returns, false);
+        syn::visit_mut::visit_expr_async_mut(self, e);
+        self.in_returns = returns;
+    }
+
+    fn visit_lit_int_mut(&mut self, lit: &mut syn::LitInt) {
+        if !lit.suffix().is_empty() {
+            *lit = syn::LitInt::new(lit.base10_digits(), lit.span());
+        }
+    }
+
+    fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
+        syn::visit_mut::visit_expr_mut(self, e);
+        if let syn::Expr::Call(call) = e
+            && let Some(array) = vec_from(call)
+        {
+            if array.elems.is_empty() {
+                *e = syn::parse_quote!(Vec::new());
+            }
+        } else if self.in_returns
+            && let syn::Expr::Call(ok) = e
+            && let syn::Expr::Path(f) = &*ok.func
+            && f.path.is_ident("Ok")
+            && ok.args.len() == 1
+            && let Some(syn::Expr::Call(from)) = ok.args.first()
+            && let Some(array) = vec_from(from)
+            && !array.elems.is_empty()
+        {
+            *e = syn::parse_quote!(rt::ok(#array));
+        }
     }
 
     fn visit_impl_item_fn_mut(&mut self, f: &mut syn::ImplItemFn) {
@@ -195,6 +266,34 @@ impl VisitMut for Scan {
     fn visit_item_type_mut(&mut self, i: &mut syn::ItemType) {
         self.acronyms |= acronym(&i.ident);
         syn::visit_mut::visit_item_type_mut(self, i);
+    }
+}
+
+/// Whether a function's return type is `rt::Returns`.
+fn returns_results(output: &syn::ReturnType) -> bool {
+    matches!(output, syn::ReturnType::Type(_, ty)
+        if matches!(&**ty, syn::Type::Path(ty)
+            if ty.qself.is_none()
+                && ty.path.leading_colon.is_none()
+                && ty.path.segments.len() == 2
+                && ty.path.segments[0].ident == "rt"
+                && ty.path.segments[1].ident == "Returns"))
+}
+
+/// The array of a call `Vec::from([..])`.
+fn vec_from(call: &syn::ExprCall) -> Option<&syn::ExprArray> {
+    match (&*call.func, call.args.first()) {
+        (syn::Expr::Path(f), Some(syn::Expr::Array(array)))
+            if call.args.len() == 1
+                && f.qself.is_none()
+                && f.path.leading_colon.is_none()
+                && f.path.segments.len() == 2
+                && f.path.segments[0].ident == "Vec"
+                && f.path.segments[1].ident == "from" =>
+        {
+            Some(array)
+        }
+        _ => None,
     }
 }
 
