@@ -231,10 +231,10 @@ impl<'a> Checker<'a> {
     fn resolve_params(&mut self, params: &[ast::Param]) -> Params {
         let mut out: Params = Vec::new();
         for p in params {
+            let mut name = p.name.name.to_string();
             if self.builtin_declared(&p.name) {
-                continue;
-            }
-            if let Some((_, _, previous)) = out.iter().find(|(n, _, _)| n == p.name.as_str()) {
+                name = unnameable(&name, out.len());
+            } else if let Some((_, _, previous)) = out.iter().find(|(n, _, _)| n == p.name.as_str()) {
                 let previous = *previous;
                 self.report(CheckError::Duplicate {
                     what: Declared::Parameter,
@@ -242,10 +242,12 @@ impl<'a> Checker<'a> {
                     span: p.name.span,
                     previous,
                 });
-                continue;
+                name = unnameable(&name, out.len());
             }
+            // A parameter reported above still counts, so that calls are not also reported for
+            // passing one argument too many.
             let ty = self.resolve_ty(&p.ty, false);
-            out.push((p.name.name.to_string(), ty, p.name.span));
+            out.push((name, ty, p.name.span));
         }
         out
     }
@@ -431,34 +433,42 @@ impl<'a> Checker<'a> {
     fn collect_sequence(&mut self, def: &'a ast::SequenceDef) -> SeqInfo<'a> {
         let mut data: Vec<Var> = Vec::new();
         let mut data_names: HashMap<String, (usize, Span)> = HashMap::new();
+        // A parameter or result reported here still counts (under a name no code can write),
+        // so that calls are not also reported for their number of arguments or results; one
+        // whose type is refused takes any value.
         let mut add = |this: &mut Self, name: &ast::Ident, ty: &ast::Type, data: &mut Vec<Var>| {
-            if this.builtin_declared(name) {
-                return;
-            }
-            if let Some(&(_, previous)) = data_names.get(name.as_str()) {
+            let mut named = !this.builtin_declared(name);
+            if named && let Some(&(_, previous)) = data_names.get(name.as_str()) {
                 this.report(CheckError::Duplicate {
                     what: Declared::SequenceData,
                     name: name.name.to_string(),
                     span: name.span,
                     previous,
                 });
-                return;
+                named = false;
             }
-            if let Some(previous) = this.visible_outside(name.as_str(), None) {
+            if named && let Some(previous) = this.visible_outside(name.as_str(), None) {
                 this.report(CheckError::Duplicate {
                     what: Declared::SequenceData,
                     name: name.name.to_string(),
                     span: name.span,
                     previous,
                 });
-                return;
+                named = false;
             }
-            let resolved = this.resolve_ty(ty, false);
+            let mut resolved = this.resolve_ty(ty, false);
             if resolved.host_bound(&this.structs) {
                 this.report(CheckError::HostTypeInSequenceData { ty: resolved.clone(), span: ty.span });
+                resolved = Ty::Error;
             }
-            data_names.insert(name.name.to_string(), (data.len(), name.span));
-            data.push(Var { name: name.name.to_string(), ty: resolved, init: None, loc: loc(name.span) });
+            let span = name.span;
+            let name = if named {
+                data_names.insert(name.name.to_string(), (data.len(), span));
+                name.name.to_string()
+            } else {
+                unnameable(name.as_str(), data.len())
+            };
+            data.push(Var { name, ty: resolved, init: None, loc: loc(span) });
         };
         for p in &def.params {
             add(self, &p.name, &p.ty, &mut data);
@@ -496,4 +506,10 @@ impl<'a> Checker<'a> {
         self.check_alternation(alternation);
         SeqInfo { def, data, params, returns, data_names, blocks }
     }
+}
+
+/// A name for a parameter or sequence datum that was reported (named like a builtin, or
+/// twice): no code can write it (`#` is no part of a name), so it is never found.
+fn unnameable(name: &str, index: usize) -> String {
+    format!("{name}#{index}")
 }
