@@ -123,6 +123,8 @@ pub const E_SEQUENCE_NEEDS_TWO: &str = "E0151";
 pub const E_DUPLICATE_SECTION: &str = "E0152";
 /// An endpoint call of a function that is not public there.
 pub const E_NOT_PUBLIC: &str = "E0153";
+/// `id()` in a peered variable's initializer.
+pub const E_ID_IN_PEERED: &str = "E0154";
 /// Code after `return`, `break` or `continue` that never runs.
 pub const W_UNREACHABLE: &str = "W0001";
 /// A local variable that is never read.
@@ -192,6 +194,7 @@ pub const ALL: &[(&str, &str)] = &[
     (E_SEQUENCE_NEEDS_TWO, "a sequence in a protocol with one endpoint"),
     (E_DUPLICATE_SECTION, "a second `Sequences` or `Peered` section"),
     (E_NOT_PUBLIC, "an endpoint call of a function that is not public there"),
+    (E_ID_IN_PEERED, "`id()` in a peered variable's initializer"),
     (W_UNREACHABLE, "code after `return`, `break` or `continue` that never runs"),
     (W_UNUSED_VARIABLE, "a local variable that is never read"),
     (W_UNREACHABLE_CATCH, "a `catch` clause that an earlier clause always takes first"),

@@ -57,6 +57,9 @@ impl Checker<'_> {
                 call(vec![t], Ty::Nothing)
             }
             Builtin::Id => {
+                if !cx.code_visible {
+                    self.report(CheckError::IdInPeered { span });
+                }
                 let out = self.args(cx, args, &[], Called::Builtin("id"), span);
                 call(out, Ty::Text)
             }

@@ -289,6 +289,8 @@ pub(super) enum CheckError {
     /// An endpoint call of `name`, a Private function of `endpoint` (`declared`: the
     /// function).
     PrivateFunction { name: String, endpoint: String, span: Span, declared: Span },
+    /// `id()` in a peered initializer: each replica would get its own endpoint's id.
+    IdInPeered { span: Span },
     /// An endpoint call of `name`, which `endpoint` does not have.
     NoPublicFunction { name: String, endpoint: String, span: Span },
     /// `len` of a value without a length.
@@ -864,6 +866,15 @@ impl CheckError {
                 )
                 .with_help(help)
             }
+            CheckError::IdInPeered { span } => new(
+                E_ID_IN_PEERED,
+                "`id()` in a peered initializer".into(),
+                span,
+                "a different value on each side".into(),
+            )
+            .with_help(
+                "peered data starts the same on both sides; give it a value in the `onCreate` of the endpoint that controls it",
+            ),
             CheckError::PrivateFunction { name, endpoint, span, declared } => {
                 new(E_NOT_PUBLIC, format!("`{name}` is private to `{endpoint}`"), span, "not public".into())
                     .with_secondary(Label::new(declared, "declared Private here"))
