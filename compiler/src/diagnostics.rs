@@ -243,13 +243,11 @@ pub fn from_parse_error(err: &ParseError, source: &str) -> Diagnostic {
     let d = |code, label: &str| Diagnostic::error(code, message.clone(), err.file, Label::new(span, label));
     match &err.kind {
         ParseErrorKind::UnexpectedToken { found, expected } => {
-            let mut diag = d(E_UNEXPECTED_TOKEN, "unexpected here");
-            if found.starts_with("keyword") && expected.iter().any(|e| e == "an identifier") {
-                diag = diag.with_help(format!("{found} is reserved and cannot be used as a name; choose another name"));
-            } else if !expected.is_empty() {
-                diag = diag.with_help(format!("write {} here, or remove {found}", short_list(expected)));
+            let diag = d(E_UNEXPECTED_TOKEN, "unexpected here");
+            match unexpected_token_help(source, span.start as usize, found, expected) {
+                Some(help) => diag.with_help(help),
+                None => diag,
             }
-            diag
         }
         ParseErrorKind::MissingSemicolon { .. } => d(E_MISSING_SEMICOLON, "expected `;` here")
             .with_help("end declarations, assignments, `return` and expression statements with `;`"),
@@ -315,11 +313,72 @@ pub fn from_parse_error(err: &ParseError, source: &str) -> Diagnostic {
     }
 }
 
-fn short_list(items: &[String]) -> String {
-    match items {
-        [one] => one.clone(),
-        [a, b] => format!("{a} or {b}"),
-        [first, ..] => format!("{first} (or one of the others listed)"),
-        [] => String::new(),
+/// The help for `found` where the parser expected one of `expected`, at byte `at` of
+/// `source`: what the likely mistake is when the tokens around say so, else what may come
+/// here.
+fn unexpected_token_help(source: &str, at: usize, found: &str, expected: &[String]) -> Option<String> {
+    let expects = |token: &str| expected.iter().any(|e| e == token);
+    let before = source.get(..at).unwrap_or("").trim_end();
+    // The word just before, when the text before ends with one.
+    let word = {
+        let start = before.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+        &before[start..]
+    };
+    let after_word = before[..before.len() - word.len()].trim_end();
+    let statement_start = after_word.is_empty() || after_word.ends_with([';', '{', '}']);
+    if found.starts_with("keyword") && expects("an identifier") {
+        return Some(format!("{found} is reserved and cannot be used as a name; choose another name"));
+    }
+    if expects("`(`") && matches!(word, "if" | "elseIf" | "while" | "for") {
+        let example = if word == "for" {
+            "for (Number i in range(0, 3)) { ... }".to_owned()
+        } else {
+            format!("{word} (x > 1) {{ ... }}")
+        };
+        return Some(format!("`{word}` takes its condition in parentheses: `{example}`"));
+    }
+    for op in ["+", "-"] {
+        let doubled = format!("{op}{op}");
+        if (found == format!("`{op}`") && before.ends_with(op)) || before.ends_with(&doubled) {
+            return Some(format!("Waldo has no `{doubled}`: write `x {op}= 1;`"));
+        }
+    }
+    if matches!(found, "keyword `else`" | "keyword `elseIf`") {
+        return Some("`else` and `elseIf` come right after the `}` of an `if` or `elseIf`".into());
+    }
+    if found == "`(`" && expects("`=`") && expects("`;`") {
+        return Some(
+            "a function is declared with `Public Function name(...)` or `Private Function name(...)`; data with `Type name;` or `Type name = value;`".into(),
+        );
+    }
+    if found.starts_with("identifier") && statement_start && !word.is_empty() {
+        if word == "print" || word == "signal" {
+            return Some(format!("`{word}` is called with parentheses: `{word}(x);`"));
+        }
+        if word.chars().next().is_some_and(char::is_lowercase) {
+            return Some(format!(
+                "a declaration starts with a type, not `{word}`: `Number`, `Text`, `TrueFalse`, `List(element: T)`, `Map(from: K, to: V)`, `Struct S`, as in `Number y = 1;`"
+            ));
+        }
+    }
+    if found == "`:`" {
+        return Some(
+            "`:` only separates a Map literal's keys from their values (`m = {'a': 1};`), and a Map literal is only a value, never a statement; assignment is `=`".into(),
+        );
+    }
+    let value = ["identifier", "number", "a text literal", "keyword `True`", "keyword `False`"];
+    if expects("`,`") && value.iter().any(|v| found.starts_with(v)) {
+        return Some(format!("separate arguments and elements with `,`, or remove {found}"));
+    }
+    for (open, close) in [("(", "`)`"), ("[", "`]`")] {
+        if expects(close) && matches!(found, "`;`" | "`{`" | "`}`") {
+            return Some(format!("a `{open}` is not closed: add the missing {close} before {found}"));
+        }
+    }
+    match expected {
+        [] => None,
+        [one] => Some(format!("write {one} here, or remove {found}")),
+        [a, b] => Some(format!("write {a} or {b} here, or remove {found}")),
+        _ => Some(format!("write what the message lists here, or remove {found}")),
     }
 }

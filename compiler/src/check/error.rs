@@ -146,6 +146,8 @@ pub(super) enum NameHelp {
     DeclaredLater,
     /// A visible name with a similar spelling.
     Similar(String),
+    /// Another language's spelling of a Waldo literal (`true`, `null`).
+    Literal(&'static str),
     /// Nothing like it: declare it.
     Declare,
 }
@@ -1017,6 +1019,7 @@ impl CheckError {
                     NameHelp::Similar(similar) => {
                         format!("a name with a similar spelling is visible here: `{similar}`")
                     }
+                    NameHelp::Literal(help) => help.to_owned(),
                     NameHelp::Declare => {
                         let help = "declare it before this use (locals are visible from their declaration to the end of the function)";
                         help.to_owned()

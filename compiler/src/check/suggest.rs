@@ -33,6 +33,9 @@ impl Checker<'_> {
             {
                 NameHelp::DeclaredLater
             }
+            None if literal_help(wanted).is_some() => {
+                NameHelp::Literal(literal_help(wanted).unwrap_or_default())
+            }
             None => match self.similar_name(cx, wanted) {
                 Some(similar) => NameHelp::Similar(similar),
                 None => NameHelp::Declare,
@@ -79,4 +82,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// What to write for another language's spelling of a literal.
+fn literal_help(name: &str) -> Option<&'static str> {
+    match name {
+        "true" | "false" | "TRUE" | "FALSE" => Some("TrueFalse values are written `True` and `False`"),
+        "null" | "nil" | "None" | "none" | "NULL" | "undefined" => Some(
+            "Waldo has no null: every variable holds a value of its type (`0`, `''`, `False`, an empty List or Map when not given one)",
+        ),
+        _ => None,
+    }
 }
