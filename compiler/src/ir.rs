@@ -263,6 +263,34 @@ pub struct Protocol {
     pub peered: Vec<PeeredVar>,
     /// The sequences, by [`SequenceId`].
     pub sequences: Vec<Sequence>,
+    /// Where the source's lines start, for the places runtime errors name; empty when the
+    /// protocol was checked without its source ([`Protocol::with_source`]).
+    pub lines: Lines,
+}
+
+/// The byte offset where each line of a source starts (not part of the fingerprint).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Lines(Vec<u32>);
+
+impl Hash for Lines {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
+}
+
+impl Lines {
+    /// The lines of `source`.
+    pub fn of(source: &str) -> Lines {
+        let mut starts = vec![0];
+        starts.extend(source.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i as u32 + 1));
+        Lines(starts)
+    }
+
+    /// The 1-based line of byte `offset`, or `None` when the source is not known.
+    pub fn line(&self, offset: u32) -> Option<u32> {
+        if self.0.is_empty() {
+            return None;
+        }
+        Some(self.0.partition_point(|&start| start <= offset) as u32)
+    }
 }
 
 /// A struct and its fields.
@@ -628,6 +656,13 @@ impl Hasher for StableHasher {
 }
 
 impl Protocol {
+    /// This protocol, knowing the source it was checked from (for the lines that runtime
+    /// errors name).
+    pub fn with_source(mut self, source: &str) -> Protocol {
+        self.lines = Lines::of(source);
+        self
+    }
+
     /// The protocol fingerprint: a stable 64-bit hash of everything the protocol means
     /// (names, types, code), and of nothing about how it is written (spans, comments, layout).
     pub fn fingerprint(&self) -> u64 {

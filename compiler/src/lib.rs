@@ -52,6 +52,7 @@ pub fn check_source(map: &mut SourceMap, name: &str, source: &str) -> Checked {
         return parsed;
     }
     let (protocol, diagnostics) = check::check(&parsed.tree);
+    let protocol = protocol.with_source(source);
     Checked { protocol: Some(protocol), diagnostics, ..parsed }
 }
 

@@ -125,14 +125,23 @@ fn msg() -> impl Strategy<Value = Msg> {
                 vote
             }
         ),
-        (tx.clone(), any::<bool>(), any::<u64>(), any::<bool>(), ".{0,20}", peered(), any::<bool>())
-            .prop_map(|(tx, from_parent, frame, network, message, peered, vote)| Msg::Raise {
+        (
+            tx.clone(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<bool>(),
+            (".{0,20}", "[a-z.:0-9]{0,12}"),
+            peered(),
+            any::<bool>()
+        )
+            .prop_map(|(tx, from_parent, frame, network, (message, at), peered, vote)| Msg::Raise {
                 tx,
                 from_parent,
                 frame,
                 exception: waldo::Exception {
                     kind: if network { ExceptionKind::Network } else { ExceptionKind::Application },
                     message,
+                    at,
                 },
                 peered,
                 vote,

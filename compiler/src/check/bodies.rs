@@ -55,6 +55,7 @@ impl Checker<'_> {
             structs: self.structs.clone(),
             peered: self.peered.clone(),
             sequences,
+            lines: Default::default(),
         }
     }
 

@@ -537,6 +537,7 @@ impl<'p> Lower<'p> {
         let rt = rt();
         match &last.kind {
             TStmtKind::Return(values) => {
+                out.extend(self.note(last));
                 // The body ends here: its locals can be moved out rather than cloned.
                 let v =
                     if self.inside_try() { self.value_list(values) } else { self.value_list_moving(values) };
@@ -561,6 +562,7 @@ impl<'p> Lower<'p> {
                 });
             }
             TStmtKind::If { branches, otherwise: Some(o) } if diverges(std::slice::from_ref(last)) => {
+                out.extend(self.note(last));
                 for (i, (cond, body)) in branches.iter().enumerate() {
                     let c = self.cond(cond);
                     let b = self.tail(body, quote!());
@@ -584,7 +586,23 @@ impl<'p> Lower<'p> {
         out
     }
 
+    /// `tx.at(..)` with the line of statement `s`, when `s` itself (not the statements in
+    /// it) may raise an `ApplicationException`, so that the exception names where it was
+    /// raised; nothing when it cannot, or when the source is not known.
+    fn note(&self, s: &TStmt) -> TokenStream {
+        match self.protocol.lines.line(s.loc.0.start) {
+            Some(line) if may_raise(s, self.locals) => quote!(tx.at(CODE.file, #line);),
+            _ => TokenStream::new(),
+        }
+    }
+
     fn stmt(&mut self, s: &TStmt) -> TokenStream {
+        let note = self.note(s);
+        let code = self.stmt_code(s);
+        if note.is_empty() { code } else { quote!(#note #code) }
+    }
+
+    fn stmt_code(&mut self, s: &TStmt) -> TokenStream {
         let rt = rt();
         match &s.kind {
             TStmtKind::Decl(id) => {
@@ -2085,5 +2103,45 @@ pub(super) fn kind_of(ty: &Ty) -> TokenStream {
         Ty::Endpoint => quote!(Endpoint),
         Ty::External(_) => quote!(External),
         _ => quote!(Any),
+    }
+}
+
+/// Whether statement `s` itself, not the statements inside it, may raise an
+/// `ApplicationException` (the book's "Runtime errors"): division or `%`, indexing, a
+/// container method, a write into a container or struct (which may be data the other
+/// endpoint controls), a call of a `Function` value or another endpoint, `range`. Calls of
+/// the endpoint's own functions and sequences are not: the callee notes its own lines, and
+/// the partner's exceptions come with theirs.
+fn may_raise(s: &TStmt, locals: &[Var]) -> bool {
+    let raises = |e: &TExpr| {
+        let mut found = false;
+        for_each_subexpr(e, |x| {
+            found |= matches!(&x.kind, TExprKind::Binary(BinOp::Div | BinOp::Rem, ..) | TExprKind::Index(..))
+                || matches!(&x.kind, TExprKind::Call(callee, _) if matches!(**callee,
+                Callee::Value(_)
+                    | Callee::Endpoint { .. }
+                    | Callee::Method(_, Method::Append | Method::Insert | Method::RemoveIndex | Method::RemoveKey)
+                    | Callee::Builtin(Builtin::Range)));
+        });
+        found
+    };
+    match &s.kind {
+        TStmtKind::Decl(id) => locals.get(id.index()).and_then(|v| v.init.as_ref()).is_some_and(raises),
+        TStmtKind::Assign { targets, op, value } => {
+            matches!(op, AssignOp::Div | AssignOp::Rem)
+                || targets
+                    .iter()
+                    .any(|t| matches!(t.kind, TExprKind::Index(..) | TExprKind::Field(..)) || raises(t))
+                || raises(value)
+        }
+        TStmtKind::Expr(e) => raises(e),
+        TStmtKind::If { branches, .. } => branches.iter().any(|(cond, _)| raises(cond)),
+        TStmtKind::While { cond, .. } => raises(cond),
+        TStmtKind::For { iter, .. } => raises(iter),
+        TStmtKind::Return(values) => values.iter().any(raises),
+        TStmtKind::ExtAssign { source, target } | TStmtKind::ExtCopy { source, target } => {
+            raises(source) || raises(target)
+        }
+        TStmtKind::Break | TStmtKind::Continue | TStmtKind::Try { .. } | TStmtKind::Block(_) => false,
     }
 }

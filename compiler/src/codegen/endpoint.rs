@@ -224,6 +224,10 @@ impl Gen<'_> {
         let ep = &self.p.endpoints[e];
         let name = &ep.name;
         let mut fields = TokenStream::new();
+        if !self.file.is_empty() {
+            let file = &self.file;
+            fields.extend(quote!(file: #file,));
+        }
         if self.pair() {
             let side = e.index() as u8;
             fields.extend(quote!(pair: Some((&super::PAIR, #side)),));

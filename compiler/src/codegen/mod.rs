@@ -131,7 +131,7 @@ pub fn generate(protocol: &Protocol, options: &Options) -> Result<String, GenErr
         }
         None => None,
     };
-    let printed = shards::generate(protocol, &emit, runtime, None)?;
+    let printed = shards::generate(protocol, &emit, runtime, &options.source_name, None)?;
     let source = if options.source_name.is_empty() {
         "a Waldo protocol".to_owned()
     } else {
@@ -154,6 +154,8 @@ struct Gen<'p> {
     modules: Vec<Ident>,
     functions: Vec<Vec<Ident>>,
     blocks: Vec<Vec<((SequenceId, usize), Ident)>>,
+    /// The protocol's file name, as runtime errors name it (empty when unknown).
+    file: String,
 }
 
 impl<'p> Gen<'p> {
@@ -224,11 +226,17 @@ impl<'p> Gen<'p> {
                 keys.into_iter().zip(names).map(|(k, n)| (k, format_ident!("{}", n))).collect()
             })
             .collect();
-        Gen { p, handles, listeners, structs, modules, functions, blocks }
+        Gen { p, handles, listeners, structs, modules, functions, blocks, file: String::new() }
     }
 }
 
 impl Gen<'_> {
+    /// This generator, for a protocol read from file `file`.
+    fn with_file(mut self, file: &str) -> Self {
+        self.file = file.to_owned();
+        self
+    }
+
     fn pair(&self) -> bool {
         self.p.endpoints.len() == 2
     }

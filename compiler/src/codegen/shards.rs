@@ -91,9 +91,10 @@ pub(super) fn generate(
     p: &Protocol,
     emit: &[EndpointId],
     runtime: Option<&str>,
+    file: &str,
     threads: Option<usize>,
 ) -> Result<String, GenError> {
-    let g = Gen::new(p);
+    let g = Gen::new(p).with_file(file);
     let mut reachable = vec![Vec::new(); p.endpoints.len()];
     for &e in emit {
         reachable[e.index()] = g.reachable(e);
@@ -119,9 +120,9 @@ pub(super) fn generate(
     let results: Vec<Result<(Vec<Part>, lints::Scan), Failure>> = std::thread::scope(|scope| {
         let (reachable, plan, shared) = (&reachable, &plan, &shared);
         let spawned: Vec<_> = (1..threads)
-            .map(|_| scope.spawn(move || work(p, emit, reachable, plan, runtime, shared)))
+            .map(|_| scope.spawn(move || work(p, emit, reachable, plan, runtime, file, shared)))
             .collect();
-        let mut results = vec![work(p, emit, reachable, plan, runtime, shared)];
+        let mut results = vec![work(p, emit, reachable, plan, runtime, file, shared)];
         results
             .extend(spawned.into_iter().map(|t| t.join().unwrap_or_else(|panic| Err(Failure::Panic(panic)))));
         results
@@ -263,6 +264,7 @@ fn work(
     reachable: &[Vec<FunctionId>],
     plan: &Plan,
     runtime: Option<&str>,
+    file: &str,
     shared: &Shared,
 ) -> Result<(Vec<Part>, lints::Scan), Failure> {
     let mut failure = None;
@@ -278,7 +280,7 @@ fn work(
     };
     let next =
         |step: usize, jobs: &'_ [Job]| jobs.get(shared.next[step].fetch_add(1, Ordering::Relaxed)).cloned();
-    let g = Gen::new(p);
+    let g = Gen::new(p).with_file(file);
     let path = runtime.map(runtime_path);
     let mut parts = Vec::new();
     let mut scan = lints::Scan::default();
@@ -415,7 +417,7 @@ mod tests {
         let units = units(&p, &Gen::new(&p), &all, &[Gen::new(&p).reachable(EndpointId(0)), Vec::new()]);
         assert!(units.iter().map(|u| u.2).sum::<usize>() >= PARALLEL_FROM, "large enough for threads");
         for (emit, runtime) in [(&all[..], None), (&all[..], Some("::my_waldo")), (&all[1..], None)] {
-            let one = generate(&p, emit, runtime, Some(1)).expect("generates");
+            let one = generate(&p, emit, runtime, "t.wld", Some(1)).expect("generates");
             // Every part in its place: Rust, no marker left, every function and block once.
             assert!(syn::parse_file(&one).is_ok() && !one.contains("__waldo_body"));
             let count = |what: &str| one.matches(what).count();
@@ -425,7 +427,7 @@ mod tests {
             }
             for threads in [2, 3, 8] {
                 assert!(
-                    generate(&p, emit, runtime, Some(threads)).expect("generates") == one,
+                    generate(&p, emit, runtime, "t.wld", Some(threads)).expect("generates") == one,
                     "{threads} threads, endpoints {emit:?}, runtime {runtime:?}"
                 );
             }

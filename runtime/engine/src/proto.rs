@@ -80,6 +80,7 @@ fn encode<V: WireValue>(w: &mut Writer, msg: &Msg<V>) -> Result<(), WireError> {
                 ExceptionKind::Network => 1,
             });
             w.text(&exception.message);
+            w.text(&exception.at);
             peered_data(w, enc, peered)?;
         }
         Msg::Aborted { tx } => head(w, ABORTED, *tx),
@@ -175,11 +176,12 @@ pub fn decode_msg<V: WireValue>(bytes: &[u8]) -> Result<Msg<V>, WireError> {
                 other => return Err(WireError::BadTag { tag: other, at: r.offset() - 1 }),
             };
             let message = r.text()?;
+            let at = r.text()?;
             Msg::Raise {
                 tx,
                 from_parent: flags & FROM_PARENT != 0,
                 frame,
-                exception: Exception { kind, message },
+                exception: Exception { kind, message, at },
                 peered: read_peered(&mut r, dec)?,
                 vote: flags & VOTE_BIT != 0,
             }

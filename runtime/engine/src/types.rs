@@ -50,17 +50,20 @@ pub struct Exception {
     pub kind: ExceptionKind,
     /// What happened (e.g. "division by zero").
     pub message: String,
+    /// Where in the protocol it was raised (`bank.wld:12`), when known: the host sees it
+    /// after the message; Waldo code that catches the exception sees the message alone.
+    pub at: String,
 }
 
 impl Exception {
     /// An `ApplicationException` with `message`.
     pub fn application(message: impl Into<String>) -> Self {
-        Exception { kind: ExceptionKind::Application, message: message.into() }
+        Exception { kind: ExceptionKind::Application, message: message.into(), at: String::new() }
     }
 
     /// A `NetworkException` with `message`.
     pub fn network(message: impl Into<String>) -> Self {
-        Exception { kind: ExceptionKind::Network, message: message.into() }
+        Exception { kind: ExceptionKind::Network, message: message.into(), at: String::new() }
     }
 }
 

@@ -104,7 +104,10 @@ impl std::error::Error for Error {}
 impl From<Exception> for Error {
     fn from(e: Exception) -> Self {
         match e.kind {
-            ExceptionKind::Application => Error::Application { message: e.message },
+            ExceptionKind::Application if e.at.is_empty() => Error::Application { message: e.message },
+            ExceptionKind::Application => {
+                Error::Application { message: format!("{} at {}", e.message, e.at) }
+            }
             ExceptionKind::Network => Error::Network { message: e.message },
         }
     }

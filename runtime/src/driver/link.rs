@@ -512,7 +512,7 @@ impl LinkShared {
                         me.apply(&tx, peered).await?;
                         let raised = match me.program()?.run_block(&tx, seq, block, &mut locals).await {
                             Ok(()) => None,
-                            Err(Raise::Exception(e)) => Some(e),
+                            Err(Raise::Exception(e)) => Some(tx.locate(e)),
                             Err(abort) => return Err(abort),
                         };
                         // A child answering its parent must have its own partners prepared:

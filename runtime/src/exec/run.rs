@@ -202,6 +202,7 @@ where
                 core.stats.conflict();
             }
             Err(Raise::Exception(e)) => {
+                let e = tx.locate(e);
                 tx.abort();
                 return finished(core, span.as_deref(), Err(e.into()), attempts);
             }

@@ -117,6 +117,8 @@ impl Block {
 pub struct Code {
     /// The endpoint's Waldo name.
     pub name: &'static str,
+    /// The protocol's file, as exceptions name it (`bank.wld:12`); empty when unknown.
+    pub file: &'static str,
     /// The protocol's pair (for the handshake) and this endpoint's side in it; `None` for a
     /// protocol of one endpoint.
     pub pair: Option<(&'static PairSpec, u8)>,
@@ -146,6 +148,7 @@ impl Code {
     pub const fn named(name: &'static str) -> Code {
         Code {
             name,
+            file: "",
             pair: None,
             slots: Vec::new,
             peered: 0,

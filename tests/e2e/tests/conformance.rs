@@ -19,13 +19,15 @@ scenarios! {
     }
 
     runtime_errors_are_application_exceptions: corpus_conf_values::conf_values, |l, _r| {
-        app_error(l.divide(1.0, 0.0).await, "division by zero");
+        // The host's error names the file and line that raised.
+        app_error(l.divide(1.0, 0.0).await, "division by zero at conf_values.wld:42");
         assert_eq!(l.divide(1.0, 4.0).await.expect("divide"), 0.25);
         assert_eq!(l.index(1.0).await.expect("index"), 20.0);
         app_error(l.index(3.0).await, "3");
-        app_error(l.index(1.5).await, "1.5");
+        app_error(l.index(1.5).await, "List index 1.5 is not a whole number at conf_values.wld:45");
         assert_eq!(l.lookup("a".into()).await.expect("lookup"), 1.0);
         app_error(l.lookup("z".into()).await, "z");
+        app_error(l.lookup("z".into()).await, " at conf_values.wld:49");
     }
 
     operations_that_raise_in_typed_and_dynamic_positions: corpus_conf_raise::conf_raise, |l, _r| {
@@ -34,7 +36,7 @@ scenarios! {
         assert_eq!(l.typed_divide(-3.0, 4.0).await.expect("divide"), -0.75);
         app_error(l.typed_remainder(1.0, 0.0).await, "remainder by zero");
         assert_eq!(l.typed_remainder(-7.0, 3.0).await.expect("remainder"), -1.0);
-        app_error(l.typed_compound(6.0, 0.0).await, "division by zero");
+        app_error(l.typed_compound(6.0, 0.0).await, "division by zero at conf_raise.wld:37");
         assert_eq!(l.typed_compound(7.0, 2.0).await.expect("compound"), (3.5, 1.0));
         assert_eq!(l.typed_char_at("héllo".into(), 1.0).await.expect("char"), "é");
         app_error(l.typed_char_at("abc".into(), 3.0).await, "Text index 3 is out of range");
@@ -55,7 +57,8 @@ scenarios! {
         assert_eq!(l.shared_divide(7.0).await.expect("divides"), (100.0, 1.0));
         // Sequence data, on the partner's side of the sequence.
         assert_eq!(l.sequence_data(9.0, 2.0, 1.0).await.expect("sequence"), (0.5, "b".to_owned()));
-        app_error(l.sequence_data(9.0, 0.0, 1.0).await, "division by zero");
+        // Raised in the partner's block: its line, in the partner's file.
+        app_error(l.sequence_data(9.0, 0.0, 1.0).await, "division by zero at conf_raise.wld:22");
         app_error(l.sequence_data(9.0, 2.0, 3.0).await, "Text index 3 is out of range");
         // The whole call was undone: the shared variable is as the last success left it.
         assert_eq!(l.state().await.expect("state"), (100.0, 1.0));

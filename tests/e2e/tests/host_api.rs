@@ -1197,7 +1197,9 @@ async fn an_in_process_pair_and_a_tcp_pair_give_the_same_results() {
     let reversed = within("the reversed TCP scenario", transcript(&c, &s)).await;
     assert_eq!(in_process, over_tcp);
     assert_eq!(in_process, reversed);
-    let zero = r#"Err(Application { message: "division by zero" })"#;
+    // The place that raised: a function of this endpoint, or one of the endpoint it called.
+    let zero =
+        |line: u32| format!(r#"Err(Application {{ message: "division by zero at host_pair.wld:{line}" }})"#);
     let expected = [
         r#"c.peek() = Ok(("cli", 0.0, 0.0))"#.to_owned(),
         r#"s.peek() = Ok(("srv", 0.0, 0.0, 0.0))"#.to_owned(),
@@ -1209,9 +1211,9 @@ async fn an_in_process_pair_and_a_tcp_pair_give_the_same_results() {
         r#"c.ask("q".into()) = Ok("q@srv#1")"#.to_owned(),
         r#"c.ask("r".into()) = Ok("r@srv#2")"#.to_owned(),
         "c.inc_of(s.endpoint()) = Ok(1.0)".to_owned(),
-        format!("c.inc_then_fail(s.endpoint()) = {zero}"),
+        format!("c.inc_then_fail(s.endpoint()) = {}", zero(56)),
         "c.divide(1.0, 4.0) = Ok(0.25)".to_owned(),
-        format!("c.divide(1.0, 0.0) = {zero}"),
+        format!("c.divide(1.0, 0.0) = {}", zero(58)),
         "c.touch_then_read() = Ok(118.0)".to_owned(),
         r#"s.peek() = Ok(("srv", 2.0, 1.0, 118.0))"#.to_owned(),
         r#"c.peek() = Ok(("cli", 3.0, 118.0))"#.to_owned(),
@@ -1227,8 +1229,8 @@ async fn every_error_says_what_went_wrong() {
     let (c, s) = pair(Via::Tcp, &pause).await;
 
     let app = c.divide(1.0, 0.0).await.expect_err("division by zero");
-    assert_eq!(app, Error::Application { message: "division by zero".into() });
-    assert_eq!(app.to_string(), "application exception: division by zero");
+    assert_eq!(app, Error::Application { message: "division by zero at host_pair.wld:58".into() });
+    assert_eq!(app.to_string(), "application exception: division by zero at host_pair.wld:58");
 
     // A deadline.
     pause.arm();
@@ -1286,11 +1288,11 @@ async fn every_error_says_what_went_wrong() {
         Err(e)?
     }
     let boxed = host_program(app).expect_err("an error");
-    assert_eq!(boxed.to_string(), "application exception: division by zero");
+    assert_eq!(boxed.to_string(), "application exception: division by zero at host_pair.wld:58");
     assert!(boxed.source().is_none());
     assert_eq!(
         boxed.downcast_ref::<Error>(),
-        Some(&Error::Application { message: "division by zero".into() })
+        Some(&Error::Application { message: "division by zero at host_pair.wld:58".into() })
     );
 }
 

@@ -300,6 +300,9 @@ pub(crate) struct TxInner {
     /// Requesters queued behind this transaction's request to write an item
     /// ([`Grant::Behind`]): woken when it finishes.
     behind: Mutex<Vec<Waker>>,
+    /// The protocol file and line of the last statement that could raise which ran here
+    /// ([`Tx::at`]).
+    at: Mutex<(&'static str, u32)>,
 }
 
 impl TxInner {
@@ -421,8 +424,26 @@ impl Tx {
             hook: Mutex::new(None),
             hook_fired: std::sync::atomic::AtomicBool::new(false),
             behind: Mutex::new(Vec::new()),
+            at: Mutex::new(("", 0)),
         });
         Tx { inner, guarded: true }
+    }
+
+    /// Notes that the statement about to run, which may raise an `ApplicationException`, is
+    /// at `line` of protocol file `file` (generated code, before each such statement).
+    pub fn at(&self, file: &'static str, line: u32) {
+        *self.inner.at.lock() = (file, line);
+    }
+
+    /// `e` with the place of the last statement noted by [`Tx::at`], if it is an
+    /// application exception that has none yet: where it was raised, since the code stops
+    /// at the statement that raises.
+    pub(crate) fn locate(&self, mut e: Exception) -> Exception {
+        let (file, line) = *self.inner.at.lock();
+        if e.kind == crate::core::error::ExceptionKind::Application && e.at.is_empty() && line > 0 {
+            e.at = if file.is_empty() { format!("line {line}") } else { format!("{file}:{line}") };
+        }
+        e
     }
 
     /// The attempt's identity.

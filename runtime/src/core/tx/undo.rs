@@ -63,6 +63,11 @@ impl Tx {
         sp: Savepoint,
         kind: Option<ExceptionKind>,
     ) -> Flow<Option<Exception>> {
+        // An exception that goes on past the `try` keeps the place it was raised at.
+        let done = done.map_err(|raise| match raise {
+            Raise::Exception(e) => Raise::Exception(self.locate(e)),
+            other => other,
+        });
         match done {
             Ok(()) => Ok(None),
             Err(Raise::Exception(e)) if kind.is_none_or(|k| e.kind == k) => {
