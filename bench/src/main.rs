@@ -609,14 +609,14 @@ fn compile_ms(source: &str, runs: usize) -> (f64, f64, f64) {
         assert!(errors.is_empty(), "the protocol parses");
         let start = Instant::now();
         let (protocol, diagnostics) = waldo_compiler::check::check(&tree);
+        let protocol = protocol.with_source(source);
         let checked = start.elapsed();
         assert!(
             diagnostics.iter().all(|d| d.severity != waldo_compiler::Severity::Error),
             "the protocol checks"
         );
         let start = Instant::now();
-        let code = waldo_compiler::codegen::generate(&protocol, &waldo_compiler::codegen::Options::default())
-            .expect("generates");
+        let code = waldo_compiler::codegen::generate(&protocol, &codegen_options()).expect("generates");
         let generated = start.elapsed();
         black_box(code);
         for (t, d) in times.iter_mut().zip([parsed, checked, generated]) {
@@ -635,8 +635,13 @@ fn compile_ms(source: &str, runs: usize) -> (f64, f64, f64) {
 fn generated_code(source: &str) -> String {
     let (tree, _) = waldo_grammar::parse(source, waldo_grammar::FileId(0));
     let (protocol, _) = waldo_compiler::check::check(&tree);
-    waldo_compiler::codegen::generate(&protocol, &waldo_compiler::codegen::Options::default())
-        .expect("generates")
+    waldo_compiler::codegen::generate(&protocol.with_source(source), &codegen_options()).expect("generates")
+}
+
+/// What the benchmark generates with: the options `build.rs` uses, for a protocol checked
+/// with its source (so the code notes the lines that exceptions name).
+fn codegen_options() -> waldo_compiler::codegen::Options {
+    waldo_compiler::codegen::Options { source_name: "protocol.wld".into(), ..Default::default() }
 }
 
 /// Seconds `cargo check` takes on a crate holding only `code` (the generated code of one

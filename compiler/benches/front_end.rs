@@ -53,8 +53,11 @@ fn main() {
         &diagnostics[..diagnostics.len().min(3)]
     );
     let (check, _) = measure(iterations, || waldo_compiler::check::check(black_box(&tree)));
+    // With its source, as `build.rs` and `waldoc` check it: the code notes the lines that
+    // exceptions name.
     let (protocol, _) = waldo_compiler::check::check(&tree);
-    let options = waldo_compiler::codegen::Options::default();
+    let protocol = protocol.with_source(&src);
+    let options = waldo_compiler::codegen::Options { source_name: "sample.wld".into(), ..Default::default() };
     let (generate, _) = measure(iterations, || {
         waldo_compiler::codegen::generate(black_box(&protocol), &options).expect("generates")
     });
