@@ -19,7 +19,8 @@ impl Gen<'_> {
     /// Endpoint `e`'s module with only its `use` inside, and an empty `mod` named
     /// [`body_marker`] where the rest goes: the generation puts the printed parts of the
     /// module there (see the `shards` module), in this order: [`Gen::api`],
-    /// [`Gen::endpoint_head`], [`Gen::endpoint_functions`], [`Gen::endpoint_blocks`].
+    /// [`Gen::function_table`], [`Gen::endpoint_head`], [`Gen::endpoint_functions`],
+    /// [`Gen::endpoint_blocks`].
     pub(super) fn endpoint_module(&self, e: EndpointId) -> TokenStream {
         let ep = &self.p.endpoints[e];
         let module = &self.modules[e.index()];
@@ -43,7 +44,7 @@ impl Gen<'_> {
         let on_create =
             if self.has_on_create(e, early) { self.on_create(e, &a.waits, early) } else { quote!() };
         let init = if self.has_init(e, early) { self.init(e, &a.waits, early) } else { quote!() };
-        let code = self.code_table(e, &a.waits.waits, &a.recursive, block_runs, early);
+        let code = self.code_table(e, block_runs, early);
         quote!(#code #init #on_create)
     }
 
@@ -211,15 +212,41 @@ impl Gen<'_> {
         Analysis { waits: Waits { waits, bare, late }, recursive, keep }
     }
 
+    /// `static FUNCTIONS`: the public functions of endpoint `e` for its `Code` table, sorted by
+    /// name (a host call names one by its position); nothing when it has none. Apart from the
+    /// table, since it does not depend on how the blocks run (see the `shards` module).
+    pub(super) fn function_table(&self, e: EndpointId, a: &Analysis) -> TokenStream {
+        let rt = rt();
+        let ep = &self.p.endpoints[e];
+        let functions: Vec<TokenStream> = self
+            .public_functions(e)
+            .into_iter()
+            .map(|f| {
+                let func = &ep.functions[f];
+                let name = &func.name;
+                let run = &self.functions[e.index()][f.index()];
+                let kinds: Vec<TokenStream> =
+                    func.locals[..func.params].iter().map(|v| kind_of(&v.ty)).collect();
+                match (a.waits.waits[f.index()], a.recursive[f.index()]) {
+                    (false, _) => quote!(#rt::Function::now(#name, &[#(#rt::Kind::#kinds),*], #run)),
+                    (true, false) if func.params == 0 => quote!(#rt::function!(#name, #run)),
+                    (true, false) => quote!(#rt::function!(#name, [#(#kinds),*], #run)),
+                    (true, true) => quote!(#rt::Function::new(#name, &[#(#rt::Kind::#kinds),*], #run)),
+                }
+            })
+            .collect();
+        if functions.is_empty() {
+            return TokenStream::new();
+        }
+        let doc = format!(" The public functions of `{}`, by name, for its `Code` table.", ep.name);
+        quote! {
+            #[doc = #doc]
+            static FUNCTIONS: &[#rt::Function] = &[#(#functions),*];
+        }
+    }
+
     /// `static CODE`: what the runtime's shell runs of endpoint `e`.
-    fn code_table(
-        &self,
-        e: EndpointId,
-        waits: &[bool],
-        recursive: &[bool],
-        block_runs: &[BlockRun],
-        early: usize,
-    ) -> TokenStream {
+    fn code_table(&self, e: EndpointId, block_runs: &[BlockRun], early: usize) -> TokenStream {
         let rt = rt();
         let ep = &self.p.endpoints[e];
         let name = &ep.name;
@@ -283,25 +310,8 @@ impl Gen<'_> {
         if create_params > 0 {
             fields.extend(quote!(create_params: #create_params,));
         }
-        let functions: Vec<TokenStream> = self
-            .public_functions(e)
-            .into_iter()
-            .map(|f| {
-                let func = &ep.functions[f];
-                let name = &func.name;
-                let run = &self.functions[e.index()][f.index()];
-                let kinds: Vec<TokenStream> =
-                    func.locals[..func.params].iter().map(|v| kind_of(&v.ty)).collect();
-                match (waits[f.index()], recursive[f.index()]) {
-                    (false, _) => quote!(#rt::Function::now(#name, &[#(#rt::Kind::#kinds),*], #run)),
-                    (true, false) if func.params == 0 => quote!(#rt::function!(#name, #run)),
-                    (true, false) => quote!(#rt::function!(#name, [#(#kinds),*], #run)),
-                    (true, true) => quote!(#rt::Function::new(#name, &[#(#rt::Kind::#kinds),*], #run)),
-                }
-            })
-            .collect();
-        if !functions.is_empty() {
-            fields.extend(quote!(functions: &[#(#functions),*],));
+        if !self.public_functions(e).is_empty() {
+            fields.extend(quote!(functions: FUNCTIONS,));
         }
         let mut blocks: Vec<(u32, u32, &Ident, BlockRun)> = if self.pair() {
             self.blocks[e.index()]

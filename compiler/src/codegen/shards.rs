@@ -5,16 +5,17 @@
 //! protocol is done on the calling thread alone). Token streams and syntax trees cannot
 //! cross threads, so a thread does all the work on its parts and hands back text. It works in
 //! three steps, with a barrier between them, because each needs something that every
-//! thread contributes to:
+//! thread contributes to; in each, a thread takes the next job until none is left:
 //! 1. each thread lowers its functions once ([`Gen::first_lowering`]) and shares what that says;
-//! 2. each thread reads every endpoint's [`Analysis`] from the shared facts, prints its
-//!    functions (from their first lowering where it holds) and its blocks, and shares how
+//! 2. each thread reads every endpoint's [`Analysis`] from the shared facts and prints its
+//!    functions (from their first lowering where it holds); then the typed handles, the
+//!    function tables, the protocol module around everything, and the blocks, sharing how
 //!    each block runs;
-//! 3. each thread prints the heads of its endpoints (handle, `Code` table, initializers),
-//!    since a `Code` table names how every block of its endpoint runs.
+//! 3. the heads of the endpoints (`Code` table, initializers), since a `Code` table names how
+//!    every block of its endpoint runs.
 //!
-//! The calling thread then prints the protocol module around the parts, with the lints that
-//! any part needs allowed, and puts each part where its endpoint module's marker is. The
+//! The calling thread then adds the lints that any part needs allowed to the protocol
+//! module, and puts each part where its endpoint module's marker is. The
 //! text is the same, byte for byte, whatever the number of threads: each part is printed
 //! inside modules as deep as its place, so prettyplease breaks its lines as it would in the
 //! whole file.
@@ -47,6 +48,7 @@ enum Job {
     Functions(EndpointId, Range<usize>),
     Blocks(EndpointId, Range<usize>),
     Api(EndpointId),
+    FunctionTable(EndpointId),
     Head(EndpointId),
     Frame,
 }
@@ -70,8 +72,9 @@ struct Shared {
 }
 
 /// A printed part of the module, and its place: in the module of an endpoint (`Some`), `(0,
-/// 0)` for the typed handle, `(0, 1)` for the head, then `(1, first function)`, then `(2,
-/// first block)`; or the protocol module around them (`None`).
+/// 0)` for the typed handle, `(0, 1)` for the function table, `(0, 2)` for the head, then
+/// `(1, first function)`, then `(2, first block)`; or the protocol module around them
+/// (`None`).
 struct Part {
     endpoint: Option<EndpointId>,
     place: (u8, usize),
@@ -250,10 +253,13 @@ fn plan(emit: &[EndpointId], units: &[(EndpointId, usize, usize, bool)], threads
         runs[usize::from(!kind)].push(if kind { Job::Functions(of, run) } else { Job::Blocks(of, run) });
     }
     let [functions, blocks] = runs;
+    // The protocol module needs none of the analysis, and the function tables none of the
+    // blocks: only the heads wait for the blocks.
     let mut second: Vec<Job> = emit.iter().map(|&e| Job::Api(e)).collect();
+    second.extend(emit.iter().map(|&e| Job::FunctionTable(e)));
+    second.push(Job::Frame);
     second.extend(blocks);
-    let mut third: Vec<Job> = emit.iter().map(|&e| Job::Head(e)).collect();
-    third.push(Job::Frame);
+    let third: Vec<Job> = emit.iter().map(|&e| Job::Head(e)).collect();
     Plan { functions, second, third }
 }
 
@@ -328,13 +334,18 @@ fn work(
         while let Some(job) = next(1, &plan.second) {
             match job {
                 Job::Api(e) => add(Some(e), (0, 0), g.api(e), 2)?,
+                Job::FunctionTable(e) => {
+                    let a = analyses[e.index()].as_ref().expect("analysed");
+                    add(Some(e), (0, 1), g.function_table(e, a), 2)?;
+                }
+                Job::Frame => add(None, (0, 0), g.protocol(emit), 0)?,
                 Job::Blocks(e, run) => {
                     let a = analyses[e.index()].as_ref().expect("analysed");
                     let (code, runs) = g.endpoint_blocks(e, a, run.clone());
                     shared.runs.lock().unwrap_or_else(PoisonError::into_inner).push((e, run.start, runs));
                     add(Some(e), (2, run.start), code, 2)?;
                 }
-                _ => unreachable!("the second step's jobs are handles and blocks"),
+                _ => unreachable!("the second step's jobs are handles, tables, the frame and blocks"),
             }
         }
         Ok(())
@@ -356,10 +367,9 @@ fn work(
                     runs.sort_by_key(|(start, _)| *start);
                     let runs: Vec<BlockRun> = runs.into_iter().flat_map(|(_, runs)| runs).collect();
                     let a = analyses[e.index()].as_ref().expect("analysed");
-                    add(Some(e), (0, 1), g.endpoint_head(e, a, &runs), 2)?;
+                    add(Some(e), (0, 2), g.endpoint_head(e, a, &runs), 2)?;
                 }
-                Job::Frame => add(None, (0, 0), g.protocol(emit), 0)?,
-                _ => unreachable!("the third step's jobs are heads and the frame"),
+                _ => unreachable!("the third step's jobs are heads"),
             }
         }
         Ok(())
@@ -460,9 +470,13 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), functions, "every function in one run");
         assert!(sizes.len() >= functions / (target + largest), "{} runs of functions", sizes.len());
         assert!(sizes.iter().all(|&s| s < target + largest), "{sizes:?}, target {target}");
-        // The typed handles come first among the second step's jobs, the frame last in the third.
-        assert!(matches!(plan.second[..2], [Job::Api(_), Job::Api(_)]));
-        assert!(matches!(plan.third.last(), Some(Job::Frame)));
+        // The typed handles and tables come first among the second step's jobs; the third has
+        // the heads alone.
+        assert!(matches!(
+            plan.second[..5],
+            [Job::Api(_), Job::Api(_), Job::FunctionTable(_), Job::FunctionTable(_), Job::Frame]
+        ));
+        assert!(plan.third.iter().all(|job| matches!(job, Job::Head(_))));
         // One thread: one run per endpoint and kind.
         let one = super::plan(&emit, &units, 1);
         assert_eq!(one.functions.len(), 1);
