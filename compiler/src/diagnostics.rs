@@ -313,15 +313,36 @@ pub fn from_parse_error(err: &ParseError, source: &str) -> Diagnostic {
     }
 }
 
+/// The code of `source` before byte `at`, without the comments and spaces that end it.
+fn code_before(source: &str, at: usize) -> &str {
+    let mut before = source.get(..at).unwrap_or("").trim_end();
+    loop {
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        if let Some(comment) = before[line_start..].find("//") {
+            before = before[..line_start + comment].trim_end();
+        } else if before.ends_with("*/")
+            && let Some(open) = before.rfind("/*")
+        {
+            before = before[..open].trim_end();
+        } else {
+            return before;
+        }
+    }
+}
+
 /// The help for `found` where the parser expected one of `expected`, at byte `at` of
 /// `source`: what the likely mistake is when the tokens around say so, else what may come
 /// here.
 fn unexpected_token_help(source: &str, at: usize, found: &str, expected: &[String]) -> Option<String> {
     let expects = |token: &str| expected.iter().any(|e| e == token);
-    let before = source.get(..at).unwrap_or("").trim_end();
-    // The word just before, when the text before ends with one.
+    let before = code_before(source, at);
+    // The word just before, when the code before ends with one.
     let word = {
-        let start = before.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+        let start = before
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_alphanumeric() || c == '_'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         &before[start..]
     };
     let after_word = before[..before.len() - word.len()].trim_end();
@@ -361,7 +382,7 @@ fn unexpected_token_help(source: &str, at: usize, found: &str, expected: &[Strin
             ));
         }
     }
-    if found == "`:`" {
+    if found == "`:`" && before.ends_with(|c: char| c == '\'' || c == '"' || c.is_ascii_digit()) {
         return Some(
             "`:` only separates a Map literal's keys from their values (`m = {'a': 1};`), and a Map literal is only a value, never a statement; assignment is `=`".into(),
         );

@@ -145,6 +145,9 @@ impl Checker<'_> {
         match recv.ty.value().clone() {
             Ty::Endpoint => {
                 if name.as_str() == "id" {
+                    if !cx.code_visible {
+                        self.report(CheckError::IdInPeered { span });
+                    }
                     self.args(cx, args, &[], Called::Method("id"), span);
                     return texpr(TExprKind::Call(method(Method::Id), Vec::new()), Ty::Text, span);
                 }

@@ -128,6 +128,9 @@ pub(super) struct Lower<'p> {
     struct_names: &'p [Ident],
     /// The functions that wait and take no arguments (called as `f(ep, tx)`).
     fn_bare: &'p [bool],
+    /// Whether the statement being lowered noted its place and may raise after a call in it
+    /// (its calls then put the place back when they return: `tx.back`).
+    calls_put_back: bool,
 }
 
 /// How a body uses its locals, to declare each one where Rust wants it: in place with `let`
@@ -408,6 +411,7 @@ impl<'p> Lower<'p> {
             fresh: 0,
             struct_names: &[],
             fn_bare: &[],
+            calls_put_back: false,
         }
     }
 
@@ -564,7 +568,7 @@ impl<'p> Lower<'p> {
             TStmtKind::If { branches, otherwise: Some(o) } if diverges(std::slice::from_ref(last)) => {
                 out.extend(self.note(last));
                 for (i, (cond, body)) in branches.iter().enumerate() {
-                    let c = self.cond(cond);
+                    let c = if i == 0 { self.cond(cond) } else { self.noted_cond(cond) };
                     let b = self.tail(body, quote!());
                     let kw = if i == 0 { quote!(if) } else { quote!(else if) };
                     out.extend(quote!(#kw #c { #b }));
@@ -591,15 +595,40 @@ impl<'p> Lower<'p> {
     /// raised; nothing when it cannot, or when the source is not known.
     fn note(&self, s: &TStmt) -> TokenStream {
         match self.protocol.lines.line(s.loc.0.start) {
-            Some(line) if may_raise(s, self.locals) => quote!(tx.at(CODE.file, #line);),
+            Some(line) if may_raise(s, self.locals) != Raises::No => quote!(tx.at(CODE.file, #line);),
             _ => TokenStream::new(),
         }
     }
 
     fn stmt(&mut self, s: &TStmt) -> TokenStream {
         let note = self.note(s);
+        let outer = std::mem::replace(
+            &mut self.calls_put_back,
+            !note.is_empty() && may_raise(s, self.locals) == Raises::AfterCalls,
+        );
         let code = self.stmt_code(s);
+        self.calls_put_back = outer;
         if note.is_empty() { code } else { quote!(#note #code) }
+    }
+
+    /// The condition of a `while` or an `elseIf`, which runs after other statements have
+    /// noted their places: when it may raise, it notes its own first
+    /// (`tx.noted(CODE.file, 12) && ..`).
+    fn noted_cond(&mut self, e: &TExpr) -> TokenStream {
+        let line = self.protocol.lines.line(e.loc.0.start);
+        match line {
+            Some(line) if expr_may_raise(e) => {
+                let outer = std::mem::replace(&mut self.calls_put_back, true);
+                let c = if let TExprKind::Bool(_) = e.kind {
+                    self.cond(e)
+                } else {
+                    self.want(e, Repr::Bool).at(AND)
+                };
+                self.calls_put_back = outer;
+                quote!(tx.noted(CODE.file, #line) && #c)
+            }
+            _ => self.cond(e),
+        }
     }
 
     fn stmt_code(&mut self, s: &TStmt) -> TokenStream {
@@ -654,7 +683,7 @@ impl<'p> Lower<'p> {
                 }
                 let mut out = TokenStream::new();
                 for (i, (cond, body)) in branches.iter().enumerate() {
-                    let c = self.cond(cond);
+                    let c = if i == 0 { self.cond(cond) } else { self.noted_cond(cond) };
                     let b = self.stmts(body);
                     let kw = if i == 0 { quote!(if) } else { quote!(else if) };
                     out.extend(quote!(#kw #c { #b }));
@@ -666,7 +695,8 @@ impl<'p> Lower<'p> {
                 out
             }
             TStmtKind::While { cond, body } => {
-                let c = self.cond(cond);
+                // Noted before the loop, and again before each later test.
+                let c = if body.is_empty() { self.cond(cond) } else { self.noted_cond(cond) };
                 self.frames.push(Frame::Loop);
                 let b = self.stmts(body);
                 self.frames.pop();
@@ -1151,8 +1181,11 @@ impl<'p> Lower<'p> {
     ) -> TokenStream {
         let rt = rt();
         // An attempt that must stop (wounded, past its deadline) does not run the `finally`.
-        let start =
-            if fin.is_empty() { start } else { quote!(#start #rt::ops::stop_if_aborted(&#outcome)?;) };
+        let start = if fin.is_empty() {
+            start
+        } else {
+            quote!(#start let #outcome = #rt::ops::before_finally(tx, #outcome)?;)
+        };
         if finally.is_some_and(diverges) {
             // A `finally` that always leaves decides how the statement ends, whatever the
             // body or a catch did (an exception included).
@@ -1800,6 +1833,13 @@ impl<'p> Lower<'p> {
         })
     }
 
+    /// `call?`, a call of a function of this endpoint, whose code notes its own places; in a
+    /// statement that may raise after it, the statement's place is put back when it returns
+    /// (the runtime does it for sequences and endpoint calls).
+    fn put_back(&self, call: TokenStream) -> TokenStream {
+        if self.calls_put_back { quote!(tx.back(tx.mark(), #call)?) } else { quote!(#call?) }
+    }
+
     /// A call's results, as a `Vec<Value>` expression.
     fn call_values(&mut self, callee: &Callee, args: &[TExpr]) -> TokenStream {
         let rt = rt();
@@ -1808,13 +1848,14 @@ impl<'p> Lower<'p> {
                 let name = &self.fn_names[f.index()];
                 let a = self.args(args);
                 self.called.push(*f);
-                if self.fn_bare.get(f.index()).copied().unwrap_or(false) {
-                    quote!(#name(ep, tx).await?)
+                let call = if self.fn_bare.get(f.index()).copied().unwrap_or(false) {
+                    quote!(#name(ep, tx).await)
                 } else if self.fn_waits.get(f.index()).copied().unwrap_or(true) {
-                    quote!(#name(ep, tx, Vec::from([#(#a),*])).await?)
+                    quote!(#name(ep, tx, Vec::from([#(#a),*])).await)
                 } else {
-                    quote!(#name(ep, tx, Vec::from([#(#a),*]))?)
-                }
+                    quote!(#name(ep, tx, Vec::from([#(#a),*])))
+                };
+                self.put_back(call)
             }
             Callee::Sequence(s) => {
                 let returns = self.protocol.sequences[*s].returns;
@@ -2106,42 +2147,76 @@ pub(super) fn kind_of(ty: &Ty) -> TokenStream {
     }
 }
 
-/// Whether statement `s` itself, not the statements inside it, may raise an
-/// `ApplicationException` (the book's "Runtime errors"): division or `%`, indexing, a
-/// container method, a write into a container or struct (which may be data the other
-/// endpoint controls), a call of a `Function` value or another endpoint, `range`. Calls of
-/// the endpoint's own functions and sequences are not: the callee notes its own lines, and
-/// the partner's exceptions come with theirs.
-fn may_raise(s: &TStmt, locals: &[Var]) -> bool {
-    let raises = |e: &TExpr| {
-        let mut found = false;
-        for_each_subexpr(e, |x| {
-            found |= matches!(&x.kind, TExprKind::Binary(BinOp::Div | BinOp::Rem, ..) | TExprKind::Index(..))
-                || matches!(&x.kind, TExprKind::Call(callee, _) if matches!(**callee,
+/// Whether a statement may raise an `ApplicationException` itself (not through the
+/// statements inside it), and how.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Raises {
+    No,
+    /// Only through the code it calls (its own functions, sequences), which notes its own
+    /// places.
+    InCalls,
+    /// Through its own operations, perhaps after a call in it.
+    AfterCalls,
+}
+
+/// Whether expression `e` has an operation that may raise an `ApplicationException` (the
+/// book's "Runtime errors"): division or `%`, indexing, a container method, a call of a
+/// `Function` value or another endpoint (or its `id()`), `range`, `signal`, reading an
+/// External.
+fn expr_may_raise(e: &TExpr) -> bool {
+    let mut found = false;
+    for_each_subexpr(e, |x| {
+        found |= matches!(
+            &x.kind,
+            TExprKind::Binary(BinOp::Div | BinOp::Rem, ..) | TExprKind::Index(..) | TExprKind::Deref(_)
+        ) || matches!(&x.kind, TExprKind::Call(callee, _) if matches!(**callee,
                 Callee::Value(_)
                     | Callee::Endpoint { .. }
-                    | Callee::Method(_, Method::Append | Method::Insert | Method::RemoveIndex | Method::RemoveKey)
-                    | Callee::Builtin(Builtin::Range)));
-        });
-        found
-    };
-    match &s.kind {
-        TStmtKind::Decl(id) => locals.get(id.index()).and_then(|v| v.init.as_ref()).is_some_and(raises),
-        TStmtKind::Assign { targets, op, value } => {
-            matches!(op, AssignOp::Div | AssignOp::Rem)
-                || targets
-                    .iter()
-                    .any(|t| matches!(t.kind, TExprKind::Index(..) | TExprKind::Field(..)) || raises(t))
-                || raises(value)
-        }
-        TStmtKind::Expr(e) => raises(e),
-        TStmtKind::If { branches, .. } => branches.iter().any(|(cond, _)| raises(cond)),
-        TStmtKind::While { cond, .. } => raises(cond),
-        TStmtKind::For { iter, .. } => raises(iter),
-        TStmtKind::Return(values) => values.iter().any(raises),
+                    | Callee::Method(..)
+                    | Callee::Builtin(Builtin::Range | Builtin::Signal)));
+    });
+    found
+}
+
+/// Whether expression `e` calls code that notes its own places (a function of the endpoint,
+/// a sequence).
+fn calls_code(e: &TExpr) -> bool {
+    let mut found = false;
+    for_each_subexpr(e, |x| {
+        found |= matches!(&x.kind, TExprKind::Call(callee, _) if matches!(**callee, Callee::Function(_) | Callee::Sequence(_)));
+    });
+    found
+}
+
+/// Whether statement `s` itself may raise, and how (see [`Raises`]). A write into a container
+/// element or a struct field may raise too: it may be data the other endpoint controls.
+fn may_raise(s: &TStmt, locals: &[Var]) -> Raises {
+    let exprs: Vec<&TExpr> = match &s.kind {
+        TStmtKind::Decl(id) => locals.get(id.index()).and_then(|v| v.init.as_ref()).into_iter().collect(),
+        TStmtKind::Assign { targets, value, .. } => targets.iter().chain(std::iter::once(value)).collect(),
+        TStmtKind::Expr(e) => vec![e],
+        // An `elseIf`'s and a `while`'s later tests note their own places.
+        TStmtKind::If { branches, .. } => branches.iter().take(1).map(|(cond, _)| cond).collect(),
+        TStmtKind::While { cond, .. } => vec![cond],
+        TStmtKind::For { iter, .. } => vec![iter],
+        TStmtKind::Return(values) => values.iter().collect(),
         TStmtKind::ExtAssign { source, target } | TStmtKind::ExtCopy { source, target } => {
-            raises(source) || raises(target)
+            vec![source, target]
         }
-        TStmtKind::Break | TStmtKind::Continue | TStmtKind::Try { .. } | TStmtKind::Block(_) => false,
+        TStmtKind::Break | TStmtKind::Continue | TStmtKind::Try { .. } | TStmtKind::Block(_) => Vec::new(),
+    };
+    let writes_into = match &s.kind {
+        TStmtKind::Assign { targets, op, .. } => {
+            matches!(op, AssignOp::Div | AssignOp::Rem)
+                || targets.iter().any(|t| matches!(t.kind, TExprKind::Index(..) | TExprKind::Field(..)))
+        }
+        _ => false,
+    };
+    if writes_into || exprs.iter().any(|e| expr_may_raise(e)) {
+        Raises::AfterCalls
+    } else if exprs.iter().any(|e| calls_code(e)) {
+        Raises::InCalls
+    } else {
+        Raises::No
     }
 }

@@ -24,7 +24,7 @@ use std::any::Any;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Barrier, Mutex, PoisonError};
+use std::sync::{Barrier, Mutex, OnceLock, PoisonError, RwLock};
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -63,7 +63,10 @@ struct Plan {
 
 /// What the threads hand each other.
 struct Shared {
-    barrier: Barrier,
+    /// Between the steps, for the threads that started.
+    barrier: OnceLock<Barrier>,
+    /// Held for writing while the threads are started.
+    started: RwLock<()>,
     /// The next job of each step.
     next: [AtomicUsize; 3],
     known: Mutex<Vec<(EndpointId, FunctionId, Known)>>,
@@ -115,16 +118,31 @@ pub(super) fn generate(
         .max(1);
     let plan = plan(emit, &units, threads);
     let shared = Shared {
-        barrier: Barrier::new(threads),
+        barrier: OnceLock::new(),
+        started: RwLock::new(()),
         next: [AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)],
         known: Mutex::new(Vec::new()),
         runs: Mutex::new(Vec::new()),
     };
     let results: Vec<Result<(Vec<Part>, lints::Scan), Failure>> = std::thread::scope(|scope| {
         let (reachable, plan, shared) = (&reachable, &plan, &shared);
-        let spawned: Vec<_> = (1..threads)
-            .map(|_| scope.spawn(move || work(p, emit, reachable, plan, runtime, file, shared)))
-            .collect();
+        // The threads wait until every one has started, and the barrier counts those that
+        // did: a thread the system refuses leaves its jobs to the others.
+        let spawned: Vec<_> = {
+            let _starting = shared.started.write().unwrap_or_else(PoisonError::into_inner);
+            let spawned: Vec<_> = (1..threads)
+                .map_while(|_| {
+                    std::thread::Builder::new()
+                        .spawn_scoped(scope, move || {
+                            drop(shared.started.read().unwrap_or_else(PoisonError::into_inner));
+                            work(p, emit, reachable, plan, runtime, file, shared)
+                        })
+                        .ok()
+                })
+                .collect();
+            let _ = shared.barrier.set(Barrier::new(spawned.len() + 1));
+            spawned
+        };
         let mut results = vec![work(p, emit, reachable, plan, runtime, file, shared)];
         results
             .extend(spawned.into_iter().map(|t| t.join().unwrap_or_else(|panic| Err(Failure::Panic(panic)))));
@@ -313,7 +331,7 @@ fn work(
         shared.known.lock().unwrap_or_else(PoisonError::into_inner).extend(known);
         Ok(())
     });
-    shared.barrier.wait();
+    shared.barrier.get().expect("set once the threads started").wait();
 
     let mut analyses: Vec<Option<Analysis>> = (0..p.endpoints.len()).map(|_| None).collect();
     step(&mut || {
@@ -350,7 +368,7 @@ fn work(
         }
         Ok(())
     });
-    shared.barrier.wait();
+    shared.barrier.get().expect("set once the threads started").wait();
 
     step(&mut || {
         while let Some(job) = next(2, &plan.third) {

@@ -363,7 +363,12 @@ pub async fn signal(
 /// `e.f(args)` on an Endpoint value, in the caller's transaction.
 pub async fn call_endpoint(tx: &Tx, target: &Value, function: &str, args: Vec<Value>) -> Flow<Vec<Value>> {
     match target {
-        Value::Endpoint(e) => e.call(tx, function, args).await,
+        Value::Endpoint(e) => {
+            // The callee's code notes its places; the caller's statement is current again after.
+            let mark = tx.mark();
+            let done = e.call(tx, function, args).await;
+            tx.back(mark, done)
+        }
         Value::Nothing => {
             app_error(format!("cannot call `{function}`: this Endpoint variable was never given an endpoint"))
         }
@@ -730,11 +735,13 @@ pub fn fill<const N: usize>(data: &mut [Value], at: usize, values: [Value; N]) {
 }
 
 /// Before a `finally` runs: an attempt that must stop (wounded, past its deadline) stops
-/// here, without running the `finally` for nothing (its undoing follows).
-pub fn stop_if_aborted<T>(outcome: &Flow<T>) -> Flow<()> {
+/// here, without running the `finally` for nothing (its undoing follows); an exception that
+/// goes on after it keeps the place it was raised at, not one in the `finally`.
+pub fn before_finally<T>(tx: &Tx, outcome: Flow<T>) -> Flow<Flow<T>> {
     match outcome {
-        Err(Raise::Abort(abort)) => Err(Raise::Abort(*abort)),
-        _ => Ok(()),
+        Err(Raise::Abort(abort)) => Err(Raise::Abort(abort)),
+        Err(Raise::Exception(e)) => Ok(Err(Raise::Exception(tx.locate(e)))),
+        Ok(value) => Ok(Ok(value)),
     }
 }
 
@@ -755,11 +762,17 @@ mod tests {
 
     #[test]
     fn only_an_abort_stops_before_a_finally() {
+        let clock = crate::core::tx::Clock::with_origin(1);
+        let tx = Tx::begin(&clock, clock.next());
         let wounded: Flow<()> = Err(Raise::Abort(Abort::Wounded));
-        assert!(matches!(stop_if_aborted(&wounded), Err(Raise::Abort(Abort::Wounded))));
+        assert!(matches!(before_finally(&tx, wounded), Err(Raise::Abort(Abort::Wounded))));
+        // An exception runs the finally, and keeps the place noted before the finally ran.
+        tx.at("t.wld", 7);
         let raised: Flow<()> = Err(Exception::application("boom").into());
-        assert!(stop_if_aborted(&raised).is_ok(), "an exception runs the finally");
-        assert!(stop_if_aborted(&Ok(3)).is_ok());
+        let outcome = before_finally(&tx, raised).expect("runs the finally");
+        tx.at("t.wld", 9);
+        assert!(matches!(outcome, Err(Raise::Exception(e)) if e.at == "t.wld:7"));
+        assert!(matches!(before_finally(&tx, Ok(3)), Ok(Ok(3))));
     }
 
     #[test]

@@ -232,7 +232,10 @@ impl Ep {
             .map_or(N, |s| s.locals as usize);
         let mut data = Vec::with_capacity(locals.max(N));
         data.extend(args);
-        self.link()?.sequence(tx, seq, data, returns).await
+        // This side's blocks note their places; the caller's statement is current again after.
+        let mark = tx.mark();
+        let done = self.link()?.sequence(tx, seq, data, returns).await;
+        tx.back(mark, done)
     }
 
     /// The value of variable `slot` in `tx`.

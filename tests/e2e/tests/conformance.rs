@@ -67,6 +67,20 @@ scenarios! {
         assert_eq!(l.caught(3.0).await.expect("not caught"), ("none".to_owned(), 1.0));
     }
 
+    exceptions_name_the_statement_that_raised: corpus_conf_places::places, |l, _r| {
+        let at = |line: u32| format!(" at conf_places.wld:{line}");
+        app_error(l.fin(0.0).await, &format!("division by zero{}", at(35)));
+        app_error(l.remote(0.0).await, &format!("division by zero{}", at(12)));
+        app_error(l.nested(0.0).await, &format!("remainder by zero (`% 0`){}", at(26)));
+        app_error(l.after(0.0).await, &format!("division by zero{}", at(50)));
+        assert_eq!(l.after(5.0).await.expect("after"), 1.0);
+        app_error(l.spin(2.0).await, &format!("division by zero{}", at(56)));
+        app_error(l.branch(0.0).await, &format!("division by zero{}", at(66)));
+        assert_eq!(l.branch(1.0).await.expect("branch"), 2.0);
+        app_error(l.unbound().await, &at(74));
+        app_error(l.signals().await, &at(78));
+    }
+
     control_flow_and_function_wide_scope: corpus_conf_values::conf_values, |l, _r| {
         assert_eq!(l.loops().await.expect("loops"), (19.0, 5.0, "abc".to_owned()));
         assert_eq!(l.scope(3.0).await.expect("scope"), 6.0);

@@ -435,6 +435,30 @@ impl Tx {
         *self.inner.at.lock() = (file, line);
     }
 
+    /// [`Tx::at`] as a condition that holds: generated code notes the place of a `while`'s or
+    /// an `elseIf`'s test with it (`tx.noted(CODE.file, 12) && test`), since the test runs
+    /// after other statements noted theirs.
+    pub fn noted(&self, file: &'static str, line: u32) -> bool {
+        self.at(file, line);
+        true
+    }
+
+    /// The place last noted ([`Tx::at`]), to put back with [`Tx::back`].
+    pub fn mark(&self) -> (&'static str, u32) {
+        *self.inner.at.lock()
+    }
+
+    /// `result`, a call made within a statement that noted its place as `mark`: when the
+    /// call returns, the place is the statement's again (the callee noted its own), so that
+    /// what the statement raises after the call names the statement. When the call raised,
+    /// the callee's place stays: it is where the exception came from.
+    pub fn back<T>(&self, mark: (&'static str, u32), result: Flow<T>) -> Flow<T> {
+        if result.is_ok() {
+            *self.inner.at.lock() = mark;
+        }
+        result
+    }
+
     /// `e` with the place of the last statement noted by [`Tx::at`], if it is an
     /// application exception that has none yet: where it was raised, since the code stops
     /// at the statement that raises.

@@ -14,7 +14,7 @@ use crate::engine::SequenceInfo;
 /// The first bytes each side sends.
 pub const MAGIC: [u8; 6] = *b"WALDO\0";
 /// The version of the wire format this runtime speaks.
-pub const WIRE_VERSION: u16 = 2;
+pub const WIRE_VERSION: u16 = 3;
 /// The largest handshake frame accepted.
 pub const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
 
