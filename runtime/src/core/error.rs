@@ -18,18 +18,19 @@ pub enum Abort {
     Blocked,
 }
 
-/// What Waldo code propagates with `?`: an exception (catchable) or an abort (not).
+/// What Waldo code propagates with `?`: an exception (catchable) or an abort (not). Boxed,
+/// so that every `Flow` result stays two words over its value: exceptions are rare.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Raise {
     /// A Waldo exception.
-    Exception(Exception),
+    Exception(Box<Exception>),
     /// The attempt must stop.
     Abort(Abort),
 }
 
 impl From<Exception> for Raise {
     fn from(e: Exception) -> Self {
-        Raise::Exception(e)
+        Raise::Exception(Box::new(e))
     }
 }
 
@@ -44,7 +45,7 @@ pub type Flow<T> = Result<T, Raise>;
 
 /// Raises an `ApplicationException` with `message`.
 pub fn app_error<T>(message: impl Into<String>) -> Flow<T> {
-    Err(Raise::Exception(Exception::application(message)))
+    Err(Exception::application(message).into())
 }
 
 /// Everything a call into a Waldo endpoint can fail with, as the host sees it.

@@ -282,7 +282,7 @@ impl Link {
 }
 
 fn lost_exception(reason: &str) -> Raise {
-    Raise::Exception(Exception::network(reason.to_owned()))
+    Exception::network(reason.to_owned()).into()
 }
 
 impl LinkShared {
@@ -512,7 +512,7 @@ impl LinkShared {
                         me.apply(&tx, peered).await?;
                         let raised = match me.program()?.run_block(&tx, seq, block, &mut locals).await {
                             Ok(()) => None,
-                            Err(Raise::Exception(e)) => Some(tx.locate(e)),
+                            Err(Raise::Exception(e)) => Some(*tx.locate(e)),
                             Err(abort) => return Err(abort),
                         };
                         // A child answering its parent must have its own partners prepared:
@@ -533,7 +533,7 @@ impl LinkShared {
                 let result = match crate::exec::run::guarded(name, self.core.clone(), tx.clone(), work).await
                 {
                     Ok(result) => result,
-                    Err(Raise::Exception(e)) => BlockResult::Raised(e, Vec::new()),
+                    Err(Raise::Exception(e)) => BlockResult::Raised(*e, Vec::new()),
                     Err(Raise::Abort(_)) => BlockResult::Aborted,
                 };
                 self.with_engine(|e, out| e.block_finished(id, frame, seq, block, result, out));

@@ -204,7 +204,7 @@ where
             Err(Raise::Exception(e)) => {
                 let e = tx.locate(e);
                 tx.abort();
-                return finished(core, span.as_deref(), Err(e.into()), attempts);
+                return finished(core, span.as_deref(), Err((*e).into()), attempts);
             }
             Err(Raise::Abort(Abort::Deadline)) => {
                 tx.abort();

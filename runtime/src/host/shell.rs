@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock, Weak};
 
 use crate::core::endpoint::{CallFuture, DynEndpoint, EndpointCore, EndpointRef};
-use crate::core::error::{Error, Exception, Flow, Raise, app_error};
+use crate::core::error::{Error, Exception, Flow, app_error};
 use crate::core::tx::Tx;
 use crate::core::value::Value;
 use crate::driver::link::{BlockFuture, Link, Program};
@@ -213,7 +213,7 @@ impl Ep {
 
     /// The connection to the partner (a `NetworkException` when there is none).
     pub fn link(&self) -> Flow<&Link> {
-        self.link.get().ok_or_else(|| Raise::Exception(Exception::network("this endpoint has no partner")))
+        self.link.get().ok_or_else(|| Exception::network("this endpoint has no partner").into())
     }
 
     /// Runs sequence `seq` in `tx` with `args`, started here (see [`Link::sequence`]).

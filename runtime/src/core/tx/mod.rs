@@ -462,7 +462,7 @@ impl Tx {
     /// `e` with the place of the last statement noted by [`Tx::at`], if it is an
     /// application exception that has none yet: where it was raised, since the code stops
     /// at the statement that raises.
-    pub(crate) fn locate(&self, mut e: Exception) -> Exception {
+    pub(crate) fn locate<E: std::ops::DerefMut<Target = Exception>>(&self, mut e: E) -> E {
         let (file, line) = *self.inner.at.lock();
         if e.kind == crate::core::error::ExceptionKind::Application && e.at.is_empty() && line > 0 {
             e.at = if file.is_empty() { format!("line {line}") } else { format!("{file}:{line}") };

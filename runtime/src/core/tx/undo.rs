@@ -72,7 +72,7 @@ impl Tx {
             Ok(()) => Ok(None),
             Err(Raise::Exception(e)) if kind.is_none_or(|k| e.kind == k) => {
                 self.rollback_to(sp);
-                Ok(Some(e))
+                Ok(Some(*e))
             }
             Err(other) => Err(other),
         }
