@@ -541,10 +541,11 @@ impl<'p> Lower<'p> {
         let rt = rt();
         match &last.kind {
             TStmtKind::Return(values) => {
-                out.extend(self.note(last));
+                let outer = self.noting(last, &mut out);
                 // The body ends here: its locals can be moved out rather than cloned.
                 let v =
                     if self.inside_try() { self.value_list(values) } else { self.value_list_moving(values) };
+                self.calls_put_back = outer;
                 let value = if self.inside_try() {
                     quote!(Ok(#rt::ops::Ctl::Return(#v)))
                 } else {
@@ -566,9 +567,10 @@ impl<'p> Lower<'p> {
                 });
             }
             TStmtKind::If { branches, otherwise: Some(o) } if diverges(std::slice::from_ref(last)) => {
-                out.extend(self.note(last));
+                let outer = self.noting(last, &mut out);
                 for (i, (cond, body)) in branches.iter().enumerate() {
                     let c = if i == 0 { self.cond(cond) } else { self.noted_cond(cond) };
+                    self.calls_put_back = outer;
                     let b = self.tail(body, quote!());
                     let kw = if i == 0 { quote!(if) } else { quote!(else if) };
                     out.extend(quote!(#kw #c { #b }));
@@ -601,14 +603,20 @@ impl<'p> Lower<'p> {
     }
 
     fn stmt(&mut self, s: &TStmt) -> TokenStream {
-        let note = self.note(s);
-        let outer = std::mem::replace(
-            &mut self.calls_put_back,
-            !note.is_empty() && may_raise(s, self.locals) == Raises::AfterCalls,
-        );
-        let code = self.stmt_code(s);
+        let mut out = TokenStream::new();
+        let outer = self.noting(s, &mut out);
+        out.extend(self.stmt_code(s));
         self.calls_put_back = outer;
-        if note.is_empty() { code } else { quote!(#note #code) }
+        out
+    }
+
+    /// Adds statement `s`'s [`Lower::note`] to `out`, and makes the calls lowered next put
+    /// the place back if `s` may raise after them; returns the setting to restore after `s`.
+    fn noting(&mut self, s: &TStmt, out: &mut TokenStream) -> bool {
+        let note = self.note(s);
+        let put_back = !note.is_empty() && may_raise(s, self.locals) == Raises::AfterCalls;
+        out.extend(note);
+        std::mem::replace(&mut self.calls_put_back, put_back)
     }
 
     /// The condition of a `while` or an `elseIf`, which runs after other statements have
@@ -2205,11 +2213,12 @@ fn may_raise(s: &TStmt, locals: &[Var]) -> Raises {
         }
         TStmtKind::Break | TStmtKind::Continue | TStmtKind::Try { .. } | TStmtKind::Block(_) => Vec::new(),
     };
+    let into = |t: &TExpr| matches!(t.kind, TExprKind::Index(..) | TExprKind::Field(..));
     let writes_into = match &s.kind {
         TStmtKind::Assign { targets, op, .. } => {
-            matches!(op, AssignOp::Div | AssignOp::Rem)
-                || targets.iter().any(|t| matches!(t.kind, TExprKind::Index(..) | TExprKind::Field(..)))
+            matches!(op, AssignOp::Div | AssignOp::Rem) || targets.iter().any(into)
         }
+        TStmtKind::ExtAssign { target, .. } | TStmtKind::ExtCopy { target, .. } => into(target),
         _ => false,
     };
     if writes_into || exprs.iter().any(|e| expr_may_raise(e)) {

@@ -79,6 +79,9 @@ scenarios! {
         assert_eq!(l.branch(1.0).await.expect("branch"), 2.0);
         app_error(l.unbound().await, &at(74));
         app_error(l.signals().await, &at(78));
+        app_error(l.last(0.0).await, &format!("division by zero{}", at(82)));
+        app_error(l.last_if(0.0).await, &format!("remainder by zero (`% 0`){}", at(85)));
+        assert_eq!(l.last_if(2.0).await.expect("last if"), 1.0);
     }
 
     control_flow_and_function_wide_scope: corpus_conf_values::conf_values, |l, _r| {
