@@ -161,7 +161,10 @@ pub(super) fn generate(
         }
     }
     parts.sort_by_key(|part| (part.endpoint, part.place));
-    let frame = parts.iter().position(|part| part.endpoint.is_none()).expect("the frame is a job");
+    let frame = parts
+        .iter()
+        .position(|part| part.endpoint.is_none())
+        .ok_or_else(|| GenError::Internal("no thread printed the protocol module".into()))?;
     let frame = parts.remove(frame).text;
 
     // The lints to allow go on the protocol module, after its doc comment.
@@ -173,7 +176,10 @@ pub(super) fn generate(
             #[allow(#(#allow),*)]
             mod m {}
         ));
-        printed.strip_suffix("mod m {}\n").expect("an attribute, then the module").to_owned()
+        printed
+            .strip_suffix("mod m {}\n")
+            .ok_or_else(|| GenError::Internal(format!("the lints' attribute printed as {printed:?}")))?
+            .to_owned()
     };
     let mut out =
         String::with_capacity(frame.len() + parts.iter().map(|part| part.text.len()).sum::<usize>());
