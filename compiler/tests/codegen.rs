@@ -171,13 +171,13 @@ fn the_runtime_path_can_be_changed() {
         codegen::generate(&protocol, &options).expect("generates")
     };
     let renamed = with("::my_waldo");
-    assert!(renamed.contains("use ::my_waldo::{Result, __rt as rt};"), "{renamed}");
+    assert!(renamed.contains("use ::my_waldo::{Call, Result, __rt as rt};"), "{renamed}");
     assert!(renamed.contains("::my_waldo::Handle<A>"), "{renamed}");
     assert_eq!(renamed.matches("::waldo::").count(), 1, "only the Text keeps it: {renamed}");
     assert!(renamed.contains(r#""::waldo::Handle""#), "{renamed}");
     assert_eq!(with("::my_waldo::"), renamed, "a trailing `::` changes nothing");
     let vendored = with("crate::deps::waldo");
-    assert!(vendored.contains("use crate::deps::waldo::{Result, __rt as rt};"), "{vendored}");
+    assert!(vendored.contains("use crate::deps::waldo::{Call, Result, __rt as rt};"), "{vendored}");
     assert!(!vendored.contains("::crate"), "{vendored}");
     let err = codegen::generate(
         &protocol,

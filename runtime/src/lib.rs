@@ -31,7 +31,7 @@ pub use exec::run::{CallOptions, Counters, counters};
 pub use exec::{ops, watchdog};
 pub use host::convert::{self, HostResult, NumberKey, NumberMap};
 pub use host::external::External;
-pub use host::shell::{Connect, Endpoint, EndpointListener, Handle, Listen, StopListener};
+pub use host::shell::{Call, Connect, Endpoint, EndpointListener, Handle, Listen, StopListener};
 
 /// What host calls return: a value, or the [`Error`] that ended the call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

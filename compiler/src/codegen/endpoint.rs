@@ -26,10 +26,16 @@ impl Gen<'_> {
         let module = &self.modules[e.index()];
         let doc = format!(" The `{}` endpoint of protocol `{}`.", ep.name, self.p.name);
         let marker = quote::format_ident!("{}", body_marker(e));
+        // The typed handle's methods return `impl Call<..>` (see `Gen::api`).
+        let call = self
+            .public_functions(e)
+            .into_iter()
+            .any(|f| ep.functions[f].returns.len() <= 8)
+            .then(|| quote!(Call,));
         quote! {
             #[doc = #doc]
             pub mod #module {
-                use ::waldo::{Result, __rt as rt};
+                use ::waldo::{#call Result, __rt as rt};
 
                 mod #marker {}
             }

@@ -334,21 +334,13 @@ fn acronym(name: &proc_macro2::Ident) -> bool {
 /// How deeply generic arguments, tuples and references nest in `t`.
 fn depth(t: &syn::Type) -> usize {
     match t {
-        syn::Type::Path(p) => {
-            1 + p
-                .path
-                .segments
+        syn::Type::Path(p) => 1 + path_depth(&p.path),
+        // `impl Call<T> + '_` counts as much as the `Result<T>` it gives.
+        syn::Type::ImplTrait(i) => {
+            1 + i
+                .bounds
                 .iter()
-                .flat_map(|s| match &s.arguments {
-                    syn::PathArguments::AngleBracketed(a) => a
-                        .args
-                        .iter()
-                        .filter_map(
-                            |a| if let syn::GenericArgument::Type(t) = a { Some(depth(t)) } else { None },
-                        )
-                        .collect::<Vec<_>>(),
-                    _ => Vec::new(),
-                })
+                .map(|b| if let syn::TypeParamBound::Trait(t) = b { path_depth(&t.path) } else { 0 })
                 .max()
                 .unwrap_or(0)
         }
@@ -358,4 +350,20 @@ fn depth(t: &syn::Type) -> usize {
         syn::Type::Array(a) => 1 + depth(&a.elem),
         _ => 1,
     }
+}
+
+/// The deepest type among the generic arguments of `path`'s segments.
+fn path_depth(path: &syn::Path) -> usize {
+    path.segments
+        .iter()
+        .flat_map(|s| match &s.arguments {
+            syn::PathArguments::AngleBracketed(a) => a
+                .args
+                .iter()
+                .filter_map(|a| if let syn::GenericArgument::Type(t) = a { Some(depth(t)) } else { None })
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .max()
+        .unwrap_or(0)
 }

@@ -143,8 +143,10 @@ fn signature(sig: &syn::Signature, name: &str) -> String {
     let printed = prettyplease::unparse(&file);
     let one_line = printed.lines().map(str::trim).collect::<Vec<_>>().join(" ");
     let one_line = one_line.trim_end_matches("{}").trim_end().replace("( ", "(").replace(", )", ")");
-    // Endpoint modules import `waldo::Result`; a listing is read out of that context.
-    let one_line = one_line.replace("-> Result<", "-> waldo::Result<");
+    // Endpoint modules import `waldo::Result` and `waldo::Call`; a listing is read out of
+    // that context.
+    let one_line =
+        one_line.replace("-> Result<", "-> waldo::Result<").replace("-> impl Call<", "-> impl waldo::Call<");
     tidy_text(&one_line.replacen(&format!("fn {ident}"), &format!("fn {name}"), 1))
 }
 

@@ -86,6 +86,7 @@ const TAKEN_TYPES: &[&str] = &[
     "Box",
     "Option",
     "Result",
+    "Call",
     "Some",
     "None",
     "Ok",

@@ -360,6 +360,15 @@ impl Program for Ep {
     }
 }
 
+/// What a generated endpoint type's public-function method returns: the call, as one
+/// transaction, that resolves to the function's results once it commits. It does nothing
+/// until awaited, and it is `Send` (a host can `tokio::spawn` it): the bound is left out
+/// here because proving it for every method would cost `cargo check` more than the
+/// methods themselves.
+pub trait Call<T>: Future<Output = Result<T, Error>> {}
+
+impl<T, F: Future<Output = Result<T, Error>>> Call<T> for F {}
+
 /// A running endpoint of type `E`, as the host holds it: the shared part of every generated
 /// endpoint type (which dereferences to it). Cheap to clone; clones share the endpoint. Calls
 /// made through it use its [`CallOptions`].
