@@ -858,15 +858,17 @@ impl<'p> Lower<'p> {
             }
             TExprKind::Var(VarRef::Local(id))
                 if Repr::of(&self.locals[*id].ty) == Repr::Num
-                    && matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul) =>
+                    && (matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul) || nonzero_number(value)) =>
             {
-                // A Number local changes in place: `x += v;`.
+                // A Number local changes in place: `x += v;`, `x /= 2.0;`.
                 let name = self.local_names[id.index()].clone();
                 let y = self.want(value, Repr::Num).ts;
                 match op {
                     BinOp::Add => quote!(#name += #y;),
                     BinOp::Sub => quote!(#name -= #y;),
-                    _ => quote!(#name *= #y;),
+                    BinOp::Mul => quote!(#name *= #y;),
+                    BinOp::Div => quote!(#name /= #y;),
+                    _ => quote!(#name %= #y;),
                 }
             }
             _ => {
@@ -1682,6 +1684,9 @@ impl<'p> Lower<'p> {
                 BinOp::Add => Code::op(quote!(#a + #b), Repr::Num, p),
                 BinOp::Sub => Code::op(quote!(#a - #b), Repr::Num, p),
                 BinOp::Mul => Code::op(quote!(#a * #b), Repr::Num, p),
+                // By a Number literal other than zero: nothing to raise.
+                BinOp::Div if nonzero_literal(&y.ts) => Code::op(quote!(#a / #b), Repr::Num, p),
+                BinOp::Rem if nonzero_literal(&y.ts) => Code::op(quote!(#a % #b), Repr::Num, p),
                 // Arguments: any expression as it is.
                 BinOp::Div => {
                     let (a, b) = (x.ts, y.ts);
@@ -2167,17 +2172,32 @@ enum Raises {
     AfterCalls,
 }
 
+/// Whether `code` is one Number literal other than zero: a divisor that cannot raise.
+fn nonzero_literal(code: &TokenStream) -> bool {
+    let mut tokens = code.clone().into_iter();
+    match (tokens.next(), tokens.next()) {
+        (Some(proc_macro2::TokenTree::Literal(l)), None) => {
+            l.to_string().parse::<f64>().is_ok_and(|n| n != 0.0)
+        }
+        _ => false,
+    }
+}
+
+/// Whether `e` is a Number literal other than zero (see [`nonzero_literal`]).
+fn nonzero_number(e: &TExpr) -> bool {
+    matches!(e.kind, TExprKind::Number(n) if n.0 != 0.0)
+}
+
 /// Whether expression `e` has an operation that may raise an `ApplicationException` (the
-/// book's "Runtime errors"): division or `%`, indexing, a container method, a call of a
-/// `Function` value or another endpoint (or its `id()`), `range`, `signal`, reading an
-/// External.
+/// book's "Runtime errors"): division or `%` (but by a Number literal other than zero),
+/// indexing, a container method, a call of a `Function` value or another endpoint (or its
+/// `id()`), `range`, `signal`, reading an External.
 fn expr_may_raise(e: &TExpr) -> bool {
     let mut found = false;
     for_each_subexpr(e, |x| {
-        found |= matches!(
-            &x.kind,
-            TExprKind::Binary(BinOp::Div | BinOp::Rem, ..) | TExprKind::Index(..) | TExprKind::Deref(_)
-        ) || matches!(&x.kind, TExprKind::Call(callee, _) if matches!(**callee,
+        found |= matches!(&x.kind, TExprKind::Binary(BinOp::Div | BinOp::Rem, _, y) if !nonzero_number(y))
+            || matches!(&x.kind, TExprKind::Index(..) | TExprKind::Deref(_))
+            || matches!(&x.kind, TExprKind::Call(callee, _) if matches!(**callee,
                 Callee::Value(_)
                     | Callee::Endpoint { .. }
                     | Callee::Method(..)
@@ -2215,8 +2235,8 @@ fn may_raise(s: &TStmt, locals: &[Var]) -> Raises {
     };
     let into = |t: &TExpr| matches!(t.kind, TExprKind::Index(..) | TExprKind::Field(..));
     let writes_into = match &s.kind {
-        TStmtKind::Assign { targets, op, .. } => {
-            matches!(op, AssignOp::Div | AssignOp::Rem) || targets.iter().any(into)
+        TStmtKind::Assign { targets, op, value } => {
+            matches!(op, AssignOp::Div | AssignOp::Rem) && !nonzero_number(value) || targets.iter().any(into)
         }
         TStmtKind::ExtAssign { target, .. } | TStmtKind::ExtCopy { target, .. } => into(target),
         _ => false,

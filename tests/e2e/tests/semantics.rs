@@ -221,6 +221,10 @@ scenarios! {
         assert_eq!(l.modulo(7.0, 3.0).await.expect("modulo"), 1.0);
         assert_eq!(l.modulo(7.5, 2.0).await.expect("modulo"), 1.5);
         app_error(l.modulo(7.0, 0.0).await, "remainder by zero");
+        assert_eq!(l.by_literals(7.0).await.expect("by_literals"), (3.5, 2.0, 1.75, 1.0, -1.0));
+        assert_eq!(l.by_literals(-7.0).await.expect("by_literals"), (-3.5, -2.0, -1.75, -1.0, 1.0));
+        app_error(l.by_literal_zero(1.0).await, "division by zero");
+        app_error(l.rem_literal_zero(1.0).await, "remainder by zero");
     }
 
     unbound_functions_endpoints_and_externals_and_defaults: corpus_sem_values::sem_values, |l, _r| {
