@@ -191,6 +191,10 @@ pub struct Ep {
     failed_init: OnceLock<Error>,
 }
 
+#[allow(
+    clippy::manual_async_fn,
+    reason = "a declared `Send` ends a generated body's `Send` proof here (see `exec::ops`)"
+)]
 impl Ep {
     /// A new endpoint of `code` whose variables hold their types' defaults.
     fn new(code: &'static Code) -> Arc<Ep> {
@@ -217,50 +221,58 @@ impl Ep {
     }
 
     /// Runs sequence `seq` in `tx` with `args`, started here (see [`Link::sequence`]).
-    pub async fn sequence<const N: usize>(
+    pub fn sequence<const N: usize>(
         &self,
         tx: &Tx,
         seq: u32,
         args: [Value; N],
         returns: usize,
-    ) -> Flow<Vec<Value>> {
-        // The data gets room for the sequence's every value at once.
-        let locals = self
-            .code
-            .pair
-            .and_then(|(spec, _)| spec.sequences.get(seq as usize))
-            .map_or(N, |s| s.locals as usize);
-        let mut data = Vec::with_capacity(locals.max(N));
-        data.extend(args);
-        // This side's blocks note their places; the caller's statement is current again after.
-        let mark = tx.mark();
-        let done = self.link()?.sequence(tx, seq, data, returns).await;
-        tx.back(mark, done)
+    ) -> impl Future<Output = Flow<Vec<Value>>> + Send {
+        async move {
+            // The data gets room for the sequence's every value at once.
+            let locals = self
+                .code
+                .pair
+                .and_then(|(spec, _)| spec.sequences.get(seq as usize))
+                .map_or(N, |s| s.locals as usize);
+            let mut data = Vec::with_capacity(locals.max(N));
+            data.extend(args);
+            // This side's blocks note their places; the caller's statement is current again after.
+            let mark = tx.mark();
+            let done = self.link()?.sequence(tx, seq, data, returns).await;
+            tx.back(mark, done)
+        }
     }
 
     /// The value of variable `slot` in `tx`.
-    pub async fn get(&self, tx: &Tx, slot: usize) -> Flow<Value> {
-        tx.read(&self.core, slot).await
+    pub fn get(&self, tx: &Tx, slot: usize) -> impl Future<Output = Flow<Value>> + Send {
+        async move { tx.read(&self.core, slot).await }
     }
 
     /// The value of Number variable `slot` in `tx`.
-    pub async fn num(&self, tx: &Tx, slot: usize) -> Flow<f64> {
-        Ok(tx.read(&self.core, slot).await?.as_number()?)
+    pub fn num(&self, tx: &Tx, slot: usize) -> impl Future<Output = Flow<f64>> + Send {
+        async move { Ok(tx.read(&self.core, slot).await?.as_number()?) }
     }
 
     /// The value of TrueFalse variable `slot` in `tx`.
-    pub async fn truth(&self, tx: &Tx, slot: usize) -> Flow<bool> {
-        Ok(tx.read(&self.core, slot).await?.as_bool()?)
+    pub fn truth(&self, tx: &Tx, slot: usize) -> impl Future<Output = Flow<bool>> + Send {
+        async move { Ok(tx.read(&self.core, slot).await?.as_bool()?) }
     }
 
     /// The value of Text variable `slot` in `tx`.
-    pub async fn text(&self, tx: &Tx, slot: usize) -> Flow<crate::exec::ops::Text> {
-        Ok(tx.read(&self.core, slot).await?.as_text()?.clone())
+    pub fn text(&self, tx: &Tx, slot: usize) -> impl Future<Output = Flow<crate::exec::ops::Text>> + Send {
+        async move { Ok(tx.read(&self.core, slot).await?.as_text()?.clone()) }
     }
 
     /// Sets variable `slot` to `value` in `tx`.
-    pub async fn set(&self, tx: &Tx, slot: usize, value: impl Into<Value>) -> Flow<()> {
-        tx.write(&self.core, slot, value.into()).await
+    pub fn set(
+        &self,
+        tx: &Tx,
+        slot: usize,
+        value: impl Into<Value>,
+    ) -> impl Future<Output = Flow<()>> + Send {
+        let value = value.into();
+        async move { tx.write(&self.core, slot, value).await }
     }
 
     /// `self`: this endpoint as an `Endpoint` value.
@@ -362,12 +374,10 @@ impl Program for Ep {
 
 /// What a generated endpoint type's public-function method returns: the call, as one
 /// transaction, that resolves to the function's results once it commits. It does nothing
-/// until awaited, and it is `Send` (a host can `tokio::spawn` it): the bound is left out
-/// here because proving it for every method would cost `cargo check` more than the
-/// methods themselves.
-pub trait Call<T>: Future<Output = Result<T, Error>> {}
+/// until awaited, and it is `Send`, so a host can `tokio::spawn` it.
+pub trait Call<T>: Future<Output = Result<T, Error>> + Send {}
 
-impl<T, F: Future<Output = Result<T, Error>>> Call<T> for F {}
+impl<T, F: Future<Output = Result<T, Error>> + Send> Call<T> for F {}
 
 /// A running endpoint of type `E`, as the host holds it: the shared part of every generated
 /// endpoint type (which dereferences to it). Cheap to clone; clones share the endpoint. Calls
@@ -384,6 +394,10 @@ impl<E> Clone for Handle<E> {
     }
 }
 
+#[allow(
+    clippy::manual_async_fn,
+    reason = "a declared `Send` ends a generated body's `Send` proof here (see `exec::ops`)"
+)]
 impl<E> Handle<E> {
     fn new(ep: Arc<Ep>, options: CallOptions) -> Handle<E> {
         Handle { ep, options, endpoint: PhantomData }
@@ -494,14 +508,22 @@ impl<E> Handle<E> {
     /// transaction, and reads its results as `T` (`()` or a tuple; see
     /// [`Handle::call_one`]).
     #[doc(hidden)]
-    pub async fn call<T: FromResults>(&self, index: usize, args: Vec<Value>) -> Result<T, Error> {
-        results(self.call_values(index, args).await?)
+    pub fn call<T: FromResults>(
+        &self,
+        index: usize,
+        args: Vec<Value>,
+    ) -> impl Future<Output = Result<T, Error>> + Send {
+        async move { results(self.call_values(index, args).await?) }
     }
 
     /// Like [`Handle::call`], for a function with one result.
     #[doc(hidden)]
-    pub async fn call_one<T: FromValue>(&self, index: usize, args: Vec<Value>) -> Result<T, Error> {
-        result(self.call_values(index, args).await?)
+    pub fn call_one<T: FromValue>(
+        &self,
+        index: usize,
+        args: Vec<Value>,
+    ) -> impl Future<Output = Result<T, Error>> + Send {
+        async move { result(self.call_values(index, args).await?) }
     }
 
     /// Calls public function number `index` with `args`, as one transaction; the results

@@ -46,14 +46,32 @@ impl Tx {
 
     /// Writes `value` into slot `slot` of `ep`. A peered variable becomes dirty: the
     /// transaction will send it to the other replica before it commits.
-    pub async fn write(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
-        self.write_slot(ep, slot, value, true).await
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "a declared `Send` ends a generated body's `Send` proof here (see `exec::ops`)"
+    )]
+    pub fn write(
+        &self,
+        ep: &Arc<EndpointCore>,
+        slot: usize,
+        value: Value,
+    ) -> impl Future<Output = Flow<()>> + Send {
+        async move { self.write_slot(ep, slot, value, true).await }
     }
 
     /// Like [`Tx::write`], for the initializers of peered variables, which run on both
     /// replicas whoever controls the variable.
-    pub async fn write_initial(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
-        self.write_slot(ep, slot, value, false).await
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "a declared `Send` ends a generated body's `Send` proof here (see `exec::ops`)"
+    )]
+    pub fn write_initial(
+        &self,
+        ep: &Arc<EndpointCore>,
+        slot: usize,
+        value: Value,
+    ) -> impl Future<Output = Flow<()>> + Send {
+        async move { self.write_slot(ep, slot, value, false).await }
     }
 
     async fn write_slot(
