@@ -78,8 +78,9 @@ pub fn escaped(name: String) -> String {
     if NOT_RAW.contains(&name.as_str()) { format!("{name}_") } else { name }
 }
 
-/// Names a generated module already uses unqualified (the prelude and the runtime's types):
-/// a protocol struct or endpoint with one of them gets a trailing `_`.
+/// Names a generated module already uses unqualified (the prelude and the runtime's types,
+/// `Result` and `Call`): a protocol struct or endpoint with one of them is named with `Type`
+/// after it (`ResultType`, `CallType`).
 const TAKEN_TYPES: &[&str] = &[
     "Vec",
     "String",
@@ -174,6 +175,10 @@ mod tests {
         assert_eq!(camel("Account"), "Account");
         assert_eq!(camel("_1"), "T1");
         assert_eq!(camel("_"), "T");
+        // Clear of the types a generated module names unqualified.
+        assert_eq!(type_name("call"), "CallType");
+        assert_eq!(type_name("Result"), "ResultType");
+        assert_eq!(type_name("Account"), "Account");
         // Escaped first, then made unique: `crate` and `crate_` stay two names.
         assert_eq!(
             unique(vec!["crate".into(), "crate_".into(), "Self".into()]),

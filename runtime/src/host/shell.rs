@@ -374,7 +374,8 @@ impl Program for Ep {
 
 /// What a generated endpoint type's public-function method returns: the call, as one
 /// transaction, that resolves to the function's results once it commits. It does nothing
-/// until awaited, and it is `Send`, so a host can `tokio::spawn` it.
+/// until awaited. It is `Send` and borrows the handle, so a task that makes the call holds
+/// a clone of the handle: `tokio::spawn(async move { bank.balance(acct).await })`.
 pub trait Call<T>: Future<Output = Result<T, Error>> + Send {}
 
 impl<T, F: Future<Output = Result<T, Error>> + Send> Call<T> for F {}
