@@ -431,15 +431,27 @@ pub fn endpoint_id(target: &Value) -> Flow<Text> {
 }
 
 /// Deep copies of `values` (results leaving a transaction for the host).
-pub fn copy_all(tx: &Tx, mut values: Vec<Value>) -> impl Future<Output = Flow<Vec<Value>>> + Send {
+///
+/// Values with no container are returned as they are; only when there is one to copy does
+/// the copy's future (its maps of what was copied, the objects' locks) go to the heap, so
+/// that every host call's future, which holds this one, stays small.
+pub fn copy_all(tx: &Tx, values: Vec<Value>) -> impl Future<Output = Flow<Vec<Value>>> + Send {
     async move {
-        for v in &mut values {
-            if matches!(v, Value::List(_) | Value::Map(_) | Value::Struct(_)) {
-                *v = tx.deep_copy(v).await?;
-            }
+        if values.iter().any(|v| matches!(v, Value::List(_) | Value::Map(_) | Value::Struct(_))) {
+            Box::pin(copy_containers(tx, values)).await
+        } else {
+            Ok(values)
         }
-        Ok(values)
     }
+}
+
+async fn copy_containers(tx: &Tx, mut values: Vec<Value>) -> Flow<Vec<Value>> {
+    for v in &mut values {
+        if matches!(v, Value::List(_) | Value::Map(_) | Value::Struct(_)) {
+            *v = tx.deep_copy(v).await?;
+        }
+    }
+    Ok(values)
 }
 
 /// The `n` fields of a Struct value nobody else can reach (for host conversions).

@@ -118,17 +118,45 @@ pub struct Attempts {
 /// Runs `body`, a host call of a function of endpoint `core`, as a transaction named `what`
 /// (for watchdog reports) until it commits, raises, times out or runs out of attempts. The
 /// body runs as code of `core` (under its gate).
-pub async fn transact<T, F, Fut>(
+pub fn transact<'a, T, F, Fut>(
     what: impl Into<What>,
-    core: &Arc<EndpointCore>,
-    options: &CallOptions,
+    core: &'a Arc<EndpointCore>,
+    options: &'a CallOptions,
     body: F,
-) -> Result<T, Error>
+) -> impl Future<Output = Result<T, Error>> + 'a
 where
-    F: FnMut(Tx) -> Fut,
-    Fut: Future<Output = Flow<T>>,
+    F: FnMut(Tx) -> Fut + 'a,
+    Fut: Future<Output = Flow<T>> + 'a,
+    T: 'a,
 {
-    transact_counted(what, core, options, body).await.map(|(v, _)| v)
+    then(transact_counted(what.into(), core, options, body), |r| r.map(|(v, _)| v))
+}
+
+pin_project_lite::pin_project! {
+    /// [`then`]'s future.
+    pub(crate) struct Then<F, G> {
+        #[pin]
+        inner: F,
+        then: Option<G>,
+    }
+}
+
+/// `inner`, with `f` applied to its output. An `async` block awaiting `inner` would do the
+/// same, but would hold its captures beside `inner`'s own copy of them: every host call's
+/// future nests a few of these, and each move of it copies them all.
+pub(crate) fn then<F: Future, G: FnOnce(F::Output) -> O, O>(inner: F, f: G) -> Then<F, G> {
+    Then { inner, then: Some(f) }
+}
+
+impl<F: Future, G: FnOnce(F::Output) -> O, O> Future for Then<F, G> {
+    type Output = O;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<O> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        let f = this.then.take().expect("`Then` polled after it completed");
+        std::task::Poll::Ready(f(out))
+    }
 }
 
 /// Like [`transact`], also telling how many attempts it took.
@@ -183,7 +211,8 @@ where
             inner: work,
         };
         let outcome = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, attempt).await {
+            // Boxed: a timer is large, and most calls have no deadline.
+            Some(d) => match Box::pin(tokio::time::timeout_at(d, attempt)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(Raise::Abort(Abort::Deadline)),
             },

@@ -23,7 +23,7 @@ use crate::core::value::Value;
 use crate::driver::link::{BlockFuture, Link, Program};
 use crate::driver::tcp::{Accepted, ConnectionState, Listener, PairEnd, PairSpec, Pending, TcpOptions};
 use crate::exec::ops::{Kind, check_args, copy_all};
-use crate::exec::run::{CallOptions, transact};
+use crate::exec::run::{CallOptions, then, transact};
 use crate::exec::watchdog::What;
 use crate::host::convert::{FromValue, IntoValue};
 
@@ -514,7 +514,7 @@ impl<E> Handle<E> {
         index: usize,
         args: Vec<Value>,
     ) -> impl Future<Output = Result<T, Error>> + Send {
-        async move { results(self.call_values(index, args).await?) }
+        then(self.call_values(index, args), |values| results(values?))
     }
 
     /// Like [`Handle::call`], for a function with one result.
@@ -524,17 +524,21 @@ impl<E> Handle<E> {
         index: usize,
         args: Vec<Value>,
     ) -> impl Future<Output = Result<T, Error>> + Send {
-        async move { result(self.call_values(index, args).await?) }
+        then(self.call_values(index, args), |values| result(values?))
     }
 
     /// Calls public function number `index` with `args`, as one transaction; the results
     /// are deep copies nobody else holds (generated code: a function with more results than
     /// [`FromResults`] takes reads them with [`result_at`]).
     #[doc(hidden)]
-    pub async fn call_values(&self, index: usize, args: Vec<Value>) -> Result<Vec<Value>, Error> {
+    pub fn call_values(
+        &self,
+        index: usize,
+        args: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<Value>, Error>> + Send + '_ {
         let ep = &self.ep;
         let f = &ep.code.functions[index];
-        transact(What(ep.code.name, f.name), &ep.core, &self.options, |tx| {
+        transact(What(ep.code.name, f.name), &ep.core, &self.options, move |tx| {
             let args: Vec<Value> = args.iter().map(Value::detached_copy).collect();
             async move {
                 let results = match f.run {
@@ -544,7 +548,6 @@ impl<E> Handle<E> {
                 copy_all(&tx, results).await
             }
         })
-        .await
     }
 }
 

@@ -306,6 +306,26 @@ pub(crate) struct TxInner {
 }
 
 impl TxInner {
+    /// Empties a finished transaction's shared part for reuse: everything but its id,
+    /// priority, state and guard count (which [`Tx::with_id`] sets) as a new one has it.
+    fn clear(&mut self) {
+        let TxInner { id: _, priority: _, state: _, wakers, guards: _, log, hook, hook_fired, behind, at } =
+            self;
+        wakers.get_mut().clear();
+        let TxLog { undo, held, effects, links, dirty, shipped, enlisted } = log.get_mut();
+        undo.clear();
+        held.clear();
+        effects.clear();
+        links.clear();
+        dirty.clear();
+        shipped.clear();
+        enlisted.clear();
+        *hook.get_mut() = None;
+        *hook_fired.get_mut() = false;
+        behind.get_mut().clear();
+        *at.get_mut() = ("", 0);
+    }
+
     /// Whether the attempt is still running (not committed nor aborted).
     pub(crate) fn is_live(&self) -> bool {
         self.state.load(Ordering::Acquire) != FINISHED
@@ -403,7 +423,27 @@ impl Drop for Tx {
                 abort_inner(&self.inner);
             }
         }
+        // The last handle of a finished transaction, which no lock refers to any more: its
+        // shared part is kept for the next transaction this thread begins.
+        // (`strong_count` first: a plain load, where `get_mut` writes.)
+        if Arc::strong_count(&self.inner) == 1
+            && let Some(inner) = Arc::get_mut(&mut self.inner)
+            && *inner.state.get_mut() == FINISHED
+        {
+            inner.clear();
+            let spare = self.inner.clone();
+            // (Not while the thread's locals are being destroyed.)
+            let _ = SPARE.try_with(|s| s.set(Some(spare)));
+        }
     }
+}
+
+thread_local! {
+    /// The shared part of the last finished transaction dropped on this thread, emptied:
+    /// [`Tx::with_id`] reuses it rather than allocating and filling a new one (its log is
+    /// large). It is only ever taken when nothing else refers to it, so no lock, waiter
+    /// or handle can see it change identity.
+    static SPARE: std::cell::Cell<Option<Arc<TxInner>>> = const { std::cell::Cell::new(None) };
 }
 
 impl Tx {
@@ -414,6 +454,15 @@ impl Tx {
 
     /// The local part of a transaction that began on another host.
     pub(crate) fn with_id(id: TxId, priority: Priority) -> Tx {
+        if let Some(mut inner) = SPARE.try_with(std::cell::Cell::take).ok().flatten()
+            && let Some(fresh) = Arc::get_mut(&mut inner)
+        {
+            fresh.id = id;
+            fresh.priority = priority;
+            *fresh.state.get_mut() = ACTIVE;
+            *fresh.guards.get_mut() = 1;
+            return Tx { inner, guarded: true };
+        }
         let inner = Arc::new(TxInner {
             id,
             priority,
@@ -731,15 +780,24 @@ impl Tx {
 }
 
 fn commit_inner(inner: &Arc<TxInner>) -> Committed {
-    let log = std::mem::take(&mut *inner.log.lock());
+    // Only what commit uses moves out of the log (it is large); the undo entries are
+    // dropped in place.
+    let (effects, held, links) = {
+        let mut log = inner.log.lock();
+        log.undo.clear();
+        log.dirty.clear();
+        log.shipped.clear();
+        log.enlisted.clear();
+        (std::mem::take(&mut log.effects), std::mem::take(&mut log.held), std::mem::take(&mut log.links))
+    };
     // Take the places in each endpoint's commit order while still holding the locks.
-    let places = effects::reserve(log.effects);
-    release(inner, log.held);
+    let places = effects::reserve(effects);
+    release(inner, held);
     inner.state.store(FINISHED, Ordering::Release);
     inner.finished();
     let filled = places.map(effects::Reserved::fill);
     // The partners first (they hold locks until they hear), then the effects that can run.
-    for reg in log.links.iter().filter(|l| l.parent) {
+    for reg in links.iter().filter(|l| l.parent) {
         reg.link.finish(inner.id, true);
     }
     if let Some(filled) = &filled {
@@ -919,6 +977,50 @@ mod tests {
         assert!(flag.raised(), "the reader was woken");
         match poll_once(&mut read, &woken) {
             Poll::Ready(Ok(Value::Number(n))) => assert_eq!(n, 1.0),
+            other => panic!("expected the committed value, got {other:?}"),
+        }
+    }
+
+    /// A finished transaction's shared part is reused by the next one begun on the thread,
+    /// empty: its log, its wakers and its place note are gone, and it can be wounded,
+    /// written with and committed like a new one. While anything else refers to it (here an
+    /// unguarded handle, as a connection's engine keeps), it is not reused.
+    #[test]
+    fn a_finished_transaction_is_reused_empty_and_only_when_nothing_refers_to_it() {
+        let clock = Clock::with_origin(1);
+        let ep = EndpointCore::new("E", vec![Value::Number(0.0)]);
+        let noop = Waker::noop();
+        let first = Tx::begin(&clock, clock.next());
+        let addr = first.addr();
+        first.at("p.wld", 7);
+        first.wake_on_wound(noop);
+        let mut write = Box::pin(first.write(&ep, 0, Value::Number(1.0)));
+        assert!(matches!(poll_once(&mut write, noop), Poll::Ready(Ok(()))));
+        drop(write);
+        assert!(first.commit().is_ok());
+
+        let second = Tx::begin(&clock, clock.next());
+        assert_eq!(second.addr(), addr, "the finished transaction's part is reused");
+        assert_eq!(second.state_name(), Tx::begin(&clock, clock.next()).state_name());
+        assert_eq!(*second.inner.at.lock(), ("", 0), "its place note is gone");
+        assert!(second.inner.wakers.lock().is_empty(), "its wakers are gone");
+        {
+            let log = second.inner.log.lock();
+            assert!(log.undo.is_empty() && log.held.is_empty() && log.effects.is_empty());
+        }
+        // It works as a new one: it takes the lock the first released, and its abort puts
+        // back its own write only.
+        let mut write = Box::pin(second.write(&ep, 0, Value::Number(2.0)));
+        assert!(matches!(poll_once(&mut write, noop), Poll::Ready(Ok(()))));
+        drop(write);
+        let keep = second.unguarded();
+        second.abort();
+        assert!(keep.inner.log.lock().held.is_empty());
+        let third = Tx::begin(&clock, clock.next());
+        assert_ne!(third.addr(), addr, "a part something still refers to is not reused");
+        let mut read = Box::pin(third.read(&ep, 0));
+        match poll_once(&mut read, noop) {
+            Poll::Ready(Ok(Value::Number(n))) => assert_eq!(n, 1.0, "the first's commit stays"),
             other => panic!("expected the committed value, got {other:?}"),
         }
     }
