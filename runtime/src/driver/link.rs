@@ -505,12 +505,11 @@ impl LinkShared {
                 let id = tx.id();
                 let name = self.engine.lock().sequence(seq).map_or("block", |s| s.name);
                 let work = {
-                    let me = self.clone();
-                    let tx = tx.clone();
+                    let (me, tx) = (&self, &tx);
                     async move {
                         let mut locals = locals;
-                        me.apply(&tx, peered).await?;
-                        let raised = match me.program()?.run_block(&tx, seq, block, &mut locals).await {
+                        me.apply(tx, peered).await?;
+                        let raised = match me.program()?.run_block(tx, seq, block, &mut locals).await {
                             Ok(()) => None,
                             Err(Raise::Exception(e)) => Some(*tx.locate(e)),
                             Err(abort) => return Err(abort),
@@ -523,15 +522,14 @@ impl LinkShared {
                         // Changes travel with the answer, unless the sequence ends here where
                         // it started: then they stay dirty for the next message or prepare.
                         let answered_here = started_here && (raised.is_some() || last);
-                        let dirty = if answered_here { Vec::new() } else { me.take_dirty(&tx).await? };
+                        let dirty = if answered_here { Vec::new() } else { me.take_dirty(tx).await? };
                         Ok(match raised {
                             Some(e) => BlockResult::Raised(e, dirty),
-                            None => BlockResult::Ok(crate::exec::ops::copy_all(&tx, locals).await?, dirty),
+                            None => BlockResult::Ok(crate::exec::ops::copy_all(tx, locals).await?, dirty),
                         })
                     }
                 };
-                let result = match crate::exec::run::guarded(name, self.core.clone(), tx.clone(), work).await
-                {
+                let result = match crate::exec::run::guarded(name, &self.core, &tx, work).await {
                     Ok(result) => result,
                     Err(Raise::Exception(e)) => BlockResult::Raised(*e, Vec::new()),
                     Err(Raise::Abort(_)) => BlockResult::Aborted,
@@ -541,14 +539,13 @@ impl LinkShared {
             Job::Prepare { tx, peered } => {
                 let id = tx.id();
                 let work = {
-                    let me = self.clone();
-                    let tx = tx.clone();
+                    let (me, tx) = (&self, &tx);
                     async move {
-                        me.apply(&tx, peered).await?;
+                        me.apply(tx, peered).await?;
                         tx.prepare_links().await
                     }
                 };
-                let ok = crate::exec::run::guarded("prepare", self.core.clone(), tx, work).await.is_ok();
+                let ok = crate::exec::run::guarded("prepare", &self.core, &tx, work).await.is_ok();
                 self.with_engine(|e, out| e.prepare_finished(id, ok, out));
             }
         }

@@ -195,7 +195,7 @@ where
         attempts += 1;
         let tx = Tx::begin(&core.clock, priority);
         let work = body(tx.clone());
-        let prepared = tx.clone();
+        let prepared = &tx;
         // The body, then the partners' votes: both can be wounded, both count for the deadline.
         let work = async move {
             let value = work.await?;
@@ -203,13 +203,7 @@ where
             Ok(value)
         };
         // Built in place, with the call's span (a move of an attempt copies its whole future).
-        let attempt = Attempt {
-            what,
-            core: core.clone(),
-            tx: tx.clone(),
-            span: span.as_deref().map(|span| Box::new(span.clone())),
-            inner: work,
-        };
+        let attempt = Attempt { what, core, tx: &tx, span: span.as_deref(), inner: work };
         let outcome = match deadline {
             // Boxed: a timer is large, and most calls have no deadline.
             Some(d) => match Box::pin(tokio::time::timeout_at(d, attempt)).await {
@@ -278,12 +272,12 @@ where
 }
 
 /// Runs `future`, code of transaction `tx` on endpoint `core`, as [`Attempt`] does.
-pub(crate) fn guarded<T, F: Future<Output = Flow<T>>>(
+pub(crate) fn guarded<'a, T, F: Future<Output = Flow<T>>>(
     what: impl Into<What>,
-    core: Arc<EndpointCore>,
-    tx: Tx,
+    core: &'a Arc<EndpointCore>,
+    tx: &'a Tx,
     future: F,
-) -> Attempt<F> {
+) -> Attempt<'a, F> {
     Attempt { what: what.into(), core, tx, span: None, inner: future }
 }
 
@@ -291,13 +285,13 @@ pin_project_lite::pin_project! {
     /// One attempt of a host call (or one block run for a partner). Each poll: publishes the
     /// task's waker to the transaction (so a wound wakes it whatever it waits for) and stops
     /// if it was wounded; holds the endpoint's gate (one logical task per endpoint); and runs
-    /// under the watchdog's eye.
-    pub(crate) struct Attempt<F> {
+    /// under the watchdog's eye. It borrows what its runner holds: the endpoint, the
+    /// transaction (no handle to clone and drop, which costs atomic operations) and the span.
+    pub(crate) struct Attempt<'a, F> {
         what: What,
-        core: Arc<EndpointCore>,
-        tx: Tx,
-        // Boxed: most calls have no span (no subscriber), and the attempt stays small.
-        span: Option<Box<tracing::Span>>,
+        core: &'a Arc<EndpointCore>,
+        tx: &'a Tx,
+        span: Option<&'a tracing::Span>,
         #[pin]
         inner: F,
     }
@@ -323,7 +317,7 @@ fn finished<T>(
     result.map(|value| (value, Attempts { attempts }))
 }
 
-impl<T, F: Future<Output = Flow<T>>> Future for Attempt<F> {
+impl<T, F: Future<Output = Flow<T>>> Future for Attempt<'_, F> {
     type Output = Flow<T>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow<T>> {
