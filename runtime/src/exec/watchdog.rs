@@ -47,11 +47,18 @@ struct ThreadSlot {
     reported: AtomicU64,
 }
 
+/// This thread's slot, and the name last written into it (most polls on a thread run the
+/// same code as the one before: they skip the slot's lock).
+struct Local {
+    slot: Arc<ThreadSlot>,
+    written: std::cell::Cell<What>,
+}
+
 thread_local! {
-    static SLOT: Arc<ThreadSlot> = {
+    static SLOT: Local = {
         let slot = Arc::new(ThreadSlot::default());
         THREADS.lock().push(slot.clone());
-        slot
+        Local { slot, written: std::cell::Cell::new(What::default()) }
     };
 }
 
@@ -105,10 +112,16 @@ fn start_thread() {
 /// (an inline job inside a poll) keep the outer poll's start.
 pub(crate) fn during<T>(what: What, f: impl FnOnce() -> T) -> T {
     start_thread();
-    SLOT.with(|slot| {
+    SLOT.with(|local| {
+        let slot = &*local.slot;
         let outer = slot.since.load(Ordering::Relaxed);
         if outer == 0 {
-            *slot.what.lock() = what;
+            // The same names (the same static strings) need not be written again.
+            let last = local.written.get();
+            if !(std::ptr::eq(last.0, what.0) && std::ptr::eq(last.1, what.1)) {
+                *slot.what.lock() = what;
+                local.written.set(what);
+            }
             slot.since.store(NOW_US.load(Ordering::Relaxed).max(1), Ordering::Release);
         }
         // Back to idle when the poll ends, even by unwinding.
@@ -123,4 +136,30 @@ pub(crate) fn during<T>(what: What, f: impl FnOnce() -> T) -> T {
         let _idle = Idle(slot, outer);
         f()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SLOT, What, during};
+
+    /// What this thread's slot names (what a report would say).
+    fn named() -> What {
+        SLOT.with(|local| *local.slot.what.lock())
+    }
+
+    /// A poll names the code it runs, whether the thread ran the same code just before or
+    /// other code (the name is only written when it changes); a nested poll keeps the
+    /// outer one's name.
+    #[test]
+    fn each_poll_names_the_code_it_runs() {
+        let (a, b) = (What("A", "f"), What("B", "g"));
+        assert_eq!(during(a, named), a);
+        assert_eq!(during(a, named), a);
+        assert_eq!(during(b, named), b);
+        assert_eq!(during(b, || during(a, named)), b, "a nested poll keeps the outer name");
+        assert_eq!(during(a, named), a);
+        // Equal names in other strings are written too (the check compares the strings' places).
+        let other = What(String::from("A").leak(), String::from("f").leak());
+        assert!(during(other, || std::ptr::eq(named().0, other.0)));
+    }
 }

@@ -81,21 +81,46 @@ impl Tx {
         value: Value,
         controls: bool,
     ) -> Flow<()> {
-        let (peered, foreign) = ep.slots.lock().get(slot).map_or((false, None), |s| (s.peered, s.foreign));
-        if let Some(f) = foreign.filter(|_| controls) {
-            return f.refuse();
-        }
-        let new = value.clone();
+        // A container written to a peered variable becomes part of it (tagged below).
+        let stored =
+            matches!(value, Value::List(_) | Value::Map(_) | Value::Struct(_)).then(|| value.clone());
         let mut value = Some(value);
-        let old = self
-            .with_slot(ep, slot, Mode::Write, |v| {
-                std::mem::replace(v, value.take().unwrap_or(Value::Nothing))
-            })
-            .await?;
-        self.log_undo(Undo::Slot { ep: ep.clone(), slot, old });
+        // One look at the slot (is it peered, may this side write it, the lock, the write),
+        // then one at the log (the lock held, the undo).
+        let (peered, foreign) = poll_fn(|cx| -> Poll<Flow<(bool, Option<Foreign>)>> {
+            let mut slots = ep.slots.lock();
+            let Some(s) = slots.get_mut(slot) else {
+                return Poll::Ready(Err(Exception::application(format!(
+                    "no variable {slot} on {}",
+                    ep.name
+                ))
+                .into()));
+            };
+            if let Some(f) = s.foreign.filter(|_| controls) {
+                return Poll::Ready(f.refuse());
+            }
+            match self.poll_grant(cx, &mut s.lock, Mode::Write) {
+                Poll::Ready(Ok(new)) => {
+                    let old = std::mem::replace(&mut s.value, value.take().unwrap_or(Value::Nothing));
+                    let kind = (s.peered, s.foreign);
+                    drop(slots);
+                    let mut log = self.inner.log.lock();
+                    if new {
+                        log.held.push(Held::Slot(ep.clone(), slot));
+                    }
+                    log.undo.push(Undo::Slot { ep: ep.clone(), slot, old });
+                    Poll::Ready(Ok(kind))
+                }
+                Poll::Ready(Err(a)) => Poll::Ready(Err(a.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
         if peered {
             let tag = PeeredTag { core: ep.serial, slot: slot as u32, foreign };
-            crate::core::value::tag_value(&new, &[tag]);
+            if let Some(stored) = &stored {
+                crate::core::value::tag_value(stored, &[tag]);
+            }
             self.mark_dirty(&[tag]);
         }
         Ok(())
