@@ -70,4 +70,8 @@ impl Txn for Tx {
     fn is_prepared(&self) -> bool {
         Tx::is_prepared(self)
     }
+
+    fn is_running(&self) -> bool {
+        Tx::is_running(self)
+    }
 }

@@ -146,13 +146,15 @@ fn msg() -> impl Strategy<Value = Msg> {
                 peered,
                 vote,
             }),
-        (tx.clone(), prio, peered()).prop_map(|(tx, prio, peered)| Msg::Prepare { tx, prio, peered }),
+        (tx.clone(), prio.clone(), peered()).prop_map(|(tx, prio, peered)| Msg::Prepare { tx, prio, peered }),
         (tx.clone(), any::<u64>()).prop_map(|(tx, mark)| Msg::Rollback { tx, mark }),
         tx.clone().prop_map(|tx| Msg::Aborted { tx }),
         tx.clone().prop_map(|tx| Msg::Vote { tx }),
         tx.clone().prop_map(|tx| Msg::Commit { tx }),
         tx.clone().prop_map(|tx| Msg::Abort { tx }),
-        tx.prop_map(|tx| Msg::WoundMe { tx }),
+        tx.clone().prop_map(|tx| Msg::WoundMe { tx }),
+        (tx.clone(), prio, any::<bool>()).prop_map(|(tx, prio, wound)| Msg::TokenAsk { tx, prio, wound }),
+        tx.prop_map(|tx| Msg::TokenGive { tx }),
     ]
 }
 

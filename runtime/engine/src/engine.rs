@@ -78,6 +78,9 @@ pub trait Txn: Clone {
     fn resume(&self);
     /// Whether it is prepared.
     fn is_prepared(&self) -> bool;
+    /// Whether it is running (not wounded, committing or ended): a root waiting for the
+    /// admission token that may still use it.
+    fn is_running(&self) -> bool;
 }
 
 /// Which endpoint of the protocol a side plays: its index in the protocol's declaration.
@@ -184,6 +187,22 @@ pub enum Msg<V> {
         /// Transaction.
         tx: TxId,
     },
+    /// A root on the sender waits to take the locks of the peered data: the receiver, which
+    /// holds the admission token, hands it over once its own roots older than `prio` end.
+    TokenAsk {
+        /// The oldest waiting root.
+        tx: TxId,
+        /// Its priority.
+        prio: Priority,
+        /// A waiting root holds locks: the receiver's admitted roots younger than `prio`
+        /// are wounded (they might wait for those locks, while it waits for them).
+        wound: bool,
+    },
+    /// The admission token: the receiver's roots may now take the locks of the peered data.
+    TokenGive {
+        /// The root whose ask it answers.
+        tx: TxId,
+    },
 }
 
 impl<V> Msg<V> {
@@ -199,7 +218,9 @@ impl<V> Msg<V> {
             | Msg::Commit { tx }
             | Msg::Abort { tx }
             | Msg::Rollback { tx, .. }
-            | Msg::WoundMe { tx } => *tx,
+            | Msg::WoundMe { tx }
+            | Msg::TokenAsk { tx, .. }
+            | Msg::TokenGive { tx } => *tx,
         }
     }
 
@@ -216,6 +237,8 @@ impl<V> Msg<V> {
             Msg::Abort { .. } => "Abort",
             Msg::Rollback { .. } => "Rollback",
             Msg::WoundMe { .. } => "WoundMe",
+            Msg::TokenAsk { .. } => "TokenAsk",
+            Msg::TokenGive { .. } => "TokenGive",
         }
     }
 }
@@ -314,6 +337,9 @@ pub enum Out<H: Host> {
     /// The other side sent a transaction of this priority: the endpoint's clock moves past
     /// it, so the transactions the endpoint starts later are younger.
     Observe(Priority),
+    /// The admission token arrived, or the connection closed: the roots waiting for it ask
+    /// [`Engine::admit`] again.
+    Admit,
     /// A transaction joined the connection here: the driver registers the link with it (as
     /// parent or child), with the counter of messages this side sends; for a child, it also
     /// arranges that a wound while prepared reaches [`Engine::wound_requested`].
@@ -451,6 +477,21 @@ pub struct Engine<H: Host> {
     next_frame: u64,
     closed: Option<String>,
     stats: Stats,
+    token: Token<H>,
+}
+
+/// The admission token of the peered data (see [`Engine::admit`]).
+struct Token<H: Host> {
+    /// This side holds it.
+    here: bool,
+    /// The roots admitted under it here, which have not ended.
+    users: HashMap<TxId, H::Tx>,
+    /// The roots refused here, which may still wait for it, and whether each holds locks.
+    waiting: Vec<(H::Tx, bool)>,
+    /// The priority this side last asked with (while the token is away).
+    asked: Option<Priority>,
+    /// The other side's oldest waiting root (while the token is here).
+    requested: Option<(Priority, TxId)>,
 }
 
 /// The largest priority clock a peer may send. Clocks count transactions, so a real one
@@ -486,6 +527,13 @@ impl<H: Host> Engine<H> {
             next_frame: 0,
             closed: None,
             stats: Stats::default(),
+            token: Token {
+                here: side == 0,
+                users: HashMap::default(),
+                waiting: Vec::new(),
+                asked: None,
+                requested: None,
+            },
         }
     }
 
@@ -580,6 +628,92 @@ impl<H: Host> Engine<H> {
         let entry = Entry::new(tx.unguarded(), true);
         out.push(Out::Joined { tx: tx.clone(), parent: true, sent: entry.sent.clone() });
         self.txs.insert(tx.id(), entry);
+    }
+
+    /// Whether local transaction `tx` may take the locks of the peered data now.
+    ///
+    /// Each side locks its own replica first, so roots on both sides that wrote the same
+    /// peered variable at once would meet holding one replica each, and one would be
+    /// wounded. So the roots of one side at a time take those locks: the side holding the
+    /// admission token (side 0 at first). A root on the other side is refused; the engine
+    /// asks for the token with the oldest waiting root's priority ([`Msg::TokenAsk`]), and
+    /// [`Out::Admit`] says when to ask again. The holder admits no root younger than an ask
+    /// it has, wounds its admitted roots younger than the asker (a root waiting for the
+    /// token may hold locks they wait for), and hands the token over
+    /// ([`Msg::TokenGive`], after the last one's `Commit` or `Abort`) once its admitted roots
+    /// have ended. Waiting for the token thus only ever waits for older transactions, as
+    /// wound-wait requires. A transaction that is a child here works under its root's
+    /// token, and one admitted stays admitted until it ends; on a closed connection every
+    /// transaction is admitted (it fails when it sends). The token only orders the roots:
+    /// locks and wound-wait still decide every conflict.
+    pub fn admit(&mut self, tx: &H::Tx, holds: bool, out: &mut Outs<H>) -> bool {
+        let id = tx.id();
+        if self.closed.is_some()
+            || self.token.users.contains_key(&id)
+            || self.txs.get(&id).is_some_and(|e| !e.parent)
+        {
+            return true;
+        }
+        let prio = tx.priority();
+        if self.token.here && self.token.requested.is_none_or(|(r, _)| prio < r) {
+            self.admit_user(tx, out);
+            return true;
+        }
+        let known = self.token.waiting.iter().any(|(w, _)| w.id() == id);
+        if !known {
+            self.token.waiting.push((tx.unguarded(), holds));
+        }
+        if self.token.here {
+            // Refused for an older root of the other side: admitted roots younger than this
+            // one might wait for what it holds.
+            if holds && !known {
+                self.wound_users_younger_than(prio, out);
+            }
+        } else if self.token.asked.is_none_or(|a| prio < a) || (holds && !known) {
+            self.token.asked = Some(self.token.asked.map_or(prio, |a| a.min(prio)));
+            self.send(out, Msg::TokenAsk { tx: id, prio, wound: holds });
+        }
+        false
+    }
+
+    /// Wounds the admitted roots younger than `prio` (those that have not begun to commit).
+    fn wound_users_younger_than(&self, prio: Priority, out: &mut Outs<H>) {
+        for user in self.token.users.values() {
+            if prio < user.priority() {
+                out.push(Out::Wound(user.clone()));
+            }
+        }
+    }
+
+    /// Admits root `tx`; it joins the connection, so that its end reaches
+    /// [`Engine::finish`].
+    fn admit_user(&mut self, tx: &H::Tx, out: &mut Outs<H>) {
+        self.token.users.insert(tx.id(), tx.unguarded());
+        self.enlist(tx, out);
+    }
+
+    /// Hands the token over if the other side asked for it and no root admitted here is
+    /// left; asks for it back at once if roots here still wait.
+    fn give_token(&mut self, out: &mut Outs<H>) {
+        let Some((_, asker)) = self.token.requested else { return };
+        if !self.token.here || !self.token.users.is_empty() || self.closed.is_some() {
+            return;
+        }
+        self.token.here = false;
+        self.token.requested = None;
+        self.send(out, Msg::TokenGive { tx: asker });
+        self.token.waiting.retain(|(w, _)| w.is_running());
+        if let Some((oldest, _)) = self.token.waiting.iter().min_by_key(|(w, _)| w.priority()) {
+            let (prio, id) = (oldest.priority(), oldest.id());
+            let wound = self.token.waiting.iter().any(|(_, holds)| *holds);
+            self.token.asked = Some(prio);
+            self.send(out, Msg::TokenAsk { tx: id, prio, wound });
+        }
+    }
+
+    /// Whether this side holds the admission token (for tests and diagnostics).
+    pub fn holds_token(&self) -> bool {
+        self.token.here
     }
 
     /// A local call starts a run of sequence `seq` in `tx` (its first block already ran) and
@@ -760,7 +894,8 @@ impl<H: Host> Engine<H> {
         if entry.child_aborted {
             return Err(Reply::Aborted);
         }
-        if peered.is_empty() && entry.child_voted {
+        // Nothing sent yet (a root admitted for the token that only read): no child to vote.
+        if peered.is_empty() && (entry.child_voted || entry.sent.load(Ordering::Acquire) == 0) {
             return Ok(false);
         }
         entry.vote_waiter = Some(waiter());
@@ -773,11 +908,21 @@ impl<H: Host> Engine<H> {
     /// and nothing was sent since.
     pub fn voted(&self, id: TxId) -> bool {
         self.closed.is_none()
-            && self.txs.get(&id).is_none_or(|e| !e.parent || (!e.child_aborted && e.child_voted))
+            && self.txs.get(&id).is_none_or(|e| {
+                !e.parent || (!e.child_aborted && (e.child_voted || e.sent.load(Ordering::Acquire) == 0))
+            })
     }
 
-    /// Parent role: the transaction committed or aborted here; tell the child.
+    /// Parent role: the transaction committed or aborted here; tell the child. An admitted
+    /// root ends its use of the admission token (after its `Commit` or `Abort` is sent).
     pub fn finish(&mut self, id: TxId, committed: bool, out: &mut Outs<H>) {
+        self.finish_parent(id, committed, out);
+        if self.token.users.remove(&id).is_some() {
+            self.give_token(out);
+        }
+    }
+
+    fn finish_parent(&mut self, id: TxId, committed: bool, out: &mut Outs<H>) {
         let Some(entry) = self.txs.get(&id) else { return };
         if !entry.parent {
             return;
@@ -818,6 +963,10 @@ impl<H: Host> Engine<H> {
     pub fn lost(&mut self, reason: &str, out: &mut Outs<H>) {
         if self.closed.is_none() {
             self.closed = Some(reason.to_owned());
+            // Roots waiting for the token go on (and fail when they send).
+            self.token.users.clear();
+            self.token.waiting.clear();
+            out.push(Out::Admit);
         }
         let ids: Vec<TxId> = self.txs.keys().copied().collect();
         for id in ids {
@@ -955,6 +1104,41 @@ impl<H: Host> Engine<H> {
                 if let Some(entry) = self.txs.get(&id).filter(|e| e.parent) {
                     out.push(Out::Wound(entry.tx.clone()));
                 }
+            }
+            Msg::TokenAsk { prio, wound, .. } => {
+                if let Err(why) = check_priority(prio) {
+                    out.push(deviation(why));
+                    return;
+                }
+                out.push(Out::Observe(prio));
+                if !self.token.here {
+                    // It crossed the token on its way there.
+                    return;
+                }
+                if self.token.requested.is_none_or(|(r, _)| prio < r) {
+                    self.token.requested = Some((prio, id));
+                }
+                if wound {
+                    self.wound_users_younger_than(prio, out);
+                }
+                self.give_token(out);
+            }
+            Msg::TokenGive { .. } => {
+                if self.token.here {
+                    out.push(deviation("the admission token, which this side already holds".into()));
+                    return;
+                }
+                self.token.here = true;
+                self.token.asked = None;
+                // The roots that waited for it are admitted now, before an ask from the
+                // other side that may come right behind it could take it back: it came for
+                // them, and they are older than any such ask.
+                let mut waiting = std::mem::take(&mut self.token.waiting);
+                waiting.sort_by_key(|(w, _)| w.priority());
+                for (tx, _) in waiting.iter().filter(|(w, _)| w.is_running()) {
+                    self.admit_user(tx, out);
+                }
+                out.push(Out::Admit);
             }
         }
     }
@@ -1174,6 +1358,10 @@ mod tests {
 
         fn is_prepared(&self) -> bool {
             self.0.state.get() == "prepared"
+        }
+
+        fn is_running(&self) -> bool {
+            self.0.state.get() == "active"
         }
     }
 
@@ -1531,5 +1719,110 @@ mod tests {
         };
         let (_, out) = deliver(&mut a, forged);
         assert!(closed(&out).is_some_and(|m| m.contains("did not start")));
+    }
+
+    // ------------------------------------------------------------ the admission token
+
+    /// Whether `out` wounds `tx`.
+    fn wounds(out: &[Out], tx: &FakeTx) -> bool {
+        out.iter().any(|o| matches!(o, Out::Wound(t) if t.id() == tx.id()))
+    }
+
+    /// Side 0 holds the token at first: its roots are admitted at once (and join the
+    /// connection, so that their end is heard); a root of side 1 is refused, and side 1
+    /// asks for the token with its priority, once.
+    #[test]
+    fn the_token_starts_on_side_0_and_the_other_side_asks_for_it() {
+        let (mut a, mut b) = pair();
+        assert!(a.holds_token() && !b.holds_token());
+        let (ra, rb) = (FakeTx::root(), FakeTx::root());
+        let mut out = Outs::new();
+        assert!(a.admit(&ra, false, &mut out));
+        assert!(matches!(out.as_slice(), [Out::Joined { parent: true, .. }]));
+        let mut out = Outs::new();
+        assert!(!b.admit(&rb, false, &mut out));
+        match one_send(out) {
+            Msg::TokenAsk { tx, prio, wound } => {
+                assert_eq!((tx, prio, wound), (rb.id(), rb.priority(), false));
+            }
+            other => panic!("expected an ask, got {other:?}"),
+        }
+        let mut out = Outs::new();
+        assert!(!b.admit(&rb, false, &mut out), "asked again: still refused");
+        assert!(sends(&out).is_empty(), "one ask is enough");
+    }
+
+    /// The holder hands the token over once its admitted roots have ended (after their own
+    /// messages), admits no root younger than the ask meanwhile, and the roots that waited
+    /// on the other side are admitted as it arrives, before an ask right behind it could
+    /// take it back; that ask waits for them.
+    #[test]
+    fn the_token_goes_over_when_the_holders_roots_end_and_admits_the_waiters() {
+        let (mut a, mut b) = pair();
+        let ra = FakeTx::root();
+        assert!(a.admit(&ra, false, &mut Outs::new()));
+        let rb = FakeTx::root();
+        let mut out = Outs::new();
+        assert!(!b.admit(&rb, false, &mut out));
+        let ask = one_send(out);
+        let (_, out) = deliver(&mut a, ask);
+        assert!(sends(&out).is_empty(), "a root admitted on side 0 has not ended");
+        assert!(!wounds(&out, &ra), "a waiting root that holds nothing wounds nobody");
+        // A root of side 0 younger than the ask is refused.
+        let late = FakeTx::root();
+        let mut out = Outs::new();
+        assert!(!a.admit(&late, false, &mut out));
+        assert!(sends(&out).is_empty(), "side 0 holds the token: nothing to ask");
+        // The admitted root ends: the token goes, and side 0 asks for it back at once.
+        let mut out = Outs::new();
+        a.finish(ra.id(), true, &mut out);
+        let msgs = sends(&out);
+        assert!(matches!(msgs.as_slice(), [Msg::TokenGive { .. }, Msg::TokenAsk { .. }]), "{msgs:?}");
+        assert!(!a.holds_token());
+        // Side 1 gets the token and admits its waiter; the ask behind it waits for that root.
+        let mut out = Outs::new();
+        b.received(msgs[0].clone(), &mut out);
+        assert!(b.holds_token());
+        assert!(out.iter().any(|o| matches!(o, Out::Admit)));
+        assert!(out.iter().any(|o| matches!(o, Out::Joined { tx, .. } if tx.id() == rb.id())));
+        let (_, out) = deliver(&mut b, msgs[1].clone());
+        assert!(sends(&out).is_empty(), "the waiter admitted here has not ended");
+        assert!(b.admit(&rb, false, &mut Outs::new()), "the waiter is admitted");
+        let mut out = Outs::new();
+        b.finish(rb.id(), true, &mut out);
+        assert!(matches!(sends(&out).as_slice(), [Msg::TokenGive { .. }]));
+    }
+
+    /// A waiting root that holds locks asks with `wound`: the holder wounds its admitted
+    /// roots younger than it (they might wait for those locks), not the older ones.
+    #[test]
+    fn an_ask_from_a_root_that_holds_locks_wounds_younger_admitted_roots() {
+        let (mut a, mut b) = pair();
+        let older = FakeTx::root();
+        assert!(a.admit(&older, false, &mut Outs::new()));
+        let rb = FakeTx::root();
+        let younger = FakeTx::root();
+        assert!(a.admit(&younger, false, &mut Outs::new()));
+        let mut out = Outs::new();
+        assert!(!b.admit(&rb, true, &mut out));
+        let ask = one_send(out);
+        assert!(matches!(ask, Msg::TokenAsk { wound: true, .. }));
+        let (_, out) = deliver(&mut a, ask);
+        assert!(wounds(&out, &younger) && !wounds(&out, &older));
+    }
+
+    /// On a closed connection every root is admitted, and the waiting ones are told to ask
+    /// again; a token given to the side that holds it is a deviation.
+    #[test]
+    fn a_lost_connection_admits_everyone_and_a_second_token_is_a_deviation() {
+        let (mut a, mut b) = pair();
+        let rb = FakeTx::root();
+        assert!(!b.admit(&rb, false, &mut Outs::new()));
+        let mut out = Outs::new();
+        b.lost("cut", &mut out);
+        assert!(out.iter().any(|o| matches!(o, Out::Admit)));
+        assert!(b.admit(&rb, false, &mut Outs::new()));
+        let (_, out) = deliver(&mut a, Msg::TokenGive { tx: rb.id() });
+        assert!(closed(&out).is_some_and(|m| m.contains("admission token")));
     }
 }

@@ -22,6 +22,11 @@ const COMMIT: u8 = 7;
 const ABORT: u8 = 8;
 const ROLLBACK: u8 = 9;
 const WOUND_ME: u8 = 10;
+const TOKEN_ASK: u8 = 11;
+const TOKEN_GIVE: u8 = 12;
+
+/// The first bytes of the engine's messages (a transport tells them from its own frames).
+pub const MESSAGE_TAGS: std::ops::RangeInclusive<u8> = WORK..=TOKEN_GIVE;
 
 /// Flag bits of the messages that carry them.
 const FROM_PARENT: u8 = 1;
@@ -97,6 +102,12 @@ fn encode<V: WireValue>(w: &mut Writer, msg: &Msg<V>) -> Result<(), WireError> {
             w.varint(*mark);
         }
         Msg::WoundMe { tx } => head(w, WOUND_ME, *tx),
+        Msg::TokenAsk { tx, prio, wound } => {
+            head(w, TOKEN_ASK, *tx);
+            priority(w, *prio);
+            w.byte(u8::from(*wound));
+        }
+        Msg::TokenGive { tx } => head(w, TOKEN_GIVE, *tx),
     }
     Ok(())
 }
@@ -193,6 +204,16 @@ pub fn decode_msg<V: WireValue>(bytes: &[u8]) -> Result<Msg<V>, WireError> {
         ABORT => Msg::Abort { tx },
         ROLLBACK => Msg::Rollback { tx, mark: r.varint()? },
         WOUND_ME => Msg::WoundMe { tx },
+        TOKEN_ASK => {
+            let prio = read_priority(&mut r)?;
+            let wound = match r.byte("a wound flag")? {
+                0 => false,
+                1 => true,
+                other => return Err(WireError::BadTag { tag: other, at: r.offset() - 1 }),
+            };
+            Msg::TokenAsk { tx, prio, wound }
+        }
+        TOKEN_GIVE => Msg::TokenGive { tx },
         other => return Err(WireError::BadTag { tag: other, at: 0 }),
     };
     r.finish()?;

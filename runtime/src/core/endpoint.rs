@@ -30,6 +30,8 @@ pub struct EndpointCore {
     pub(crate) id: String,
     pub(crate) serial: u64,
     pub(crate) slots: Mutex<Vec<Slot>>,
+    /// How many of the slots are peered (`0..n`; set once, before any transaction).
+    pub(crate) peered_slots: std::sync::atomic::AtomicUsize,
     pub(crate) printer: Printer,
     /// The connection to the partner, once it has one: a write to the endpoint's peered data
     /// enlists the transaction there. Weak: the generated endpoint owns its link.
@@ -65,6 +67,7 @@ impl EndpointCore {
                     .map(|value| Slot { value, lock: TxLock::default(), peered: false, foreign: None })
                     .collect(),
             ),
+            peered_slots: std::sync::atomic::AtomicUsize::new(0),
             printer,
             link: std::sync::OnceLock::new(),
             clock: crate::core::tx::Clock::current(),
@@ -86,6 +89,7 @@ impl EndpointCore {
     /// (the same numbering on both endpoints of a pair).
     pub fn set_peered(&self, count: usize) {
         let mut slots = self.slots.lock();
+        self.peered_slots.store(count.min(slots.len()), Ordering::Release);
         for (i, s) in slots.iter_mut().enumerate().take(count) {
             s.peered = true;
             let tag = crate::core::tx::PeeredTag { core: self.serial, slot: i as u32, foreign: s.foreign };

@@ -113,6 +113,8 @@ pub(crate) struct LinkShared {
     stop_done: tokio::sync::watch::Sender<bool>,
     /// Whether several transactions were in flight at the last engine visit.
     busy: std::sync::atomic::AtomicBool,
+    /// Roots waiting for the admission token (`Engine::admit`): woken by [`Out::Admit`].
+    token_waiters: Mutex<Vec<std::task::Waker>>,
 }
 
 /// A handle on one side of a pair's connection (cheap to clone).
@@ -152,6 +154,7 @@ impl Link {
             queued: std::sync::atomic::AtomicUsize::new(0),
             stop_done: tokio::sync::watch::Sender::new(false),
             busy: std::sync::atomic::AtomicBool::new(false),
+            token_waiters: Mutex::new(Vec::new()),
         });
         let as_link: Arc<dyn TxLink> = shared.clone();
         // An endpoint joins one partner in its life (a later link is never attached).
@@ -375,11 +378,23 @@ impl LinkShared {
                 Out::Abort(tx) => tx.abort_shared(),
                 Out::Wound(tx) => tx.wound(),
                 Out::Observe(priority) => self.core.clock.observe(priority),
+                Out::Admit => {
+                    for w in std::mem::take(&mut *self.token_waiters.lock()) {
+                        w.wake();
+                    }
+                }
                 Out::ForceWound(tx) => tx.force_wound(),
                 Out::Rollback(tx, sp) => tx.rollback_from(sp, self),
                 Out::Close(message) => self.deviated(message),
                 Out::Joined { tx, parent, sent } => {
                     tx.add_link(self.arc(), parent, sent);
+                    // Admitted for the token while it was being aborted (it waited, and the
+                    // token came as it gave up): its abort may have run before the link was
+                    // there, so the engine hears of its end here (twice is harmless).
+                    if parent && tx.is_ending() {
+                        let id = tx.id();
+                        self.with_engine(|e, out| e.finish(id, false, out));
+                    }
                     if !parent {
                         let me: Weak<dyn TxLink> = self.me.clone();
                         tx.set_wound_hook(me);
@@ -622,6 +637,26 @@ impl TxLink for LinkShared {
 
     fn closed(&self) -> bool {
         self.engine.lock().closed().is_some()
+    }
+
+    fn poll_admit(&self, tx: &Tx, holds: bool, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // No connection yet: nothing to hand the token over (nor anything to conflict with).
+        if self.transport.get().is_none() {
+            return std::task::Poll::Ready(());
+        }
+        // The waker is registered under the engine's lock: the token's arrival, which the
+        // engine reports after that lock is released, wakes it.
+        let admitted = self.with_engine(|e, out| {
+            let admitted = e.admit(tx, holds, out);
+            if !admitted {
+                let mut waiters = self.token_waiters.lock();
+                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
+                }
+            }
+            admitted
+        });
+        if admitted { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
     }
 }
 

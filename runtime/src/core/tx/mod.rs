@@ -184,6 +184,13 @@ pub(crate) trait TxLink: Send + Sync {
     fn wound_requested(&self, tx: TxId);
     /// Whether the connection is closed (lost, stopped or broken).
     fn closed(&self) -> bool;
+    /// Whether root `tx` may take the locks of the link's peered data now (the admission
+    /// token: see `Engine::admit`; `holds`: it holds locks, here or through partners); if
+    /// not, `cx` is woken when it should ask again.
+    fn poll_admit(&self, tx: &Tx, holds: bool, cx: &mut Context<'_>) -> Poll<()> {
+        let _ = (tx, holds, cx);
+        Poll::Ready(())
+    }
 }
 
 /// The mark of an object that belongs to a peered variable: writes through any reference to
@@ -303,14 +310,28 @@ pub(crate) struct TxInner {
     /// The protocol file and line of the last statement that could raise which ran here
     /// ([`Tx::at`]).
     at: Mutex<(&'static str, u32)>,
+    /// The endpoint (its serial; 0 for none) whose link last admitted this transaction to
+    /// its peered data ([`TxLink::poll_admit`]): asked once, not at every access.
+    pub(super) admitted: AtomicU64,
 }
 
 impl TxInner {
     /// Empties a finished transaction's shared part for reuse: everything but its id,
     /// priority, state and guard count (which [`Tx::with_id`] sets) as a new one has it.
     fn clear(&mut self) {
-        let TxInner { id: _, priority: _, state: _, wakers, guards: _, log, hook, hook_fired, behind, at } =
-            self;
+        let TxInner {
+            id: _,
+            priority: _,
+            state: _,
+            wakers,
+            guards: _,
+            log,
+            hook,
+            hook_fired,
+            behind,
+            at,
+            admitted,
+        } = self;
         wakers.get_mut().clear();
         let TxLog { undo, held, effects, links, dirty, shipped, enlisted } = log.get_mut();
         undo.clear();
@@ -324,6 +345,7 @@ impl TxInner {
         *hook_fired.get_mut() = false;
         behind.get_mut().clear();
         *at.get_mut() = ("", 0);
+        *admitted.get_mut() = 0;
     }
 
     /// Whether the attempt is still running (not committed nor aborted).
@@ -474,6 +496,7 @@ impl Tx {
             hook_fired: std::sync::atomic::AtomicBool::new(false),
             behind: Mutex::new(Vec::new()),
             at: Mutex::new(("", 0)),
+            admitted: AtomicU64::new(0),
         });
         Tx { inner, guarded: true }
     }
@@ -691,6 +714,23 @@ impl Tx {
             ACTIVE | COMMITTING => Ok(()),
             _ => Err(Abort::Wounded),
         }
+    }
+
+    /// Whether the transaction holds locks here, or may hold some elsewhere: through a
+    /// partner it sent work to, or, as a partner's child, through its parent.
+    pub(crate) fn holds_locks(&self) -> bool {
+        let log = self.inner.log.lock();
+        !log.held.is_empty() || log.links.iter().any(|l| !l.parent || l.sent.load(Ordering::Acquire) > 0)
+    }
+
+    /// Whether the attempt runs: not wounded, committing, aborting or ended.
+    pub(crate) fn is_running(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) == ACTIVE
+    }
+
+    /// Whether it is being aborted or has ended (it no longer looks at its links).
+    pub(crate) fn is_ending(&self) -> bool {
+        matches!(self.inner.state.load(Ordering::Acquire), ABORTING | FINISHED)
     }
 
     /// Whether an older transaction wounded this one.

@@ -6,15 +6,52 @@ use super::*;
 impl Tx {
     // ---------------------------------------------------------------- variable slots
 
-    /// Runs `f` on slot `slot` of `ep` with its lock taken in `mode`.
+    /// Whether this transaction may take the locks of `ep`'s peered variables now (the
+    /// admission token of its link; see `Engine::admit`). If not, the task is woken when it
+    /// should ask again, or when the transaction is wounded.
+    fn poll_admitted(&self, cx: &mut Context<'_>, ep: &Arc<EndpointCore>) -> Poll<Flow<()>> {
+        if self.inner.admitted.load(Ordering::Relaxed) == ep.serial {
+            return Poll::Ready(Ok(()));
+        }
+        let Some(link) = ep.link.get().and_then(std::sync::Weak::upgrade) else {
+            return Poll::Ready(Ok(()));
+        };
+        match link.poll_admit(self, self.holds_locks(), cx) {
+            Poll::Ready(()) => {
+                self.inner.admitted.store(ep.serial, Ordering::Relaxed);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                // Publish the waker, then look again: a wound racing with the wait is seen.
+                self.wake_on_wound(cx.waker());
+                match self.check() {
+                    Ok(()) => Poll::Pending,
+                    Err(abort) => Poll::Ready(Err(abort.into())),
+                }
+            }
+        }
+    }
+
+    /// Whether slot `slot` of `ep` is a peered variable, for [`Tx::poll_admitted`] (without
+    /// the slots' lock: which slots are peered is set before any transaction runs).
+    fn is_peered(ep: &EndpointCore, slot: usize) -> bool {
+        slot < ep.peered_slots.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on slot `slot` of `ep` with its lock taken in `mode`; first, for a peered
+    /// variable and when `admit`, waits for the transaction's admission to it.
     async fn with_slot<T>(
         &self,
         ep: &Arc<EndpointCore>,
         slot: usize,
         mode: Mode,
+        admit: bool,
         mut f: impl FnMut(&mut Value) -> T,
     ) -> Flow<T> {
         poll_fn(|cx| -> Poll<Flow<T>> {
+            if admit && Self::is_peered(ep, slot) {
+                std::task::ready!(self.poll_admitted(cx, ep))?;
+            }
             let mut slots = ep.slots.lock();
             let Some(s) = slots.get_mut(slot) else {
                 return Poll::Ready(Err(Exception::application(format!(
@@ -41,7 +78,7 @@ impl Tx {
 
     /// Reads slot `slot` of `ep` (a global or peered variable).
     pub async fn read(&self, ep: &Arc<EndpointCore>, slot: usize) -> Flow<Value> {
-        self.with_slot(ep, slot, Mode::Read, |v| v.clone()).await
+        self.with_slot(ep, slot, Mode::Read, true, |v| v.clone()).await
     }
 
     /// Writes `value` into slot `slot` of `ep`. A peered variable becomes dirty: the
@@ -88,6 +125,9 @@ impl Tx {
         // One look at the slot (is it peered, may this side write it, the lock, the write),
         // then one at the log (the lock held, the undo).
         let (peered, foreign) = poll_fn(|cx| -> Poll<Flow<(bool, Option<Foreign>)>> {
+            if Self::is_peered(ep, slot) {
+                std::task::ready!(self.poll_admitted(cx, ep))?;
+            }
             let mut slots = ep.slots.lock();
             let Some(s) = slots.get_mut(slot) else {
                 return Poll::Ready(Err(Exception::application(format!(
@@ -132,7 +172,7 @@ impl Tx {
     pub(crate) async fn apply_peered(&self, ep: &Arc<EndpointCore>, slot: usize, value: Value) -> Flow<()> {
         let foreign = ep.slots.lock().get(slot).and_then(|s| s.foreign);
         let tag = PeeredTag { core: ep.serial, slot: slot as u32, foreign };
-        let current = self.with_slot(ep, slot, Mode::Write, |v| v.clone()).await?;
+        let current = self.with_slot(ep, slot, Mode::Write, false, |v| v.clone()).await?;
         let same_kind = matches!(
             (&current, &value),
             (Value::List(_), Value::List(_))
@@ -156,7 +196,7 @@ impl Tx {
             crate::core::value::tag_value(&value, &[tag]);
             let mut value = Some(value);
             let old = self
-                .with_slot(ep, slot, Mode::Write, |v| {
+                .with_slot(ep, slot, Mode::Write, false, |v| {
                     std::mem::replace(v, value.take().unwrap_or(Value::Nothing))
                 })
                 .await?;

@@ -522,22 +522,24 @@ impl Conn {
     /// Handles one frame; false when the connection is finished.
     fn frame(&self, payload: &[u8]) -> bool {
         match payload.first().copied() {
-            Some(1..=10) => match crate::engine::proto::decode_msg(payload) {
-                Ok(msg) => {
-                    if let Err(message) = self.check_values(&msg) {
-                        self.deviated(message);
-                        return false;
+            Some(tag) if crate::engine::proto::MESSAGE_TAGS.contains(&tag) => {
+                match crate::engine::proto::decode_msg(payload) {
+                    Ok(msg) => {
+                        if let Err(message) = self.check_values(&msg) {
+                            self.deviated(message);
+                            return false;
+                        }
+                        if let Some(link) = self.link() {
+                            link.receive(msg);
+                        }
+                        true
                     }
-                    if let Some(link) = self.link() {
-                        link.receive(msg);
+                    Err(e) => {
+                        self.deviated(format!("a malformed message: {e}"));
+                        false
                     }
-                    true
                 }
-                Err(e) => {
-                    self.deviated(format!("a malformed message: {e}"));
-                    false
-                }
-            },
+            }
             Some(kind::HEARTBEAT) if payload.len() == 1 => true,
             Some(kind::RECEIVED) if self.session.is_some() => {
                 let mut r = crate::wire::Reader::new(&payload[1..]);
