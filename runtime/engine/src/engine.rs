@@ -30,6 +30,12 @@
 //! may not abort alone (its root may be committing): it asks its parent with `WoundMe`, and
 //! the root aborts the transaction if it has not decided yet.
 //!
+//! **Admission token.** The roots of one side at a time take the locks of the peered data:
+//! the side holding the connection's token ([`Engine::admit`]; `TokenAsk` and `TokenGive`
+//! move it). It orders roots that would otherwise meet holding one replica each; it
+//! decides no conflict (locks and wound-wait still do), so a root admitted without it is
+//! correct, only slower.
+//!
 //! **Deviations.** A message that does not fit (an unknown sequence or block, a block that
 //! does not run on this side, wrong sequence data, a decision while work is running) closes
 //! the connection ([`Out::Close`] with the reason); messages about transactions that ended
