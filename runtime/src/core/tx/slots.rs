@@ -53,13 +53,7 @@ impl Tx {
                 std::task::ready!(self.poll_admitted(cx, ep))?;
             }
             let mut slots = ep.slots.lock();
-            let Some(s) = slots.get_mut(slot) else {
-                return Poll::Ready(Err(Exception::application(format!(
-                    "no variable {slot} on {}",
-                    ep.name
-                ))
-                .into()));
-            };
+            let Some(s) = slots.get_mut(slot) else { return no_variable(ep, slot) };
             match self.poll_grant(cx, &mut s.lock, mode) {
                 Poll::Ready(Ok(new)) => {
                     let out = f(&mut s.value);
@@ -129,13 +123,7 @@ impl Tx {
                 std::task::ready!(self.poll_admitted(cx, ep))?;
             }
             let mut slots = ep.slots.lock();
-            let Some(s) = slots.get_mut(slot) else {
-                return Poll::Ready(Err(Exception::application(format!(
-                    "no variable {slot} on {}",
-                    ep.name
-                ))
-                .into()));
-            };
+            let Some(s) = slots.get_mut(slot) else { return no_variable(ep, slot) };
             if let Some(f) = s.foreign.filter(|_| controls) {
                 return Poll::Ready(f.refuse());
             }
@@ -204,4 +192,9 @@ impl Tx {
         }
         Ok(())
     }
+}
+
+/// What an access to slot `slot`, which `ep` does not have, finds.
+fn no_variable<T>(ep: &EndpointCore, slot: usize) -> Poll<Flow<T>> {
+    Poll::Ready(Err(Exception::application(format!("no variable {slot} on {}", ep.name)).into()))
 }
