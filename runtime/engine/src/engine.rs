@@ -194,7 +194,8 @@ pub enum Msg<V> {
         tx: TxId,
     },
     /// A root on the sender waits to take the locks of the peered data: the receiver, which
-    /// holds the admission token, hands it over once its own roots older than `prio` end.
+    /// holds the admission token, admits no root younger than `prio` and hands the token
+    /// over once the roots it admitted have ended.
     TokenAsk {
         /// The oldest waiting root.
         tx: TxId,
@@ -558,9 +559,18 @@ impl<H: Host> Engine<H> {
         self.closed.as_deref()
     }
 
-    /// One line per transaction in flight, for diagnostics.
+    /// The admission token's state, then one line per transaction in flight, for
+    /// diagnostics.
     pub fn describe(&self) -> String {
         let mut out = String::new();
+        out.push_str(&format!(
+            "token here={} users={} waiting={} asked={:?} requested={:?}\n",
+            self.token.here,
+            self.token.users.len(),
+            self.token.waiting.len(),
+            self.token.asked,
+            self.token.requested
+        ));
         for (id, e) in &self.txs {
             out.push_str(&format!(
                 "{id:?} {} parent={} voted={} child_aborted={} abort_requested={} jobs={} waiters={} vote_waiter={}\n",
@@ -644,14 +654,17 @@ impl<H: Host> Engine<H> {
     /// admission token (side 0 at first). A root on the other side is refused; the engine
     /// asks for the token with the oldest waiting root's priority ([`Msg::TokenAsk`]), and
     /// [`Out::Admit`] says when to ask again. The holder admits no root younger than an ask
-    /// it has, wounds its admitted roots younger than the asker (a root waiting for the
-    /// token may hold locks they wait for), and hands the token over
-    /// ([`Msg::TokenGive`], after the last one's `Commit` or `Abort`) once its admitted roots
-    /// have ended. Waiting for the token thus only ever waits for older transactions, as
-    /// wound-wait requires. A transaction that is a child here works under its root's
-    /// token, and one admitted stays admitted until it ends; on a closed connection every
-    /// transaction is admitted (it fails when it sends). The token only orders the roots:
-    /// locks and wound-wait still decide every conflict.
+    /// it has and hands the token over ([`Msg::TokenGive`], after the last one's `Commit` or
+    /// `Abort`) once its admitted roots have ended; the roots that waited are admitted as it
+    /// arrives. `holds` says that `tx` holds locks, or may through a partner, or is admitted
+    /// on another connection: then the other side's admitted roots younger than it are
+    /// wounded (they might wait for what it holds), as wound-wait would. A waiting root that
+    /// holds nothing may wait for younger admitted roots, but nothing can wait for it in
+    /// turn, so no cycle of waits forms. A transaction that is a child here (it acts for a
+    /// root of the other side) never waits for the token, and one admitted stays admitted
+    /// until it ends; on a closed connection every transaction is admitted (it fails when it
+    /// sends). The token only orders the roots: locks and wound-wait still decide every
+    /// conflict.
     pub fn admit(&mut self, tx: &H::Tx, holds: bool, out: &mut Outs<H>) -> bool {
         let id = tx.id();
         if self.closed.is_some()
@@ -667,6 +680,8 @@ impl<H: Host> Engine<H> {
         }
         let known = self.token.waiting.iter().any(|(w, _)| w.id() == id);
         if !known {
+            // Attempts that gave up (wounded, past their deadline) wait no more.
+            self.token.waiting.retain(|(w, _)| w.is_running());
             self.token.waiting.push((tx.unguarded(), holds));
         }
         if self.token.here {
@@ -890,6 +905,13 @@ impl<H: Host> Engine<H> {
         out: &mut Outs<H>,
     ) -> Result<bool, Reply<H::Value>> {
         let id = tx.id();
+        // Nothing sent about it and nothing to send (a root admitted for the token that only
+        // read): there is no child to vote, whether or not the connection is still open.
+        if peered.is_empty()
+            && self.txs.get(&id).is_some_and(|e| e.parent && e.sent.load(Ordering::Acquire) == 0)
+        {
+            return Ok(false);
+        }
         if let Some(reason) = &self.closed {
             return Err(Reply::Lost(reason.clone()));
         }
@@ -900,8 +922,7 @@ impl<H: Host> Engine<H> {
         if entry.child_aborted {
             return Err(Reply::Aborted);
         }
-        // Nothing sent yet (a root admitted for the token that only read): no child to vote.
-        if peered.is_empty() && (entry.child_voted || entry.sent.load(Ordering::Acquire) == 0) {
+        if peered.is_empty() && entry.child_voted {
             return Ok(false);
         }
         entry.vote_waiter = Some(waiter());
@@ -910,13 +931,14 @@ impl<H: Host> Engine<H> {
     }
 
     /// Whether [`Engine::prepare`] with no peered data would have nothing to do for `id`:
-    /// the connection is open and the transaction is not a parent here, or its child voted
-    /// and nothing was sent since.
+    /// this side sent nothing about it, or the connection is open and the transaction is not
+    /// a parent here, or its child voted and nothing was sent since.
     pub fn voted(&self, id: TxId) -> bool {
-        self.closed.is_none()
-            && self.txs.get(&id).is_none_or(|e| {
-                !e.parent || (!e.child_aborted && (e.child_voted || e.sent.load(Ordering::Acquire) == 0))
-            })
+        let entry = self.txs.get(&id);
+        if entry.is_some_and(|e| e.parent && e.sent.load(Ordering::Acquire) == 0) {
+            return true;
+        }
+        self.closed.is_none() && entry.is_none_or(|e| !e.parent || (!e.child_aborted && e.child_voted))
     }
 
     /// Parent role: the transaction committed or aborted here; tell the child. An admitted
@@ -984,6 +1006,11 @@ impl<H: Host> Engine<H> {
                 out.push(Out::Answer(w, Reply::Lost(reason.to_owned())));
             }
             if entry.parent {
+                // Nothing crossed for it (a root admitted for the token that only read): it
+                // needs no vote and may still commit; it goes when it finishes.
+                if entry.sent.load(Ordering::Acquire) == 0 {
+                    continue;
+                }
                 // The root learns it from its waiters or its prepare; it aborts then.
                 self.end(id);
             } else {
@@ -1138,7 +1165,8 @@ impl<H: Host> Engine<H> {
                 self.token.asked = None;
                 // The roots that waited for it are admitted now, before an ask from the
                 // other side that may come right behind it could take it back: it came for
-                // them, and they are older than any such ask.
+                // them. (A root admitted here is parked in its wait for the token: it
+                // cannot be committing while the driver registers the link.)
                 let mut waiting = std::mem::take(&mut self.token.waiting);
                 waiting.sort_by_key(|(w, _)| w.priority());
                 for (tx, _) in waiting.iter().filter(|(w, _)| w.is_running()) {
@@ -1818,10 +1846,17 @@ mod tests {
     }
 
     /// On a closed connection every root is admitted, and the waiting ones are told to ask
-    /// again; a token given to the side that holds it is a deviation.
+    /// again; a root admitted only to read needs no vote, even once the connection is gone;
+    /// a token given to the side that holds it is a deviation.
     #[test]
     fn a_lost_connection_admits_everyone_and_a_second_token_is_a_deviation() {
         let (mut a, mut b) = pair();
+        let reader = FakeTx::root();
+        assert!(a.admit(&reader, false, &mut Outs::new()));
+        a.lost("cut", &mut Outs::new());
+        assert!(a.voted(reader.id()), "nothing was sent about it: nothing to vote on");
+        assert!(matches!(a.prepare(&reader, Vec::new(), || 9, &mut Outs::new()), Ok(false)));
+        let (mut a, _) = pair();
         let rb = FakeTx::root();
         assert!(!b.admit(&rb, false, &mut Outs::new()));
         let mut out = Outs::new();

@@ -716,11 +716,13 @@ impl Tx {
         }
     }
 
-    /// Whether the transaction holds locks here, or may hold some elsewhere: through a
-    /// partner it sent work to, or, as a partner's child, through its parent.
+    /// Whether anything may wait for this transaction: it holds locks here, or may hold
+    /// some elsewhere (through a partner it sent work to, or, as a partner's child, through
+    /// its parent), or it joined a connection (it may be admitted to that connection's
+    /// peered data, which the other side's roots wait for).
     pub(crate) fn holds_locks(&self) -> bool {
         let log = self.inner.log.lock();
-        !log.held.is_empty() || log.links.iter().any(|l| !l.parent || l.sent.load(Ordering::Acquire) > 0)
+        !log.held.is_empty() || !log.links.is_empty()
     }
 
     /// Whether the attempt runs: not wounded, committing, aborting or ended.

@@ -119,7 +119,12 @@ impl Tx {
         // One look at the slot (is it peered, may this side write it, the lock, the write),
         // then one at the log (the lock held, the undo).
         let (peered, foreign) = poll_fn(|cx| -> Poll<Flow<(bool, Option<Foreign>)>> {
-            if Self::is_peered(ep, slot) {
+            if Self::is_peered(ep, slot) && self.inner.admitted.load(Ordering::Relaxed) != ep.serial {
+                // A write this side may not make is refused before it asks for admission.
+                let foreign = ep.slots.lock().get(slot).and_then(|s| s.foreign);
+                if let Some(f) = foreign.filter(|_| controls) {
+                    return Poll::Ready(f.refuse());
+                }
                 std::task::ready!(self.poll_admitted(cx, ep))?;
             }
             let mut slots = ep.slots.lock();

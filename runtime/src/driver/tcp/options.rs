@@ -13,12 +13,13 @@ use crate::engine::SequenceInfo;
 
 /// The first bytes each side sends.
 pub const MAGIC: [u8; 6] = *b"WALDO\0";
-/// The version of the wire format this runtime speaks.
-pub const WIRE_VERSION: u16 = 3;
+/// The version of the wire format this runtime speaks (4: the admission token's messages).
+pub const WIRE_VERSION: u16 = 4;
 /// The largest handshake frame accepted.
 pub const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
 
-/// Frame kinds (the first payload byte). Engine messages use 1 to 10 ([`crate::engine::proto`]).
+/// Frame kinds (the first payload byte). Engine messages use 1 to 12
+/// ([`crate::engine::proto::MESSAGE_TAGS`]).
 pub mod kind {
     /// Handshake: protocol, fingerprint, side, endpoint, nonce.
     pub const HELLO: u8 = 0x40;
